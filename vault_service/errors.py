@@ -1,0 +1,123 @@
+"""The one error tree of vault-service.
+
+Every failure that can reach a caller is a :class:`VaultError` subclass that carries its gRPC status
+(by name, so that this module and the layers under the service never import grpc) and a *public*
+message. The public message is the only text a client ever sees: it never contains plaintext, key
+material, subject ids or the text of an underlying exception. Vendor errors (sqlite3, boto3, hvac,
+cryptography) are translated into this tree once, at the adapter that calls the vendor.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Status(enum.Enum):
+    """gRPC status names used by the error tree (mirrors grpc.StatusCode without importing grpc)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    UNAVAILABLE = "UNAVAILABLE"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    DATA_LOSS = "DATA_LOSS"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    INTERNAL = "INTERNAL"
+
+
+class VaultError(Exception):
+    """Base of every error the service reports. ``str(err)`` is the public message."""
+
+    status: Status = Status.INTERNAL
+    default_message = "internal error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.public_message = message or self.default_message
+        super().__init__(self.public_message)
+
+
+class InvalidArgument(VaultError):
+    """The request is malformed or semantically invalid."""
+
+    status = Status.INVALID_ARGUMENT
+    default_message = "invalid argument"
+
+
+class Unauthenticated(VaultError):
+    """No credential, or a credential that does not identify a principal."""
+
+    status = Status.UNAUTHENTICATED
+    default_message = "authentication required"
+
+
+class PermissionDenied(VaultError):
+    """The principal may not do this. Also used for records that do not exist (no oracle)."""
+
+    status = Status.PERMISSION_DENIED
+    default_message = "permission denied"
+
+
+class NotFound(VaultError):
+    """The record is absent, shredded, or its subject was erased."""
+
+    status = Status.NOT_FOUND
+    default_message = "not found"
+
+
+class AlreadyExists(VaultError):
+    """An idempotency key was reused for a different request."""
+
+    status = Status.ALREADY_EXISTS
+    default_message = "already exists"
+
+
+class FailedPrecondition(VaultError):
+    """The system is not in a state that allows this (legal hold, key disabled, missing mark)."""
+
+    status = Status.FAILED_PRECONDITION
+    default_message = "failed precondition"
+
+
+class Unavailable(VaultError):
+    """A dependency (key provider, database, audit sink) is down. Nothing was written; retry."""
+
+    status = Status.UNAVAILABLE
+    default_message = "service unavailable, retry later"
+
+
+class ResourceExhausted(VaultError):
+    """A size, rate or concurrency limit was hit."""
+
+    status = Status.RESOURCE_EXHAUSTED
+    default_message = "resource exhausted"
+
+
+class DataLoss(VaultError):
+    """Stored ciphertext or a wrapped key failed authentication. A security event."""
+
+    status = Status.DATA_LOSS
+    default_message = "stored data failed an integrity check"
+
+
+class IntegrityError(DataLoss):
+    """Raised by the crypto layer for every authentication failure, with no detail (no oracle).
+
+    Tag mismatch, wrong key, wrong context, truncation, trailing data and reordering are all this one
+    error with the same message, so that a caller cannot learn which check failed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+class ConfigError(Exception):
+    """A configuration or policy file is invalid. Raised at start-up; the message names file and key."""
+
+
+class Internal(VaultError):
+    """A bug. The message is generic; details go to the server log under a correlation id."""
+
+    status = Status.INTERNAL
