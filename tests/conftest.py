@@ -33,3 +33,99 @@ def wycheproof() -> Any:
         return result
 
     return load
+
+
+# --- a configured vault in a temp directory, and a real gRPC server on a free port -----------------
+
+TOKENS = {"app": "app-token-0123456789", "clinic": "clinic-token-0123456789",
+          "operator": "operator-token-0123456789"}
+
+
+def test_policy_text() -> str:
+    """The example clinic-matching policy plus principals with known tokens."""
+    import hashlib
+
+    base = (ROOT / "policies" / "clinic-matching.toml").read_text()
+    roles = {"app": "application", "clinic": "clinic", "operator": "operator"}
+    extra = "".join(
+        f'\n[principals.{name}]\nrole = "{roles[name]}"\n'
+        f'token_sha256 = "{hashlib.sha256(tok.encode()).hexdigest()}"\n'
+        for name, tok in TOKENS.items())
+    return base + extra
+
+
+test_policy_text.__test__ = False  # type: ignore[attr-defined]
+
+
+def write_config(home: Path, **overrides: str) -> Path:
+    """A config whose every path is inside ``home``; returns its path. Creates the keyring."""
+    from vault_service.key_providers import create_keyring
+
+    (home / "policy.toml").write_text(test_policy_text())
+    server = {"listen": '"127.0.0.1:0"', "purge_interval_seconds": "3600.0"}
+    storage = {"sqlite_path": '"data/vault.db"', "blob_dir": '"data/blobs"'}
+    for key, value in overrides.items():
+        section, _, name = key.partition("__")
+        {"server": server, "storage": storage}[section][name] = value
+    text = 'policy = "policy.toml"\n[server]\n'
+    text += "".join(f"{k} = {v}\n" for k, v in server.items())
+    text += "[storage]\n" + "".join(f"{k} = {v}\n" for k, v in storage.items())
+    text += '[keys]\nkeyring_path = "keys/keyring.json"\n[logging]\nlevel = "DEBUG"\n'
+    text += 'file = "logs/vault.log"\n'
+    path = home / "vault.toml"
+    path.write_text(text)
+    (home / "logs").mkdir(exist_ok=True)
+    if not (home / "keys" / "keyring.json").exists():
+        create_keyring(home / "keys" / "keyring.json", None, 1_800_000_000.0)
+    return path
+
+
+@pytest.fixture
+def vault_home(tmp_path: Path) -> Path:
+    write_config(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def running(vault_home: Path) -> Any:
+    import logging
+
+    from vault_service.config import load_config
+    from vault_service.rpc.server import start_server
+
+    config = load_config(vault_home / "vault.toml", {})
+    handler = logging.FileHandler(vault_home / "logs" / "vault.log")
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    server = start_server(config, {})
+    yield server
+    server.stop(0)
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+    handler.close()
+
+
+def _client(server: Any, who: str) -> Any:
+    from vault_service.client import VaultClient
+
+    return VaultClient(f"127.0.0.1:{server.port}", TOKENS[who], timeout=10)
+
+
+@pytest.fixture
+def app(running: Any) -> Any:
+    with _client(running, "app") as c:
+        yield c
+
+
+@pytest.fixture
+def clinic(running: Any) -> Any:
+    with _client(running, "clinic") as c:
+        yield c
+
+
+@pytest.fixture
+def operator(running: Any) -> Any:
+    with _client(running, "operator") as c:
+        yield c

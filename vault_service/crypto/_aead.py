@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from vault_service.errors import IntegrityError
 
@@ -91,3 +92,8 @@ def hkdf_expand_sha512(prk: bytes | bytearray, info: bytes, length: int) -> byte
 def random_bytes(n: int) -> bytes:
     """Bytes from the operating system's CSPRNG."""
     return secrets.token_bytes(n)
+
+
+def scrypt(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    """A 32-byte key from a passphrase (scrypt, RFC 7914)."""
+    return Scrypt(salt=salt, length=KEY_SIZE, n=n, r=r, p=p).derive(passphrase)

@@ -1,0 +1,1 @@
+"""Thin operator CLI (``vaultctl``)."""

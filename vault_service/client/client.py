@@ -1,0 +1,190 @@
+"""The client (see the package docstring)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from vault_service.api.v1 import vault_pb2 as pb
+from vault_service.api.v1 import vault_pb2_grpc as pb_grpc
+from vault_service.errors import (
+    AlreadyExists,
+    DataLoss,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    VaultError,
+)
+
+R = TypeVar("R")
+
+_BY_CODE: dict[grpc.StatusCode, type[VaultError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.DATA_LOSS: DataLoss,
+    grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
+}
+
+
+def _error(exc: grpc.RpcError) -> VaultError:
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else None
+    error = _BY_CODE.get(code, Internal)(details or None)
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    error.correlation_id = dict(trailing or ()).get("x-correlation-id", "")  # type: ignore[attr-defined]
+    error.grpc_code = code  # type: ignore[attr-defined]
+    return error
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """Where a record was stored."""
+
+    record_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """Record metadata (no field values)."""
+
+    record_id: str
+    category: str
+    version: int
+    content_type: str
+    content_length: int
+    field_names: tuple[str, ...]
+    created_at: float
+    updated_at: float
+
+    @staticmethod
+    def from_pb(m: pb.RecordMetadata) -> RecordInfo:
+        return RecordInfo(m.record_id, m.category, m.version, m.content_type, m.content_length,
+                          tuple(m.field_names), m.created_at, m.updated_at)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A decrypted record as released for a purpose."""
+
+    info: RecordInfo
+    fields: Mapping[str, str]
+    content: bytes | None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing."""
+
+    records: list[RecordInfo]
+    next_page_token: str
+
+
+class VaultClient:
+    """A connection to vault-service.
+
+    ``address`` is ``host:port``; ``token`` the bearer token. ``timeout`` is the default deadline
+    of every call in seconds. Pass ``channel_credentials`` for TLS.
+    """
+
+    def __init__(self, address: str, token: str, *, timeout: float = 10.0,
+                 channel_credentials: grpc.ChannelCredentials | None = None,
+                 options: list[tuple[str, Any]] | None = None) -> None:
+        opts = options or [("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                           ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        if channel_credentials is None:
+            self._channel = grpc.insecure_channel(address, options=opts)
+        else:
+            self._channel = grpc.secure_channel(address, channel_credentials, options=opts)
+        self._stub = pb_grpc.VaultStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return "VaultClient(<token redacted>)"
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> VaultClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., R], request: Any, timeout: float | None) -> R:
+        try:
+            return method(request, metadata=self._metadata,
+                          timeout=self._timeout if timeout is None else timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    def put_record(self, subject_id: str, category: str, fields: Mapping[str, str], *,
+                   content: bytes | None = None, content_type: str = "",
+                   idempotency_key: str = "", timeout: float | None = None) -> PutResult:
+        """Store a new record."""
+        resp = self._call(self._stub.PutRecord, pb.PutRecordRequest(
+            subject_id=subject_id, category=category, fields=dict(fields),
+            content=content or b"", content_type=content_type,
+            idempotency_key=idempotency_key), timeout)
+        return PutResult(resp.record_id, resp.version)
+
+    def get_record(self, record_id: str, purpose: str, *, fields: list[str] | None = None,
+                   include_content: bool = False, timeout: float | None = None) -> Record:
+        """Read a record for ``purpose``."""
+        resp = self._call(self._stub.GetRecord, pb.GetRecordRequest(
+            record_id=record_id, purpose=purpose, fields=fields or [],
+            include_content=include_content), timeout)
+        return Record(RecordInfo.from_pb(resp.metadata), dict(resp.fields),
+                      resp.content if include_content and resp.content else None)
+
+    def list_records(self, subject_id: str, page_size: int = 0, page_token: str = "",
+                     timeout: float | None = None) -> Page:
+        """One page of a subject's record metadata."""
+        resp = self._call(self._stub.ListRecords, pb.ListRecordsRequest(
+            subject_id=subject_id, page_size=page_size, page_token=page_token), timeout)
+        return Page([RecordInfo.from_pb(m) for m in resp.records], resp.next_page_token)
+
+    def iter_records(self, subject_id: str, page_size: int = 100) -> Iterator[RecordInfo]:
+        """Every record of a subject, page by page."""
+        token = ""
+        while True:
+            page = self.list_records(subject_id, page_size, token)
+            yield from page.records
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
+    def update_record(self, record_id: str, fields: Mapping[str, str], *,
+                      content: bytes | None = None, content_type: str = "",
+                      expected_version: int = 0, timeout: float | None = None) -> PutResult:
+        """Write a new complete version; the previous one is shredded."""
+        resp = self._call(self._stub.UpdateRecord, pb.UpdateRecordRequest(
+            record_id=record_id, fields=dict(fields), content=content or b"",
+            content_type=content_type, expected_version=expected_version), timeout)
+        return PutResult(resp.record_id, resp.version)
+
+    def delete_record(self, record_id: str, timeout: float | None = None) -> None:
+        """Crypto-shred a record."""
+        self._call(self._stub.DeleteRecord, pb.DeleteRecordRequest(record_id=record_id), timeout)
+
+    def erase_subject(self, subject_id: str, timeout: float | None = None) -> bool:
+        """Erase a subject (its key is destroyed; every record unreadable at once)."""
+        resp = self._call(self._stub.EraseSubject,
+                          pb.EraseSubjectRequest(subject_id=subject_id), timeout)
+        return bool(resp.erased)

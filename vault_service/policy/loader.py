@@ -1,0 +1,144 @@
+"""Load and validate a policy from TOML text, with precise errors naming the file and key.
+
+Pure: takes text and a source name (the file path, for messages); the caller reads the file.
+See docs/policy.md for the format.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+from vault_service.errors import ConfigError
+from vault_service.policy.model import (
+    CONTENT_FIELD,
+    Action,
+    Category,
+    Policy,
+    Principal,
+    PrincipalEntry,
+    Purpose,
+    Role,
+)
+
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_TOP = {"version", "categories", "purposes", "roles", "principals"}
+
+
+class _Ctx:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {problem}")
+
+    def table(self, value: Any, key: str) -> Mapping[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return value
+
+    def names(self, value: Any, key: str, known: Mapping[str, Any] | None = None,
+              what: str = "") -> frozenset[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, "must be a list of strings")
+        for i, v in enumerate(value):
+            if known is not None and v not in known:
+                raise self.fail(f"{key}[{i}]", f"unknown {what} {v!r}")
+        if len(set(value)) != len(value):
+            raise self.fail(key, "has duplicates")
+        return frozenset(value)
+
+    def only(self, table: Mapping[str, Any], key: str, allowed: set[str]) -> None:
+        for k in table:
+            if k not in allowed:
+                raise self.fail(f"{key}.{k}" if key else k,
+                                f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+    def name(self, value: str, key: str) -> None:
+        if not _NAME.match(value):
+            raise self.fail(key, "names are lower-case letters, digits, '_', '-', '.'")
+
+
+def load_policy(text: str, source: str = "<policy>") -> Policy:
+    """Parse and validate; raises ConfigError with ``source: key: problem``."""
+    ctx = _Ctx(source)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    ctx.only(doc, "", _TOP)
+    if doc.get("version") != 1:
+        raise ctx.fail("version", "must be 1")
+
+    categories: dict[str, Category] = {}
+    for name, raw in ctx.table(doc.get("categories", {}), "categories").items():
+        key = f"categories.{name}"
+        ctx.name(name, key)
+        t = ctx.table(raw, key)
+        ctx.only(t, key, {"fields", "content", "description"})
+        fields = ctx.names(t.get("fields", []), f"{key}.fields")
+        for f in fields:
+            ctx.name(f, f"{key}.fields")
+        if CONTENT_FIELD in fields:
+            raise ctx.fail(f"{key}.fields", f"{CONTENT_FIELD!r} is reserved: use content = true")
+        content = t.get("content", False)
+        if not isinstance(content, bool):
+            raise ctx.fail(f"{key}.content", "must be true or false")
+        if content:
+            fields = fields | {CONTENT_FIELD}
+        if not fields and not content:
+            raise ctx.fail(key, "declares no fields and no content: nothing could be stored")
+        categories[name] = Category(name, fields, content, str(t.get("description", "")))
+    if not categories:
+        raise ctx.fail("categories", "at least one category is required")
+
+    purposes: dict[str, Purpose] = {}
+    for name, raw in ctx.table(doc.get("purposes", {}), "purposes").items():
+        key = f"purposes.{name}"
+        ctx.name(name, key)
+        t = ctx.table(raw, key)
+        ctx.only(t, key, {"categories", "fields", "description"})
+        cats = ctx.names(t.get("categories", []), f"{key}.categories", categories, "category")
+        subsets: dict[str, frozenset[str]] = {}
+        for cat, fl in ctx.table(t.get("fields", {}), f"{key}.fields").items():
+            if cat not in cats:
+                raise ctx.fail(f"{key}.fields.{cat}", "category is not in this purpose's categories")
+            subsets[cat] = ctx.names(fl, f"{key}.fields.{cat}",
+                                     dict.fromkeys(categories[cat].fields), "field")
+        purposes[name] = Purpose(name, cats, subsets, str(t.get("description", "")))
+
+    action_names = {a.value: a for a in Action}
+    roles: dict[str, Role] = {}
+    for name, raw in ctx.table(doc.get("roles", {}), "roles").items():
+        key = f"roles.{name}"
+        ctx.name(name, key)
+        t = ctx.table(raw, key)
+        ctx.only(t, key, {"actions", "purposes", "description"})
+        acts = ctx.names(t.get("actions", []), f"{key}.actions", action_names, "action")
+        allowed = ctx.names(t.get("purposes", []), f"{key}.purposes", purposes, "purpose")
+        roles[name] = Role(name, frozenset(action_names[a] for a in acts), allowed)
+
+    principals: dict[str, PrincipalEntry] = {}
+    seen_hashes: set[str] = set()
+    for name, raw in ctx.table(doc.get("principals", {}), "principals").items():
+        key = f"principals.{name}"
+        ctx.name(name, key)
+        t = ctx.table(raw, key)
+        ctx.only(t, key, {"role", "token_sha256", "description"})
+        role = t.get("role")
+        if role not in roles:
+            raise ctx.fail(f"{key}.role", f"unknown role {role!r}")
+        digest = t.get("token_sha256")
+        if digest is not None:
+            if not isinstance(digest, str) or not _HEX64.match(digest):
+                raise ctx.fail(f"{key}.token_sha256", "must be 64 lower-case hex characters")
+            if digest in seen_hashes:
+                raise ctx.fail(f"{key}.token_sha256", "the same token is given to two principals")
+            seen_hashes.add(digest)
+        principals[name] = PrincipalEntry(Principal(name, role),
+                                          bytes.fromhex(digest) if digest else None)
+
+    return Policy(categories, purposes, roles, principals, source)

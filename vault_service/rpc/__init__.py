@@ -1,0 +1,1 @@
+"""Thin gRPC adapter: authentication and error-mapping interceptor, servicer, server assembly."""

@@ -1,0 +1,110 @@
+"""The server interceptor: authentication, correlation ids and the one error mapping.
+
+Every handler of the Vault service is wrapped so that, in the worker thread that runs it:
+
+1. a correlation id is made and returned in the ``x-correlation-id`` trailing metadata;
+2. the bearer token is checked and the principal put in :data:`current_call`;
+3. a :class:`~vault_service.errors.VaultError` becomes its status and public message; any other
+   exception becomes INTERNAL with a generic message carrying only the correlation id, and its
+   traceback goes to the server log. No exception text ever reaches a client.
+
+Health and reflection services are public (no token), as load balancers expect.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from vault_service.errors import VaultError
+from vault_service.ids import new_correlation_id
+from vault_service.rpc.auth import TokenAuthenticator
+from vault_service.service import CallContext
+
+log = logging.getLogger("vault_service.rpc")
+
+current_call: contextvars.ContextVar[CallContext] = contextvars.ContextVar("current_call")
+
+_PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def _abort(context: grpc.ServicerContext, exc: BaseException, correlation_id: str,
+           method: str) -> None:
+    if isinstance(exc, VaultError):
+        code = getattr(grpc.StatusCode, exc.status.value)
+        log.info("rpc=%s status=%s correlation_id=%s", method, exc.status.value, correlation_id)
+        context.abort(code, exc.public_message)
+    log.error("rpc=%s status=INTERNAL correlation_id=%s error_type=%s", method, correlation_id,
+              type(exc).__name__, exc_info=(type(exc), exc, exc.__traceback__))
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error (correlation id {correlation_id})")
+
+
+class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """See the module docstring."""
+
+    def __init__(self, authenticator: TokenAuthenticator) -> None:
+        self._auth = authenticator
+
+    def intercept_service(self, continuation: Callable[[Any], Any],
+                          handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(_PUBLIC_PREFIXES):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(handler.stream_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(
+            self._wrap_stream(handler.stream_stream, method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+    def _wrap_unary(self, fn: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            correlation_id, token = "-", None
+            try:
+                correlation_id = new_correlation_id()
+                context.set_trailing_metadata((("x-correlation-id", correlation_id),))
+                principal = self._auth.authenticate(context.invocation_metadata())
+                token = current_call.set(CallContext(principal, correlation_id))
+                return fn(request, context)
+            except Exception as exc:  # mapped, never leaked
+                _abort(context, exc, correlation_id, method)
+            finally:
+                if token is not None:
+                    current_call.reset(token)
+            return None
+        return call
+
+    def _wrap_stream(self, fn: Callable[[Any, Any], Iterator[Any]],
+                     method: str) -> Callable[[Any, Any], Iterator[Any]]:
+        def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            correlation_id, token = "-", None
+            try:
+                correlation_id = new_correlation_id()
+                context.set_trailing_metadata((("x-correlation-id", correlation_id),))
+                principal = self._auth.authenticate(context.invocation_metadata())
+                token = current_call.set(CallContext(principal, correlation_id))
+                yield from fn(request, context)
+            except Exception as exc:
+                _abort(context, exc, correlation_id, method)
+            finally:
+                if token is not None:
+                    current_call.reset(token)
+        return call

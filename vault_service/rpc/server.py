@@ -1,0 +1,214 @@
+"""Assemble and run the gRPC server from a :class:`~vault_service.config.Config`.
+
+:func:`build_service` wires the store, blobs, key provider and policy into a
+:class:`~vault_service.service.VaultService`; :func:`start_server` binds a real gRPC server (port 0
+picks a free port, which the tests use) with health checking and reflection; :func:`serve` blocks
+until SIGTERM/SIGINT, turning health NOT_SERVING before it stops taking calls.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from vault_service.api.v1 import vault_pb2, vault_pb2_grpc
+from vault_service.clock import Clock, SystemClock
+from vault_service.config import Config
+from vault_service.errors import ConfigError
+from vault_service.key_providers import LocalKeyProvider
+from vault_service.policy import Policy, Principal, PrincipalEntry, load_policy
+from vault_service.rpc.auth import TokenAuthenticator, token_digest
+from vault_service.rpc.interceptor import VaultInterceptor
+from vault_service.rpc.servicer import VaultServicer
+from vault_service.service import Limits, VaultService
+from vault_service.storage import FilesystemBlobStore, SqliteRecordStore
+
+log = logging.getLogger("vault_service.server")
+
+SERVICE_NAME = vault_pb2.DESCRIPTOR.services_by_name["Vault"].full_name
+DEV_PRINCIPAL = "developer"
+
+
+def _is_loopback(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _dev_token(path: Path) -> str:
+    """Read the development token file, or create it (mode 0600) with a fresh random token."""
+    if path.exists():
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(f"{path}: development token file must be mode 0600")
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = "dev-" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def load_policy_file(config: Config) -> Policy:
+    """Read and validate the policy file named by the config."""
+    try:
+        text = config.policy_path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{config.policy_path}: policy file not found") from None
+    return load_policy(text, str(config.policy_path))
+
+
+@dataclass
+class Assembly:
+    """Everything :func:`build_service` made, so that callers can close it."""
+
+    service: VaultService
+    store: SqliteRecordStore
+    dev_token: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def build_service(config: Config, env: Mapping[str, str], clock: Clock | None = None) -> Assembly:
+    """Open storage (migrating it), the key provider and the policy; no network."""
+    clock = clock or SystemClock()
+    policy = load_policy_file(config)
+    dev_token = None
+    if config.server.dev_token_file:
+        if not _is_loopback(config.server.listen):
+            raise ConfigError("server.dev_token_file is only allowed on a loopback address")
+        if config.server.dev_role not in policy.roles:
+            raise ConfigError(f"server.dev_role: unknown role {config.server.dev_role!r}")
+        dev_token = _dev_token(config.path(config.server.dev_token_file))
+        policy = policy.with_principal(PrincipalEntry(
+            Principal(DEV_PRINCIPAL, config.server.dev_role), token_digest(dev_token)))
+    store = SqliteRecordStore(config.path(config.storage.sqlite_path),
+                              synchronous=config.storage.sqlite_synchronous)
+    store.migrate()
+    blobs = FilesystemBlobStore(config.path(config.storage.blob_dir))
+    blobs.remove_partials()
+    provider = LocalKeyProvider.from_env(config.path(config.keys.keyring_path),
+                                         config.keys.passphrase_env, env, clock)
+    limits = Limits(max_content_bytes=max(config.server.max_message_bytes - 64 * 1024, 0))
+    service = VaultService(store, blobs, provider, policy, clock, limits)
+    return Assembly(service, store, dev_token)
+
+
+class RunningServer:
+    """A started server: its port, health servicer and background purge loop."""
+
+    def __init__(self, server: grpc.Server, port: int, health_servicer: health.HealthServicer,
+                 assembly: Assembly, purge_interval: float) -> None:
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+        self.assembly = assembly
+        self._stop = threading.Event()
+        self._purger = threading.Thread(target=self._purge_loop, args=(purge_interval,),
+                                        name="purge-erased", daemon=True)
+        self._purger.start()
+
+    @property
+    def service(self) -> VaultService:
+        return self.assembly.service
+
+    def _purge_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                while self.service.purge_erased() > 0:
+                    pass
+            except Exception:  # next round retries; failures are logged without detail
+                log.warning("purge of erased subjects failed; will retry")
+
+    def set_serving(self, serving: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Health NOT_SERVING first, then stop taking calls; in-flight calls get ``grace``."""
+        self.set_serving(False)
+        self._stop.set()
+        self.server.stop(grace).wait()
+        self._purger.join(timeout=5)
+        self.assembly.store.close()
+
+
+def start_server(config: Config, env: Mapping[str, str], clock: Clock | None = None,
+                 assembly: Assembly | None = None) -> RunningServer:
+    """Build the service and start a gRPC server on ``config.server.listen``."""
+    if not _is_loopback(config.server.listen):
+        raise ConfigError("server.listen: only loopback addresses are served until TLS is "
+                          "configured (plaintext gRPC must not leave the machine)")
+    assembly = assembly or build_service(config, env, clock)
+    options = [
+        ("grpc.max_receive_message_length", config.server.max_message_bytes),
+        ("grpc.max_send_message_length", config.server.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.server.workers,
+                                   thread_name_prefix="rpc"),
+        interceptors=[VaultInterceptor(TokenAuthenticator(assembly.service.policy))],
+        options=options,
+        maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
+    )
+    vault_pb2_grpc.add_VaultServicer_to_server(VaultServicer(assembly.service), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(config.server.listen)
+    if port == 0:
+        raise ConfigError(f"server.listen: cannot bind {config.server.listen}")
+    server.start()
+    running = RunningServer(server, port, health_servicer, assembly,
+                            config.server.purge_interval_seconds)
+    running.set_serving(True)
+    return running
+
+
+def serve(config: Config, env: Mapping[str, str], out: object = None) -> int:
+    """Run until SIGTERM or SIGINT. Prints the address (and the development token, if any)."""
+    stream = out if out is not None else sys.stdout
+    running = start_server(config, env)
+    host = config.server.listen.rsplit(":", 1)[0]
+    lines = [f"vault-service listening on {host}:{running.port}"]
+    if running.assembly.dev_token:
+        lines += [
+            f"development token (principal {DEV_PRINCIPAL!r}): {running.assembly.dev_token}",
+            "example:",
+            f"  export VAULT_TOKEN={running.assembly.dev_token}",
+            f"  .venv/bin/vaultctl record put --address {host}:{running.port} --subject member-1 "
+            "--category concern_text --field text='hello'",
+        ]
+    print("\n".join(lines), file=stream, flush=True)  # type: ignore[call-overload]
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    done.wait()
+    log.info("shutting down")
+    running.stop(config.server.grace_seconds)
+    return 0

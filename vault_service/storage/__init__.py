@@ -1,0 +1,30 @@
+"""Record and blob storage behind two interfaces (:class:`RecordStore`, :class:`BlobStore`)."""
+
+from vault_service.storage.blobs import BlobReader, BlobStore
+from vault_service.storage.filesystem import FilesystemBlobStore
+from vault_service.storage.records import (
+    AuditRow,
+    Idempotency,
+    RecordMeta,
+    RecordStore,
+    RecordVersion,
+    ShreddedRecord,
+    StoredRecord,
+    SubjectState,
+)
+from vault_service.storage.sqlite import SqliteRecordStore
+
+__all__ = [
+    "AuditRow",
+    "BlobReader",
+    "BlobStore",
+    "FilesystemBlobStore",
+    "Idempotency",
+    "RecordMeta",
+    "RecordStore",
+    "RecordVersion",
+    "ShreddedRecord",
+    "StoredRecord",
+    "SubjectState",
+    "SqliteRecordStore",
+]

@@ -1,0 +1,57 @@
+"""The BlobStore interface: large encrypted objects kept outside the database.
+
+A blob is written whole and atomically (never visible half-written), read by byte ranges (so the
+chunked format's random access works), and deleted idempotently. Blobs hold ciphertext only.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator
+
+
+class BlobReader(abc.ABC):
+    """Random access to one stored blob (implements ``crypto.chunked.ReadAt``)."""
+
+    length: int
+
+    @abc.abstractmethod
+    def read_at(self, offset: int, size: int) -> bytes:
+        """``size`` bytes at ``offset`` (fewer only at the end)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the handle."""
+
+
+class BlobStore(abc.ABC):
+    """Where encrypted large objects live."""
+
+    @abc.abstractmethod
+    def put(self, ref: str, pieces: Iterable[bytes]) -> int:
+        """Write ``pieces`` as blob ``ref`` atomically; returns its length. Overwrites nothing:
+        raises FileExistsError if ``ref`` exists."""
+
+    @abc.abstractmethod
+    def open(self, ref: str) -> BlobReader:
+        """A reader; FileNotFoundError if absent."""
+
+    @abc.abstractmethod
+    def delete(self, ref: str) -> None:
+        """Remove the blob; no error if it is already gone."""
+
+    @abc.abstractmethod
+    def exists(self, ref: str) -> bool:
+        """Whether the blob is present."""
+
+    @abc.abstractmethod
+    def list_refs(self) -> Iterator[str]:
+        """Every stored blob ref (for orphan sweeps)."""
+
+    def get(self, ref: str) -> bytes:
+        """The whole blob (small blobs only)."""
+        reader = self.open(ref)
+        try:
+            return reader.read_at(0, reader.length)
+        finally:
+            reader.close()

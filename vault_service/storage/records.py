@@ -1,0 +1,206 @@
+"""The RecordStore interface: encrypted records, wrapped keys, subjects, idempotency and audit rows.
+
+The store only ever sees ciphertext, wrapped keys and pseudonymous subject references (a keyed hash
+of the caller's subject id). Wrapped keys live in their own tables apart from the ciphertext.
+
+Correctness rules every implementation keeps (the contract suite checks them):
+
+- a read returns a record only if, in the same query, its subject is not erased and both the subject
+  key and the record's current data key still exist: caches never decide;
+- erasing a subject deletes one key row and flips one state row: O(1) in the record count; the record
+  rows are purged later by :meth:`RecordStore.purge_erased`;
+- every write takes an optional :class:`AuditRow` and writes it in the same transaction, so a
+  mutation without its audit entry never commits;
+- vendor errors become :class:`~vault_service.errors.Unavailable` (database down or locked) or
+  :class:`~vault_service.errors.Internal`; no vendor text escapes.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from vault_service.key_providers.base import WrappedKey
+
+
+class SubjectState(enum.Enum):
+    """States of a data subject."""
+
+    ACTIVE = "active"
+    RESTRICTED = "restricted"
+    DORMANT = "dormant"
+    ERASED = "erased"
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One audit entry, written in the same transaction as what it records. Never holds PHI."""
+
+    at: float
+    principal: str
+    action: str
+    decision: str
+    reason: str = ""
+    purpose: str = ""
+    subject_pseudonym: str = ""
+    record_id: str = ""
+    correlation_id: str = ""
+
+
+@dataclass(frozen=True)
+class SubjectKeyRow:
+    """A subject's wrapped key."""
+
+    subject_ref: bytes
+    wrapped: WrappedKey
+
+
+@dataclass(frozen=True)
+class RecordMeta:
+    """What may be listed about a record: no field values, no keys."""
+
+    record_id: str
+    subject_ref: bytes
+    category: str
+    version: int
+    content_type: str
+    content_length: int | None
+    field_names: tuple[str, ...]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A record's current version as stored: metadata, wrapped keys and ciphertexts."""
+
+    meta: RecordMeta
+    subject_key: WrappedKey
+    data_key: bytes
+    payloads: Mapping[str, bytes]
+    blob_ref: str | None
+
+
+@dataclass(frozen=True)
+class RecordVersion:
+    """A new version to write: everything already encrypted and wrapped by the service."""
+
+    record_id: str
+    subject_ref: bytes
+    category: str
+    version: int
+    content_type: str
+    data_key: bytes
+    payloads: Mapping[str, bytes]
+    blob_ref: str | None = None
+    content_length: int | None = None
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An idempotency key scoped to a principal, with a keyed digest of the request."""
+
+    principal: str
+    key: str
+    request_digest: bytes
+
+
+@dataclass(frozen=True)
+class ShreddedRecord:
+    """What a shred left for the caller to remove outside the database (blobs)."""
+
+    record_id: str
+    blob_refs: tuple[str, ...] = field(default_factory=tuple)
+
+
+class RecordStore(abc.ABC):
+    """Persistent state of the vault (see the module docstring for the rules)."""
+
+    @abc.abstractmethod
+    def migrate(self) -> int:
+        """Apply pending schema migrations; returns the schema version."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise Unavailable if the database cannot answer."""
+
+    # service keys ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_service_key(self, name: str) -> WrappedKey | None:
+        """A wrapped service-level key (e.g. the subject index key)."""
+
+    @abc.abstractmethod
+    def put_service_key_if_absent(self, name: str, wrapped: WrappedKey, now: float) -> WrappedKey:
+        """Store ``wrapped`` unless a key of that name exists; returns the stored one (race-safe)."""
+
+    # subjects ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def subject_state(self, subject_ref: bytes) -> SubjectState | None:
+        """The subject's state, or None if the vault has never seen it."""
+
+    @abc.abstractmethod
+    def get_subject_key(self, subject_ref: bytes) -> WrappedKey | None:
+        """The wrapped subject key, or None if absent or erased."""
+
+    @abc.abstractmethod
+    def create_subject_key(self, subject_ref: bytes, wrapped: WrappedKey, now: float) -> WrappedKey:
+        """Create the subject with this key unless it exists; returns the stored key (race-safe).
+        Raises FailedPrecondition if the subject was erased."""
+
+    @abc.abstractmethod
+    def erase_subject(self, subject_ref: bytes, now: float, audit: AuditRow | None) -> bool:
+        """Destroy the subject key and mark the subject erased (O(1)); False if nothing to erase."""
+
+    @abc.abstractmethod
+    def purge_erased(self, limit: int) -> list[ShreddedRecord]:
+        """Delete up to ``limit`` record rows of erased subjects; returns their blob refs."""
+
+    # records -----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def insert_record(self, new: RecordVersion, now: float, idempotency: Idempotency | None,
+                      audit: AuditRow | None) -> str:
+        """Insert a new record (version 1). With an idempotency key already used for the same
+        request, returns the earlier record id and writes nothing; for a different request raises
+        AlreadyExists. Raises FailedPrecondition if the subject is erased or has no key."""
+
+    @abc.abstractmethod
+    def get_record(self, record_id: str) -> StoredRecord | None:
+        """The current version, or None if absent, shredded, or its subject erased."""
+
+    @abc.abstractmethod
+    def get_meta(self, record_id: str) -> RecordMeta | None:
+        """Metadata of a live record (same visibility rules as :meth:`get_record`)."""
+
+    @abc.abstractmethod
+    def list_records(self, subject_ref: bytes, limit: int, after: str | None) -> list[RecordMeta]:
+        """A page of a live subject's records ordered by id, starting after ``after``."""
+
+    @abc.abstractmethod
+    def replace_version(self, new: RecordVersion, expected_version: int, now: float,
+                        audit: AuditRow | None) -> ShreddedRecord:
+        """Write ``new`` (version ``expected_version + 1``) and destroy the old version's data key
+        and payloads. Raises FailedPrecondition if the record changed since ``expected_version``."""
+
+    @abc.abstractmethod
+    def delete_record(self, record_id: str, audit: AuditRow | None) -> ShreddedRecord | None:
+        """Crypto-shred: delete the data keys, payloads and row; None if it did not exist."""
+
+    # audit -------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def append_audit(self, audit: AuditRow) -> None:
+        """Write one audit row on its own (for reads and denials)."""
+
+    @abc.abstractmethod
+    def audit_rows(self, limit: int = 1000) -> list[AuditRow]:
+        """The latest audit rows, oldest first (for tests and the auditor)."""
+
+    # inventory ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def subject_keys_by_root_version(self) -> dict[str, int]:
+        """How many subject keys each root-key version protects."""
