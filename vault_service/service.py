@@ -272,7 +272,11 @@ class VaultService:
                                  content)
         idem = None
         if idempotency_key:
-            idem = Idempotency(call.principal.name, idempotency_key,
+            # Stored as a keyed hash: callers may put anything in their keys.
+            idem_ref = hmac.new(self._index_key.unsafe_bytes(),
+                                b"idempotency/v1\x00" + idempotency_key.encode(),
+                                hashlib.sha256).hexdigest()
+            idem = Idempotency(call.principal.name, idem_ref,
                                self._request_digest(ref, category, fields, content_type, content))
         try:
             stored_id = self.store.insert_record(

@@ -100,7 +100,8 @@ class RecordVersion:
 
 @dataclass(frozen=True)
 class Idempotency:
-    """An idempotency key scoped to a principal, with a keyed digest of the request."""
+    """An idempotency key scoped to a principal (``key`` is already a keyed hash of the caller's
+    key), with a keyed digest of the request."""
 
     principal: str
     key: str

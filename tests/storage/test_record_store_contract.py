@@ -1,0 +1,155 @@
+"""The RecordStore contract, run on every implementation."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from vault_service.errors import AlreadyExists, FailedPrecondition
+from vault_service.ids import new_record_id
+from vault_service.key_providers import WrappedKey
+from vault_service.storage import (
+    AuditRow,
+    Idempotency,
+    RecordStore,
+    RecordVersion,
+    SubjectState,
+)
+
+REF = b"\x01" * 32
+OTHER = b"\x02" * 32
+AUDIT = AuditRow(at=1.0, principal="p", action="record.put", decision="allow")
+
+
+def _version(ref: bytes = REF, version: int = 1, record_id: str | None = None,
+             blob: str | None = None) -> RecordVersion:
+    return RecordVersion(record_id=record_id or new_record_id(), subject_ref=ref,
+                         category="note", version=version, content_type="",
+                         data_key=b"k" * 61, payloads={"text": b"ct-text", "mood": b"ct-mood"},
+                         blob_ref=blob)
+
+
+def _subject(store: RecordStore, ref: bytes = REF) -> WrappedKey:
+    return store.create_subject_key(ref, WrappedKey("1", b"w" * 61), 1.0)
+
+
+def test_migrate_is_idempotent(store: RecordStore) -> None:
+    assert store.migrate() == store.migrate() >= 1
+
+
+def test_subject_key_create_is_race_safe(store: RecordStore) -> None:
+    first = store.create_subject_key(REF, WrappedKey("1", b"a" * 61), 1.0)
+    second = store.create_subject_key(REF, WrappedKey("1", b"b" * 61), 2.0)
+    assert first == second == store.get_subject_key(REF)
+    assert store.subject_state(REF) is SubjectState.ACTIVE
+    assert store.subject_state(OTHER) is None
+
+
+def test_concurrent_subject_creation_yields_one_key(store: RecordStore) -> None:
+    results: list[WrappedKey] = []
+
+    def create(i: int) -> None:
+        results.append(store.create_subject_key(OTHER, WrappedKey("1", bytes([i]) * 61), 1.0))
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({r.ciphertext for r in results}) == 1
+
+
+def test_insert_get_list_and_audit_in_same_transaction(store: RecordStore) -> None:
+    _subject(store)
+    new = _version()
+    assert store.insert_record(new, 5.0, None, AUDIT) == new.record_id
+    got = store.get_record(new.record_id)
+    assert got is not None
+    assert dict(got.payloads) == {"text": b"ct-text", "mood": b"ct-mood"}
+    assert got.data_key == b"k" * 61 and got.subject_key.ciphertext == b"w" * 61
+    assert got.meta.field_names == ("mood", "text") and got.meta.created_at == 5.0
+    assert [m.record_id for m in store.list_records(REF, 10, None)] == [new.record_id]
+    assert store.audit_rows()[-1] == AUDIT
+
+
+def test_insert_for_unknown_or_erased_subject_fails(store: RecordStore) -> None:
+    with pytest.raises(FailedPrecondition):
+        store.insert_record(_version(), 1.0, None, None)
+    _subject(store)
+    store.erase_subject(REF, 2.0, None)
+    with pytest.raises(FailedPrecondition):
+        store.insert_record(_version(), 3.0, None, AUDIT)
+    with pytest.raises(FailedPrecondition):
+        _subject(store)
+    assert AUDIT not in store.audit_rows()
+
+
+def test_idempotency(store: RecordStore) -> None:
+    _subject(store)
+    a = _version()
+    idem = Idempotency("p", "k", b"digest-1")
+    assert store.insert_record(a, 1.0, idem, None) == a.record_id
+    assert store.insert_record(_version(), 1.0, idem, None) == a.record_id
+    with pytest.raises(AlreadyExists):
+        store.insert_record(_version(), 1.0, Idempotency("p", "k", b"digest-2"), None)
+    assert len(store.list_records(REF, 10, None)) == 1
+    other_principal = _version()
+    assert store.insert_record(other_principal, 1.0, Idempotency("q", "k", b"digest-2"),
+                               None) == other_principal.record_id
+
+
+def test_erase_is_o1_then_purge(store: RecordStore) -> None:
+    _subject(store)
+    _subject(store, OTHER)
+    ids = [store.insert_record(_version(blob=f"b{i}"), 1.0, None, None) for i in range(25)]
+    keep = store.insert_record(_version(OTHER), 1.0, None, None)
+    assert store.erase_subject(REF, 9.0, AUDIT) is True
+    assert store.subject_state(REF) is SubjectState.ERASED
+    assert store.get_subject_key(REF) is None
+    assert all(store.get_record(i) is None for i in ids)
+    assert store.list_records(REF, 100, None) == []
+    assert store.erase_subject(REF, 10.0, None) is False
+    purged = []
+    while batch := store.purge_erased(10):
+        purged += batch
+    assert sorted(p.record_id for p in purged) == sorted(ids)
+    assert sorted(b for p in purged for b in p.blob_refs) == sorted(f"b{i}" for i in range(25))
+    assert store.get_record(keep) is not None
+
+
+def test_replace_version_shreds_old(store: RecordStore) -> None:
+    _subject(store)
+    v1 = _version(blob="old")
+    store.insert_record(v1, 1.0, None, None)
+    v2 = _version(version=2, record_id=v1.record_id, blob="new")
+    shredded = store.replace_version(v2, 1, 2.0, AUDIT)
+    assert shredded.blob_refs == ("old",)
+    got = store.get_record(v1.record_id)
+    assert got is not None and got.meta.version == 2 and got.blob_ref == "new"
+    with pytest.raises(FailedPrecondition):
+        store.replace_version(_version(version=2, record_id=v1.record_id), 1, 3.0, None)
+
+
+def test_delete_record(store: RecordStore) -> None:
+    _subject(store)
+    v = _version(blob="x")
+    store.insert_record(v, 1.0, None, None)
+    shredded = store.delete_record(v.record_id, AUDIT)
+    assert shredded is not None and shredded.blob_refs == ("x",)
+    assert store.get_record(v.record_id) is None and store.get_meta(v.record_id) is None
+    assert store.delete_record(v.record_id, None) is None
+
+
+def test_pagination_and_inventory(store: RecordStore) -> None:
+    _subject(store)
+    ids = sorted(store.insert_record(_version(), 1.0, None, None) for _ in range(5))
+    assert [m.record_id for m in store.list_records(REF, 2, ids[1])] == ids[2:4]
+    assert store.subject_keys_by_root_version() == {"1": 1}
+
+
+def test_service_keys_first_writer_wins(store: RecordStore) -> None:
+    assert store.get_service_key("idx") is None
+    a = store.put_service_key_if_absent("idx", WrappedKey("1", b"a"), 1.0)
+    b = store.put_service_key_if_absent("idx", WrappedKey("1", b"b"), 1.0)
+    assert a == b == store.get_service_key("idx") == WrappedKey("1", b"a")

@@ -1,0 +1,69 @@
+"""Config: defaults, environment overrides through an explicit mapping, precise errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vault_service.config import load_config
+from vault_service.errors import ConfigError
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    p = tmp_path / "c.toml"
+    p.write_text('policy = "p.toml"\n' + body)
+    return p
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, ""), {})
+    assert cfg.server.listen == "127.0.0.1:50051" and cfg.server.workers == 4
+    assert cfg.policy_path == (tmp_path / "p.toml").resolve()
+    assert cfg.path(cfg.storage.sqlite_path) == (tmp_path / "var" / "vault.db").resolve()
+    assert cfg.path("/abs/x") == Path("/abs/x")
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    env = {"VAULT_SERVER_LISTEN": "127.0.0.1:7000", "VAULT_SERVER_WORKERS": "8",
+           "VAULT_STORAGE_SQLITE_SYNCHRONOUS": "FULL", "VAULT_POLICY": "/etc/policy.toml"}
+    cfg = load_config(_write(tmp_path, "[server]\nworkers = 2\n"), env)
+    assert cfg.server.listen == "127.0.0.1:7000" and cfg.server.workers == 8
+    assert cfg.storage.sqlite_synchronous == "FULL"
+    assert cfg.policy_path == Path("/etc/policy.toml")
+
+
+@pytest.mark.parametrize(
+    ("body", "env", "message"),
+    [
+        ("[server]\nworkers = 'x'\n", {}, "c.toml: server.workers: expected a int, got str"),
+        ("[server]\nlisten = 5\n", {}, "server.listen: expected a str"),
+        ("[server]\nbogus = 1\n", {}, "c.toml: server.bogus: unknown key"),
+        ("[nope]\n", {}, "c.toml: nope: unknown section or key"),
+        ("[storage]\nbackend = 'mysql'\n", {}, "storage.backend: 'mysql' is not one of sqlite"),
+        ("", {"VAULT_SERVER_WORKERS": "many"}, "VAULT_SERVER_WORKERS: expected a int"),
+        ("[server]\nworkers = 0\n", {}, "must be >= 1"),
+        ("[server]\nlisten = 'nohost'\n", {}, "server.listen: expected host:port"),
+        ("[keys]\nprovider = 'hsm'\n", {}, "keys.provider: 'hsm' is not one of local"),
+        ("x = = 1", {}, "not valid TOML"),
+    ],
+)
+def test_precise_errors(tmp_path: Path, body: str, env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(_write(tmp_path, body), env)
+
+
+def test_missing_file_and_missing_policy(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "none.toml", {})
+    p = tmp_path / "c.toml"
+    p.write_text("[server]\n")
+    with pytest.raises(ConfigError, match="policy: path of the policy file is required"):
+        load_config(p, {})
+
+
+def test_shipped_dev_config_loads() -> None:
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "config" / "dev.toml", {})
+    assert cfg.policy_path.exists()
+    assert cfg.server.dev_token_file

@@ -1,0 +1,98 @@
+"""Policy loader (precise errors) and the decision function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vault_service.errors import ConfigError
+from vault_service.policy import AccessRequest, Action, Principal, decide, load_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+MIN = """version = 1
+[categories.note]
+fields = ["text", "mood"]
+[categories.photo]
+fields = []
+content = true
+[purposes.care]
+categories = ["note", "photo"]
+fields = { note = ["text"] }
+[roles.app]
+actions = ["record.get", "record.put"]
+purposes = ["care"]
+[roles.ops]
+actions = ["keys.status"]
+"""
+
+
+def test_shipped_policies_load() -> None:
+    for path in (ROOT / "policies").glob("*.toml"):
+        policy = load_policy(path.read_text(), str(path))
+        assert policy.categories and policy.roles
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("version = 1", "version = 2"), "p.toml: version: must be 1"),
+        (('categories = ["note", "photo"]', 'categories = ["note", "x"]'),
+         r"p.toml: purposes.care.categories\[1\]: unknown category 'x'"),
+        (('actions = ["keys.status"]', 'actions = ["keys.steal"]'),
+         r"roles.ops.actions\[0\]: unknown action 'keys.steal'"),
+        (('fields = { note = ["text"] }', 'fields = { note = ["texts"] }'),
+         r"purposes.care.fields.note\[0\]: unknown field 'texts'"),
+        (('fields = ["text", "mood"]', 'fields = ["text", "text"]'),
+         "categories.note.fields: has duplicates"),
+        (('fields = ["text", "mood"]', 'fields = ["content"]'), "'content' is reserved"),
+        (("content = true", "content = false"), "declares no fields and no content"),
+        (('purposes = ["care"]', 'purposes = ["care"]\nlevel = 3'), "roles.app.level: unknown key"),
+        (("[roles.ops]", "[roles.Ops]"), "roles.Ops: names are lower-case"),
+    ],
+)
+def test_loader_errors_name_file_and_key(edit: tuple[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_policy(MIN.replace(*edit), "p.toml")
+
+
+def test_principal_token_validation() -> None:
+    text = MIN + '[principals.a]\nrole = "app"\ntoken_sha256 = "' + "a" * 64 + '"\n'
+    assert load_policy(text).principals["a"].token_sha256 == bytes.fromhex("a" * 64)
+    with pytest.raises(ConfigError, match="principals.b.role: unknown role 'nobody'"):
+        load_policy(MIN + '[principals.b]\nrole = "nobody"\n', "p.toml")
+    with pytest.raises(ConfigError, match="token_sha256: must be 64 lower-case hex"):
+        load_policy(MIN + '[principals.b]\nrole = "app"\ntoken_sha256 = "xyz"\n')
+    dup = text + '[principals.c]\nrole = "app"\ntoken_sha256 = "' + "a" * 64 + '"\n'
+    with pytest.raises(ConfigError, match="the same token is given to two principals"):
+        load_policy(dup)
+
+
+def _req(role: str, action: Action, **kw: object) -> AccessRequest:
+    return AccessRequest(Principal("p", role), action, 0.0, **kw)  # type: ignore[arg-type]
+
+
+def test_decide_table() -> None:
+    policy = load_policy(MIN)
+    G = Action.RECORD_GET
+    cases = [
+        (_req("app", G, purpose="care", category="note"), True, {"text"}),
+        (_req("app", G, purpose="care", category="photo"), True, {"content"}),
+        (_req("app", G, purpose="care", category="note", fields=frozenset({"mood"})), False, None),
+        (_req("app", G, purpose="care", category="note", fields=frozenset({"text"})), True,
+         {"text"}),
+        (_req("app", G, purpose=None), False, None),
+        (_req("app", G, purpose="other"), False, None),
+        (_req("ops", G, purpose="care"), False, None),
+        (_req("nobody", G, purpose="care"), False, None),
+        (_req("app", Action.RECORD_PUT, category="note"), True, set()),
+        (_req("app", Action.RECORD_PUT, category="nope"), False, None),
+        (_req("app", Action.SUBJECT_ERASE), False, None),
+        (_req("ops", Action.KEYS_STATUS), True, set()),
+    ]
+    for request, allowed, fields in cases:
+        d = decide(request, policy)
+        assert d.allowed is allowed, (request, d)
+        if fields is not None:
+            assert set(d.fields) == fields
+        assert d.reason
