@@ -37,8 +37,11 @@ def wycheproof() -> Any:
 
 # --- a configured vault in a temp directory, and a real gRPC server on a free port -----------------
 
-TOKENS = {"app": "app-token-0123456789", "clinic": "clinic-token-0123456789",
-          "operator": "operator-token-0123456789"}
+TOKENS = {
+    "app": "app-token-0123456789",
+    "clinic": "clinic-token-0123456789",
+    "operator": "operator-token-0123456789",
+}
 
 
 def test_policy_text() -> str:
@@ -50,7 +53,8 @@ def test_policy_text() -> str:
     extra = "".join(
         f'\n[principals.{name}]\nrole = "{roles[name]}"\n'
         f'token_sha256 = "{hashlib.sha256(tok.encode()).hexdigest()}"\n'
-        for name, tok in TOKENS.items())
+        for name, tok in TOKENS.items()
+    )
     return base + extra
 
 

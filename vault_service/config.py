@@ -64,7 +64,7 @@ class KeysConfig:
     """Key provider: "local"."""
     keyring_path: str = "keys/dev-keyring.json"
     """Local keyring file (mode 0600)."""
-    passphrase_env: str = "VAULT_KEYRING_PASSPHRASE"
+    passphrase_env: str = "VAULT_KEYRING_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
     """Environment variable holding the keyring passphrase, if the keyring is sealed."""
 
 
@@ -96,7 +96,10 @@ class Config:
 
 
 _SECTIONS: dict[str, type[Any]] = {
-    "server": ServerConfig, "storage": StorageConfig, "keys": KeysConfig, "logging": LoggingConfig,
+    "server": ServerConfig,
+    "storage": StorageConfig,
+    "keys": KeysConfig,
+    "logging": LoggingConfig,
 }
 _CHOICES = {
     ("storage", "backend"): {"sqlite"},
@@ -153,7 +156,8 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
             choices = _CHOICES.get((section, name))
             if choices and value not in choices:
                 raise ConfigError(
-                    f"{source}: {where}: {value!r} is not one of {', '.join(sorted(choices))}")
+                    f"{source}: {where}: {value!r} is not one of {', '.join(sorted(choices))}"
+                )
             values[name] = value
         built[section] = cls(**values)
     server: ServerConfig = built["server"]
@@ -166,5 +170,4 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
         raise ConfigError(f"{source}: policy: path of the policy file is required")
     base = path.resolve().parent
     policy_path = Path(policy) if Path(policy).is_absolute() else (base / policy).resolve()
-    return Config(built["server"], built["storage"], built["keys"], built["logging"],
-                  policy_path, base)
+    return Config(built["server"], built["storage"], built["keys"], built["logging"], policy_path, base)

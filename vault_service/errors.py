@@ -36,6 +36,8 @@ class VaultError(Exception):
 
     def __init__(self, message: str | None = None) -> None:
         self.public_message = message or self.default_message
+        #: set by the client SDK from the response's trailing metadata
+        self.correlation_id = ""
         super().__init__(self.public_message)
 
 

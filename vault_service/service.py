@@ -95,8 +95,15 @@ class RecordView:
 class VaultService:
     """The vault's operations (see the module docstring)."""
 
-    def __init__(self, store: RecordStore, blobs: BlobStore, provider: KeyProvider,
-                 policy: Policy, clock: Clock, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        store: RecordStore,
+        blobs: BlobStore,
+        provider: KeyProvider,
+        policy: Policy,
+        clock: Clock,
+        limits: Limits | None = None,
+    ) -> None:
         self.store = store
         self.blobs = blobs
         self.provider = provider
@@ -112,13 +119,17 @@ class VaultService:
         if wrapped is None:
             fresh = IndexKey.generate()
             wrapped = self.store.put_service_key_if_absent(
-                INDEX_KEY_NAME, self.provider.wrap(fresh, context), self.clock.now())
+                INDEX_KEY_NAME, self.provider.wrap(fresh, context), self.clock.now()
+            )
         return self._unwrap(lambda: self.provider.unwrap(wrapped, context, IndexKey))
 
     def subject_ref(self, subject_id: str) -> bytes:
         """The stored reference of a subject: a keyed hash of its id (the id is never stored)."""
-        return hmac.new(self._index_key.unsafe_bytes(), b"subject-ref/v1\x00" + subject_id.encode(),
-                        hashlib.sha256).digest()
+        return hmac.new(
+            self._index_key.unsafe_bytes(),
+            b"subject-ref/v1\x00" + subject_id.encode(),
+            hashlib.sha256,
+        ).digest()
 
     @staticmethod
     def pseudonym(subject_ref: bytes) -> str:
@@ -137,10 +148,16 @@ class VaultService:
         return Context("subject-key", {"subject": ref.hex()})
 
     @staticmethod
-    def _record_context(domain: str, ref: bytes, record_id: str, version: int,
-                        category: str) -> Context:
-        return Context(domain, {"subject": ref.hex(), "record": record_id,
-                                "version": str(version), "category": category})
+    def _record_context(domain: str, ref: bytes, record_id: str, version: int, category: str) -> Context:
+        return Context(
+            domain,
+            {
+                "subject": ref.hex(),
+                "record": record_id,
+                "version": str(version),
+                "category": category,
+            },
+        )
 
     def _subject_key(self, ref: bytes, wrapped: WrappedKey) -> SubjectKey:
         ctx = self._subject_context(ref)
@@ -151,7 +168,8 @@ class VaultService:
         if wrapped is None:
             fresh = SubjectKey.generate()
             wrapped = self.store.create_subject_key(
-                ref, self.provider.wrap(fresh, self._subject_context(ref)), self.clock.now())
+                ref, self.provider.wrap(fresh, self._subject_context(ref)), self.clock.now()
+            )
         return self._subject_key(ref, wrapped)
 
     # validation ------------------------------------------------------------------------------
@@ -171,8 +189,9 @@ class VaultService:
         if not is_record_id(record_id):
             raise InvalidArgument("record_id is malformed")
 
-    def _check_payload(self, category: Category, fields: Mapping[str, str],
-                       content: bytes | None) -> None:
+    def _check_payload(
+        self, category: Category, fields: Mapping[str, str], content: bytes | None
+    ) -> None:
         if len(fields) > self.limits.max_fields:
             raise ResourceExhausted(f"at most {self.limits.max_fields} fields per record")
         for name, value in fields.items():
@@ -184,55 +203,107 @@ class VaultService:
             if not category.content:
                 raise InvalidArgument("this category does not take content")
             if len(content) > self.limits.max_content_bytes:
-                raise ResourceExhausted(
-                    f"content larger than {self.limits.max_content_bytes} bytes")
+                raise ResourceExhausted(f"content larger than {self.limits.max_content_bytes} bytes")
         if not fields and content is None:
             raise InvalidArgument("a record needs at least one field or content")
 
     # authorization and audit -----------------------------------------------------------------
-    def _audit(self, call: CallContext, action: Action, decision: str, reason: str, *,
-               purpose: str = "", ref: bytes | None = None, record_id: str = "") -> AuditRow:
-        return AuditRow(at=self.clock.now(), principal=call.principal.name, action=action.value,
-                        decision=decision, reason=reason, purpose=purpose,
-                        subject_pseudonym=self.pseudonym(ref) if ref else "",
-                        record_id=record_id, correlation_id=call.correlation_id)
+    def _audit(
+        self,
+        call: CallContext,
+        action: Action,
+        decision: str,
+        reason: str,
+        *,
+        purpose: str = "",
+        ref: bytes | None = None,
+        record_id: str = "",
+    ) -> AuditRow:
+        return AuditRow(
+            at=self.clock.now(),
+            principal=call.principal.name,
+            action=action.value,
+            decision=decision,
+            reason=reason,
+            purpose=purpose,
+            subject_pseudonym=self.pseudonym(ref) if ref else "",
+            record_id=record_id,
+            correlation_id=call.correlation_id,
+        )
 
-    def _authorize(self, call: CallContext, request: AccessRequest, *, ref: bytes | None = None,
-                   record_id: str = "") -> frozenset[str]:
+    def _authorize(
+        self,
+        call: CallContext,
+        request: AccessRequest,
+        *,
+        ref: bytes | None = None,
+        record_id: str = "",
+    ) -> frozenset[str]:
         decision = decide(request, self.policy)
         if not decision.allowed:
-            self.store.append_audit(self._audit(call, request.action, "deny", decision.reason,
-                                                purpose=request.purpose or "", ref=ref,
-                                                record_id=record_id))
-            log.info("decision=deny action=%s reason=%s correlation_id=%s",
-                     request.action.value, decision.reason, call.correlation_id)
+            self.store.append_audit(
+                self._audit(
+                    call,
+                    request.action,
+                    "deny",
+                    decision.reason,
+                    purpose=request.purpose or "",
+                    ref=ref,
+                    record_id=record_id,
+                )
+            )
+            log.info(
+                "decision=deny action=%s reason=%s correlation_id=%s",
+                request.action.value,
+                decision.reason,
+                call.correlation_id,
+            )
             raise PermissionDenied()
         return decision.fields
 
     def _request(self, call: CallContext, action: Action, **kw: object) -> AccessRequest:
-        return AccessRequest(principal=call.principal, action=action, now=self.clock.now(),
-                             **kw)  # type: ignore[arg-type]
+        return AccessRequest(principal=call.principal, action=action, now=self.clock.now(), **kw)  # type: ignore[arg-type]
 
     # encryption of one version ---------------------------------------------------------------
-    def _seal_version(self, ref: bytes, subject_key: SubjectKey, record_id: str, version: int,
-                      category: str, fields: Mapping[str, str], content_type: str,
-                      content: bytes | None) -> RecordVersion:
+    def _seal_version(
+        self,
+        ref: bytes,
+        subject_key: SubjectKey,
+        record_id: str,
+        version: int,
+        category: str,
+        fields: Mapping[str, str],
+        content_type: str,
+        content: bytes | None,
+    ) -> RecordVersion:
         data_key = DataKey.generate()
-        wrapped = wrap_key(subject_key, data_key,
-                           self._record_context("data-key", ref, record_id, version, category))
+        wrapped = wrap_key(
+            subject_key,
+            data_key,
+            self._record_context("data-key", ref, record_id, version, category),
+        )
         base = self._record_context("payload", ref, record_id, version, category)
-        payloads = {name: seal_payload(data_key, base.with_items(field=name), value.encode())
-                    for name, value in fields.items()}
+        payloads = {
+            name: seal_payload(data_key, base.with_items(field=name), value.encode())
+            for name, value in fields.items()
+        }
         blob_ref = None
         if content is not None:
             blob_ref = f"{record_id}.v{version}"
             sealed = seal_payload(data_key, base.with_items(field=CONTENT_FIELD), content)
             self.blobs.put(blob_ref, [sealed])
         data_key.destroy()
-        return RecordVersion(record_id=record_id, subject_ref=ref, category=category,
-                             version=version, content_type=content_type, data_key=wrapped,
-                             payloads=payloads, blob_ref=blob_ref,
-                             content_length=len(content) if content is not None else None)
+        return RecordVersion(
+            record_id=record_id,
+            subject_ref=ref,
+            category=category,
+            version=version,
+            content_type=content_type,
+            data_key=wrapped,
+            payloads=payloads,
+            blob_ref=blob_ref,
+            content_length=len(content) if content is not None else None,
+        )
 
     def _remove_blobs(self, shredded: ShreddedRecord | None) -> None:
         if shredded is None:
@@ -243,11 +314,21 @@ class VaultService:
             except Exception:  # the key is gone already; the orphan sweep retries
                 log.warning("blob delete deferred record_id=%s", shredded.record_id)
 
-    def _request_digest(self, ref: bytes, category: str, fields: Mapping[str, str],
-                        content_type: str, content: bytes | None) -> bytes:
+    def _request_digest(
+        self,
+        ref: bytes,
+        category: str,
+        fields: Mapping[str, str],
+        content_type: str,
+        content: bytes | None,
+    ) -> bytes:
         mac = hmac.new(self._index_key.unsafe_bytes(), b"put-request/v1\x00", hashlib.sha256)
-        for part in (ref, category.encode(), content_type.encode(),
-                     hashlib.sha256(content).digest() if content is not None else b"-"):
+        for part in (
+            ref,
+            category.encode(),
+            content_type.encode(),
+            hashlib.sha256(content).digest() if content is not None else b"-",
+        ):
             mac.update(struct.pack(">I", len(part)) + part)
         for name in sorted(fields):
             for part in (name.encode(), fields[name].encode()):
@@ -255,9 +336,16 @@ class VaultService:
         return mac.digest()
 
     # operations ------------------------------------------------------------------------------
-    def put_record(self, call: CallContext, subject_id: str, category: str,
-                   fields: Mapping[str, str], content_type: str = "",
-                   content: bytes | None = None, idempotency_key: str = "") -> tuple[str, int]:
+    def put_record(
+        self,
+        call: CallContext,
+        subject_id: str,
+        category: str,
+        fields: Mapping[str, str],
+        content_type: str = "",
+        content: bytes | None = None,
+        idempotency_key: str = "",
+    ) -> tuple[str, int]:
         """Store a new record; returns (record_id, version)."""
         self._check_subject_id(subject_id)
         cat = self._category(category)
@@ -268,21 +356,27 @@ class VaultService:
         self._authorize(call, self._request(call, Action.RECORD_PUT, category=category), ref=ref)
         subject_key = self._subject_key_for_write(ref)
         record_id = new_record_id(self.clock.now())
-        new = self._seal_version(ref, subject_key, record_id, 1, category, fields, content_type,
-                                 content)
+        new = self._seal_version(ref, subject_key, record_id, 1, category, fields, content_type, content)
         idem = None
         if idempotency_key:
             # Stored as a keyed hash: callers may put anything in their keys.
-            idem_ref = hmac.new(self._index_key.unsafe_bytes(),
-                                b"idempotency/v1\x00" + idempotency_key.encode(),
-                                hashlib.sha256).hexdigest()
-            idem = Idempotency(call.principal.name, idem_ref,
-                               self._request_digest(ref, category, fields, content_type, content))
+            idem_ref = hmac.new(
+                self._index_key.unsafe_bytes(),
+                b"idempotency/v1\x00" + idempotency_key.encode(),
+                hashlib.sha256,
+            ).hexdigest()
+            idem = Idempotency(
+                call.principal.name,
+                idem_ref,
+                self._request_digest(ref, category, fields, content_type, content),
+            )
         try:
             stored_id = self.store.insert_record(
-                new, self.clock.now(), idem,
-                self._audit(call, Action.RECORD_PUT, "allow", "stored", ref=ref,
-                            record_id=record_id))
+                new,
+                self.clock.now(),
+                idem,
+                self._audit(call, Action.RECORD_PUT, "allow", "stored", ref=ref, record_id=record_id),
+            )
         except Exception:
             self._remove_blobs(ShreddedRecord(record_id, (new.blob_ref,) if new.blob_ref else ()))
             raise
@@ -290,38 +384,58 @@ class VaultService:
             self._remove_blobs(ShreddedRecord(record_id, (new.blob_ref,) if new.blob_ref else ()))
         return stored_id, 1
 
-    def get_record(self, call: CallContext, record_id: str, purpose: str,
-                   fields: frozenset[str] | None = None,
-                   include_content: bool = False) -> RecordView:
+    def get_record(
+        self,
+        call: CallContext,
+        record_id: str,
+        purpose: str,
+        fields: frozenset[str] | None = None,
+        include_content: bool = False,
+    ) -> RecordView:
         """Decrypt a record's current version for ``purpose``; only the allowed fields."""
         if not purpose:
             raise InvalidArgument("purpose is required")
         if purpose not in self.policy.purposes:
             raise InvalidArgument("unknown purpose")
         self._check_record_id(record_id)
-        self._authorize(call, self._request(call, Action.RECORD_GET, purpose=purpose),
-                        record_id=record_id)
+        self._authorize(
+            call, self._request(call, Action.RECORD_GET, purpose=purpose), record_id=record_id
+        )
         stored = self.store.get_record(record_id)
         if stored is None:
-            self.store.append_audit(self._audit(call, Action.RECORD_GET, "deny", "not found",
-                                                purpose=purpose, record_id=record_id))
+            self.store.append_audit(
+                self._audit(
+                    call,
+                    Action.RECORD_GET,
+                    "deny",
+                    "not found",
+                    purpose=purpose,
+                    record_id=record_id,
+                )
+            )
             raise NotFound()
         meta = stored.meta
         wanted = fields
         if include_content and fields is not None:
             wanted = fields | {CONTENT_FIELD}
         visible = self._authorize(
-            call, self._request(call, Action.RECORD_GET, purpose=purpose, category=meta.category,
-                                fields=wanted), ref=meta.subject_ref, record_id=record_id)
+            call,
+            self._request(
+                call, Action.RECORD_GET, purpose=purpose, category=meta.category, fields=wanted
+            ),
+            ref=meta.subject_ref,
+            record_id=record_id,
+        )
         subject_key = self._subject_key(meta.subject_ref, stored.subject_key)
-        ctx = self._record_context("data-key", meta.subject_ref, record_id, meta.version,
-                                   meta.category)
+        ctx = self._record_context("data-key", meta.subject_ref, record_id, meta.version, meta.category)
         data_key = self._unwrap(lambda: unwrap_key(subject_key, stored.data_key, ctx, DataKey))
-        base = self._record_context("payload", meta.subject_ref, record_id, meta.version,
-                                    meta.category)
+        base = self._record_context("payload", meta.subject_ref, record_id, meta.version, meta.category)
         try:
-            released = {name: open_payload(data_key, base.with_items(field=name), ct).decode()
-                        for name, ct in stored.payloads.items() if name in visible}
+            released = {
+                name: open_payload(data_key, base.with_items(field=name), ct).decode()
+                for name, ct in stored.payloads.items()
+                if name in visible
+            }
             content = None
             if include_content and CONTENT_FIELD in visible and stored.blob_ref:
                 try:
@@ -330,19 +444,30 @@ class VaultService:
                     raise IntegrityError() from None
                 content = open_payload(data_key, base.with_items(field=CONTENT_FIELD), sealed)
         except IntegrityError:
-            log.error("security_event=integrity_failure what=payload correlation_id=%s",
-                      call.correlation_id)
+            log.error(
+                "security_event=integrity_failure what=payload correlation_id=%s",
+                call.correlation_id,
+            )
             raise DataLoss() from None
         finally:
             data_key.destroy()
         # Fail closed: nothing is released unless the read is on the audit record.
-        self.store.append_audit(self._audit(call, Action.RECORD_GET, "allow", "released",
-                                            purpose=purpose, ref=meta.subject_ref,
-                                            record_id=record_id))
+        self.store.append_audit(
+            self._audit(
+                call,
+                Action.RECORD_GET,
+                "allow",
+                "released",
+                purpose=purpose,
+                ref=meta.subject_ref,
+                record_id=record_id,
+            )
+        )
         return RecordView(meta, released, content)
 
-    def list_records(self, call: CallContext, subject_id: str, page_size: int = 0,
-                     page_token: str = "") -> tuple[list[RecordMeta], str]:
+    def list_records(
+        self, call: CallContext, subject_id: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[RecordMeta], str]:
         """A page of a subject's record metadata; returns (records, next_page_token)."""
         self._check_subject_id(subject_id)
         if not 0 <= page_size <= MAX_PAGE_SIZE:
@@ -356,9 +481,15 @@ class VaultService:
         next_token = rows[size - 1].record_id if len(rows) > size else ""
         return rows[:size], next_token
 
-    def update_record(self, call: CallContext, record_id: str, fields: Mapping[str, str],
-                      content_type: str = "", content: bytes | None = None,
-                      expected_version: int = 0) -> tuple[str, int]:
+    def update_record(
+        self,
+        call: CallContext,
+        record_id: str,
+        fields: Mapping[str, str],
+        content_type: str = "",
+        content: bytes | None = None,
+        expected_version: int = 0,
+    ) -> tuple[str, int]:
         """Write a new complete version and shred the previous one; returns (id, version)."""
         self._check_record_id(record_id)
         if expected_version < 0:
@@ -370,19 +501,40 @@ class VaultService:
         if expected_version and expected_version != meta.version:
             raise FailedPrecondition("record is not at the expected version")
         self._check_payload(self._category(meta.category), fields, content)
-        self._authorize(call, self._request(call, Action.RECORD_UPDATE, category=meta.category),
-                        ref=meta.subject_ref, record_id=record_id)
+        self._authorize(
+            call,
+            self._request(call, Action.RECORD_UPDATE, category=meta.category),
+            ref=meta.subject_ref,
+            record_id=record_id,
+        )
         wrapped = self.store.get_subject_key(meta.subject_ref)
         if wrapped is None:
             raise NotFound()
         subject_key = self._subject_key(meta.subject_ref, wrapped)
-        new = self._seal_version(meta.subject_ref, subject_key, record_id, meta.version + 1,
-                                 meta.category, fields, content_type, content)
+        new = self._seal_version(
+            meta.subject_ref,
+            subject_key,
+            record_id,
+            meta.version + 1,
+            meta.category,
+            fields,
+            content_type,
+            content,
+        )
         try:
             old = self.store.replace_version(
-                new, meta.version, self.clock.now(),
-                self._audit(call, Action.RECORD_UPDATE, "allow", "new version",
-                            ref=meta.subject_ref, record_id=record_id))
+                new,
+                meta.version,
+                self.clock.now(),
+                self._audit(
+                    call,
+                    Action.RECORD_UPDATE,
+                    "allow",
+                    "new version",
+                    ref=meta.subject_ref,
+                    record_id=record_id,
+                ),
+            )
         except Exception:
             self._remove_blobs(ShreddedRecord(record_id, (new.blob_ref,) if new.blob_ref else ()))
             raise
@@ -394,8 +546,9 @@ class VaultService:
         self._check_record_id(record_id)
         self._authorize(call, self._request(call, Action.RECORD_DELETE), record_id=record_id)
         shredded = self.store.delete_record(
-            record_id, self._audit(call, Action.RECORD_DELETE, "allow", "shredded",
-                                   record_id=record_id))
+            record_id,
+            self._audit(call, Action.RECORD_DELETE, "allow", "shredded", record_id=record_id),
+        )
         if shredded is None:
             raise NotFound()
         self._remove_blobs(shredded)
@@ -406,8 +559,10 @@ class VaultService:
         ref = self.subject_ref(subject_id)
         self._authorize(call, self._request(call, Action.SUBJECT_ERASE), ref=ref)
         return self.store.erase_subject(
-            ref, self.clock.now(),
-            self._audit(call, Action.SUBJECT_ERASE, "allow", "subject key destroyed", ref=ref))
+            ref,
+            self.clock.now(),
+            self._audit(call, Action.SUBJECT_ERASE, "allow", "subject key destroyed", ref=ref),
+        )
 
     def purge_erased(self, batch: int = 500) -> int:
         """Remove the record rows and blobs of erased subjects (already unreadable); returns the
@@ -416,4 +571,3 @@ class VaultService:
         for shredded in done:
             self._remove_blobs(shredded)
         return len(done)
-

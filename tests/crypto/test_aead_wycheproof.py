@@ -50,8 +50,14 @@ def test_out_of_profile_cases_are_refused_clearly(wycheproof: Any) -> None:
 
 @pytest.mark.parametrize(
     ("key", "nonce", "tag", "what"),
-    [(16, 12, 16, "AES-256"), (24, 12, 16, "AES-256"), (32, 8, 16, "96-bit nonces"),
-     (32, 16, 16, "96-bit nonces"), (32, 12, 12, "128-bit tags"), (32, 12, 8, "128-bit tags")],
+    [
+        (16, 12, 16, "AES-256"),
+        (24, 12, 16, "AES-256"),
+        (32, 8, 16, "96-bit nonces"),
+        (32, 16, 16, "96-bit nonces"),
+        (32, 12, 12, "128-bit tags"),
+        (32, 12, 8, "128-bit tags"),
+    ],
 )
 def test_profile_check_names_the_problem(key: int, nonce: int, tag: int, what: str) -> None:
     with pytest.raises(UnsupportedParameters, match=what):

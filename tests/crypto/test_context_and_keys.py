@@ -44,7 +44,7 @@ def test_decoder_rejects_garbage(bad: bytes) -> None:
 def test_key_bytes_never_in_repr_str_format_logs(caplog: pytest.LogCaptureFixture) -> None:
     material = bytes(range(100, 132))
     key = SubjectKey(material)
-    texts = [repr(key), str(key), f"{key}", f"{key!r}", "%s" % (key,), repr([key])]
+    texts = [repr(key), str(key), f"{key}", f"{key!r}", "%s" % (key,), repr([key])]  # noqa: UP031
     with caplog.at_level(logging.DEBUG):
         logging.getLogger("t").info("key=%s", key)
     texts.append(caplog.text)

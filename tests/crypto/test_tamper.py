@@ -45,7 +45,7 @@ def test_payload_bit_flips_and_truncations(size: int) -> None:
         with pytest.raises(IntegrityError):
             open_payload(key, CTX, bad)
     step = 1 if size < 1000 else 97
-    for n in list(range(0, len(ct), step)) + [len(ct) - 1]:
+    for n in [*range(0, len(ct), step), len(ct) - 1]:
         with pytest.raises(IntegrityError):
             open_payload(key, CTX, ct[:n])
     with pytest.raises(IntegrityError):
@@ -67,8 +67,12 @@ def test_wrapped_key_bit_flips_and_truncations() -> None:
 def test_wrapped_key_moved_to_another_row_fails() -> None:
     kek, dk = SubjectKey.generate(), DataKey.generate()
     wrapped = wrap_key(kek, dk, KCTX)
-    for other in [KCTX.with_items(record="r2"), KCTX.with_items(version="2"),
-                  KCTX.with_items(subject="s2"), Context("subject-key", dict(KCTX.items))]:
+    for other in [
+        KCTX.with_items(record="r2"),
+        KCTX.with_items(version="2"),
+        KCTX.with_items(subject="s2"),
+        Context("subject-key", dict(KCTX.items)),
+    ]:
         with pytest.raises(IntegrityError):
             unwrap_key(kek, wrapped, other, DataKey)
     with pytest.raises(IntegrityError):

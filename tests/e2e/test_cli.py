@@ -15,11 +15,19 @@ from tests.conftest import TOKENS, write_config
 VAULTCTL = [sys.executable, "-m", "vault_service.cli.main"]
 
 
-def run(home: Path, *args: str, env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess[str]:
+def run(
+    home: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([*VAULTCTL, "--config", str(home / "vault.toml"), *args],
-                          capture_output=True, text=True, env=full_env, timeout=60)
+    return subprocess.run(
+        [*VAULTCTL, "--config", str(home / "vault.toml"), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+    )
 
 
 def test_keys_init_mode_and_refusals(tmp_path: Path) -> None:
@@ -58,8 +66,12 @@ def test_sealed_keyring_needs_its_passphrase(tmp_path: Path) -> None:
 
 def test_serve_put_get_and_sigterm(tmp_path: Path) -> None:
     write_config(tmp_path)
-    proc = subprocess.Popen([*VAULTCTL, "--config", str(tmp_path / "vault.toml"), "serve"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*VAULTCTL, "--config", str(tmp_path / "vault.toml"), "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -67,16 +79,51 @@ def test_serve_put_get_and_sigterm(tmp_path: Path) -> None:
         assert m, line
         address = f"127.0.0.1:{m.group(1)}"
         env = {"VAULT_TOKEN": TOKENS["app"]}
-        r = run(tmp_path, "--json", "record", "put", "--address", address, "--subject", "m-1",
-                "--category", "concern_text", "--field", "text=hello from the cli", env=env)
+        r = run(
+            tmp_path,
+            "--json",
+            "record",
+            "put",
+            "--address",
+            address,
+            "--subject",
+            "m-1",
+            "--category",
+            "concern_text",
+            "--field",
+            "text=hello from the cli",
+            env=env,
+        )
         assert r.returncode == 0, r.stderr
         rid = json.loads(r.stdout)["record_id"]
-        r = run(tmp_path, "--json", "record", "get", "--address", address, "--id", rid,
-                "--purpose", "matching", env=env)
+        r = run(
+            tmp_path,
+            "--json",
+            "record",
+            "get",
+            "--address",
+            address,
+            "--id",
+            rid,
+            "--purpose",
+            "matching",
+            env=env,
+        )
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["fields"] == {"text": "hello from the cli"}
-        r = run(tmp_path, "--json", "record", "get", "--address", address, "--id", rid,
-                "--purpose", "matching", env={"VAULT_TOKEN": "wrong"})
+        r = run(
+            tmp_path,
+            "--json",
+            "record",
+            "get",
+            "--address",
+            address,
+            "--id",
+            rid,
+            "--purpose",
+            "matching",
+            env={"VAULT_TOKEN": "wrong"},
+        )
         assert r.returncode == 1
         assert json.loads(r.stderr)["error"]["status"] == "UNAUTHENTICATED"
         r = run(tmp_path, "--json", "keys", "status")
@@ -89,7 +136,7 @@ def test_serve_put_get_and_sigterm(tmp_path: Path) -> None:
 def test_bad_config_is_reported_with_file_and_key(tmp_path: Path) -> None:
     write_config(tmp_path)
     cfg = tmp_path / "vault.toml"
-    cfg.write_text(cfg.read_text().replace("[server]\n", "[server]\nworkers = \"four\"\n"))
+    cfg.write_text(cfg.read_text().replace("[server]\n", '[server]\nworkers = "four"\n'))
     r = run(tmp_path, "serve")
     assert r.returncode == 2
     assert "vault.toml: server.workers: expected a int" in r.stderr

@@ -25,8 +25,12 @@ from vault_service.errors import (
     Unauthenticated,
 )
 
-CONCERN = {"text": "두 번째 수술 상담 marker-7731", "body_area": "nose", "budget": "3000000",
-           "stay_schedule": "2026-12-01..2026-12-09"}
+CONCERN = {
+    "text": "두 번째 수술 상담 marker-7731",
+    "body_area": "nose",
+    "budget": "3000000",
+    "stay_schedule": "2026-12-01..2026-12-09",
+}
 
 
 def db(home: Path) -> sqlite3.Connection:
@@ -40,8 +44,13 @@ def test_put_get_round_trip_with_content(app: Any) -> None:
     assert dict(got.fields) == CONCERN
     assert got.info.category == "concern_text" and got.info.version == 1
     photo = bytes(range(256)) * 300
-    put2 = app.put_record("member-1", "concern_photo", {"caption": "left side"}, content=photo,
-                          content_type="image/jpeg")
+    put2 = app.put_record(
+        "member-1",
+        "concern_photo",
+        {"caption": "left side"},
+        content=photo,
+        content_type="image/jpeg",
+    )
     got2 = app.get_record(put2.record_id, "matching", include_content=True)
     assert got2.content == photo and got2.info.content_type == "image/jpeg"
     assert got2.info.content_length == len(photo)
@@ -50,10 +59,12 @@ def test_put_get_round_trip_with_content(app: Any) -> None:
 def test_field_subset_and_purpose_field_limits(app: Any, clinic: Any) -> None:
     rid = app.put_record("member-2", "concern_text", CONCERN).record_id
     assert dict(app.get_record(rid, "matching", fields=["budget"]).fields) == {
-        "budget": CONCERN["budget"]}
+        "budget": CONCERN["budget"]
+    }
     assert dict(clinic.get_record(rid, "clinic_proposal").fields) == CONCERN
-    profile = app.put_record("member-2", "member_profile",
-                             {"email": "a@example.com", "contact": "010-1234-5678"}).record_id
+    profile = app.put_record(
+        "member-2", "member_profile", {"email": "a@example.com", "contact": "010-1234-5678"}
+    ).record_id
     with pytest.raises(PermissionDenied):
         clinic.get_record(profile, "clinic_proposal")
     with pytest.raises(PermissionDenied):
@@ -86,21 +97,37 @@ def test_missing_or_unknown_purpose_is_invalid_argument(app: Any) -> None:
     [
         ({"subject_id": "", "category": "concern_text", "fields": {"text": "x"}}, InvalidArgument),
         ({"subject_id": "s", "category": "nope", "fields": {"text": "x"}}, InvalidArgument),
-        ({"subject_id": "s", "category": "concern_text", "fields": {"email": "x"}},
-         InvalidArgument),
+        (
+            {"subject_id": "s", "category": "concern_text", "fields": {"email": "x"}},
+            InvalidArgument,
+        ),
         ({"subject_id": "s", "category": "concern_text", "fields": {}}, InvalidArgument),
-        ({"subject_id": "s", "category": "concern_text", "fields": {"text": "x"},
-          "content": b"img"}, InvalidArgument),
-        ({"subject_id": "s" * 300, "category": "concern_text", "fields": {"text": "x"}},
-         InvalidArgument),
-        ({"subject_id": "s", "category": "concern_text", "fields": {"text": "x" * ((1 << 20) + 1)}},
-         ResourceExhausted),
+        (
+            {
+                "subject_id": "s",
+                "category": "concern_text",
+                "fields": {"text": "x"},
+                "content": b"img",
+            },
+            InvalidArgument,
+        ),
+        (
+            {"subject_id": "s" * 300, "category": "concern_text", "fields": {"text": "x"}},
+            InvalidArgument,
+        ),
+        (
+            {
+                "subject_id": "s",
+                "category": "concern_text",
+                "fields": {"text": "x" * ((1 << 20) + 1)},
+            },
+            ResourceExhausted,
+        ),
     ],
 )
 def test_bad_puts_get_clear_errors(app: Any, kwargs: dict[str, Any], error: type) -> None:
     with pytest.raises(error):
-        app.put_record(kwargs.pop("subject_id"), kwargs.pop("category"), kwargs.pop("fields"),
-                       **kwargs)
+        app.put_record(kwargs.pop("subject_id"), kwargs.pop("category"), kwargs.pop("fields"), **kwargs)
 
 
 def test_malformed_record_id(app: Any) -> None:
@@ -108,11 +135,11 @@ def test_malformed_record_id(app: Any) -> None:
         app.get_record("../../etc/passwd", "matching")
 
 
-def test_erased_subject_every_record_not_found_at_once(app: Any, running: Any,
-                                                       vault_home: Path) -> None:
+def test_erased_subject_every_record_not_found_at_once(app: Any, running: Any, vault_home: Path) -> None:
     ids = [app.put_record("member-erase", "concern_text", CONCERN).record_id for _ in range(30)]
-    photo = app.put_record("member-erase", "concern_photo", {"caption": "c"},
-                           content=b"p" * 5000).record_id
+    photo = app.put_record(
+        "member-erase", "concern_photo", {"caption": "c"}, content=b"p" * 5000
+    ).record_id
     other = app.put_record("member-keep", "concern_text", CONCERN).record_id
     assert app.erase_subject("member-erase") is True
     for rid in [*ids, photo]:
@@ -141,7 +168,9 @@ def test_payload_row_copied_onto_another_record_is_data_loss(app: Any, vault_hom
     with db(vault_home) as conn:
         conn.execute(
             "UPDATE record_payloads SET ciphertext = (SELECT ciphertext FROM record_payloads"
-            " WHERE record_id = ?) WHERE record_id = ?", (a, b))
+            " WHERE record_id = ?) WHERE record_id = ?",
+            (a, b),
+        )
     with pytest.raises(DataLoss) as err:
         app.get_record(b, "matching")
     assert "secret" not in str(err.value)
@@ -150,33 +179,32 @@ def test_payload_row_copied_onto_another_record_is_data_loss(app: Any, vault_hom
 
 
 def test_wrapped_keys_swapped_across_records_and_subjects_are_data_loss(
-        app: Any, vault_home: Path) -> None:
+    app: Any, vault_home: Path
+) -> None:
     a = app.put_record("member-x", "concern_text", {"text": "x1"}).record_id
     b = app.put_record("member-x", "concern_text", {"text": "x2"}).record_id
     c = app.put_record("member-y", "concern_text", {"text": "y1"}).record_id
     with db(vault_home) as conn:
         conn.execute("PRAGMA foreign_keys=OFF")
-        key_a = conn.execute("SELECT wrapped FROM record_keys WHERE record_id = ?",
-                             (a,)).fetchone()[0]
+        key_a = conn.execute("SELECT wrapped FROM record_keys WHERE record_id = ?", (a,)).fetchone()[0]
         conn.execute("UPDATE record_keys SET wrapped = ? WHERE record_id = ?", (key_a, b))
         sk = conn.execute("SELECT subject_ref, wrapped FROM subject_keys").fetchall()
-        conn.execute("UPDATE subject_keys SET wrapped = ? WHERE subject_ref = ?",
-                     (sk[0][1], sk[1][0]))
+        conn.execute("UPDATE subject_keys SET wrapped = ? WHERE subject_ref = ?", (sk[0][1], sk[1][0]))
     for rid in (b, c):
         with pytest.raises(DataLoss):
             app.get_record(rid, "matching")
 
 
 def test_update_creates_version_and_shreds_old(app: Any, vault_home: Path) -> None:
-    rid = app.put_record("member-u", "concern_photo", {"caption": "v1"},
-                         content=b"first").record_id
+    rid = app.put_record("member-u", "concern_photo", {"caption": "v1"}, content=b"first").record_id
     res = app.update_record(rid, {"caption": "v2"}, content=b"second")
     assert res.version == 2
     got = app.get_record(rid, "matching", include_content=True)
     assert got.fields == {"caption": "v2"} and got.content == b"second"
     with db(vault_home) as conn:
-        assert conn.execute("SELECT version FROM record_keys WHERE record_id = ?",
-                            (rid,)).fetchall() == [(2,)]
+        assert conn.execute(
+            "SELECT version FROM record_keys WHERE record_id = ?", (rid,)
+        ).fetchall() == [(2,)]
         assert {r[0] for r in conn.execute("SELECT version FROM record_payloads")} == {2}
     blobs = list((vault_home / "data" / "blobs").rglob(f"{rid}*"))
     assert [b.name for b in blobs] == [f"{rid}.v2"]
@@ -186,8 +214,7 @@ def test_update_creates_version_and_shreds_old(app: Any, vault_home: Path) -> No
 
 
 def test_delete_shreds_record_and_blob(app: Any, vault_home: Path) -> None:
-    rid = app.put_record("member-d", "concern_photo", {"caption": "c"}, content=b"x" * 100
-                         ).record_id
+    rid = app.put_record("member-d", "concern_photo", {"caption": "c"}, content=b"x" * 100).record_id
     app.delete_record(rid)
     with pytest.raises(NotFound):
         app.get_record(rid, "matching")
@@ -199,8 +226,7 @@ def test_delete_shreds_record_and_blob(app: Any, vault_home: Path) -> None:
 
 
 def test_list_is_metadata_only_and_paginated(app: Any) -> None:
-    ids = [app.put_record("member-l", "concern_text", {"text": f"t{i}"}).record_id
-           for i in range(7)]
+    ids = [app.put_record("member-l", "concern_text", {"text": f"t{i}"}).record_id for i in range(7)]
     page = app.list_records("member-l", page_size=3)
     assert len(page.records) == 3 and page.next_page_token
     assert [r.record_id for r in app.iter_records("member-l", page_size=3)] == sorted(ids)
@@ -220,8 +246,7 @@ def test_idempotency_key(app: Any, vault_home: Path) -> None:
     assert len(app.list_records("member-i").records) == 1
 
 
-def test_roles_deny_by_default_without_existence_oracle(app: Any, clinic: Any,
-                                                        operator: Any) -> None:
+def test_roles_deny_by_default_without_existence_oracle(app: Any, clinic: Any, operator: Any) -> None:
     rid = app.put_record("member-r", "concern_text", CONCERN).record_id
     absent = "01a20124-9ed1-7178-b4d7-fbb2bf0320ca"
     for reader, purpose in ((operator, "matching"), (clinic, "matching")):
@@ -251,7 +276,8 @@ def test_audit_rows_without_subject_ids(app: Any, clinic: Any, running: Any) -> 
         assert "member-audit-777" not in repr(r)
         assert r.correlation_id
     assert {r.subject_pseudonym for r in rows if r.action == "record.put"} == {
-        running.service.pseudonym(running.service.subject_ref("member-audit-777"))}
+        running.service.pseudonym(running.service.subject_ref("member-audit-777"))
+    }
 
 
 def test_unexpected_error_is_internal_without_exception_text(app: Any, running: Any) -> None:
@@ -268,19 +294,19 @@ def test_unexpected_error_is_internal_without_exception_text(app: Any, running: 
 
 
 def test_database_locked_fails_closed_with_unavailable(vault_home: Path) -> None:
+    from tests.conftest import TOKENS
     from vault_service.client import VaultClient
     from vault_service.config import load_config
     from vault_service.errors import Unavailable
     from vault_service.rpc.server import build_service, start_server
     from vault_service.storage import SqliteRecordStore
 
-    from tests.conftest import TOKENS
-
     config = load_config(vault_home / "vault.toml", {})
     assembly = build_service(config, {})
     assembly.store.close()
     assembly.service.store = assembly.store = SqliteRecordStore(
-        config.path(config.storage.sqlite_path), busy_timeout_ms=100)
+        config.path(config.storage.sqlite_path), busy_timeout_ms=100
+    )
     server = start_server(config, {}, assembly=assembly)
     try:
         with VaultClient(f"127.0.0.1:{server.port}", TOKENS["app"]) as c:
@@ -306,7 +332,8 @@ def test_health_and_reflection(running: Any) -> None:
             assert resp.status == health_pb2.HealthCheckResponse.SERVING
         refl = reflection_pb2_grpc.ServerReflectionStub(channel)
         responses = refl.ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
         names = {s.name for r in responses for s in r.list_services_response.service}
         assert "vault.v1.Vault" in names and "grpc.health.v1.Health" in names
 
@@ -317,7 +344,9 @@ def test_correlation_id_in_trailing_metadata(running: Any) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         stub = pb_grpc.VaultStub(channel)
         _, call = stub.ListRecords.with_call(
-            pb.ListRecordsRequest(subject_id="x"), timeout=5,
-            metadata=(("authorization", f"Bearer {TOKENS['app']}"),))
+            pb.ListRecordsRequest(subject_id="x"),
+            timeout=5,
+            metadata=(("authorization", f"Bearer {TOKENS['app']}"),),
+        )
         trailing = dict(call.trailing_metadata())
         assert len(trailing["x-correlation-id"]) == 16

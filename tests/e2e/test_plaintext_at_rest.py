@@ -27,10 +27,19 @@ def test_marker_never_at_rest(app: Any, clinic: Any, running: Any, vault_home: P
     korean = f"상담내용-{marker}"
     subject = f"subject-{marker}"
     rid = app.put_record(subject, "concern_text", {"text": korean, "budget": marker}).record_id
-    photo = app.put_record(subject, "concern_photo", {"caption": marker},
-                           content=(marker.encode() * 2000), content_type="image/png").record_id
-    profile = app.put_record(subject, "member_profile", {"email": f"{marker}@example.com"},
-                             idempotency_key=f"idem-{marker}").record_id
+    photo = app.put_record(
+        subject,
+        "concern_photo",
+        {"caption": marker},
+        content=(marker.encode() * 2000),
+        content_type="image/png",
+    ).record_id
+    profile = app.put_record(
+        subject,
+        "member_profile",
+        {"email": f"{marker}@example.com"},
+        idempotency_key=f"idem-{marker}",
+    ).record_id
     assert app.get_record(rid, "matching").fields["text"] == korean
     assert marker.encode() in app.get_record(photo, "matching", include_content=True).content
     app.update_record(rid, {"text": korean + " corrected"})

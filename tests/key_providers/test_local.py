@@ -42,8 +42,7 @@ def test_missing_and_corrupt_keyrings(tmp_path: Path, ring: Path) -> None:
     ring.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         LocalKeyProvider(ring)
-    ring.write_text(json.dumps({"format": "vault-service-keyring/v1", "primary": "1",
-                                "versions": []}))
+    ring.write_text(json.dumps({"format": "vault-service-keyring/v1", "primary": "1", "versions": []}))
     with pytest.raises(ConfigError, match="non-empty 'versions'"):
         LocalKeyProvider(ring)
 

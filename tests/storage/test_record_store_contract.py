@@ -22,12 +22,19 @@ OTHER = b"\x02" * 32
 AUDIT = AuditRow(at=1.0, principal="p", action="record.put", decision="allow")
 
 
-def _version(ref: bytes = REF, version: int = 1, record_id: str | None = None,
-             blob: str | None = None) -> RecordVersion:
-    return RecordVersion(record_id=record_id or new_record_id(), subject_ref=ref,
-                         category="note", version=version, content_type="",
-                         data_key=b"k" * 61, payloads={"text": b"ct-text", "mood": b"ct-mood"},
-                         blob_ref=blob)
+def _version(
+    ref: bytes = REF, version: int = 1, record_id: str | None = None, blob: str | None = None
+) -> RecordVersion:
+    return RecordVersion(
+        record_id=record_id or new_record_id(),
+        subject_ref=ref,
+        category="note",
+        version=version,
+        content_type="",
+        data_key=b"k" * 61,
+        payloads={"text": b"ct-text", "mood": b"ct-mood"},
+        blob_ref=blob,
+    )
 
 
 def _subject(store: RecordStore, ref: bytes = REF) -> WrappedKey:
@@ -95,8 +102,10 @@ def test_idempotency(store: RecordStore) -> None:
         store.insert_record(_version(), 1.0, Idempotency("p", "k", b"digest-2"), None)
     assert len(store.list_records(REF, 10, None)) == 1
     other_principal = _version()
-    assert store.insert_record(other_principal, 1.0, Idempotency("q", "k", b"digest-2"),
-                               None) == other_principal.record_id
+    assert (
+        store.insert_record(other_principal, 1.0, Idempotency("q", "k", b"digest-2"), None)
+        == other_principal.record_id
+    )
 
 
 def test_erase_is_o1_then_purge(store: RecordStore) -> None:

@@ -25,8 +25,12 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
 
 
 def test_environment_overrides(tmp_path: Path) -> None:
-    env = {"VAULT_SERVER_LISTEN": "127.0.0.1:7000", "VAULT_SERVER_WORKERS": "8",
-           "VAULT_STORAGE_SQLITE_SYNCHRONOUS": "FULL", "VAULT_POLICY": "/etc/policy.toml"}
+    env = {
+        "VAULT_SERVER_LISTEN": "127.0.0.1:7000",
+        "VAULT_SERVER_WORKERS": "8",
+        "VAULT_STORAGE_SQLITE_SYNCHRONOUS": "FULL",
+        "VAULT_POLICY": "/etc/policy.toml",
+    }
     cfg = load_config(_write(tmp_path, "[server]\nworkers = 2\n"), env)
     assert cfg.server.listen == "127.0.0.1:7000" and cfg.server.workers == 8
     assert cfg.storage.sqlite_synchronous == "FULL"

@@ -37,14 +37,22 @@ def test_shipped_policies_load() -> None:
     ("edit", "message"),
     [
         (("version = 1", "version = 2"), "p.toml: version: must be 1"),
-        (('categories = ["note", "photo"]', 'categories = ["note", "x"]'),
-         r"p.toml: purposes.care.categories\[1\]: unknown category 'x'"),
-        (('actions = ["keys.status"]', 'actions = ["keys.steal"]'),
-         r"roles.ops.actions\[0\]: unknown action 'keys.steal'"),
-        (('fields = { note = ["text"] }', 'fields = { note = ["texts"] }'),
-         r"purposes.care.fields.note\[0\]: unknown field 'texts'"),
-        (('fields = ["text", "mood"]', 'fields = ["text", "text"]'),
-         "categories.note.fields: has duplicates"),
+        (
+            ('categories = ["note", "photo"]', 'categories = ["note", "x"]'),
+            r"p.toml: purposes.care.categories\[1\]: unknown category 'x'",
+        ),
+        (
+            ('actions = ["keys.status"]', 'actions = ["keys.steal"]'),
+            r"roles.ops.actions\[0\]: unknown action 'keys.steal'",
+        ),
+        (
+            ('fields = { note = ["text"] }', 'fields = { note = ["texts"] }'),
+            r"purposes.care.fields.note\[0\]: unknown field 'texts'",
+        ),
+        (
+            ('fields = ["text", "mood"]', 'fields = ["text", "text"]'),
+            "categories.note.fields: has duplicates",
+        ),
         (('fields = ["text", "mood"]', 'fields = ["content"]'), "'content' is reserved"),
         (("content = true", "content = false"), "declares no fields and no content"),
         (('purposes = ["care"]', 'purposes = ["care"]\nlevel = 3'), "roles.app.level: unknown key"),
@@ -59,7 +67,7 @@ def test_loader_errors_name_file_and_key(edit: tuple[str, str], message: str) ->
 def test_principal_token_validation() -> None:
     text = MIN + '[principals.a]\nrole = "app"\ntoken_sha256 = "' + "a" * 64 + '"\n'
     assert load_policy(text).principals["a"].token_sha256 == bytes.fromhex("a" * 64)
-    with pytest.raises(ConfigError, match="principals.b.role: unknown role 'nobody'"):
+    with pytest.raises(ConfigError, match=r"principals\.b\.role: unknown role 'nobody'"):
         load_policy(MIN + '[principals.b]\nrole = "nobody"\n', "p.toml")
     with pytest.raises(ConfigError, match="token_sha256: must be 64 lower-case hex"):
         load_policy(MIN + '[principals.b]\nrole = "app"\ntoken_sha256 = "xyz"\n')
@@ -74,17 +82,20 @@ def _req(role: str, action: Action, **kw: object) -> AccessRequest:
 
 def test_decide_table() -> None:
     policy = load_policy(MIN)
-    G = Action.RECORD_GET
+    get = Action.RECORD_GET
     cases = [
-        (_req("app", G, purpose="care", category="note"), True, {"text"}),
-        (_req("app", G, purpose="care", category="photo"), True, {"content"}),
-        (_req("app", G, purpose="care", category="note", fields=frozenset({"mood"})), False, None),
-        (_req("app", G, purpose="care", category="note", fields=frozenset({"text"})), True,
-         {"text"}),
-        (_req("app", G, purpose=None), False, None),
-        (_req("app", G, purpose="other"), False, None),
-        (_req("ops", G, purpose="care"), False, None),
-        (_req("nobody", G, purpose="care"), False, None),
+        (_req("app", get, purpose="care", category="note"), True, {"text"}),
+        (_req("app", get, purpose="care", category="photo"), True, {"content"}),
+        (_req("app", get, purpose="care", category="note", fields=frozenset({"mood"})), False, None),
+        (
+            _req("app", get, purpose="care", category="note", fields=frozenset({"text"})),
+            True,
+            {"text"},
+        ),
+        (_req("app", get, purpose=None), False, None),
+        (_req("app", get, purpose="other"), False, None),
+        (_req("ops", get, purpose="care"), False, None),
+        (_req("nobody", get, purpose="care"), False, None),
         (_req("app", Action.RECORD_PUT, category="note"), True, set()),
         (_req("app", Action.RECORD_PUT, category="nope"), False, None),
         (_req("app", Action.SUBJECT_ERASE), False, None),

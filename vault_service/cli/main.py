@@ -52,8 +52,10 @@ def cmd_keys_init(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -
         return 0
     passphrase = env.get(config.keys.passphrase_env, "")
     create_keyring(path, passphrase.encode() if passphrase else None, SystemClock().now())
-    out.emit({"keyring": str(path), "created": True, "sealed": bool(passphrase), "primary": "1"},
-             f"created keyring {path} (mode 0600{', sealed' if passphrase else ''})")
+    out.emit(
+        {"keyring": str(path), "created": True, "sealed": bool(passphrase), "primary": "1"},
+        f"created keyring {path} (mode 0600{', sealed' if passphrase else ''})",
+    )
     return 0
 
 
@@ -62,25 +64,43 @@ def cmd_keys_status(args: argparse.Namespace, env: Mapping[str, str], out: _Out)
     from vault_service.storage import SqliteRecordStore
 
     config = _config(args, env)
-    provider = LocalKeyProvider.from_env(config.path(config.keys.keyring_path),
-                                         config.keys.passphrase_env, env)
+    provider = LocalKeyProvider.from_env(
+        config.path(config.keys.keyring_path), config.keys.passphrase_env, env
+    )
     store = SqliteRecordStore(config.path(config.storage.sqlite_path))
     try:
         store.migrate()
         counts = store.subject_keys_by_root_version()
     finally:
         store.close()
-    versions = [{"version": v.version, "state": v.state.value, "primary": v.primary,
-                 "created_at": v.created_at, "subject_keys": counts.get(v.version, 0)}
-                for v in provider.versions()]
+    versions = [
+        {
+            "version": v.version,
+            "state": v.state.value,
+            "primary": v.primary,
+            "created_at": v.created_at,
+            "subject_keys": counts.get(v.version, 0),
+        }
+        for v in provider.versions()
+    ]
     unknown = sorted(set(counts) - {v["version"] for v in versions})
     lines = [f"provider: {provider.name}  primary: {provider.primary_version()}"]
-    lines += [f"  version {v['version']:>4}  {v['state']:<22} subject keys: {v['subject_keys']}"
-              f"{'  (primary)' if v['primary'] else ''}" for v in versions]
+    lines += [
+        f"  version {v['version']:>4}  {v['state']:<22} subject keys: {v['subject_keys']}"
+        f"{'  (primary)' if v['primary'] else ''}"
+        for v in versions
+    ]
     if unknown:
         lines.append(f"  WARNING: subject keys under versions the provider lacks: {unknown}")
-    out.emit({"provider": provider.name, "primary": provider.primary_version(),
-              "versions": versions, "unknown_versions": unknown}, "\n".join(lines))
+    out.emit(
+        {
+            "provider": provider.name,
+            "primary": provider.primary_version(),
+            "versions": versions,
+            "unknown_versions": unknown,
+        },
+        "\n".join(lines),
+    )
     return 0 if not unknown else 1
 
 
@@ -91,10 +111,12 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> in
     from vault_service.rpc.server import serve
 
     config = _config(args, env)
-    handler: logging.Handler = (logging.FileHandler(config.path(config.logging.file))
-                                if config.logging.file else logging.StreamHandler(sys.stderr))
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler: logging.Handler = (
+        logging.FileHandler(config.path(config.logging.file))
+        if config.logging.file
+        else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=config.logging.level, handlers=[handler], force=True)
     return serve(config, env)
 
@@ -124,28 +146,43 @@ def _fields(pairs: Sequence[str]) -> dict[str, str]:
 def cmd_record_put(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
     content = Path(args.content_file).read_bytes() if args.content_file else None
     with _client(args, env) as client:
-        result = client.put_record(args.subject, args.category, _fields(args.field),
-                                   content=content, content_type=args.content_type,
-                                   idempotency_key=args.idempotency_key)
-    out.emit({"record_id": result.record_id, "version": result.version},
-             f"stored record {result.record_id} (version {result.version})")
+        result = client.put_record(
+            args.subject,
+            args.category,
+            _fields(args.field),
+            content=content,
+            content_type=args.content_type,
+            idempotency_key=args.idempotency_key,
+        )
+    out.emit(
+        {"record_id": result.record_id, "version": result.version},
+        f"stored record {result.record_id} (version {result.version})",
+    )
     return 0
 
 
 def cmd_record_get(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
     with _client(args, env) as client:
-        record = client.get_record(args.id, args.purpose, fields=args.field or None,
-                                   include_content=bool(args.content_out))
+        record = client.get_record(
+            args.id, args.purpose, fields=args.field or None, include_content=bool(args.content_out)
+        )
     if args.content_out and record.content is not None:
         fd = os.open(args.content_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(record.content)
     info = record.info
-    data = {"record_id": info.record_id, "category": info.category, "version": info.version,
-            "fields": dict(record.fields), "content_type": info.content_type,
-            "content_length": info.content_length}
-    text = "\n".join([f"record {info.record_id} ({info.category}, version {info.version})"]
-                     + [f"  {k}: {v}" for k, v in sorted(record.fields.items())])
+    data = {
+        "record_id": info.record_id,
+        "category": info.category,
+        "version": info.version,
+        "fields": dict(record.fields),
+        "content_type": info.content_type,
+        "content_length": info.content_length,
+    }
+    text = "\n".join(
+        [f"record {info.record_id} ({info.category}, version {info.version})"]
+        + [f"  {k}: {v}" for k, v in sorted(record.fields.items())]
+    )
     out.emit(data, text)
     return 0
 
@@ -153,18 +190,23 @@ def cmd_record_get(args: argparse.Namespace, env: Mapping[str, str], out: _Out) 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
     p = argparse.ArgumentParser(prog="vaultctl", description="Operate vault-service.")
-    p.add_argument("--config", default=os.environ.get("VAULT_CONFIG", DEFAULT_CONFIG),
-                   help=f"config file (default: $VAULT_CONFIG or {DEFAULT_CONFIG})")
+    p.add_argument(
+        "--config",
+        default=os.environ.get("VAULT_CONFIG", DEFAULT_CONFIG),
+        help=f"config file (default: $VAULT_CONFIG or {DEFAULT_CONFIG})",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True)
 
     keys = sub.add_parser("keys", help="root keys").add_subparsers(dest="keys_cmd", required=True)
     k_init = keys.add_parser("init", help="create the local keyring (mode 0600)")
-    k_init.add_argument("--if-missing", action="store_true",
-                        help="succeed without changes if the keyring exists")
+    k_init.add_argument(
+        "--if-missing", action="store_true", help="succeed without changes if the keyring exists"
+    )
     k_init.set_defaults(fn=cmd_keys_init)
-    keys.add_parser("status", help="root-key versions and the subject keys each protects"
-                    ).set_defaults(fn=cmd_keys_status)
+    keys.add_parser("status", help="root-key versions and the subject keys each protects").set_defaults(
+        fn=cmd_keys_status
+    )
 
     sub.add_parser("serve", help="run the gRPC server").set_defaults(fn=cmd_serve)
 

@@ -45,8 +45,10 @@ def _error(exc: grpc.RpcError) -> VaultError:
     details = exc.details() if hasattr(exc, "details") else None
     error = _BY_CODE.get(code, Internal)(details or None)
     trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
-    error.correlation_id = dict(trailing or ()).get("x-correlation-id", "")  # type: ignore[attr-defined]
-    error.grpc_code = code  # type: ignore[attr-defined]
+    for item in trailing or ():
+        value: object = item.value  # str at run time for non-binary keys, whatever the stubs say
+        if item.key == "x-correlation-id" and isinstance(value, str):
+            error.correlation_id = value
     return error
 
 
@@ -73,8 +75,16 @@ class RecordInfo:
 
     @staticmethod
     def from_pb(m: pb.RecordMetadata) -> RecordInfo:
-        return RecordInfo(m.record_id, m.category, m.version, m.content_type, m.content_length,
-                          tuple(m.field_names), m.created_at, m.updated_at)
+        return RecordInfo(
+            m.record_id,
+            m.category,
+            m.version,
+            m.content_type,
+            m.content_length,
+            tuple(m.field_names),
+            m.created_at,
+            m.updated_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -101,11 +111,19 @@ class VaultClient:
     of every call in seconds. Pass ``channel_credentials`` for TLS.
     """
 
-    def __init__(self, address: str, token: str, *, timeout: float = 10.0,
-                 channel_credentials: grpc.ChannelCredentials | None = None,
-                 options: list[tuple[str, Any]] | None = None) -> None:
-        opts = options or [("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                           ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        options: list[tuple[str, Any]] | None = None,
+    ) -> None:
+        opts = options or [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ]
         if channel_credentials is None:
             self._channel = grpc.insecure_channel(address, options=opts)
         else:
@@ -129,35 +147,79 @@ class VaultClient:
 
     def _call(self, method: Callable[..., R], request: Any, timeout: float | None) -> R:
         try:
-            return method(request, metadata=self._metadata,
-                          timeout=self._timeout if timeout is None else timeout)
+            return method(
+                request,
+                metadata=self._metadata,
+                timeout=self._timeout if timeout is None else timeout,
+            )
         except grpc.RpcError as exc:
             raise _error(exc) from None
 
-    def put_record(self, subject_id: str, category: str, fields: Mapping[str, str], *,
-                   content: bytes | None = None, content_type: str = "",
-                   idempotency_key: str = "", timeout: float | None = None) -> PutResult:
+    def put_record(
+        self,
+        subject_id: str,
+        category: str,
+        fields: Mapping[str, str],
+        *,
+        content: bytes | None = None,
+        content_type: str = "",
+        idempotency_key: str = "",
+        timeout: float | None = None,
+    ) -> PutResult:
         """Store a new record."""
-        resp = self._call(self._stub.PutRecord, pb.PutRecordRequest(
-            subject_id=subject_id, category=category, fields=dict(fields),
-            content=content or b"", content_type=content_type,
-            idempotency_key=idempotency_key), timeout)
+        resp = self._call(
+            self._stub.PutRecord,
+            pb.PutRecordRequest(
+                subject_id=subject_id,
+                category=category,
+                fields=dict(fields),
+                content=content or b"",
+                content_type=content_type,
+                idempotency_key=idempotency_key,
+            ),
+            timeout,
+        )
         return PutResult(resp.record_id, resp.version)
 
-    def get_record(self, record_id: str, purpose: str, *, fields: list[str] | None = None,
-                   include_content: bool = False, timeout: float | None = None) -> Record:
+    def get_record(
+        self,
+        record_id: str,
+        purpose: str,
+        *,
+        fields: list[str] | None = None,
+        include_content: bool = False,
+        timeout: float | None = None,
+    ) -> Record:
         """Read a record for ``purpose``."""
-        resp = self._call(self._stub.GetRecord, pb.GetRecordRequest(
-            record_id=record_id, purpose=purpose, fields=fields or [],
-            include_content=include_content), timeout)
-        return Record(RecordInfo.from_pb(resp.metadata), dict(resp.fields),
-                      resp.content if include_content and resp.content else None)
+        resp = self._call(
+            self._stub.GetRecord,
+            pb.GetRecordRequest(
+                record_id=record_id,
+                purpose=purpose,
+                fields=fields or [],
+                include_content=include_content,
+            ),
+            timeout,
+        )
+        return Record(
+            RecordInfo.from_pb(resp.metadata),
+            dict(resp.fields),
+            resp.content if include_content and resp.content else None,
+        )
 
-    def list_records(self, subject_id: str, page_size: int = 0, page_token: str = "",
-                     timeout: float | None = None) -> Page:
+    def list_records(
+        self,
+        subject_id: str,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> Page:
         """One page of a subject's record metadata."""
-        resp = self._call(self._stub.ListRecords, pb.ListRecordsRequest(
-            subject_id=subject_id, page_size=page_size, page_token=page_token), timeout)
+        resp = self._call(
+            self._stub.ListRecords,
+            pb.ListRecordsRequest(subject_id=subject_id, page_size=page_size, page_token=page_token),
+            timeout,
+        )
         return Page([RecordInfo.from_pb(m) for m in resp.records], resp.next_page_token)
 
     def iter_records(self, subject_id: str, page_size: int = 100) -> Iterator[RecordInfo]:
@@ -170,13 +232,28 @@ class VaultClient:
                 return
             token = page.next_page_token
 
-    def update_record(self, record_id: str, fields: Mapping[str, str], *,
-                      content: bytes | None = None, content_type: str = "",
-                      expected_version: int = 0, timeout: float | None = None) -> PutResult:
+    def update_record(
+        self,
+        record_id: str,
+        fields: Mapping[str, str],
+        *,
+        content: bytes | None = None,
+        content_type: str = "",
+        expected_version: int = 0,
+        timeout: float | None = None,
+    ) -> PutResult:
         """Write a new complete version; the previous one is shredded."""
-        resp = self._call(self._stub.UpdateRecord, pb.UpdateRecordRequest(
-            record_id=record_id, fields=dict(fields), content=content or b"",
-            content_type=content_type, expected_version=expected_version), timeout)
+        resp = self._call(
+            self._stub.UpdateRecord,
+            pb.UpdateRecordRequest(
+                record_id=record_id,
+                fields=dict(fields),
+                content=content or b"",
+                content_type=content_type,
+                expected_version=expected_version,
+            ),
+            timeout,
+        )
         return PutResult(resp.record_id, resp.version)
 
     def delete_record(self, record_id: str, timeout: float | None = None) -> None:
@@ -185,6 +262,7 @@ class VaultClient:
 
     def erase_subject(self, subject_id: str, timeout: float | None = None) -> bool:
         """Erase a subject (its key is destroyed; every record unreadable at once)."""
-        resp = self._call(self._stub.EraseSubject,
-                          pb.EraseSubjectRequest(subject_id=subject_id), timeout)
+        resp = self._call(
+            self._stub.EraseSubject, pb.EraseSubjectRequest(subject_id=subject_id), timeout
+        )
         return bool(resp.erased)

@@ -58,13 +58,18 @@ class Aes256Gcm:
     def __repr__(self) -> str:
         return "Aes256Gcm(<key redacted>)"
 
-    def seal(self, nonce: bytes, plaintext: bytes | memoryview, aad: bytes | None) -> bytes:
+    def seal(self, nonce: bytes, plaintext: bytes | bytearray | memoryview, aad: bytes | None) -> bytes:
         """Return ciphertext || 16-byte tag."""
         check_profile(KEY_SIZE, len(nonce), TAG_SIZE)
         return self._aead.encrypt(nonce, plaintext, aad)
 
-    def open(self, nonce: bytes, ciphertext: bytes | memoryview, tag: bytes | memoryview,
-             aad: bytes | None) -> bytes:
+    def open(
+        self,
+        nonce: bytes,
+        ciphertext: bytes | memoryview,
+        tag: bytes | memoryview,
+        aad: bytes | None,
+    ) -> bytes:
         """Authenticate and decrypt; the tag is passed apart so its size can be checked."""
         check_profile(KEY_SIZE, len(nonce), len(tag))
         try:
@@ -72,8 +77,9 @@ class Aes256Gcm:
         except InvalidTag:
             raise IntegrityError() from None
 
-    def open_joined(self, nonce: bytes, ciphertext_and_tag: bytes | memoryview,
-                    aad: bytes | None) -> bytes:
+    def open_joined(
+        self, nonce: bytes, ciphertext_and_tag: bytes | bytearray | memoryview, aad: bytes | None
+    ) -> bytes:
         """Like :meth:`open` for ``ciphertext || tag`` in one buffer (the chunked format's layout)."""
         check_profile(KEY_SIZE, len(nonce), TAG_SIZE)
         if len(ciphertext_and_tag) < TAG_SIZE:

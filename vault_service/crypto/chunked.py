@@ -50,8 +50,9 @@ def _derive(input_key: bytes, salt: bytes, context: bytes) -> tuple[bytes, bytes
         raise UnsupportedParameters(
             f"chunked-encryption input key of {len(input_key)} bytes refused: must be {KEY_SIZE}"
         )
-    okm = hkdf_expand_sha512(input_key, _INFO_PREFIX + salt + context,
-                             KEY_SIZE + NONCE_SIZE + COMMITMENT_SIZE)
+    okm = hkdf_expand_sha512(
+        input_key, _INFO_PREFIX + salt + context, KEY_SIZE + NONCE_SIZE + COMMITMENT_SIZE
+    )
     return okm[:KEY_SIZE], okm[KEY_SIZE : KEY_SIZE + NONCE_SIZE], okm[KEY_SIZE + NONCE_SIZE :]
 
 
@@ -74,11 +75,11 @@ class RawChunkCipher:
             raise IntegrityError()
         return (self._base ^ index).to_bytes(NONCE_SIZE, "big")
 
-    def seal(self, index: int, chunk: bytes | memoryview) -> bytes:
+    def seal(self, index: int, chunk: bytes | bytearray | memoryview) -> bytes:
         """Encrypt chunk ``index``; the caller guarantees the size rules."""
         return self._aead.seal(self._nonce(index), chunk, None)
 
-    def open(self, index: int, encrypted: bytes | memoryview, final: bool) -> bytes:
+    def open(self, index: int, encrypted: bytes | bytearray | memoryview, final: bool) -> bytes:
         """Authenticate and decrypt chunk ``index``, checking the size its position demands."""
         n = len(encrypted)
         if (final and not TAG_SIZE <= n < ENCRYPTED_CHUNK_SIZE) or (
@@ -95,8 +96,10 @@ def decrypt_raw(key: bytes, base_nonce: bytes, body: bytes) -> bytes:
     if rest < TAG_SIZE:
         raise IntegrityError()
     view = memoryview(body)
-    out = [cipher.open(i, view[i * ENCRYPTED_CHUNK_SIZE : (i + 1) * ENCRYPTED_CHUNK_SIZE], False)
-           for i in range(n_full)]
+    out = [
+        cipher.open(i, view[i * ENCRYPTED_CHUNK_SIZE : (i + 1) * ENCRYPTED_CHUNK_SIZE], False)
+        for i in range(n_full)
+    ]
     out.append(cipher.open(n_full, view[n_full * ENCRYPTED_CHUNK_SIZE :], True))
     return b"".join(out)
 
@@ -209,8 +212,11 @@ class ChunkedDecryptor:
         try:
             for i in range(n_full):
                 start = i * ENCRYPTED_CHUNK_SIZE
-                out.append(self._cipher.open(self._index, view[start : start + ENCRYPTED_CHUNK_SIZE],
-                                             final=False))
+                out.append(
+                    self._cipher.open(
+                        self._index, view[start : start + ENCRYPTED_CHUNK_SIZE], final=False
+                    )
+                )
                 self._index += 1
         except IntegrityError:
             view.release()
@@ -246,8 +252,9 @@ def decrypt(input_key: bytes, context: bytes, ciphertext: bytes | memoryview) ->
     return head + dec.finalize()
 
 
-def encrypt_stream(input_key: bytes, context: bytes,
-                   pieces: Iterable[bytes | memoryview]) -> Iterator[bytes]:
+def encrypt_stream(
+    input_key: bytes, context: bytes, pieces: Iterable[bytes | memoryview]
+) -> Iterator[bytes]:
     """Encrypt an iterable of plaintext pieces lazily (constant memory)."""
     enc = ChunkedEncryptor(input_key, context)
     for piece in pieces:
@@ -298,8 +305,7 @@ class ChunkedReader:
     length (so no range read can be fooled by a truncated or extended ciphertext).
     """
 
-    def __init__(self, input_key: bytes, context: bytes, source: ReadAt,
-                 ciphertext_len: int) -> None:
+    def __init__(self, input_key: bytes, context: bytes, source: ReadAt, ciphertext_len: int) -> None:
         header = source.read_at(0, HEADER_SIZE)
         if len(header) != HEADER_SIZE:
             raise IntegrityError()

@@ -29,8 +29,9 @@ K = TypeVar("K", bound=SecretKey)
 def wrap_key(kek: SecretKey, key: SecretKey, context: Context) -> bytes:
     """Wrap ``key`` under ``kek``, binding ``context``."""
     nonce = random_bytes(NONCE_SIZE)
-    sealed = Aes256Gcm(kek.unsafe_bytes()).seal(nonce, key.unsafe_bytes(),
-                                                _AAD_PREFIX + context.encode())
+    sealed = Aes256Gcm(kek.unsafe_bytes()).seal(
+        nonce, key.unsafe_bytes(), _AAD_PREFIX + context.encode()
+    )
     return bytes([FORMAT]) + nonce + sealed
 
 

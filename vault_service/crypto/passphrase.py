@@ -22,8 +22,12 @@ def seal_with_passphrase(passphrase: bytes, plaintext: bytes, aad: bytes) -> dic
     key = scrypt(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
     sealed = Aes256Gcm(key).seal(nonce, plaintext, aad)
     return {
-        "kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
-        "salt": base64.b64encode(salt).decode(), "nonce": base64.b64encode(nonce).decode(),
+        "kdf": "scrypt",
+        "n": SCRYPT_N,
+        "r": SCRYPT_R,
+        "p": SCRYPT_P,
+        "salt": base64.b64encode(salt).decode(),
+        "nonce": base64.b64encode(nonce).decode(),
         "ciphertext": base64.b64encode(sealed).decode(),
     }
 
@@ -37,5 +41,6 @@ def open_with_passphrase(passphrase: bytes, sealed: dict[str, Any], aad: bytes) 
         raise ValueError("keyring scrypt parameters out of range")
     key = scrypt(passphrase, base64.b64decode(sealed["salt"]), n, r, p)
     blob = base64.b64decode(sealed["ciphertext"])
-    return Aes256Gcm(key).open(base64.b64decode(sealed["nonce"]), blob[:-TAG_SIZE],
-                               blob[-TAG_SIZE:], aad)
+    return Aes256Gcm(key).open(
+        base64.b64decode(sealed["nonce"]), blob[:-TAG_SIZE], blob[-TAG_SIZE:], aad
+    )

@@ -23,8 +23,7 @@ def open_payload(key: DataKey, context: Context, ciphertext: bytes) -> bytes:
     return chunked.decrypt(key.unsafe_bytes(), context.encode(), ciphertext)
 
 
-def seal_stream(key: DataKey, context: Context,
-                pieces: Iterable[bytes | memoryview]) -> Iterator[bytes]:
+def seal_stream(key: DataKey, context: Context, pieces: Iterable[bytes | memoryview]) -> Iterator[bytes]:
     """Encrypt a stream of plaintext pieces in constant memory."""
     return chunked.encrypt_stream(key.unsafe_bytes(), context.encode(), pieces)
 
@@ -39,6 +38,7 @@ class PayloadDecryptor(chunked.ChunkedDecryptor):
 class PayloadReader(chunked.ChunkedReader):
     """Random-access reads of one stored payload (only the chunks a range covers are decrypted)."""
 
-    def __init__(self, key: DataKey, context: Context, source: chunked.ReadAt,
-                 ciphertext_len: int) -> None:
+    def __init__(
+        self, key: DataKey, context: Context, source: chunked.ReadAt, ciphertext_len: int
+    ) -> None:
         super().__init__(key.unsafe_bytes(), context.encode(), source, ciphertext_len)

@@ -109,18 +109,27 @@ def create_keyring(path: Path, passphrase: bytes | None, now: float) -> None:
         raise FailedPrecondition(f"{path} already exists; refusing to overwrite a keyring")
     path.parent.mkdir(parents=True, exist_ok=True)
     material = RootKeyMaterial.generate()
-    ring = LocalKeyring("1", [{
-        "version": "1", "state": KeyState.ACTIVE.value, "created_at": now,
-        "material": base64.b64encode(material.unsafe_bytes()).decode(),
-    }])
+    ring = LocalKeyring(
+        "1",
+        [
+            {
+                "version": "1",
+                "state": KeyState.ACTIVE.value,
+                "created_at": now,
+                "material": base64.b64encode(material.unsafe_bytes()).decode(),
+            }
+        ],
+    )
     _save(path, ring, passphrase)
 
 
 def _save(path: Path, ring: LocalKeyring, passphrase: bytes | None) -> None:
     body = json.dumps(ring.to_json(), sort_keys=True).encode()
     if passphrase:
-        doc: dict[str, Any] = {"format": FORMAT,
-                               "sealed": seal_with_passphrase(passphrase, body, _SEAL_AAD)}
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "sealed": seal_with_passphrase(passphrase, body, _SEAL_AAD),
+        }
         body = json.dumps(doc, sort_keys=True).encode()
     _atomic_write(path, body)
 
@@ -150,8 +159,7 @@ class LocalKeyProvider(KeyProvider):
 
     name = "local"
 
-    def __init__(self, path: Path, passphrase: bytes | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(self, path: Path, passphrase: bytes | None = None, clock: Clock | None = None) -> None:
         self._path = path
         self._clock = clock or SystemClock()
         self._passphrase = passphrase
@@ -159,8 +167,9 @@ class LocalKeyProvider(KeyProvider):
         self._ring = load_keyring(path, passphrase)
 
     @classmethod
-    def from_env(cls, path: Path, passphrase_env: str, env: Mapping[str, str],
-                 clock: Clock | None = None) -> LocalKeyProvider:
+    def from_env(
+        cls, path: Path, passphrase_env: str, env: Mapping[str, str], clock: Clock | None = None
+    ) -> LocalKeyProvider:
         """Open with the passphrase (if any) read from ``env[passphrase_env]``."""
         secret = env.get(passphrase_env, "")
         return cls(path, secret.encode() if secret else None, clock)
@@ -176,19 +185,29 @@ class LocalKeyProvider(KeyProvider):
 
     def versions(self) -> list[KeyVersion]:
         ring = self._ring
-        return [KeyVersion(v["version"], KeyState(v["state"]), float(v["created_at"]),
-                           v["version"] == ring.primary) for v in ring.versions]
+        return [
+            KeyVersion(
+                v["version"],
+                KeyState(v["state"]),
+                float(v["created_at"]),
+                v["version"] == ring.primary,
+            )
+            for v in ring.versions
+        ]
 
     def rotate(self) -> str:
         with self._lock:
             ring = load_keyring(self._path, self._passphrase)
             new = str(max(int(v["version"]) for v in ring.versions) + 1)
             material = RootKeyMaterial.generate()
-            ring.versions.append({
-                "version": new, "state": KeyState.ACTIVE.value,
-                "created_at": self._clock.now(),
-                "material": base64.b64encode(material.unsafe_bytes()).decode(),
-            })
+            ring.versions.append(
+                {
+                    "version": new,
+                    "state": KeyState.ACTIVE.value,
+                    "created_at": self._clock.now(),
+                    "material": base64.b64encode(material.unsafe_bytes()).decode(),
+                }
+            )
             ring.primary = new
             _save(self._path, ring, self._passphrase)
             self._ring = ring
@@ -210,6 +229,7 @@ class LocalKeyProvider(KeyProvider):
 
     def _decrypt(self, wrapped: WrappedKey, context: Context) -> bytes:
         kek = self._material(wrapped.root_version)
-        raw = unwrap_key(kek, wrapped.ciphertext,
-                         context.with_items(root_version=wrapped.root_version), _Raw)
+        raw = unwrap_key(
+            kek, wrapped.ciphertext, context.with_items(root_version=wrapped.root_version), _Raw
+        )
         return raw.unsafe_bytes()

@@ -40,8 +40,9 @@ class _Ctx:
             raise self.fail(key, "must be a table")
         return value
 
-    def names(self, value: Any, key: str, known: Mapping[str, Any] | None = None,
-              what: str = "") -> frozenset[str]:
+    def names(
+        self, value: Any, key: str, known: Mapping[str, Any] | None = None, what: str = ""
+    ) -> frozenset[str]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.fail(key, "must be a list of strings")
         for i, v in enumerate(value):
@@ -54,8 +55,10 @@ class _Ctx:
     def only(self, table: Mapping[str, Any], key: str, allowed: set[str]) -> None:
         for k in table:
             if k not in allowed:
-                raise self.fail(f"{key}.{k}" if key else k,
-                                f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+                raise self.fail(
+                    f"{key}.{k}" if key else k,
+                    f"unknown key (expected one of: {', '.join(sorted(allowed))})",
+                )
 
     def name(self, value: str, key: str) -> None:
         if not _NAME.match(value):
@@ -106,8 +109,9 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
         for cat, fl in ctx.table(t.get("fields", {}), f"{key}.fields").items():
             if cat not in cats:
                 raise ctx.fail(f"{key}.fields.{cat}", "category is not in this purpose's categories")
-            subsets[cat] = ctx.names(fl, f"{key}.fields.{cat}",
-                                     dict.fromkeys(categories[cat].fields), "field")
+            subsets[cat] = ctx.names(
+                fl, f"{key}.fields.{cat}", dict.fromkeys(categories[cat].fields), "field"
+            )
         purposes[name] = Purpose(name, cats, subsets, str(t.get("description", "")))
 
     action_names = {a.value: a for a in Action}
@@ -138,7 +142,8 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
             if digest in seen_hashes:
                 raise ctx.fail(f"{key}.token_sha256", "the same token is given to two principals")
             seen_hashes.add(digest)
-        principals[name] = PrincipalEntry(Principal(name, role),
-                                          bytes.fromhex(digest) if digest else None)
+        principals[name] = PrincipalEntry(
+            Principal(name, role), bytes.fromhex(digest) if digest else None
+        )
 
     return Policy(categories, purposes, roles, principals, source)

@@ -96,5 +96,10 @@ class Policy:
         """A copy with one more principal (the development token of ``make run``)."""
         if entry.principal.role not in self.roles:
             raise ValueError(f"unknown role {entry.principal.role!r}")
-        return Policy(self.categories, self.purposes, self.roles,
-                      {**self.principals, entry.principal.name: entry}, self.source)
+        return Policy(
+            self.categories,
+            self.purposes,
+            self.roles,
+            {**self.principals, entry.principal.name: entry},
+            self.source,
+        )

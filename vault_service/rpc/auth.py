@@ -22,15 +22,18 @@ class TokenAuthenticator:
     """Maps an ``authorization: Bearer <token>`` header to a principal of the policy."""
 
     def __init__(self, policy: Policy) -> None:
-        self._entries = [(e.token_sha256, e.principal) for e in policy.principals.values()
-                         if e.token_sha256 is not None]
+        self._entries = [
+            (e.token_sha256, e.principal)
+            for e in policy.principals.values()
+            if e.token_sha256 is not None
+        ]
 
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> Principal:
         """The caller's principal; Unauthenticated for a missing, malformed or unknown token."""
         header = next((v for k, v in metadata if k == "authorization"), None)
         if not isinstance(header, str) or not header.lower().startswith(_PREFIX):
             raise Unauthenticated("missing bearer token")
-        digest = token_digest(header[len(_PREFIX):].strip())
+        digest = token_digest(header[len(_PREFIX) :].strip())
         found: Principal | None = None
         for known, principal in self._entries:
             if hmac.compare_digest(known, digest):

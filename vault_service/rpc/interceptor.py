@@ -32,25 +32,28 @@ current_call: contextvars.ContextVar[CallContext] = contextvars.ContextVar("curr
 _PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
-def _abort(context: grpc.ServicerContext, exc: BaseException, correlation_id: str,
-           method: str) -> None:
+def _abort(context: grpc.ServicerContext, exc: BaseException, correlation_id: str, method: str) -> None:
     if isinstance(exc, VaultError):
         code = getattr(grpc.StatusCode, exc.status.value)
         log.info("rpc=%s status=%s correlation_id=%s", method, exc.status.value, correlation_id)
         context.abort(code, exc.public_message)
-    log.error("rpc=%s status=INTERNAL correlation_id=%s error_type=%s", method, correlation_id,
-              type(exc).__name__, exc_info=(type(exc), exc, exc.__traceback__))
+    log.error(
+        "rpc=%s status=INTERNAL correlation_id=%s error_type=%s",
+        method,
+        correlation_id,
+        type(exc).__name__,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
     context.abort(grpc.StatusCode.INTERNAL, f"internal error (correlation id {correlation_id})")
 
 
-class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """See the module docstring."""
 
     def __init__(self, authenticator: TokenAuthenticator) -> None:
         self._auth = authenticator
 
-    def intercept_service(self, continuation: Callable[[Any], Any],
-                          handler_call_details: Any) -> Any:
+    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
         method: str = handler_call_details.method
         if handler is None or method.startswith(_PUBLIC_PREFIXES):
@@ -59,21 +62,25 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                response_serializer=handler.response_serializer,
+            )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                response_serializer=handler.response_serializer,
+            )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
                 self._wrap_unary(handler.stream_unary, method),
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                response_serializer=handler.response_serializer,
+            )
         return grpc.stream_stream_rpc_method_handler(
             self._wrap_stream(handler.stream_stream, method),
             request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer)
+            response_serializer=handler.response_serializer,
+        )
 
     def _wrap_unary(self, fn: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
         def call(request: Any, context: grpc.ServicerContext) -> Any:
@@ -90,10 +97,12 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 if token is not None:
                     current_call.reset(token)
             return None
+
         return call
 
-    def _wrap_stream(self, fn: Callable[[Any, Any], Iterator[Any]],
-                     method: str) -> Callable[[Any, Any], Iterator[Any]]:
+    def _wrap_stream(
+        self, fn: Callable[[Any, Any], Iterator[Any]], method: str
+    ) -> Callable[[Any, Any], Iterator[Any]]:
         def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             correlation_id, token = "-", None
             try:
@@ -107,4 +116,5 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             finally:
                 if token is not None:
                     current_call.reset(token)
+
         return call

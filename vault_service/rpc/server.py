@@ -20,6 +20,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TextIO
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -97,15 +98,18 @@ def build_service(config: Config, env: Mapping[str, str], clock: Clock | None = 
         if config.server.dev_role not in policy.roles:
             raise ConfigError(f"server.dev_role: unknown role {config.server.dev_role!r}")
         dev_token = _dev_token(config.path(config.server.dev_token_file))
-        policy = policy.with_principal(PrincipalEntry(
-            Principal(DEV_PRINCIPAL, config.server.dev_role), token_digest(dev_token)))
-    store = SqliteRecordStore(config.path(config.storage.sqlite_path),
-                              synchronous=config.storage.sqlite_synchronous)
+        policy = policy.with_principal(
+            PrincipalEntry(Principal(DEV_PRINCIPAL, config.server.dev_role), token_digest(dev_token))
+        )
+    store = SqliteRecordStore(
+        config.path(config.storage.sqlite_path), synchronous=config.storage.sqlite_synchronous
+    )
     store.migrate()
     blobs = FilesystemBlobStore(config.path(config.storage.blob_dir))
     blobs.remove_partials()
-    provider = LocalKeyProvider.from_env(config.path(config.keys.keyring_path),
-                                         config.keys.passphrase_env, env, clock)
+    provider = LocalKeyProvider.from_env(
+        config.path(config.keys.keyring_path), config.keys.passphrase_env, env, clock
+    )
     limits = Limits(max_content_bytes=max(config.server.max_message_bytes - 64 * 1024, 0))
     service = VaultService(store, blobs, provider, policy, clock, limits)
     return Assembly(service, store, dev_token)
@@ -114,15 +118,22 @@ def build_service(config: Config, env: Mapping[str, str], clock: Clock | None = 
 class RunningServer:
     """A started server: its port, health servicer and background purge loop."""
 
-    def __init__(self, server: grpc.Server, port: int, health_servicer: health.HealthServicer,
-                 assembly: Assembly, purge_interval: float) -> None:
+    def __init__(
+        self,
+        server: grpc.Server,
+        port: int,
+        health_servicer: health.HealthServicer,
+        assembly: Assembly,
+        purge_interval: float,
+    ) -> None:
         self.server = server
         self.port = port
         self.health = health_servicer
         self.assembly = assembly
         self._stop = threading.Event()
-        self._purger = threading.Thread(target=self._purge_loop, args=(purge_interval,),
-                                        name="purge-erased", daemon=True)
+        self._purger = threading.Thread(
+            target=self._purge_loop, args=(purge_interval,), name="purge-erased", daemon=True
+        )
         self._purger.start()
 
     @property
@@ -138,8 +149,11 @@ class RunningServer:
                 log.warning("purge of erased subjects failed; will retry")
 
     def set_serving(self, serving: bool) -> None:
-        status = (health_pb2.HealthCheckResponse.SERVING if serving
-                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in ("", SERVICE_NAME):
             self.health.set(name, status)
 
@@ -152,12 +166,18 @@ class RunningServer:
         self.assembly.store.close()
 
 
-def start_server(config: Config, env: Mapping[str, str], clock: Clock | None = None,
-                 assembly: Assembly | None = None) -> RunningServer:
+def start_server(
+    config: Config,
+    env: Mapping[str, str],
+    clock: Clock | None = None,
+    assembly: Assembly | None = None,
+) -> RunningServer:
     """Build the service and start a gRPC server on ``config.server.listen``."""
     if not _is_loopback(config.server.listen):
-        raise ConfigError("server.listen: only loopback addresses are served until TLS is "
-                          "configured (plaintext gRPC must not leave the machine)")
+        raise ConfigError(
+            "server.listen: only loopback addresses are served until TLS is "
+            "configured (plaintext gRPC must not leave the machine)"
+        )
     assembly = assembly or build_service(config, env, clock)
     options = [
         ("grpc.max_receive_message_length", config.server.max_message_bytes),
@@ -165,8 +185,7 @@ def start_server(config: Config, env: Mapping[str, str], clock: Clock | None = N
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.server.workers,
-                                   thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="rpc"),
         interceptors=[VaultInterceptor(TokenAuthenticator(assembly.service.policy))],
         options=options,
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
@@ -175,20 +194,22 @@ def start_server(config: Config, env: Mapping[str, str], clock: Clock | None = N
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
     port = server.add_insecure_port(config.server.listen)
     if port == 0:
         raise ConfigError(f"server.listen: cannot bind {config.server.listen}")
     server.start()
-    running = RunningServer(server, port, health_servicer, assembly,
-                            config.server.purge_interval_seconds)
+    running = RunningServer(
+        server, port, health_servicer, assembly, config.server.purge_interval_seconds
+    )
     running.set_serving(True)
     return running
 
 
-def serve(config: Config, env: Mapping[str, str], out: object = None) -> int:
+def serve(config: Config, env: Mapping[str, str], out: TextIO | None = None) -> int:
     """Run until SIGTERM or SIGINT. Prints the address (and the development token, if any)."""
-    stream = out if out is not None else sys.stdout
+    stream = out or sys.stdout
     running = start_server(config, env)
     host = config.server.listen.rsplit(":", 1)[0]
     lines = [f"vault-service listening on {host}:{running.port}"]
@@ -200,7 +221,7 @@ def serve(config: Config, env: Mapping[str, str], out: object = None) -> int:
             f"  .venv/bin/vaultctl record put --address {host}:{running.port} --subject member-1 "
             "--category concern_text --field text='hello'",
         ]
-    print("\n".join(lines), file=stream, flush=True)  # type: ignore[call-overload]
+    print("\n".join(lines), file=stream, flush=True)
     done = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

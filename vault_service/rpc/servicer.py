@@ -16,9 +16,15 @@ from vault_service.storage import RecordMeta
 
 def _meta(m: RecordMeta) -> pb.RecordMetadata:
     return pb.RecordMetadata(
-        record_id=m.record_id, category=m.category, version=m.version,
-        content_type=m.content_type, content_length=m.content_length or 0,
-        field_names=list(m.field_names), created_at=m.created_at, updated_at=m.updated_at)
+        record_id=m.record_id,
+        category=m.category,
+        version=m.version,
+        content_type=m.content_type,
+        content_length=m.content_length or 0,
+        field_names=list(m.field_names),
+        created_at=m.created_at,
+        updated_at=m.updated_at,
+    )
 
 
 class VaultServicer(pb_grpc.VaultServicer):
@@ -29,36 +35,49 @@ class VaultServicer(pb_grpc.VaultServicer):
 
     def PutRecord(self, request: pb.PutRecordRequest, context: Any) -> pb.PutRecordResponse:
         record_id, version = self._svc.put_record(
-            current_call.get(), request.subject_id, request.category, dict(request.fields),
-            request.content_type, request.content if request.content else None,
-            request.idempotency_key)
+            current_call.get(),
+            request.subject_id,
+            request.category,
+            dict(request.fields),
+            request.content_type,
+            request.content if request.content else None,
+            request.idempotency_key,
+        )
         return pb.PutRecordResponse(record_id=record_id, version=version)
 
     def GetRecord(self, request: pb.GetRecordRequest, context: Any) -> pb.GetRecordResponse:
         view = self._svc.get_record(
-            current_call.get(), request.record_id, request.purpose,
-            frozenset(request.fields) if request.fields else None, request.include_content)
-        return pb.GetRecordResponse(metadata=_meta(view.meta), fields=dict(view.fields),
-                                    content=view.content or b"")
+            current_call.get(),
+            request.record_id,
+            request.purpose,
+            frozenset(request.fields) if request.fields else None,
+            request.include_content,
+        )
+        return pb.GetRecordResponse(
+            metadata=_meta(view.meta), fields=dict(view.fields), content=view.content or b""
+        )
 
     def ListRecords(self, request: pb.ListRecordsRequest, context: Any) -> pb.ListRecordsResponse:
-        rows, token = self._svc.list_records(current_call.get(), request.subject_id,
-                                             request.page_size, request.page_token)
+        rows, token = self._svc.list_records(
+            current_call.get(), request.subject_id, request.page_size, request.page_token
+        )
         return pb.ListRecordsResponse(records=[_meta(m) for m in rows], next_page_token=token)
 
-    def UpdateRecord(self, request: pb.UpdateRecordRequest,
-                     context: Any) -> pb.UpdateRecordResponse:
+    def UpdateRecord(self, request: pb.UpdateRecordRequest, context: Any) -> pb.UpdateRecordResponse:
         record_id, version = self._svc.update_record(
-            current_call.get(), request.record_id, dict(request.fields), request.content_type,
-            request.content if request.content else None, request.expected_version)
+            current_call.get(),
+            request.record_id,
+            dict(request.fields),
+            request.content_type,
+            request.content if request.content else None,
+            request.expected_version,
+        )
         return pb.UpdateRecordResponse(record_id=record_id, version=version)
 
-    def DeleteRecord(self, request: pb.DeleteRecordRequest,
-                     context: Any) -> pb.DeleteRecordResponse:
+    def DeleteRecord(self, request: pb.DeleteRecordRequest, context: Any) -> pb.DeleteRecordResponse:
         self._svc.delete_record(current_call.get(), request.record_id)
         return pb.DeleteRecordResponse(deleted=True)
 
-    def EraseSubject(self, request: pb.EraseSubjectRequest,
-                     context: Any) -> pb.EraseSubjectResponse:
+    def EraseSubject(self, request: pb.EraseSubjectRequest, context: Any) -> pb.EraseSubjectResponse:
         erased = self._svc.erase_subject(current_call.get(), request.subject_id)
         return pb.EraseSubjectResponse(erased=erased)

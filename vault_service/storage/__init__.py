@@ -24,7 +24,7 @@ __all__ = [
     "RecordStore",
     "RecordVersion",
     "ShreddedRecord",
+    "SqliteRecordStore",
     "StoredRecord",
     "SubjectState",
-    "SqliteRecordStore",
 ]

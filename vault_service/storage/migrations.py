@@ -7,44 +7,47 @@ Each step is (version, statements). Types are chosen to mean the same in SQLite 
 from __future__ import annotations
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
-    (1, [
-        # Service-level keys (the subject index key), wrapped by the key provider.
-        "CREATE TABLE service_keys ("
-        " name TEXT PRIMARY KEY, root_version TEXT NOT NULL, wrapped BLOB NOT NULL,"
-        " created_at REAL NOT NULL)",
-        # Subjects are known only by a keyed hash of the caller's id.
-        "CREATE TABLE subjects ("
-        " subject_ref BLOB PRIMARY KEY,"
-        " state TEXT NOT NULL CHECK (state IN ('active','restricted','dormant','erased')),"
-        " created_at REAL NOT NULL, updated_at REAL NOT NULL, erased_at REAL)",
-        # Wrapped keys live apart from ciphertext.
-        "CREATE TABLE subject_keys ("
-        " subject_ref BLOB PRIMARY KEY REFERENCES subjects(subject_ref),"
-        " root_version TEXT NOT NULL, wrapped BLOB NOT NULL, created_at REAL NOT NULL)",
-        "CREATE INDEX subject_keys_by_root ON subject_keys(root_version)",
-        "CREATE TABLE records ("
-        " record_id TEXT PRIMARY KEY,"
-        " subject_ref BLOB NOT NULL REFERENCES subjects(subject_ref),"
-        " category TEXT NOT NULL, version INTEGER NOT NULL, content_type TEXT NOT NULL,"
-        " blob_ref TEXT, content_length INTEGER, field_names TEXT NOT NULL,"
-        " created_at REAL NOT NULL, updated_at REAL NOT NULL)",
-        "CREATE INDEX records_by_subject ON records(subject_ref, record_id)",
-        "CREATE TABLE record_keys ("
-        " record_id TEXT NOT NULL REFERENCES records(record_id) ON DELETE CASCADE,"
-        " version INTEGER NOT NULL, wrapped BLOB NOT NULL, PRIMARY KEY (record_id, version))",
-        # Deleting a data key deletes its payloads: shredding is one statement.
-        "CREATE TABLE record_payloads ("
-        " record_id TEXT NOT NULL, version INTEGER NOT NULL, field TEXT NOT NULL,"
-        " ciphertext BLOB NOT NULL, PRIMARY KEY (record_id, version, field),"
-        " FOREIGN KEY (record_id, version) REFERENCES record_keys(record_id, version)"
-        " ON DELETE CASCADE)",
-        "CREATE TABLE idempotency ("
-        " principal TEXT NOT NULL, idem_key TEXT NOT NULL, request_digest BLOB NOT NULL,"
-        " record_id TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (principal, idem_key))",
-        "CREATE TABLE audit_events ("
-        " seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, principal TEXT NOT NULL,"
-        " action TEXT NOT NULL, purpose TEXT NOT NULL, subject_pseudonym TEXT NOT NULL,"
-        " record_id TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL,"
-        " correlation_id TEXT NOT NULL)",
-    ]),
+    (
+        1,
+        [
+            # Service-level keys (the subject index key), wrapped by the key provider.
+            "CREATE TABLE service_keys ("
+            " name TEXT PRIMARY KEY, root_version TEXT NOT NULL, wrapped BLOB NOT NULL,"
+            " created_at REAL NOT NULL)",
+            # Subjects are known only by a keyed hash of the caller's id.
+            "CREATE TABLE subjects ("
+            " subject_ref BLOB PRIMARY KEY,"
+            " state TEXT NOT NULL CHECK (state IN ('active','restricted','dormant','erased')),"
+            " created_at REAL NOT NULL, updated_at REAL NOT NULL, erased_at REAL)",
+            # Wrapped keys live apart from ciphertext.
+            "CREATE TABLE subject_keys ("
+            " subject_ref BLOB PRIMARY KEY REFERENCES subjects(subject_ref),"
+            " root_version TEXT NOT NULL, wrapped BLOB NOT NULL, created_at REAL NOT NULL)",
+            "CREATE INDEX subject_keys_by_root ON subject_keys(root_version)",
+            "CREATE TABLE records ("
+            " record_id TEXT PRIMARY KEY,"
+            " subject_ref BLOB NOT NULL REFERENCES subjects(subject_ref),"
+            " category TEXT NOT NULL, version INTEGER NOT NULL, content_type TEXT NOT NULL,"
+            " blob_ref TEXT, content_length INTEGER, field_names TEXT NOT NULL,"
+            " created_at REAL NOT NULL, updated_at REAL NOT NULL)",
+            "CREATE INDEX records_by_subject ON records(subject_ref, record_id)",
+            "CREATE TABLE record_keys ("
+            " record_id TEXT NOT NULL REFERENCES records(record_id) ON DELETE CASCADE,"
+            " version INTEGER NOT NULL, wrapped BLOB NOT NULL, PRIMARY KEY (record_id, version))",
+            # Deleting a data key deletes its payloads: shredding is one statement.
+            "CREATE TABLE record_payloads ("
+            " record_id TEXT NOT NULL, version INTEGER NOT NULL, field TEXT NOT NULL,"
+            " ciphertext BLOB NOT NULL, PRIMARY KEY (record_id, version, field),"
+            " FOREIGN KEY (record_id, version) REFERENCES record_keys(record_id, version)"
+            " ON DELETE CASCADE)",
+            "CREATE TABLE idempotency ("
+            " principal TEXT NOT NULL, idem_key TEXT NOT NULL, request_digest BLOB NOT NULL,"
+            " record_id TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (principal, idem_key))",
+            "CREATE TABLE audit_events ("
+            " seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, principal TEXT NOT NULL,"
+            " action TEXT NOT NULL, purpose TEXT NOT NULL, subject_pseudonym TEXT NOT NULL,"
+            " record_id TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL,"
+            " correlation_id TEXT NOT NULL)",
+        ],
+    ),
 ]

@@ -164,8 +164,13 @@ class RecordStore(abc.ABC):
 
     # records -----------------------------------------------------------------------------------
     @abc.abstractmethod
-    def insert_record(self, new: RecordVersion, now: float, idempotency: Idempotency | None,
-                      audit: AuditRow | None) -> str:
+    def insert_record(
+        self,
+        new: RecordVersion,
+        now: float,
+        idempotency: Idempotency | None,
+        audit: AuditRow | None,
+    ) -> str:
         """Insert a new record (version 1). With an idempotency key already used for the same
         request, returns the earlier record id and writes nothing; for a different request raises
         AlreadyExists. Raises FailedPrecondition if the subject is erased or has no key."""
@@ -183,8 +188,9 @@ class RecordStore(abc.ABC):
         """A page of a live subject's records ordered by id, starting after ``after``."""
 
     @abc.abstractmethod
-    def replace_version(self, new: RecordVersion, expected_version: int, now: float,
-                        audit: AuditRow | None) -> ShreddedRecord:
+    def replace_version(
+        self, new: RecordVersion, expected_version: int, now: float, audit: AuditRow | None
+    ) -> ShreddedRecord:
         """Write ``new`` (version ``expected_version + 1``) and destroy the old version's data key
         and payloads. Raises FailedPrecondition if the record changed since ``expected_version``."""
 

@@ -52,10 +52,15 @@ def _mapped_errors() -> Iterator[None]:
 
 def _meta(row: Any) -> RecordMeta:
     return RecordMeta(
-        record_id=row[0], subject_ref=bytes(row[1]), category=row[2], version=row[3],
-        content_type=row[4], content_length=row[5],
+        record_id=row[0],
+        subject_ref=bytes(row[1]),
+        category=row[2],
+        version=row[3],
+        content_type=row[4],
+        content_length=row[5],
         field_names=tuple(row[6].split("\x1f")) if row[6] else (),
-        created_at=row[7], updated_at=row[8],
+        created_at=row[7],
+        updated_at=row[8],
     )
 
 
@@ -66,8 +71,14 @@ def _field_names(new: RecordVersion) -> str:
 class SqliteRecordStore(RecordStore):
     """Record store in one SQLite file (see the module docstring)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
-                 cache_kib: int = 65536) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout_ms: int = 5000,
+        cache_kib: int = 65536,
+    ) -> None:
         if synchronous not in {"NORMAL", "FULL", "EXTRA"}:
             raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
         self._path = path
@@ -87,9 +98,12 @@ class SqliteRecordStore(RecordStore):
         if conn is None:
             with _mapped_errors():
                 self._path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self._path, isolation_level=None,
-                                       timeout=self._busy_timeout_ms / 1000,
-                                       check_same_thread=False)
+                conn = sqlite3.connect(
+                    self._path,
+                    isolation_level=None,
+                    timeout=self._busy_timeout_ms / 1000,
+                    check_same_thread=False,
+                )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self._synchronous}")
                 conn.execute("PRAGMA secure_delete=ON")
@@ -138,10 +152,13 @@ class SqliteRecordStore(RecordStore):
     def migrate(self) -> int:
         conn = self._conn()
         with _mapped_errors():
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
-                         " version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
-            current = conn.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[
+                0
+            ]
             for version, statements in MIGRATIONS:
                 if version <= current:
                     continue
@@ -149,8 +166,9 @@ class SqliteRecordStore(RecordStore):
                 try:
                     for statement in statements:
                         conn.execute(statement)
-                    conn.execute("INSERT INTO schema_migrations VALUES (?, strftime('%s','now'))",
-                                 (version,))
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, strftime('%s','now'))", (version,)
+                    )
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
@@ -168,8 +186,17 @@ class SqliteRecordStore(RecordStore):
         conn.execute(
             "INSERT INTO audit_events (at, principal, action, purpose, subject_pseudonym,"
             " record_id, decision, reason, correlation_id) VALUES (?,?,?,?,?,?,?,?,?)",
-            (a.at, a.principal, a.action, a.purpose, a.subject_pseudonym, a.record_id,
-             a.decision, a.reason, a.correlation_id),
+            (
+                a.at,
+                a.principal,
+                a.action,
+                a.purpose,
+                a.subject_pseudonym,
+                a.record_id,
+                a.decision,
+                a.reason,
+                a.correlation_id,
+            ),
         )
 
     def append_audit(self, audit: AuditRow) -> None:
@@ -181,29 +208,35 @@ class SqliteRecordStore(RecordStore):
             rows = conn.execute(
                 "SELECT at, principal, action, decision, reason, purpose, subject_pseudonym,"
                 " record_id, correlation_id FROM audit_events ORDER BY seq DESC LIMIT ?",
-                (limit,)).fetchall()
+                (limit,),
+            ).fetchall()
         return [AuditRow(*r) for r in reversed(rows)]
 
     # service keys ------------------------------------------------------------------------------
     def get_service_key(self, name: str) -> WrappedKey | None:
         with self._read() as conn:
-            row = conn.execute("SELECT root_version, wrapped FROM service_keys WHERE name = ?",
-                               (name,)).fetchone()
+            row = conn.execute(
+                "SELECT root_version, wrapped FROM service_keys WHERE name = ?", (name,)
+            ).fetchone()
         return WrappedKey(row[0], bytes(row[1])) if row else None
 
     def put_service_key_if_absent(self, name: str, wrapped: WrappedKey, now: float) -> WrappedKey:
         with self._write() as conn:
-            conn.execute("INSERT OR IGNORE INTO service_keys VALUES (?, ?, ?, ?)",
-                         (name, wrapped.root_version, wrapped.ciphertext, now))
-            row = conn.execute("SELECT root_version, wrapped FROM service_keys WHERE name = ?",
-                               (name,)).fetchone()
+            conn.execute(
+                "INSERT OR IGNORE INTO service_keys VALUES (?, ?, ?, ?)",
+                (name, wrapped.root_version, wrapped.ciphertext, now),
+            )
+            row = conn.execute(
+                "SELECT root_version, wrapped FROM service_keys WHERE name = ?", (name,)
+            ).fetchone()
         return WrappedKey(row[0], bytes(row[1]))
 
     # subjects ----------------------------------------------------------------------------------
     def subject_state(self, subject_ref: bytes) -> SubjectState | None:
         with self._read() as conn:
-            row = conn.execute("SELECT state FROM subjects WHERE subject_ref = ?",
-                               (subject_ref,)).fetchone()
+            row = conn.execute(
+                "SELECT state FROM subjects WHERE subject_ref = ?", (subject_ref,)
+            ).fetchone()
         return SubjectState(row[0]) if row else None
 
     def get_subject_key(self, subject_ref: bytes) -> WrappedKey | None:
@@ -211,31 +244,44 @@ class SqliteRecordStore(RecordStore):
             row = conn.execute(
                 "SELECT sk.root_version, sk.wrapped FROM subject_keys sk JOIN subjects s"
                 " ON s.subject_ref = sk.subject_ref AND s.state != 'erased'"
-                " WHERE sk.subject_ref = ?", (subject_ref,)).fetchone()
+                " WHERE sk.subject_ref = ?",
+                (subject_ref,),
+            ).fetchone()
         return WrappedKey(row[0], bytes(row[1])) if row else None
 
     def create_subject_key(self, subject_ref: bytes, wrapped: WrappedKey, now: float) -> WrappedKey:
         with self._write() as conn:
-            row = conn.execute("SELECT state FROM subjects WHERE subject_ref = ?",
-                               (subject_ref,)).fetchone()
+            row = conn.execute(
+                "SELECT state FROM subjects WHERE subject_ref = ?", (subject_ref,)
+            ).fetchone()
             if row and row[0] == SubjectState.ERASED.value:
                 raise FailedPrecondition("subject was erased; use a new subject id")
             if row is None:
-                conn.execute("INSERT INTO subjects (subject_ref, state, created_at, updated_at)"
-                             " VALUES (?, 'active', ?, ?)", (subject_ref, now, now))
-            conn.execute("INSERT OR IGNORE INTO subject_keys VALUES (?, ?, ?, ?)",
-                         (subject_ref, wrapped.root_version, wrapped.ciphertext, now))
-            key = conn.execute("SELECT root_version, wrapped FROM subject_keys"
-                               " WHERE subject_ref = ?", (subject_ref,)).fetchone()
+                conn.execute(
+                    "INSERT INTO subjects (subject_ref, state, created_at, updated_at)"
+                    " VALUES (?, 'active', ?, ?)",
+                    (subject_ref, now, now),
+                )
+            conn.execute(
+                "INSERT OR IGNORE INTO subject_keys VALUES (?, ?, ?, ?)",
+                (subject_ref, wrapped.root_version, wrapped.ciphertext, now),
+            )
+            key = conn.execute(
+                "SELECT root_version, wrapped FROM subject_keys WHERE subject_ref = ?",
+                (subject_ref,),
+            ).fetchone()
         return WrappedKey(key[0], bytes(key[1]))
 
     def erase_subject(self, subject_ref: bytes, now: float, audit: AuditRow | None) -> bool:
         with self._write() as conn:
-            deleted = conn.execute("DELETE FROM subject_keys WHERE subject_ref = ?",
-                                   (subject_ref,)).rowcount
+            deleted = conn.execute(
+                "DELETE FROM subject_keys WHERE subject_ref = ?", (subject_ref,)
+            ).rowcount
             flipped = conn.execute(
                 "UPDATE subjects SET state = 'erased', erased_at = ?, updated_at = ?"
-                " WHERE subject_ref = ? AND state != 'erased'", (now, now, subject_ref)).rowcount
+                " WHERE subject_ref = ? AND state != 'erased'",
+                (now, now, subject_ref),
+            ).rowcount
             self._insert_audit(conn, audit)
         return bool(deleted or flipped)
 
@@ -244,47 +290,76 @@ class SqliteRecordStore(RecordStore):
             rows = conn.execute(
                 "SELECT r.record_id, r.blob_ref FROM records r JOIN subjects s"
                 " ON s.subject_ref = r.subject_ref WHERE s.state = 'erased' LIMIT ?",
-                (limit,)).fetchall()
+                (limit,),
+            ).fetchall()
             conn.executemany("DELETE FROM records WHERE record_id = ?", [(r[0],) for r in rows])
         return [ShreddedRecord(r[0], (r[1],) if r[1] else ()) for r in rows]
 
     # records -----------------------------------------------------------------------------------
     @staticmethod
     def _write_version(conn: sqlite3.Connection, new: RecordVersion) -> None:
-        conn.execute("INSERT INTO record_keys VALUES (?, ?, ?)",
-                     (new.record_id, new.version, new.data_key))
+        conn.execute(
+            "INSERT INTO record_keys VALUES (?, ?, ?)", (new.record_id, new.version, new.data_key)
+        )
         conn.executemany(
             "INSERT INTO record_payloads VALUES (?, ?, ?, ?)",
-            [(new.record_id, new.version, name, ct) for name, ct in new.payloads.items()])
+            [(new.record_id, new.version, name, ct) for name, ct in new.payloads.items()],
+        )
 
-    def insert_record(self, new: RecordVersion, now: float, idempotency: Idempotency | None,
-                      audit: AuditRow | None) -> str:
+    def insert_record(
+        self,
+        new: RecordVersion,
+        now: float,
+        idempotency: Idempotency | None,
+        audit: AuditRow | None,
+    ) -> str:
         with self._write() as conn:
             if idempotency is not None:
                 row = conn.execute(
                     "SELECT request_digest, record_id FROM idempotency"
                     " WHERE principal = ? AND idem_key = ?",
-                    (idempotency.principal, idempotency.key)).fetchone()
+                    (idempotency.principal, idempotency.key),
+                ).fetchone()
                 if row is not None:
                     if bytes(row[0]) != idempotency.request_digest:
                         raise AlreadyExists("idempotency key already used for another request")
                     return str(row[1])
             live = conn.execute(
                 "SELECT 1 FROM subjects s JOIN subject_keys sk ON sk.subject_ref = s.subject_ref"
-                " WHERE s.subject_ref = ? AND s.state != 'erased'", (new.subject_ref,)).fetchone()
+                " WHERE s.subject_ref = ? AND s.state != 'erased'",
+                (new.subject_ref,),
+            ).fetchone()
             if live is None:
                 raise FailedPrecondition("subject was erased; use a new subject id")
             conn.execute(
                 "INSERT INTO records (record_id, subject_ref, category, version, content_type,"
                 " blob_ref, content_length, field_names, created_at, updated_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (new.record_id, new.subject_ref, new.category, new.version, new.content_type,
-                 new.blob_ref, new.content_length, _field_names(new), now, now))
+                (
+                    new.record_id,
+                    new.subject_ref,
+                    new.category,
+                    new.version,
+                    new.content_type,
+                    new.blob_ref,
+                    new.content_length,
+                    _field_names(new),
+                    now,
+                    now,
+                ),
+            )
             self._write_version(conn, new)
             if idempotency is not None:
-                conn.execute("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
-                             (idempotency.principal, idempotency.key, idempotency.request_digest,
-                              new.record_id, now))
+                conn.execute(
+                    "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
+                    (
+                        idempotency.principal,
+                        idempotency.key,
+                        idempotency.request_digest,
+                        new.record_id,
+                        now,
+                    ),
+                )
             self._insert_audit(conn, audit)
         return new.record_id
 
@@ -292,21 +367,28 @@ class SqliteRecordStore(RecordStore):
         with self._read() as conn:
             row = conn.execute(
                 f"SELECT {_META_COLUMNS}, sk.root_version, sk.wrapped, rk.wrapped, r.blob_ref"
-                f" FROM records r {_LIVE} WHERE r.record_id = ?", (record_id,)).fetchone()
+                f" FROM records r {_LIVE} WHERE r.record_id = ?",
+                (record_id,),
+            ).fetchone()
             if row is None:
                 return None
             payloads = conn.execute(
                 "SELECT field, ciphertext FROM record_payloads WHERE record_id = ? AND version = ?",
-                (record_id, row[3])).fetchall()
+                (record_id, row[3]),
+            ).fetchall()
         return StoredRecord(
-            meta=_meta(row), subject_key=WrappedKey(row[9], bytes(row[10])),
-            data_key=bytes(row[11]), payloads={p[0]: bytes(p[1]) for p in payloads},
-            blob_ref=row[12])
+            meta=_meta(row),
+            subject_key=WrappedKey(row[9], bytes(row[10])),
+            data_key=bytes(row[11]),
+            payloads={p[0]: bytes(p[1]) for p in payloads},
+            blob_ref=row[12],
+        )
 
     def get_meta(self, record_id: str) -> RecordMeta | None:
         with self._read() as conn:
-            row = conn.execute(f"SELECT {_META_COLUMNS} FROM records r {_LIVE}"
-                               " WHERE r.record_id = ?", (record_id,)).fetchone()
+            row = conn.execute(
+                f"SELECT {_META_COLUMNS} FROM records r {_LIVE} WHERE r.record_id = ?", (record_id,)
+            ).fetchone()
         return _meta(row) if row else None
 
     def list_records(self, subject_ref: bytes, limit: int, after: str | None) -> list[RecordMeta]:
@@ -314,33 +396,47 @@ class SqliteRecordStore(RecordStore):
             rows = conn.execute(
                 f"SELECT {_META_COLUMNS} FROM records r {_LIVE}"
                 " WHERE r.subject_ref = ? AND r.record_id > ? ORDER BY r.record_id LIMIT ?",
-                (subject_ref, after or "", limit)).fetchall()
+                (subject_ref, after or "", limit),
+            ).fetchall()
         return [_meta(r) for r in rows]
 
-    def replace_version(self, new: RecordVersion, expected_version: int, now: float,
-                        audit: AuditRow | None) -> ShreddedRecord:
+    def replace_version(
+        self, new: RecordVersion, expected_version: int, now: float, audit: AuditRow | None
+    ) -> ShreddedRecord:
         with self._write() as conn:
             old = conn.execute(
                 "SELECT blob_ref FROM records WHERE record_id = ? AND version = ?",
-                (new.record_id, expected_version)).fetchone()
+                (new.record_id, expected_version),
+            ).fetchone()
             if old is None or new.version != expected_version + 1:
                 raise FailedPrecondition("record changed concurrently; retry")
             self._write_version(conn, new)
             conn.execute(
                 "UPDATE records SET version = ?, content_type = ?, blob_ref = ?,"
                 " content_length = ?, field_names = ?, updated_at = ? WHERE record_id = ?",
-                (new.version, new.content_type, new.blob_ref, new.content_length,
-                 _field_names(new), now, new.record_id))
+                (
+                    new.version,
+                    new.content_type,
+                    new.blob_ref,
+                    new.content_length,
+                    _field_names(new),
+                    now,
+                    new.record_id,
+                ),
+            )
             # Shred the old version: its data key first (payload rows cascade).
-            conn.execute("DELETE FROM record_keys WHERE record_id = ? AND version = ?",
-                         (new.record_id, expected_version))
+            conn.execute(
+                "DELETE FROM record_keys WHERE record_id = ? AND version = ?",
+                (new.record_id, expected_version),
+            )
             self._insert_audit(conn, audit)
         return ShreddedRecord(new.record_id, (old[0],) if old[0] else ())
 
     def delete_record(self, record_id: str, audit: AuditRow | None) -> ShreddedRecord | None:
         with self._write() as conn:
-            row = conn.execute("SELECT blob_ref FROM records WHERE record_id = ?",
-                               (record_id,)).fetchone()
+            row = conn.execute(
+                "SELECT blob_ref FROM records WHERE record_id = ?", (record_id,)
+            ).fetchone()
             if row is None:
                 return None
             conn.execute("DELETE FROM record_keys WHERE record_id = ?", (record_id,))
@@ -350,6 +446,7 @@ class SqliteRecordStore(RecordStore):
 
     def subject_keys_by_root_version(self) -> dict[str, int]:
         with self._read() as conn:
-            rows = conn.execute("SELECT root_version, COUNT(*) FROM subject_keys"
-                                " GROUP BY root_version").fetchall()
+            rows = conn.execute(
+                "SELECT root_version, COUNT(*) FROM subject_keys GROUP BY root_version"
+            ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
