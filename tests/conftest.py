@@ -78,7 +78,6 @@ def write_config(home: Path, **overrides: str) -> Path:
     text += 'file = "logs/vault.log"\n'
     path = home / "vault.toml"
     path.write_text(text)
-    (home / "logs").mkdir(exist_ok=True)
     if not (home / "keys" / "keyring.json").exists():
         create_keyring(home / "keys" / "keyring.json", None, 1_800_000_000.0)
     return path
@@ -98,6 +97,7 @@ def running(vault_home: Path) -> Any:
     from vault_service.rpc.server import start_server
 
     config = load_config(vault_home / "vault.toml", {})
+    (vault_home / "logs").mkdir(exist_ok=True)
     handler = logging.FileHandler(vault_home / "logs" / "vault.log")
     root = logging.getLogger()
     root.addHandler(handler)

@@ -66,6 +66,7 @@ def test_sealed_keyring_needs_its_passphrase(tmp_path: Path) -> None:
 
 def test_serve_put_get_and_sigterm(tmp_path: Path) -> None:
     write_config(tmp_path)
+    assert not (tmp_path / "logs").exists()  # serve creates its log and data directories
     proc = subprocess.Popen(
         [*VAULTCTL, "--config", str(tmp_path / "vault.toml"), "serve"],
         stdout=subprocess.PIPE,
@@ -131,6 +132,8 @@ def test_serve_put_get_and_sigterm(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+    log = (tmp_path / "logs" / "vault.log").read_text()
+    assert "status=UNAUTHENTICATED" in log and "hello from the cli" not in log
 
 
 def test_bad_config_is_reported_with_file_and_key(tmp_path: Path) -> None:

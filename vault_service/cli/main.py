@@ -111,11 +111,13 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> in
     from vault_service.rpc.server import serve
 
     config = _config(args, env)
-    handler: logging.Handler = (
-        logging.FileHandler(config.path(config.logging.file))
-        if config.logging.file
-        else logging.StreamHandler(sys.stderr)
-    )
+    handler: logging.Handler
+    if config.logging.file:
+        log_path = config.path(config.logging.file)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_path)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=config.logging.level, handlers=[handler], force=True)
     return serve(config, env)
