@@ -53,6 +53,9 @@ def test_marker_never_at_rest(app: Any, clinic: Any, running: Any, vault_home: P
         app.get_record(rid, "matching")
     while running.service.purge_erased():
         pass
+    data_files = [p for p in (vault_home / "data").rglob("*") if p.is_file()]
+    assert {"vault.db", "vault.db-wal", "vault.db-shm"} <= {p.name for p in data_files}
+    assert [p.name for p in data_files if p.stat().st_mode & 0o077] == []
     running.service.store.close()
     needles = [marker.encode(), korean.encode(), marker.encode("utf-16-le"), subject.encode()]
     assert (vault_home / "logs" / "vault.log").stat().st_size > 0, "logs were written"

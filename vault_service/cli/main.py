@@ -111,6 +111,7 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> in
     from vault_service.rpc.server import serve
 
     config = _config(args, env)
+    os.umask(0o077)  # every file the server writes (logs, database, blobs) is private
     handler: logging.Handler
     if config.logging.file:
         log_path = config.path(config.logging.file)

@@ -9,6 +9,7 @@ Unavailable, anything else -> Internal, never with the vendor's text.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -44,7 +45,7 @@ _LIVE = (
 def _mapped_errors() -> Iterator[None]:
     try:
         yield
-    except sqlite3.OperationalError:
+    except (sqlite3.OperationalError, OSError):
         raise Unavailable("database unavailable") from None
     except sqlite3.DatabaseError:
         raise Internal() from None
@@ -97,7 +98,10 @@ class SqliteRecordStore(RecordStore):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             with _mapped_errors():
-                self._path.parent.mkdir(parents=True, exist_ok=True)
+                self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                # SQLite gives -wal and -shm the database file's mode: make it private first.
+                if not self._path.exists():
+                    os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o600))
                 conn = sqlite3.connect(
                     self._path,
                     isolation_level=None,
