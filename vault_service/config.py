@@ -61,11 +61,43 @@ class KeysConfig:
     """[keys]"""
 
     provider: str = "local"
-    """Key provider: "local"."""
+    """Key provider: "local", "aws-kms" or "vault-transit"."""
     keyring_path: str = "keys/dev-keyring.json"
-    """Local keyring file (mode 0600)."""
+    """local: keyring file (mode 0600)."""
     passphrase_env: str = "VAULT_KEYRING_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
-    """Environment variable holding the keyring passphrase, if the keyring is sealed."""
+    """local: environment variable holding the keyring passphrase, if the keyring is sealed."""
+    kms_alias: str = "alias/vault-service"
+    """aws-kms: primary alias; epoch keys are aliased ``<kms_alias>/v<N>``."""
+    kms_region: str = "us-east-1"
+    """aws-kms: AWS region. Credentials come from the usual AWS environment/instance chain."""
+    kms_endpoint_url: str = ""
+    """aws-kms: endpoint override (a VPC endpoint, or a test server)."""
+    kms_pending_window_days: int = 7
+    """aws-kms: days KMS waits before deleting a destroyed epoch's key (7 to 30)."""
+    transit_url: str = ""
+    """vault-transit: Vault address; empty means $VAULT_ADDR."""
+    transit_token_env: str = "VAULT_TOKEN"  # noqa: S105 (a variable name, not a secret)
+    """vault-transit: environment variable holding the Vault token."""
+    transit_mount: str = "transit"
+    """vault-transit: mount path of the Transit engine."""
+    transit_key: str = "vault-service"
+    """vault-transit: name of the Transit key."""
+    transit_binding: str = "derived"
+    """vault-transit: how the context is bound: "derived" (server-side rewrap) or
+    "associated_data" (rewrap through this process)."""
+    provider_max_attempts: int = 4
+    """aws-kms, vault-transit: attempts per call (exponential backoff) before UNAVAILABLE."""
+    provider_timeout_seconds: float = 5.0
+    """aws-kms, vault-transit: connect and read timeout per attempt."""
+    cache_max_entries: int = 10000
+    """Unwrapped subject keys kept in memory (0 disables the cache)."""
+    cache_max_age_seconds: float = 300.0
+    """How long an unwrapped subject key may be reused."""
+    cache_max_uses: int = 100000
+    """How many reads may reuse one unwrapped subject key."""
+    unhealthy_after_seconds: float = 10.0
+    """Health turns NOT_SERVING once the provider has failed for this long; it recovers by
+    itself on the first success."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +137,8 @@ _CHOICES = {
     ("storage", "backend"): {"sqlite"},
     ("storage", "blob_backend"): {"filesystem"},
     ("storage", "sqlite_synchronous"): {"NORMAL", "FULL", "EXTRA"},
-    ("keys", "provider"): {"local"},
+    ("keys", "provider"): {"local", "aws-kms", "vault-transit"},
+    ("keys", "transit_binding"): {"derived", "associated_data"},
     ("logging", "level"): {"DEBUG", "INFO", "WARNING", "ERROR"},
 }
 
@@ -165,6 +198,17 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
         raise ConfigError(f"{source}: server.workers and server.max_concurrent_rpcs must be >= 1")
     if ":" not in server.listen:
         raise ConfigError(f"{source}: server.listen: expected host:port")
+    keys: KeysConfig = built["keys"]
+    if not 7 <= keys.kms_pending_window_days <= 30:
+        raise ConfigError(f"{source}: keys.kms_pending_window_days: must be between 7 and 30")
+    if keys.provider == "aws-kms" and (
+        not keys.kms_alias.startswith("alias/") or keys.kms_alias.startswith("alias/aws/")
+    ):
+        raise ConfigError(f"{source}: keys.kms_alias: must look like alias/NAME")
+    if keys.provider_max_attempts < 1 or keys.cache_max_entries < 0:
+        raise ConfigError(
+            f"{source}: keys.provider_max_attempts must be >= 1 and keys.cache_max_entries >= 0"
+        )
     policy = env.get("VAULT_POLICY", doc.get("policy"))
     if not isinstance(policy, str) or not policy:
         raise ConfigError(f"{source}: policy: path of the policy file is required")

@@ -25,7 +25,6 @@ from typing import TypeVar
 
 from vault_service.clock import Clock
 from vault_service.crypto import (
-    Context,
     DataKey,
     IndexKey,
     SubjectKey,
@@ -34,6 +33,7 @@ from vault_service.crypto import (
     unwrap_key,
     wrap_key,
 )
+from vault_service.crypto.context import record_context, service_key_context, subject_key_context
 from vault_service.errors import (
     DataLoss,
     FailedPrecondition,
@@ -45,6 +45,7 @@ from vault_service.errors import (
 )
 from vault_service.ids import is_record_id, new_record_id
 from vault_service.key_providers.base import KeyProvider, WrappedKey
+from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.policy import AccessRequest, Action, Category, Policy, Principal, decide
 from vault_service.policy.model import CONTENT_FIELD
 from vault_service.storage import (
@@ -103,6 +104,7 @@ class VaultService:
         policy: Policy,
         clock: Clock,
         limits: Limits | None = None,
+        cache: SubjectKeyCache | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -110,11 +112,14 @@ class VaultService:
         self.policy = policy
         self.clock = clock
         self.limits = limits or Limits()
+        # Caching is opt-in here (the server always passes one); the cache never decides
+        # correctness, see key_providers/cache.py.
+        self.cache = cache or SubjectKeyCache(CacheLimits(max_entries=0), clock)
         self._index_key = self._load_index_key()
 
     # keys and references ---------------------------------------------------------------------
     def _load_index_key(self) -> IndexKey:
-        context = Context("service-key", {"name": INDEX_KEY_NAME})
+        context = service_key_context(INDEX_KEY_NAME)
         wrapped = self.store.get_service_key(INDEX_KEY_NAME)
         if wrapped is None:
             fresh = IndexKey.generate()
@@ -144,31 +149,18 @@ class VaultService:
             log.error("security_event=integrity_failure what=wrapped_key")
             raise DataLoss() from None
 
-    def _subject_context(self, ref: bytes) -> Context:
-        return Context("subject-key", {"subject": ref.hex()})
-
-    @staticmethod
-    def _record_context(domain: str, ref: bytes, record_id: str, version: int, category: str) -> Context:
-        return Context(
-            domain,
-            {
-                "subject": ref.hex(),
-                "record": record_id,
-                "version": str(version),
-                "category": category,
-            },
-        )
-
     def _subject_key(self, ref: bytes, wrapped: WrappedKey) -> SubjectKey:
-        ctx = self._subject_context(ref)
-        return self._unwrap(lambda: self.provider.unwrap(wrapped, ctx, SubjectKey))
+        ctx = subject_key_context(ref)
+        return self.cache.get(
+            ref, wrapped, lambda: self._unwrap(lambda: self.provider.unwrap(wrapped, ctx, SubjectKey))
+        )
 
     def _subject_key_for_write(self, ref: bytes) -> SubjectKey:
         wrapped = self.store.get_subject_key(ref)
         if wrapped is None:
             fresh = SubjectKey.generate()
             wrapped = self.store.create_subject_key(
-                ref, self.provider.wrap(fresh, self._subject_context(ref)), self.clock.now()
+                ref, self.provider.wrap(fresh, subject_key_context(ref)), self.clock.now()
             )
         return self._subject_key(ref, wrapped)
 
@@ -280,9 +272,9 @@ class VaultService:
         wrapped = wrap_key(
             subject_key,
             data_key,
-            self._record_context("data-key", ref, record_id, version, category),
+            record_context("data-key", ref, record_id, version, category),
         )
-        base = self._record_context("payload", ref, record_id, version, category)
+        base = record_context("payload", ref, record_id, version, category)
         payloads = {
             name: seal_payload(data_key, base.with_items(field=name), value.encode())
             for name, value in fields.items()
@@ -427,9 +419,9 @@ class VaultService:
             record_id=record_id,
         )
         subject_key = self._subject_key(meta.subject_ref, stored.subject_key)
-        ctx = self._record_context("data-key", meta.subject_ref, record_id, meta.version, meta.category)
+        ctx = record_context("data-key", meta.subject_ref, record_id, meta.version, meta.category)
         data_key = self._unwrap(lambda: unwrap_key(subject_key, stored.data_key, ctx, DataKey))
-        base = self._record_context("payload", meta.subject_ref, record_id, meta.version, meta.category)
+        base = record_context("payload", meta.subject_ref, record_id, meta.version, meta.category)
         try:
             released = {
                 name: open_payload(data_key, base.with_items(field=name), ct).decode()
@@ -558,11 +550,13 @@ class VaultService:
         self._check_subject_id(subject_id)
         ref = self.subject_ref(subject_id)
         self._authorize(call, self._request(call, Action.SUBJECT_ERASE), ref=ref)
-        return self.store.erase_subject(
+        erased = self.store.erase_subject(
             ref,
             self.clock.now(),
             self._audit(call, Action.SUBJECT_ERASE, "allow", "subject key destroyed", ref=ref),
         )
+        self.cache.forget_subject(ref)
+        return erased
 
     def purge_erased(self, batch: int = 500) -> int:
         """Remove the record rows and blobs of erased subjects (already unreadable); returns the

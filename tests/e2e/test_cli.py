@@ -79,7 +79,7 @@ def test_serve_put_get_and_sigterm(tmp_path: Path) -> None:
         m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
         assert m, line
         address = f"127.0.0.1:{m.group(1)}"
-        env = {"VAULT_TOKEN": TOKENS["app"]}
+        env = {"VAULT_SERVICE_TOKEN": TOKENS["app"]}
         r = run(
             tmp_path,
             "--json",
@@ -123,7 +123,7 @@ def test_serve_put_get_and_sigterm(tmp_path: Path) -> None:
             rid,
             "--purpose",
             "matching",
-            env={"VAULT_TOKEN": "wrong"},
+            env={"VAULT_SERVICE_TOKEN": "wrong"},
         )
         assert r.returncode == 1
         assert json.loads(r.stderr)["error"]["status"] == "UNAUTHENTICATED"

@@ -40,12 +40,31 @@ def _config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
 
 
 # keys ---------------------------------------------------------------------------------------------
-def cmd_keys_init(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
-    from vault_service.key_providers import create_keyring
+def _provider(config: Config, env: Mapping[str, str]) -> Any:
+    from vault_service.key_providers.factory import build_provider
 
+    return build_provider(config, env)
+
+
+def _store(config: Config) -> Any:
+    from vault_service.storage import SqliteRecordStore
+
+    store = SqliteRecordStore(config.path(config.storage.sqlite_path))
+    store.migrate()
+    return store
+
+
+def cmd_keys_init(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
     config = _config(args, env)
     if config.keys.provider != "local":
-        raise ConfigError("keys init creates a local keyring; keys.provider is not 'local'")
+        primary = _provider(config, env).initialize()
+        out.emit(
+            {"provider": config.keys.provider, "primary": primary, "created": True},
+            f"{config.keys.provider}: root key ready, primary version {primary}",
+        )
+        return 0
+    from vault_service.key_providers import create_keyring
+
     path = config.path(config.keys.keyring_path)
     if path.exists() and args.if_missing:
         out.emit({"keyring": str(path), "created": False}, f"keyring exists: {path}")
@@ -59,36 +78,45 @@ def cmd_keys_init(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -
     return 0
 
 
+def _fmt_time(ts: float | None) -> str:
+    import datetime
+
+    if ts is None:
+        return ""
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def cmd_keys_status(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
-    from vault_service.key_providers import LocalKeyProvider
-    from vault_service.storage import SqliteRecordStore
+    from vault_service.lifecycle.rotation import inventory
 
     config = _config(args, env)
-    provider = LocalKeyProvider.from_env(
-        config.path(config.keys.keyring_path), config.keys.passphrase_env, env
-    )
-    store = SqliteRecordStore(config.path(config.storage.sqlite_path))
+    provider = _provider(config, env)
+    store = _store(config)
     try:
-        store.migrate()
+        rows = inventory(store, provider)
         counts = store.subject_keys_by_root_version()
     finally:
         store.close()
+    known = {r.version for r in rows}
+    unknown = sorted(set(counts) - known)
     versions = [
         {
-            "version": v.version,
-            "state": v.state.value,
-            "primary": v.primary,
-            "created_at": v.created_at,
-            "subject_keys": counts.get(v.version, 0),
+            "version": r.version,
+            "provider_state": r.provider_state,
+            "lifecycle": r.lifecycle,
+            "primary": r.primary,
+            "subject_keys": r.subject_keys,
+            "service_keys": r.service_keys,
+            "destroy_at": r.destroy_at,
         }
-        for v in provider.versions()
+        for r in rows
     ]
-    unknown = sorted(set(counts) - {v["version"] for v in versions})
     lines = [f"provider: {provider.name}  primary: {provider.primary_version()}"]
     lines += [
-        f"  version {v['version']:>4}  {v['state']:<22} subject keys: {v['subject_keys']}"
-        f"{'  (primary)' if v['primary'] else ''}"
-        for v in versions
+        f"  version {r.version:>4}  {r.lifecycle:<22} subject keys: {r.subject_keys:>8}"
+        f"  service keys: {r.service_keys}"
+        + (f"  destroyed at: {_fmt_time(r.destroy_at)}" if r.destroy_at else "")
+        for r in rows
     ]
     if unknown:
         lines.append(f"  WARNING: subject keys under versions the provider lacks: {unknown}")
@@ -102,6 +130,110 @@ def cmd_keys_status(args: argparse.Namespace, env: Mapping[str, str], out: _Out)
         "\n".join(lines),
     )
     return 0 if not unknown else 1
+
+
+def cmd_keys_rotate(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    config = _config(args, env)
+    provider = _provider(config, env)
+    old = provider.primary_version()
+    new = provider.rotate()
+    out.emit(
+        {"provider": provider.name, "previous_primary": old, "primary": new},
+        f"rotated: primary root version {old} -> {new}; run 'vaultctl keys rewrap' next",
+    )
+    return 0
+
+
+def _progress_bar(done: int, total: int) -> None:
+    width = 40
+    filled = width * done // total if total else width
+    sys.stderr.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{total}")
+    sys.stderr.flush()
+
+
+def cmd_keys_rewrap(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    from vault_service.lifecycle.rotation import rewrap_keys
+
+    config = _config(args, env)
+    provider = _provider(config, env)
+    store = _store(config)
+    show = sys.stderr.isatty() and not out.as_json
+    try:
+        summary = rewrap_keys(
+            store,
+            provider,
+            batch_size=args.batch_size,
+            progress=_progress_bar if show else None,
+            max_keys=args.max_keys,
+        )
+    finally:
+        store.close()
+    if show:
+        sys.stderr.write("\n")
+    data = {
+        "primary": summary.primary,
+        "rewrapped": summary.rewrapped,
+        "skipped": summary.skipped,
+        "failed": summary.failed,
+        "remaining": summary.remaining,
+        "seconds": round(summary.seconds, 3),
+        "keys_per_second": round(summary.rate, 1),
+    }
+    out.emit(
+        data,
+        f"rewrapped {summary.rewrapped} keys to version {summary.primary} in "
+        f"{summary.seconds:.2f}s ({summary.rate:.0f}/s); skipped {summary.skipped}, "
+        f"failed {summary.failed}, remaining {summary.remaining}",
+    )
+    return 0 if summary.failed == 0 else 1
+
+
+def cmd_keys_retire(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    from vault_service.lifecycle.rotation import retire
+
+    config = _config(args, env)
+    store = _store(config)
+    try:
+        status = retire(store, _provider(config, env), args.version, SystemClock().now())
+    finally:
+        store.close()
+    out.emit(
+        {"version": status.version, "lifecycle": status.lifecycle},
+        f"root version {status.version} retired",
+    )
+    return 0
+
+
+def cmd_keys_destroy(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    from vault_service.lifecycle.rotation import destroy, mark_for_destruction
+
+    config = _config(args, env)
+    provider = _provider(config, env)
+    store = _store(config)
+    now = SystemClock().now()
+    try:
+        if args.mark:
+            status = mark_for_destruction(store, provider, args.version, now)
+            out.emit(
+                {"version": status.version, "lifecycle": status.lifecycle},
+                f"root version {status.version} marked; destroy it with: "
+                f"vaultctl keys destroy {status.version}",
+            )
+            return 0
+        result = destroy(store, provider, args.version, now)
+    finally:
+        store.close()
+    out.emit(
+        {
+            "version": result.version,
+            "state": result.state.value,
+            "destroy_at": result.destroy_at,
+            "detail": result.detail,
+        },
+        f"root version {result.version}: {result.state.value} "
+        f"(effective {_fmt_time(result.destroy_at)}): {result.detail}",
+    )
+    return 0
 
 
 # serve --------------------------------------------------------------------------------------------
@@ -128,11 +260,11 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> in
 def _client(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
     from vault_service.client import VaultClient
 
-    token = env.get("VAULT_TOKEN", "")
+    token = env.get("VAULT_SERVICE_TOKEN", "")
     if args.token_file:
         token = Path(args.token_file).read_text().strip()
     if not token:
-        raise ConfigError("no token: set VAULT_TOKEN or pass --token-file")
+        raise ConfigError("no token: set VAULT_SERVICE_TOKEN or pass --token-file")
     return VaultClient(args.address, token, timeout=args.timeout)
 
 
@@ -202,14 +334,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     keys = sub.add_parser("keys", help="root keys").add_subparsers(dest="keys_cmd", required=True)
-    k_init = keys.add_parser("init", help="create the local keyring (mode 0600)")
+    k_init = keys.add_parser("init", help="create the root key (local keyring file: mode 0600)")
     k_init.add_argument(
         "--if-missing", action="store_true", help="succeed without changes if the keyring exists"
     )
     k_init.set_defaults(fn=cmd_keys_init)
-    keys.add_parser("status", help="root-key versions and the subject keys each protects").set_defaults(
-        fn=cmd_keys_status
+    keys.add_parser(
+        "status", help="root-key versions, their states, and the keys each protects"
+    ).set_defaults(fn=cmd_keys_status)
+    keys.add_parser("rotate", help="create a new root version and make it primary").set_defaults(
+        fn=cmd_keys_rotate
     )
+    k_rewrap = keys.add_parser(
+        "rewrap",
+        help="rewrap subject keys onto the primary version (resumable; no data is re-encrypted)",
+    )
+    k_rewrap.add_argument("--batch-size", type=int, default=200)
+    k_rewrap.add_argument(
+        "--max-keys", type=int, default=None, help="stop after this many keys (re-run to continue)"
+    )
+    k_rewrap.set_defaults(fn=cmd_keys_rewrap)
+    k_retire = keys.add_parser("retire", help="retire a version nothing depends on any more")
+    k_retire.add_argument("version")
+    k_retire.set_defaults(fn=cmd_keys_retire)
+    k_destroy = keys.add_parser(
+        "destroy", help="destroy a retired version: --mark first, then again without --mark"
+    )
+    k_destroy.add_argument("version")
+    k_destroy.add_argument("--mark", action="store_true", help="first step: mark for destruction")
+    k_destroy.set_defaults(fn=cmd_keys_destroy)
 
     sub.add_parser("serve", help="run the gRPC server").set_defaults(fn=cmd_serve)
 
@@ -218,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("put", "get"):
         r = rec_sub.add_parser(name)
         r.add_argument("--address", default="127.0.0.1:50051")
-        r.add_argument("--token-file", help="file holding the bearer token (else $VAULT_TOKEN)")
+        r.add_argument("--token-file", help="file holding the bearer token (else $VAULT_SERVICE_TOKEN)")
         r.add_argument("--timeout", type=float, default=10.0)
         if name == "put":
             r.add_argument("--subject", required=True)

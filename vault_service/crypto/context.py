@@ -94,3 +94,31 @@ def decode_context(data: bytes) -> Context:
     if pos != len(data):
         raise ValueError("trailing bytes after context")
     return Context(domain, items)
+
+
+# The well-known contexts of the key hierarchy, in one place so every layer binds the same bytes.
+
+
+def subject_key_context(subject_ref: bytes) -> Context:
+    """What a subject key is wrapped under (by the key provider)."""
+    return Context("subject-key", {"subject": subject_ref.hex()})
+
+
+def service_key_context(name: str) -> Context:
+    """What a service-level key (the subject index key) is wrapped under."""
+    return Context("service-key", {"name": name})
+
+
+def record_context(
+    domain: str, subject_ref: bytes, record_id: str, version: int, category: str
+) -> Context:
+    """A record version's data key ("data-key") or payload ("payload", plus a field) context."""
+    return Context(
+        domain,
+        {
+            "subject": subject_ref.hex(),
+            "record": record_id,
+            "version": str(version),
+            "category": category,
+        },
+    )

@@ -28,7 +28,13 @@ from vault_service.clock import Clock, SystemClock
 from vault_service.crypto import Context, RootKeyMaterial, SecretKey, unwrap_key, wrap_key
 from vault_service.crypto.passphrase import open_with_passphrase, seal_with_passphrase
 from vault_service.errors import ConfigError, FailedPrecondition, IntegrityError
-from vault_service.key_providers.base import KeyProvider, KeyState, KeyVersion, WrappedKey
+from vault_service.key_providers.base import (
+    DestroyResult,
+    KeyProvider,
+    KeyState,
+    KeyVersion,
+    WrappedKey,
+)
 
 FORMAT = "vault-service-keyring/v1"
 _SEAL_AAD = FORMAT.encode()
@@ -160,6 +166,7 @@ class LocalKeyProvider(KeyProvider):
     name = "local"
 
     def __init__(self, path: Path, passphrase: bytes | None = None, clock: Clock | None = None) -> None:
+        super().__init__()
         self._path = path
         self._clock = clock or SystemClock()
         self._passphrase = passphrase
@@ -212,6 +219,27 @@ class LocalKeyProvider(KeyProvider):
             _save(self._path, ring, self._passphrase)
             self._ring = ring
         return new
+
+    def destroy_version(self, version: str) -> DestroyResult:
+        """Remove the version's material from the keyring file (atomically rewritten)."""
+        with self._lock:
+            ring = load_keyring(self._path, self._passphrase)
+            if version == ring.primary:
+                raise FailedPrecondition("the primary root version cannot be destroyed")
+            entry = next((v for v in ring.versions if v["version"] == version), None)
+            if entry is None:
+                raise FailedPrecondition(f"unknown root version {version!r}")
+            entry["material"] = ""
+            entry["state"] = KeyState.DESTROYED.value
+            entry["destroyed_at"] = self._clock.now()
+            _save(self._path, ring, self._passphrase)
+            self._ring = ring
+        return DestroyResult(
+            version,
+            KeyState.DESTROYED,
+            entry["destroyed_at"],
+            "key material removed from the keyring file",
+        )
 
     def _material(self, version: str) -> RootKeyMaterial:
         material = self._ring.material(version)

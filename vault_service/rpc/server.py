@@ -15,6 +15,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ from vault_service.api.v1 import vault_pb2, vault_pb2_grpc
 from vault_service.clock import Clock, SystemClock
 from vault_service.config import Config
 from vault_service.errors import ConfigError
-from vault_service.key_providers import LocalKeyProvider
+from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
+from vault_service.key_providers.factory import build_provider
 from vault_service.policy import Policy, Principal, PrincipalEntry, load_policy
 from vault_service.rpc.auth import TokenAuthenticator, token_digest
 from vault_service.rpc.interceptor import VaultInterceptor
@@ -107,16 +109,23 @@ def build_service(config: Config, env: Mapping[str, str], clock: Clock | None = 
     store.migrate()
     blobs = FilesystemBlobStore(config.path(config.storage.blob_dir))
     blobs.remove_partials()
-    provider = LocalKeyProvider.from_env(
-        config.path(config.keys.keyring_path), config.keys.passphrase_env, env, clock
+    provider = build_provider(config, env, clock)
+    cache = SubjectKeyCache(
+        CacheLimits(
+            max_entries=config.keys.cache_max_entries,
+            max_age_seconds=config.keys.cache_max_age_seconds,
+            max_uses=config.keys.cache_max_uses,
+        ),
+        clock,
     )
     limits = Limits(max_content_bytes=max(config.server.max_message_bytes - 64 * 1024, 0))
-    service = VaultService(store, blobs, provider, policy, clock, limits)
+    service = VaultService(store, blobs, provider, policy, clock, limits, cache)
     return Assembly(service, store, dev_token)
 
 
 class RunningServer:
-    """A started server: its port, health servicer and background purge loop."""
+    """A started server: its port, health servicer, and two background loops: the purge of erased
+    subjects and the key-provider health monitor."""
 
     def __init__(
         self,
@@ -124,17 +133,26 @@ class RunningServer:
         port: int,
         health_servicer: health.HealthServicer,
         assembly: Assembly,
-        purge_interval: float,
+        config: Config,
     ) -> None:
         self.server = server
         self.port = port
         self.health = health_servicer
         self.assembly = assembly
+        self._unhealthy_after = config.keys.unhealthy_after_seconds
         self._stop = threading.Event()
-        self._purger = threading.Thread(
-            target=self._purge_loop, args=(purge_interval,), name="purge-erased", daemon=True
-        )
-        self._purger.start()
+        self._serving = True
+        self._threads = [
+            threading.Thread(
+                target=self._purge_loop,
+                args=(config.server.purge_interval_seconds,),
+                name="purge-erased",
+                daemon=True,
+            ),
+            threading.Thread(target=self._health_loop, name="provider-health", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
 
     @property
     def service(self) -> VaultService:
@@ -148,7 +166,29 @@ class RunningServer:
             except Exception:  # next round retries; failures are logged without detail
                 log.warning("purge of erased subjects failed; will retry")
 
-    def set_serving(self, serving: bool) -> None:
+    def _health_loop(self) -> None:
+        """NOT_SERVING once the key provider has failed for ``unhealthy_after_seconds``; while
+        unhealthy, probe it every second and turn SERVING again on the first success."""
+        stats = self.service.provider.stats
+        interval = min(1.0, max(self._unhealthy_after / 4, 0.05))
+        while not self._stop.wait(interval):
+            since = stats.failing_since
+            failing = since is not None and time.monotonic() - since >= self._unhealthy_after
+            if failing and self._serving:
+                log.error("security_event=key_provider_down health=NOT_SERVING")
+                self._set(False)
+            if not self._serving:
+                try:
+                    self.service.provider.probe()
+                except Exception:
+                    log.info("key provider probe failed; still NOT_SERVING")
+                    continue
+                if not self._stop.is_set():
+                    log.warning("key provider recovered health=SERVING")
+                    self._set(True)
+
+    def _set(self, serving: bool) -> None:
+        self._serving = serving
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -157,12 +197,17 @@ class RunningServer:
         for name in ("", SERVICE_NAME):
             self.health.set(name, status)
 
+    def set_serving(self, serving: bool) -> None:
+        """Force the health status (start-up and shutdown)."""
+        self._set(serving)
+
     def stop(self, grace: float = 5.0) -> None:
         """Health NOT_SERVING first, then stop taking calls; in-flight calls get ``grace``."""
-        self.set_serving(False)
         self._stop.set()
+        self._set(False)
         self.server.stop(grace).wait()
-        self._purger.join(timeout=5)
+        for t in self._threads:
+            t.join(timeout=5)
         self.assembly.store.close()
 
 
@@ -200,9 +245,7 @@ def start_server(
     if port == 0:
         raise ConfigError(f"server.listen: cannot bind {config.server.listen}")
     server.start()
-    running = RunningServer(
-        server, port, health_servicer, assembly, config.server.purge_interval_seconds
-    )
+    running = RunningServer(server, port, health_servicer, assembly, config)
     running.set_serving(True)
     return running
 
@@ -217,7 +260,7 @@ def serve(config: Config, env: Mapping[str, str], out: TextIO | None = None) -> 
         lines += [
             f"development token (principal {DEV_PRINCIPAL!r}): {running.assembly.dev_token}",
             "example:",
-            f"  export VAULT_TOKEN={running.assembly.dev_token}",
+            f"  export VAULT_SERVICE_TOKEN={running.assembly.dev_token}",
             f"  .venv/bin/vaultctl record put --address {host}:{running.port} --subject member-1 "
             "--category concern_text --field text='hello'",
         ]

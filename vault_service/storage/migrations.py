@@ -50,4 +50,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " correlation_id TEXT NOT NULL)",
         ],
     ),
+    (
+        2,
+        [
+            # Operator lifecycle of root-key versions (retired, marked, destroyed), per provider.
+            "CREATE TABLE root_versions ("
+            " provider TEXT NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL,"
+            " updated_at REAL NOT NULL, destroy_at REAL, detail TEXT NOT NULL,"
+            " PRIMARY KEY (provider, version))",
+            "CREATE INDEX service_keys_by_root ON service_keys(root_version)",
+        ],
+    ),
 ]

@@ -116,6 +116,17 @@ class ShreddedRecord:
     blob_refs: tuple[str, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class RootVersionState:
+    """The operator lifecycle of one root-key version, as recorded by the rotation CLI."""
+
+    version: str
+    state: str
+    updated_at: float
+    destroy_at: float | None
+    detail: str
+
+
 class RecordStore(abc.ABC):
     """Persistent state of the vault (see the module docstring for the rules)."""
 
@@ -207,7 +218,41 @@ class RecordStore(abc.ABC):
     def audit_rows(self, limit: int = 1000) -> list[AuditRow]:
         """The latest audit rows, oldest first (for tests and the auditor)."""
 
-    # inventory ---------------------------------------------------------------------------------
+    # inventory and rotation --------------------------------------------------------------------
     @abc.abstractmethod
     def subject_keys_by_root_version(self) -> dict[str, int]:
         """How many subject keys each root-key version protects."""
+
+    @abc.abstractmethod
+    def service_keys_by_root_version(self) -> dict[str, int]:
+        """How many service keys each root-key version protects."""
+
+    @abc.abstractmethod
+    def subject_keys_not_at(
+        self, version: str, limit: int, after: bytes | None
+    ) -> list[tuple[bytes, WrappedKey]]:
+        """Up to ``limit`` (subject_ref, wrapped key) not wrapped by ``version``, ordered by ref,
+        starting after ``after``."""
+
+    @abc.abstractmethod
+    def service_keys(self) -> list[tuple[str, WrappedKey]]:
+        """Every (name, wrapped key) of the service keys."""
+
+    @abc.abstractmethod
+    def replace_subject_key(self, subject_ref: bytes, old: WrappedKey, new: WrappedKey) -> bool:
+        """Compare-and-set: store ``new`` only if the row still holds ``old`` (False otherwise,
+        e.g. the subject was erased meanwhile)."""
+
+    @abc.abstractmethod
+    def replace_service_key(self, name: str, old: WrappedKey, new: WrappedKey) -> bool:
+        """Compare-and-set for a service key."""
+
+    @abc.abstractmethod
+    def root_version_states(self, provider: str) -> dict[str, RootVersionState]:
+        """Recorded lifecycle states of the provider's root versions."""
+
+    @abc.abstractmethod
+    def set_root_version_state(
+        self, provider: str, state: RootVersionState, audit: AuditRow | None
+    ) -> None:
+        """Record a lifecycle state (with its audit row, in one transaction)."""

@@ -25,6 +25,7 @@ from vault_service.storage.records import (
     RecordMeta,
     RecordStore,
     RecordVersion,
+    RootVersionState,
     ShreddedRecord,
     StoredRecord,
     SubjectState,
@@ -454,3 +455,66 @@ class SqliteRecordStore(RecordStore):
                 "SELECT root_version, COUNT(*) FROM subject_keys GROUP BY root_version"
             ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
+
+    def service_keys_by_root_version(self) -> dict[str, int]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT root_version, COUNT(*) FROM service_keys GROUP BY root_version"
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def subject_keys_not_at(
+        self, version: str, limit: int, after: bytes | None
+    ) -> list[tuple[bytes, WrappedKey]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT subject_ref, root_version, wrapped FROM subject_keys"
+                " WHERE root_version != ? AND subject_ref > ? ORDER BY subject_ref LIMIT ?",
+                (version, after or b"", limit),
+            ).fetchall()
+        return [(bytes(r[0]), WrappedKey(r[1], bytes(r[2]))) for r in rows]
+
+    def service_keys(self) -> list[tuple[str, WrappedKey]]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT name, root_version, wrapped FROM service_keys").fetchall()
+        return [(r[0], WrappedKey(r[1], bytes(r[2]))) for r in rows]
+
+    def replace_subject_key(self, subject_ref: bytes, old: WrappedKey, new: WrappedKey) -> bool:
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE subject_keys SET root_version = ?, wrapped = ?"
+                " WHERE subject_ref = ? AND root_version = ? AND wrapped = ?",
+                (new.root_version, new.ciphertext, subject_ref, old.root_version, old.ciphertext),
+            ).rowcount
+        return bool(changed)
+
+    def replace_service_key(self, name: str, old: WrappedKey, new: WrappedKey) -> bool:
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE service_keys SET root_version = ?, wrapped = ?"
+                " WHERE name = ? AND root_version = ? AND wrapped = ?",
+                (new.root_version, new.ciphertext, name, old.root_version, old.ciphertext),
+            ).rowcount
+        return bool(changed)
+
+    def root_version_states(self, provider: str) -> dict[str, RootVersionState]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT version, state, updated_at, destroy_at, detail FROM root_versions"
+                " WHERE provider = ?",
+                (provider,),
+            ).fetchall()
+        return {r[0]: RootVersionState(*r) for r in rows}
+
+    def set_root_version_state(
+        self, provider: str, state: RootVersionState, audit: AuditRow | None
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO root_versions VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (provider, version) DO UPDATE SET state = excluded.state,"
+                " updated_at = excluded.updated_at, destroy_at = excluded.destroy_at,"
+                " detail = excluded.detail",
+                (provider, state.version, state.state, state.updated_at, state.destroy_at, state.detail),
+            )
+            self._insert_audit(conn, audit)
