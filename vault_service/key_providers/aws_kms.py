@@ -139,7 +139,7 @@ class AwsKmsKeyProvider(KeyProvider):
             region_name=settings.region,
         )
         config = BotoConfig(
-            retries={"mode": "standard", "max_attempts": settings.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
             connect_timeout=settings.timeout_seconds,
             read_timeout=settings.timeout_seconds,
         )
