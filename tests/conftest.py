@@ -66,16 +66,18 @@ def write_config(home: Path, **overrides: str) -> Path:
     from vault_service.key_providers import create_keyring
 
     (home / "policy.toml").write_text(test_policy_text())
-    server = {"listen": '"127.0.0.1:0"', "purge_interval_seconds": "3600.0"}
-    storage = {"sqlite_path": '"data/vault.db"', "blob_dir": '"data/blobs"'}
+    sections: dict[str, dict[str, str]] = {
+        "server": {"listen": '"127.0.0.1:0"', "purge_interval_seconds": "3600.0"},
+        "storage": {"sqlite_path": '"data/vault.db"', "blob_dir": '"data/blobs"'},
+        "keys": {"keyring_path": '"keys/keyring.json"'},
+        "logging": {"level": '"DEBUG"', "file": '"logs/vault.log"'},
+    }
     for key, value in overrides.items():
         section, _, name = key.partition("__")
-        {"server": server, "storage": storage}[section][name] = value
-    text = 'policy = "policy.toml"\n[server]\n'
-    text += "".join(f"{k} = {v}\n" for k, v in server.items())
-    text += "[storage]\n" + "".join(f"{k} = {v}\n" for k, v in storage.items())
-    text += '[keys]\nkeyring_path = "keys/keyring.json"\n[logging]\nlevel = "DEBUG"\n'
-    text += 'file = "logs/vault.log"\n'
+        sections[section][name] = value
+    text = 'policy = "policy.toml"\n'
+    for section, values in sections.items():
+        text += f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
     path = home / "vault.toml"
     path.write_text(text)
     if not (home / "keys" / "keyring.json").exists():

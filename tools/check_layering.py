@@ -1,6 +1,8 @@
 """Layering check (part of `make lint`): dependencies point inward, pure layers do no I/O.
 
-    rpc, cli, client  ->  service  ->  policy, crypto, key_providers, storage, audit, lifecycle
+    rpc, cli, client  ->  service, lifecycle  ->  policy, crypto, key_providers, storage, audit
+    (service is the facade for requests; lifecycle holds the jobs that operators and the server's
+    background loops run: rotation, purge, and later retention and verification)
     crypto, policy    :   pure (no I/O modules, no vendor SDKs)
     errors, clock, ids:   leaves (import nothing of the project but each other)
 
@@ -26,8 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "audit": {"audit", "storage", "crypto"},
     "lifecycle": {"lifecycle", "storage", "crypto", "key_providers", "policy", "audit"},
     "service": {"crypto", "key_providers", "storage", "policy", "audit", "lifecycle"},
-    "rpc": {"rpc", "service", "policy", "storage", "key_providers", "crypto"},
-    "cli": {"cli", "service", "rpc", "client", "key_providers", "storage", "policy"},
+    "rpc": {"rpc", "service", "lifecycle", "policy", "storage", "key_providers", "crypto"},
+    "cli": {"cli", "service", "lifecycle", "rpc", "client", "key_providers", "storage", "policy"},
     "client": {"client"},
 }
 # modules a pure layer must not import (I/O, processes, networks, vendor SDKs)

@@ -143,3 +143,92 @@ def test_bad_config_is_reported_with_file_and_key(tmp_path: Path) -> None:
     r = run(tmp_path, "serve")
     assert r.returncode == 2
     assert "vault.toml: server.workers: expected a int" in r.stderr
+
+
+def test_rotation_cli_end_to_end(tmp_path: Path) -> None:
+    from vault_service.config import load_config
+    from vault_service.policy import Principal
+    from vault_service.rpc.server import build_service
+    from vault_service.service import CallContext
+
+    write_config(tmp_path)
+    assembly = build_service(load_config(tmp_path / "vault.toml", {}), {})
+    call = CallContext(Principal("app", "application"), "t")
+    ids = [
+        assembly.service.put_record(call, f"m-{i}", "concern_text", {"text": str(i)})[0]
+        for i in range(12)
+    ]
+    assembly.store.close()
+
+    def j(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+        r = run(tmp_path, "--json", "keys", *args)
+        stream = r.stdout if r.returncode == 0 else r.stderr
+        return r.returncode, json.loads(stream)
+
+    code, rotated = j("rotate")
+    assert (code, rotated["previous_primary"], rotated["primary"]) == (0, "1", "2")
+    code, status = j("status")
+    assert [(v["version"], v["subject_keys"], v["service_keys"]) for v in status["versions"]] == [
+        ("1", 12, 1),
+        ("2", 0, 0),
+    ]
+    code, err = j("retire", "1")
+    assert code == 1 and err["error"]["status"] == "FAILED_PRECONDITION"
+    assert "rewrap first" in err["error"]["message"]
+    code, partial = j("rewrap", "--max-keys", "5", "--batch-size", "2")
+    assert (code, partial["rewrapped"], partial["remaining"]) == (0, 5, 7)
+    assert partial["service_keys_rewrapped"] == 1
+    code, rest = j("rewrap")
+    assert (code, rest["rewrapped"], rest["remaining"]) == (0, 7, 0)
+    assert rest["keys_per_second"] > 0
+    code, err = j("destroy", "1")
+    assert code == 1 and "not marked" in err["error"]["message"]
+    assert j("retire", "1")[0] == 0
+    assert j("destroy", "1", "--mark")[0] == 0
+    code, destroyed = j("destroy", "1")
+    assert (code, destroyed["state"]) == (0, "destroyed")
+    code, status = j("status")
+    assert [(v["version"], v["lifecycle"]) for v in status["versions"]] == [
+        ("1", "destroyed"),
+        ("2", "primary"),
+    ]
+    keyring = json.loads((tmp_path / "keys" / "keyring.json").read_text())
+    assert keyring["versions"][0]["material"] == ""
+    # the data is still readable under the new epoch
+    assembly = build_service(load_config(tmp_path / "vault.toml", {}), {})
+    try:
+        for i, rid in enumerate(ids):
+            assert assembly.service.get_record(call, rid, "matching").fields["text"] == str(i)
+    finally:
+        assembly.store.close()
+
+
+def test_rewrap_prints_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    from vault_service.config import load_config
+    from vault_service.policy import Principal
+    from vault_service.rpc.server import build_service
+    from vault_service.service import CallContext
+
+    write_config(tmp_path)
+    assembly = build_service(load_config(tmp_path / "vault.toml", {}), {})
+    call = CallContext(Principal("app", "application"), "t")
+    for i in range(3):
+        assembly.service.put_record(call, f"m-{i}", "concern_text", {"text": "x"})
+    assembly.store.close()
+    assert run(tmp_path, "keys", "rotate").returncode == 0
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.run(
+        [*VAULTCTL, "--config", str(tmp_path / "vault.toml"), "keys", "rewrap"],
+        stdout=subprocess.PIPE,
+        stderr=child_fd,
+        text=True,
+        timeout=60,
+    )
+    os.close(child_fd)
+    bar = os.read(main_fd, 4096).decode()
+    os.close(main_fd)
+    assert proc.returncode == 0
+    assert "rewrapped 3 subject keys (and 1 service keys)" in proc.stdout
+    assert f"[{'#' * 40}] 3/3" in bar

@@ -41,17 +41,26 @@ def transit() -> Iterator[TransitTestServer]:
 
 
 def kms_provider(moto: MotoServer, **kw: object) -> AwsKmsKeyProvider:
-    settings = KmsSettings(alias=f"alias/vs-{secrets.token_hex(4)}", endpoint_url=moto.url,
-                           max_attempts=2, timeout_seconds=2.0, **kw)  # type: ignore[arg-type]
+    settings = KmsSettings(
+        alias=f"alias/vs-{secrets.token_hex(4)}",
+        endpoint_url=moto.url,
+        max_attempts=2,
+        timeout_seconds=2.0,
+        **kw,
+    )  # type: ignore[arg-type]
     provider = AwsKmsKeyProvider(settings, CREDENTIALS)
     provider.initialize()
     return provider
 
 
-def transit_provider(url: str, token: str, binding: str, key: str = "vault-service"
-                     ) -> VaultTransitKeyProvider:
-    provider = VaultTransitKeyProvider(TransitSettings(
-        url=url, token=token, key=key, binding=binding, max_attempts=3, backoff_seconds=0.01))
+def transit_provider(
+    url: str, token: str, binding: str, key: str = "vault-service"
+) -> VaultTransitKeyProvider:
+    provider = VaultTransitKeyProvider(
+        TransitSettings(
+            url=url, token=token, key=key, binding=binding, max_attempts=3, backoff_seconds=0.01
+        )
+    )
     provider.initialize()
     return provider
 
@@ -68,10 +77,15 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyProv
         yield kms_provider(moto)
     elif kind.startswith("vault-transit"):
         server = request.getfixturevalue("transit")
-        yield transit_provider(server.url, server.token,
-                               "derived" if kind.endswith("derived") else "associated_data")
+        yield transit_provider(
+            server.url, server.token, "derived" if kind.endswith("derived") else "associated_data"
+        )
     else:
         if not (os.environ.get("VAULT_ADDR") and os.environ.get("VAULT_TOKEN")):
             pytest.skip("real Vault: set VAULT_ADDR and VAULT_TOKEN to run the contract on it")
-        yield transit_provider(os.environ["VAULT_ADDR"], os.environ["VAULT_TOKEN"], "derived",
-                               key=f"vault-service-test-{secrets.token_hex(4)}")
+        yield transit_provider(
+            os.environ["VAULT_ADDR"],
+            os.environ["VAULT_TOKEN"],
+            "derived",
+            key=f"vault-service-test-{secrets.token_hex(4)}",
+        )

@@ -42,14 +42,17 @@ def test_encryption_context_carries_the_canonical_context(kms: AwsKmsKeyProvider
     arn = kms._arn(kms.primary_version())
     with Stubber(kms.client) as stub:
         stub.add_response(
-            "encrypt", {"CiphertextBlob": b"x" * 40, "KeyId": arn},
-            expected_params={"KeyId": arn, "Plaintext": stub_any(),
-                             "EncryptionContext": {"vault-service:domain": "subject-key",
-                                                   "subject": "ab" * 16}})
+            "encrypt",
+            {"CiphertextBlob": b"x" * 40, "KeyId": arn},
+            expected_params={
+                "KeyId": arn,
+                "Plaintext": stub_any(),
+                "EncryptionContext": {"vault-service:domain": "subject-key", "subject": "ab" * 16},
+            },
+        )
         kms.wrap(SubjectKey.generate(), CTX)
         stub.assert_no_pending_responses()
-    assert encryption_context(CTX) == {"vault-service:domain": "subject-key",
-                                       "subject": "ab" * 16}
+    assert encryption_context(CTX) == {"vault-service:domain": "subject-key", "subject": "ab" * 16}
 
 
 def stub_any() -> Any:
@@ -60,14 +63,16 @@ def stub_any() -> Any:
 
 @pytest.mark.parametrize(
     ("code", "error"),
-    [("DisabledException", FailedPrecondition),
-     ("KMSInvalidStateException", FailedPrecondition),  # pending deletion
-     ("NotFoundException", FailedPrecondition),
-     ("KeyUnavailableException", FailedPrecondition),
-     ("InvalidCiphertextException", IntegrityError),
-     ("IncorrectKeyException", IntegrityError),
-     ("AccessDeniedException", ProviderAccessDenied),
-     ("SomethingNew", Exception)],
+    [
+        ("DisabledException", FailedPrecondition),
+        ("KMSInvalidStateException", FailedPrecondition),  # pending deletion
+        ("NotFoundException", FailedPrecondition),
+        ("KeyUnavailableException", FailedPrecondition),
+        ("InvalidCiphertextException", IntegrityError),
+        ("IncorrectKeyException", IntegrityError),
+        ("AccessDeniedException", ProviderAccessDenied),
+        ("SomethingNew", Exception),
+    ],
 )
 def test_error_mapping(kms: AwsKmsKeyProvider, code: str, error: type[Exception]) -> None:
     wrapped = kms.wrap(SubjectKey.generate(), CTX)
@@ -81,16 +86,19 @@ def test_error_mapping(kms: AwsKmsKeyProvider, code: str, error: type[Exception]
 def test_response_key_id_is_checked(kms: AwsKmsKeyProvider) -> None:
     wrapped = kms.wrap(SubjectKey.generate(), CTX)
     with Stubber(kms.client) as stub:
-        stub.add_response("decrypt", {"Plaintext": b"k" * 32,
-                                      "KeyId": "arn:aws:kms:us-east-1:1:key/other"})
+        stub.add_response(
+            "decrypt", {"Plaintext": b"k" * 32, "KeyId": "arn:aws:kms:us-east-1:1:key/other"}
+        )
         with pytest.raises(IntegrityError):
             kms.unwrap(wrapped, CTX, SubjectKey)
 
 
-def test_throttling_is_retried_with_backoff_then_unavailable(moto: MotoServer,
-                                                             proxy: KmsFaultProxy) -> None:
+def test_throttling_is_retried_with_backoff_then_unavailable(
+    moto: MotoServer, proxy: KmsFaultProxy
+) -> None:
     provider = AwsKmsKeyProvider(
-        KmsSettings(alias="alias/vs-throttle", endpoint_url=proxy.url, max_attempts=3), CREDENTIALS)
+        KmsSettings(alias="alias/vs-throttle", endpoint_url=proxy.url, max_attempts=3), CREDENTIALS
+    )
     provider.initialize()
     key = SubjectKey.generate()
     proxy.fail("Encrypt", "ThrottlingException", times=2)
@@ -107,9 +115,15 @@ def test_throttling_is_retried_with_backoff_then_unavailable(moto: MotoServer,
 
 
 def test_connection_refused_is_unavailable_quickly() -> None:
-    provider = AwsKmsKeyProvider(KmsSettings(alias="alias/x", endpoint_url=f"http://127.0.0.1:"
-                                             f"{free_port()}", max_attempts=2,
-                                             timeout_seconds=1.0), CREDENTIALS)
+    provider = AwsKmsKeyProvider(
+        KmsSettings(
+            alias="alias/x",
+            endpoint_url=f"http://127.0.0.1:{free_port()}",
+            max_attempts=2,
+            timeout_seconds=1.0,
+        ),
+        CREDENTIALS,
+    )
     started = time.monotonic()
     with pytest.raises(Unavailable):
         provider.wrap(SubjectKey.generate(), CTX)
@@ -118,8 +132,7 @@ def test_connection_refused_is_unavailable_quickly() -> None:
 
 def test_uninitialized_alias_says_how_to_fix(moto: MotoServer) -> None:
     moto.reset()
-    provider = AwsKmsKeyProvider(KmsSettings(alias="alias/none", endpoint_url=moto.url),
-                                 CREDENTIALS)
+    provider = AwsKmsKeyProvider(KmsSettings(alias="alias/none", endpoint_url=moto.url), CREDENTIALS)
     with pytest.raises(FailedPrecondition, match="vaultctl keys init"):
         provider.wrap(SubjectKey.generate(), CTX)
 

@@ -39,11 +39,11 @@ def test_tampered_or_truncated_ciphertext_fails(provider: KeyProvider) -> None:
     n = len(wrapped.ciphertext)
     for i in sorted({n // 2, n - 1, n - 5}):
         with pytest.raises(IntegrityError):
-            provider.unwrap(WrappedKey(wrapped.root_version, _flip(wrapped.ciphertext, i)), CTX,
-                            SubjectKey)
+            provider.unwrap(
+                WrappedKey(wrapped.root_version, _flip(wrapped.ciphertext, i)), CTX, SubjectKey
+            )
     with pytest.raises(IntegrityError):
-        provider.unwrap(WrappedKey(wrapped.root_version, wrapped.ciphertext[: n - 3]), CTX,
-                        SubjectKey)
+        provider.unwrap(WrappedKey(wrapped.root_version, wrapped.ciphertext[: n - 3]), CTX, SubjectKey)
 
 
 def test_unknown_version_is_refused(provider: KeyProvider) -> None:

@@ -42,9 +42,10 @@ def test_sealed_vault_is_retried_then_unavailable_and_recovers(transit: TransitT
 
 def test_retry_count_is_bounded(transit: TransitTestServer) -> None:
     sleeps: list[float] = []
-    p = VaultTransitKeyProvider(TransitSettings(url=transit.url, token=transit.token,
-                                                max_attempts=4, backoff_seconds=0.01),
-                                sleep=sleeps.append)
+    p = VaultTransitKeyProvider(
+        TransitSettings(url=transit.url, token=transit.token, max_attempts=4, backoff_seconds=0.01),
+        sleep=sleeps.append,
+    )
     p.initialize()
     transit.state.sealed = True
     with pytest.raises(Unavailable):
@@ -68,8 +69,10 @@ def test_forbidden_is_access_denied(transit: TransitTestServer) -> None:
 
 def test_derived_rewrap_runs_inside_vault_in_one_batch(transit: TransitTestServer) -> None:
     p = transit_provider(transit.url, transit.token, "derived")
-    items = [(p.wrap(SubjectKey.generate(), CTX.with_items(n=str(i))), CTX.with_items(n=str(i)))
-             for i in range(20)]
+    items = [
+        (p.wrap(SubjectKey.generate(), CTX.with_items(n=str(i))), CTX.with_items(n=str(i)))
+        for i in range(20)
+    ]
     p.rotate()
     before = dict(transit.state.calls)
     fresh = p.rewrap_many(items)

@@ -36,11 +36,13 @@ class MotoServer:
     def start(self) -> MotoServer:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1)  # noqa: S310
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1)
                 return self
             except OSError:
                 time.sleep(0.1)
@@ -48,8 +50,8 @@ class MotoServer:
         raise RuntimeError("moto server did not start")
 
     def reset(self) -> None:
-        req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
-        urllib.request.urlopen(req, timeout=5)  # noqa: S310
+        req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(req, timeout=5)
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -65,7 +67,7 @@ class KmsFaultProxy:
     """Forwards to moto, except that ``fail(operation, code, times)`` makes the next ``times``
     requests for ``operation`` (e.g. "Encrypt") answer with that KMS error code."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, port: int = 0) -> None:
         self.upstream_port = upstream_port
         self.faults: dict[str, tuple[str, int, int]] = {}
         self.seen: Counter[str] = Counter()
@@ -106,9 +108,10 @@ class KmsFaultProxy:
                 self.wfile.write(data)
                 conn.close()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.port = int(self._server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def fail(self, operation: str, code: str, times: int, status: int = 400) -> None:

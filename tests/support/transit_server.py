@@ -54,8 +54,9 @@ class TransitKey:
         material, _ = self.versions[version]
         if self.derived:
             if not context:
-                raise TransitError(400, "missing 'context' for key derivation; the key was "
-                                   "created using a derived key")
+                raise TransitError(
+                    400, "missing 'context' for key derivation; the key was created using a derived key"
+                )
             material = HKDF(hashes.SHA256(), 32, None, context).derive(material)
         return AESGCM(material)
 
@@ -87,9 +88,12 @@ class TransitState:
             raise TransitError(400, "failed to base64-decode plaintext") from None
         nonce = os.urandom(12)
         ct = key.aead(version, _b(item.get("context"))).encrypt(
-            nonce, plaintext, _b(item.get("associated_data")))
-        return {"ciphertext": f"vault:v{version}:" + base64.b64encode(nonce + ct).decode(),
-                "key_version": version}
+            nonce, plaintext, _b(item.get("associated_data"))
+        )
+        return {
+            "ciphertext": f"vault:v{version}:" + base64.b64encode(nonce + ct).decode(),
+            "key_version": version,
+        }
 
     def decrypt_raw(self, key: TransitKey, item: dict[str, Any]) -> bytes:
         m = _CT.match(item.get("ciphertext") or "")
@@ -97,12 +101,12 @@ class TransitState:
             raise TransitError(400, "invalid ciphertext: no prefix")
         version = int(m.group(1))
         if version < key.min_decryption_version or version not in key.versions:
-            raise TransitError(400, "ciphertext or signature version is disallowed by policy "
-                               "(too old)")
+            raise TransitError(400, "ciphertext or signature version is disallowed by policy (too old)")
         try:
             blob = base64.b64decode(m.group(2), validate=True)
             return key.aead(version, _b(item.get("context"))).decrypt(
-                blob[:12], blob[12:], _b(item.get("associated_data")))
+                blob[:12], blob[12:], _b(item.get("associated_data"))
+            )
         except (ValueError, InvalidTag):
             raise TransitError(400, "cipher: message authentication failed") from None
 
@@ -115,14 +119,20 @@ class TransitState:
 
     def read(self, name: str) -> dict[str, Any]:
         key = self.key(name)
-        return {"name": name, "type": "aes256-gcm96", "derived": key.derived,
-                "keys": {str(v): created for v, (_, created) in key.versions.items()},
-                "latest_version": key.latest,
-                "min_decryption_version": key.min_decryption_version,
-                "min_encryption_version": key.min_encryption_version,
-                "min_available_version": key.min_available_version,
-                "deletion_allowed": key.deletion_allowed, "supports_encryption": True,
-                "supports_decryption": True, "supports_derivation": True}
+        return {
+            "name": name,
+            "type": "aes256-gcm96",
+            "derived": key.derived,
+            "keys": {str(v): created for v, (_, created) in key.versions.items()},
+            "latest_version": key.latest,
+            "min_decryption_version": key.min_decryption_version,
+            "min_encryption_version": key.min_encryption_version,
+            "min_available_version": key.min_available_version,
+            "deletion_allowed": key.deletion_allowed,
+            "supports_encryption": True,
+            "supports_decryption": True,
+            "supports_derivation": True,
+        }
 
     def configure(self, name: str, body: dict[str, Any]) -> None:
         key = self.key(name)
@@ -131,8 +141,9 @@ class TransitState:
         if dec > key.latest or enc > key.latest:
             raise TransitError(400, "cannot set min version greater than latest version")
         if enc != 0 and enc < dec:
-            raise TransitError(400, "min decryption version should not be less than min "
-                               "encryption version")
+            raise TransitError(
+                400, "min decryption version should not be less than min encryption version"
+            )
         if dec < key.min_available_version:
             raise TransitError(400, "min decryption version cannot be below trimmed version")
         key.min_decryption_version, key.min_encryption_version = dec, enc
@@ -143,8 +154,9 @@ class TransitState:
         key = self.key(name)
         target = int(body.get("min_available_version", 0))
         if key.min_encryption_version == 0 or key.min_decryption_version == 0:
-            raise TransitError(400, "trim is not allowed while min_encryption_version or "
-                               "min_decryption_version is zero")
+            raise TransitError(
+                400, "trim is not allowed while min_encryption_version or min_decryption_version is zero"
+            )
         if target > min(key.min_decryption_version, key.min_encryption_version):
             raise TransitError(400, "cannot trim above min decryption or encryption version")
         for v in [v for v in key.versions if v < target]:
@@ -193,8 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
                 payload["data"] = exc.data
             self._send(exc.status, payload)
 
-    def _dispatch(self, state: TransitState, method: str, op: str, name: str, sub: str | None,
-                  body: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+    def _dispatch(
+        self, state: TransitState, method: str, op: str, name: str, sub: str | None, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any] | None]:
         if op == "keys":
             if method == "GET" and sub is None:
                 if name not in state.keys:

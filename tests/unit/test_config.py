@@ -48,7 +48,11 @@ def test_environment_overrides(tmp_path: Path) -> None:
         ("", {"VAULT_SERVER_WORKERS": "many"}, "VAULT_SERVER_WORKERS: expected a int"),
         ("[server]\nworkers = 0\n", {}, "must be >= 1"),
         ("[server]\nlisten = 'nohost'\n", {}, "server.listen: expected host:port"),
-        ("[keys]\nprovider = 'hsm'\n", {}, "keys.provider: 'hsm' is not one of aws-kms, local, vault-transit"),
+        (
+            "[keys]\nprovider = 'hsm'\n",
+            {},
+            "keys.provider: 'hsm' is not one of aws-kms, local, vault-transit",
+        ),
         ("x = = 1", {}, "not valid TOML"),
     ],
 )

@@ -173,6 +173,7 @@ def cmd_keys_rewrap(args: argparse.Namespace, env: Mapping[str, str], out: _Out)
     data = {
         "primary": summary.primary,
         "rewrapped": summary.rewrapped,
+        "service_keys_rewrapped": summary.service_keys,
         "skipped": summary.skipped,
         "failed": summary.failed,
         "remaining": summary.remaining,
@@ -181,7 +182,8 @@ def cmd_keys_rewrap(args: argparse.Namespace, env: Mapping[str, str], out: _Out)
     }
     out.emit(
         data,
-        f"rewrapped {summary.rewrapped} keys to version {summary.primary} in "
+        f"rewrapped {summary.rewrapped} subject keys (and {summary.service_keys} service keys)"
+        f" to version {summary.primary} in "
         f"{summary.seconds:.2f}s ({summary.rate:.0f}/s); skipped {summary.skipped}, "
         f"failed {summary.failed}, remaining {summary.remaining}",
     )

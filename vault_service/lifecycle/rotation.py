@@ -37,6 +37,7 @@ class RewrapSummary:
 
     primary: str
     rewrapped: int
+    service_keys: int
     skipped: int
     failed: int
     remaining: int
@@ -85,10 +86,11 @@ def rewrap_keys(
     started = time.monotonic()
     primary = provider.primary_version()
     total = sum(n for v, n in store.subject_keys_by_root_version().items() if v != primary)
-    done = skipped = failed = 0
+    done = skipped = failed = services = 0
     for name, wrapped in store.service_keys():
         if wrapped.root_version != primary:
-            store.replace_service_key(name, wrapped, provider.rewrap(wrapped, service_key_context(name)))
+            fresh_key = provider.rewrap(wrapped, service_key_context(name))
+            services += store.replace_service_key(name, wrapped, fresh_key)
     after: bytes | None = None
     while max_keys is None or done + skipped + failed < max_keys:
         limit = batch_size if max_keys is None else min(batch_size, max_keys - done - skipped - failed)
@@ -119,7 +121,7 @@ def rewrap_keys(
             progress(done + skipped + failed, total)
     remaining = sum(n for v, n in store.subject_keys_by_root_version().items() if v != primary)
     remaining += sum(n for v, n in store.service_keys_by_root_version().items() if v != primary)
-    return RewrapSummary(primary, done, skipped, failed, remaining, time.monotonic() - started)
+    return RewrapSummary(primary, done, services, skipped, failed, remaining, time.monotonic() - started)
 
 
 def inventory(store: RecordStore, provider: KeyProvider) -> list[VersionStatus]:

@@ -1,0 +1,56 @@
+"""Two server processes on one database: an erasure on one takes effect on the next read on the
+other, even though the other holds the subject key in its warm cache."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TOKENS, write_config
+from vault_service.client import VaultClient
+from vault_service.errors import NotFound
+
+
+def _serve(config: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vault_service.cli.main", "--config", str(config), "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    m = re.search(r"listening on (127\.0\.0\.1:\d+)", proc.stdout.readline())
+    assert m, proc.stderr.read() if proc.stderr else ""
+    return proc, m.group(1)
+
+
+@pytest.fixture
+def two_servers(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    config = write_config(tmp_path, keys__cache_max_age_seconds="3600.0")
+    a, addr_a = _serve(config)
+    b, addr_b = _serve(config)
+    yield addr_a, addr_b
+    for proc in (a, b):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_erasure_on_one_process_is_seen_by_the_other_at_once(two_servers: tuple[str, str]) -> None:
+    addr_a, addr_b = two_servers
+    with VaultClient(addr_a, TOKENS["app"]) as a, VaultClient(addr_b, TOKENS["app"]) as b:
+        ids = [a.put_record("member-1", "concern_text", {"text": f"n{i}"}).record_id for i in range(5)]
+        keep = a.put_record("member-2", "concern_text", {"text": "other"}).record_id
+        for rid in ids:  # warm B's cache with member-1's subject key
+            assert b.get_record(rid, "matching").fields["text"].startswith("n")
+        assert a.erase_subject("member-1")
+        for rid in ids:
+            with pytest.raises(NotFound):
+                b.get_record(rid, "matching")
+        assert b.list_records("member-1").records == []
+        assert b.get_record(keep, "matching").fields["text"] == "other"
