@@ -162,3 +162,33 @@ def test_service_keys_first_writer_wins(store: RecordStore) -> None:
     a = store.put_service_key_if_absent("idx", WrappedKey("1", b"a"), 1.0)
     b = store.put_service_key_if_absent("idx", WrappedKey("1", b"b"), 1.0)
     assert a == b == store.get_service_key("idx") == WrappedKey("1", b"a")
+
+
+def test_rewrap_queries_and_batched_compare_and_set(store: RecordStore) -> None:
+    refs = [bytes([i]) * 32 for i in range(1, 6)]
+    for ref in refs:
+        store.create_subject_key(ref, WrappedKey("1", ref[:1] * 61), 1.0)
+    page = store.subject_keys_not_at("2", 3, None)
+    assert [r for r, _ in page] == refs[:3]
+    assert [r for r, _ in store.subject_keys_not_at("2", 10, refs[2])] == refs[3:]
+    store.erase_subject(refs[1], 2.0, None)
+    changes = [(ref, w, WrappedKey("2", b"n" * 61)) for ref, w in page]
+    assert store.replace_subject_keys(changes) == [True, False, True]
+    assert store.subject_keys_by_root_version() == {"1": 2, "2": 2}
+    assert store.replace_subject_key(refs[0], page[0][1], WrappedKey("3", b"x")) is False
+    assert store.subject_keys_not_at("2", 10, None) == [
+        (r, WrappedKey("1", r[:1] * 61)) for r in refs[3:]
+    ]
+
+
+def test_root_version_states(store: RecordStore) -> None:
+    from vault_service.storage import RootVersionState
+
+    assert store.root_version_states("local") == {}
+    store.set_root_version_state("local", RootVersionState("1", "retired", 5.0, None, ""), AUDIT)
+    store.set_root_version_state("local", RootVersionState("1", "destroyed", 6.0, 6.0, "gone"), None)
+    assert store.root_version_states("local") == {
+        "1": RootVersionState("1", "destroyed", 6.0, 6.0, "gone")
+    }
+    assert store.root_version_states("aws-kms") == {}
+    assert store.audit_rows()[-1] == AUDIT

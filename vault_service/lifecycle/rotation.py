@@ -110,13 +110,15 @@ def rewrap_keys(
                 except IntegrityError:
                     log.error("security_event=integrity_failure what=subject_key_rewrap")
                     fresh.append(None)
+        changes = []
         for (ref, old), new in zip(batch, fresh, strict=True):
             if new is None:
                 failed += 1
-            elif store.replace_subject_key(ref, old, new):
-                done += 1
             else:
-                skipped += 1
+                changes.append((ref, old, new))
+        replaced = store.replace_subject_keys(changes)
+        done += sum(replaced)
+        skipped += len(replaced) - sum(replaced)
         if progress is not None:
             progress(done + skipped + failed, total)
     remaining = sum(n for v, n in store.subject_keys_by_root_version().items() if v != primary)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vault_service.key_providers.base import WrappedKey
@@ -239,9 +239,15 @@ class RecordStore(abc.ABC):
         """Every (name, wrapped key) of the service keys."""
 
     @abc.abstractmethod
+    def replace_subject_keys(
+        self, changes: Sequence[tuple[bytes, WrappedKey, WrappedKey]]
+    ) -> list[bool]:
+        """Compare-and-set each (subject_ref, old, new) in one transaction: a row is replaced
+        only if it still holds ``old`` (False for it otherwise, e.g. erased meanwhile)."""
+
     def replace_subject_key(self, subject_ref: bytes, old: WrappedKey, new: WrappedKey) -> bool:
-        """Compare-and-set: store ``new`` only if the row still holds ``old`` (False otherwise,
-        e.g. the subject was erased meanwhile)."""
+        """:meth:`replace_subject_keys` for one key."""
+        return self.replace_subject_keys([(subject_ref, old, new)])[0]
 
     @abc.abstractmethod
     def replace_service_key(self, name: str, old: WrappedKey, new: WrappedKey) -> bool:

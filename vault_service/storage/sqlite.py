@@ -12,7 +12,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -479,14 +479,20 @@ class SqliteRecordStore(RecordStore):
             rows = conn.execute("SELECT name, root_version, wrapped FROM service_keys").fetchall()
         return [(r[0], WrappedKey(r[1], bytes(r[2]))) for r in rows]
 
-    def replace_subject_key(self, subject_ref: bytes, old: WrappedKey, new: WrappedKey) -> bool:
+    def replace_subject_keys(
+        self, changes: Sequence[tuple[bytes, WrappedKey, WrappedKey]]
+    ) -> list[bool]:
         with self._write() as conn:
-            changed = conn.execute(
-                "UPDATE subject_keys SET root_version = ?, wrapped = ?"
-                " WHERE subject_ref = ? AND root_version = ? AND wrapped = ?",
-                (new.root_version, new.ciphertext, subject_ref, old.root_version, old.ciphertext),
-            ).rowcount
-        return bool(changed)
+            return [
+                bool(
+                    conn.execute(
+                        "UPDATE subject_keys SET root_version = ?, wrapped = ?"
+                        " WHERE subject_ref = ? AND root_version = ? AND wrapped = ?",
+                        (new.root_version, new.ciphertext, ref, old.root_version, old.ciphertext),
+                    ).rowcount
+                )
+                for ref, old, new in changes
+            ]
 
     def replace_service_key(self, name: str, old: WrappedKey, new: WrappedKey) -> bool:
         with self._write() as conn:

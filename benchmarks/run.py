@@ -1,0 +1,57 @@
+"""Run every benchmark module and write bench-results/results.json and results.md.
+
+Usage: ``make bench`` (or ``python -m benchmarks.run [module ...]``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from benchmarks.harness import Result
+
+MODULES = ["benchmarks.bench_keys"]
+OUT = Path(__file__).resolve().parent.parent / "bench-results"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def main(argv: list[str]) -> int:
+    modules = argv or MODULES
+    results: list[Result] = []
+    for name in modules:
+        print(f"== {name}", flush=True)
+        for result in importlib.import_module(name).run():
+            print("  " + result.line(), flush=True)
+            results.append(result)
+    OUT.mkdir(exist_ok=True)
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    (OUT / "results.json").write_text(json.dumps(
+        {"machine": machine(), "when": when, "results": [r.as_dict() for r in results]},
+        indent=2))
+    lines = [f"Measured {when} on {machine()}; medians of 3 runs.", "",
+             "| benchmark | value | baseline (same run) | ratio | note |", "|---|---|---|---|---|"]
+    lines += [f"| {r.name} | {r.value:,.1f} {r.unit} | {r.baseline_name}: {r.baseline:,.1f} | "
+              f"{r.ratio:.3f} | {r.note} |" for r in results]
+    (OUT / "results.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {OUT / 'results.json'} and {OUT / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
