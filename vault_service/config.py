@@ -68,6 +68,9 @@ class KeysConfig:
     """local: environment variable holding the keyring passphrase, if the keyring is sealed."""
     kms_alias: str = "alias/vault-service"
     """aws-kms: primary alias; epoch keys are aliased ``<kms_alias>/v<N>``."""
+    kms_key_id: str = ""
+    """aws-kms: an existing key (id, ARN or alias) that ``vaultctl keys init`` adopts as epoch 1;
+    empty means init creates one."""
     kms_region: str = "us-east-1"
     """aws-kms: AWS region. Credentials come from the usual AWS environment/instance chain."""
     kms_endpoint_url: str = ""

@@ -140,3 +140,28 @@ def test_uninitialized_alias_says_how_to_fix(moto: MotoServer) -> None:
 def test_aws_managed_alias_refused() -> None:
     with pytest.raises(ValueError, match="alias/NAME"):
         AwsKmsKeyProvider(KmsSettings(alias="alias/aws/s3"), CREDENTIALS)
+
+
+@pytest.mark.parametrize("form", ["id", "arn", "alias"])
+def test_init_adopts_an_existing_key_by_id_arn_or_alias(moto: MotoServer, form: str) -> None:
+    import boto3
+
+    moto.reset()
+    client = boto3.client(
+        "kms",
+        endpoint_url=moto.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    meta = client.create_key(Description="pre-existing")["KeyMetadata"]
+    client.create_alias(AliasName="alias/existing", TargetKeyId=meta["KeyId"])
+    given = {"id": meta["KeyId"], "arn": meta["Arn"], "alias": "alias/existing"}[form]
+    provider = AwsKmsKeyProvider(
+        KmsSettings(alias="alias/vs-adopt", endpoint_url=moto.url, initial_key_id=given), CREDENTIALS
+    )
+    assert provider.initialize() == "1"
+    assert provider._arn("1") == meta["Arn"]
+    wrapped = provider.wrap(SubjectKey.generate(), CTX)
+    assert wrapped.root_version == "1"
+    assert provider.rotate() == "2" and provider._arn("2") != meta["Arn"]

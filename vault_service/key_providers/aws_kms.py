@@ -101,6 +101,8 @@ class KmsSettings:
 
     alias: str
     region: str = "us-east-1"
+    #: an existing key (id, ARN or alias) that ``initialize`` adopts as epoch 1
+    initial_key_id: str | None = None
     endpoint_url: str | None = None
     max_attempts: int = 4
     timeout_seconds: float = 5.0
@@ -190,7 +192,17 @@ class AwsKmsKeyProvider(KeyProvider):
         self._refresh()
         if self._arns:
             return self.primary_version()
-        self._create_epoch("1")
+        if self._settings.initial_key_id:
+            with _mapped():
+                meta = self._client.describe_key(KeyId=self._settings.initial_key_id)["KeyMetadata"]
+                if (
+                    meta.get("KeyState") != "Enabled"
+                    or meta.get("KeyUsage", "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT"
+                ):
+                    raise FailedPrecondition("kms_key_id must be an enabled symmetric encryption key")
+                self._alias_epoch("1", meta["KeyId"])
+        else:
+            self._create_epoch("1")
         self._refresh()
         return self.primary_version()
 
@@ -202,13 +214,15 @@ class AwsKmsKeyProvider(KeyProvider):
                 KeySpec="SYMMETRIC_DEFAULT",
                 Tags=[{"TagKey": "vault-service:epoch", "TagValue": version}],
             )["KeyMetadata"]
-            self._client.create_alias(
-                AliasName=f"{self._settings.alias}/v{version}", TargetKeyId=meta["KeyId"]
-            )
+        self._alias_epoch(version, meta["KeyId"])
+
+    def _alias_epoch(self, version: str, key_id: str) -> None:
+        with _mapped():
+            self._client.create_alias(AliasName=f"{self._settings.alias}/v{version}", TargetKeyId=key_id)
             if version == "1":
-                self._client.create_alias(AliasName=self._settings.alias, TargetKeyId=meta["KeyId"])
+                self._client.create_alias(AliasName=self._settings.alias, TargetKeyId=key_id)
             else:
-                self._client.update_alias(AliasName=self._settings.alias, TargetKeyId=meta["KeyId"])
+                self._client.update_alias(AliasName=self._settings.alias, TargetKeyId=key_id)
 
     def primary_version(self) -> str:
         if self._primary is None:

@@ -24,6 +24,7 @@ def build_provider(config: Config, env: Mapping[str, str], clock: Clock | None =
         return AwsKmsKeyProvider(
             KmsSettings(
                 alias=keys.kms_alias,
+                initial_key_id=keys.kms_key_id or None,
                 region=keys.kms_region,
                 endpoint_url=keys.kms_endpoint_url or None,
                 max_attempts=keys.provider_max_attempts,
