@@ -104,6 +104,22 @@ class KeysConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """[audit]"""
+
+    checkpoint_path: str = "var/audit/checkpoints.jsonl"
+    """Append-only file of signed checkpoints. Keep it on other storage than the database (the
+    point is that whoever can rewrite the database cannot rewrite these)."""
+    checkpoint_interval_seconds: float = 60.0
+    """How often the server signs the head of the chain (bounds how much of the newest log could
+    be rewritten undetected)."""
+    retention_days: float = 90.0
+    """Entries older than this are pruned (the seeds keep access logs 3 months)."""
+    prune_interval_seconds: float = 3600.0
+    """How often the server prunes."""
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """[logging]"""
 
@@ -120,6 +136,7 @@ class Config:
     server: ServerConfig
     storage: StorageConfig
     keys: KeysConfig
+    audit: AuditConfig
     logging: LoggingConfig
     policy_path: Path
     base_dir: Path
@@ -134,6 +151,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "storage": StorageConfig,
     "keys": KeysConfig,
+    "audit": AuditConfig,
     "logging": LoggingConfig,
 }
 _CHOICES = {
@@ -217,4 +235,11 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
         raise ConfigError(f"{source}: policy: path of the policy file is required")
     base = path.resolve().parent
     policy_path = Path(policy) if Path(policy).is_absolute() else (base / policy).resolve()
-    return Config(built["server"], built["storage"], built["keys"], built["logging"], policy_path, base)
+    audit: AuditConfig = built["audit"]
+    if audit.retention_days <= 0 or audit.checkpoint_interval_seconds <= 0:
+        raise ConfigError(
+            f"{source}: audit.retention_days and audit.checkpoint_interval_seconds must be > 0"
+        )
+    return Config(
+        built["server"], built["storage"], built["keys"], audit, built["logging"], policy_path, base
+    )

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from vault_service.audit.model import AuditEntry
 from vault_service.clock import Clock
 from vault_service.crypto import (
     DataKey,
@@ -34,6 +35,8 @@ from vault_service.crypto import (
     wrap_key,
 )
 from vault_service.crypto.context import record_context, service_key_context, subject_key_context
+from vault_service.crypto.keys import SecretKey
+from vault_service.crypto.signing import SigningKey
 from vault_service.errors import (
     DataLoss,
     FailedPrecondition,
@@ -49,6 +52,7 @@ from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.policy import AccessRequest, Action, Category, Policy, Principal, decide
 from vault_service.policy.model import CONTENT_FIELD
 from vault_service.storage import (
+    AuditQuery,
     AuditRow,
     BlobStore,
     Idempotency,
@@ -60,11 +64,14 @@ from vault_service.storage import (
 
 log = logging.getLogger("vault_service.service")
 T = TypeVar("T")
+K = TypeVar("K", bound=SecretKey)
 
 INDEX_KEY_NAME = "subject-index"
+SIGNING_KEY_NAME = "audit-signing"
 MAX_SUBJECT_ID = 256
 MAX_IDEMPOTENCY_KEY = 128
 MAX_PAGE_SIZE = 500
+MAX_AUDIT_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -115,18 +122,23 @@ class VaultService:
         # Caching is opt-in here (the server always passes one); the cache never decides
         # correctness, see key_providers/cache.py.
         self.cache = cache or SubjectKeyCache(CacheLimits(max_entries=0), clock)
-        self._index_key = self._load_index_key()
+        self._index_key = self._load_service_key(INDEX_KEY_NAME, IndexKey)
+        #: signs audit checkpoints (and deletion certificates)
+        self.signing_key = self._load_service_key(SIGNING_KEY_NAME, SigningKey)
 
     # keys and references ---------------------------------------------------------------------
-    def _load_index_key(self) -> IndexKey:
-        context = service_key_context(INDEX_KEY_NAME)
-        wrapped = self.store.get_service_key(INDEX_KEY_NAME)
+    def _load_service_key(self, name: str, key_type: type[K]) -> K:
+        """A service-level key, wrapped by the provider and stored; created on first use
+        (first writer wins when several replicas start at once)."""
+        context = service_key_context(name)
+        wrapped = self.store.get_service_key(name)
         if wrapped is None:
-            fresh = IndexKey.generate()
+            fresh = key_type.generate()
             wrapped = self.store.put_service_key_if_absent(
-                INDEX_KEY_NAME, self.provider.wrap(fresh, context), self.clock.now()
+                name, self.provider.wrap(fresh, context), self.clock.now()
             )
-        return self._unwrap(lambda: self.provider.unwrap(wrapped, context, IndexKey))
+        stored = wrapped
+        return self._unwrap(lambda: self.provider.unwrap(stored, context, key_type))
 
     def subject_ref(self, subject_id: str) -> bytes:
         """The stored reference of a subject: a keyed hash of its id (the id is never stored)."""
@@ -557,6 +569,22 @@ class VaultService:
         )
         self.cache.forget_subject(ref)
         return erased
+
+    def query_audit(
+        self, call: CallContext, query: AuditQuery, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[AuditEntry], str]:
+        """A page of audit entries matching ``query`` (auditor role); the query is audited too."""
+        if not 0 <= page_size <= MAX_AUDIT_PAGE:
+            raise InvalidArgument(f"page_size must be between 0 and {MAX_AUDIT_PAGE}")
+        if page_token and not page_token.isdigit():
+            raise InvalidArgument("page_token is malformed")
+        if query.decision not in ("", "allow", "deny"):
+            raise InvalidArgument("decision must be 'allow' or 'deny'")
+        self._authorize(call, self._request(call, Action.AUDIT_QUERY))
+        self.store.append_audit(self._audit(call, Action.AUDIT_QUERY, "allow", "audit queried"))
+        size = page_size or 100
+        rows = self.store.query_audit(query, int(page_token or 0), size + 1)
+        return rows[:size], str(rows[size - 1].seq) if len(rows) > size else ""
 
     def purge_erased(self, batch: int = 500) -> int:
         """Remove the record rows and blobs of erased subjects (already unreadable); returns the

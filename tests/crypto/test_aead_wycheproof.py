@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from vault_service.crypto._aead import Aes256Gcm, UnsupportedParameters, check_profile
+from vault_service.crypto._primitives import Aes256Gcm, UnsupportedParameters, check_profile
 from vault_service.errors import IntegrityError
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from vault_service.crypto import chunked
-from vault_service.crypto._aead import UnsupportedParameters
+from vault_service.crypto._primitives import UnsupportedParameters
 from vault_service.errors import IntegrityError
 
 FILE = "c2sp_chunked_encryption_aes_256_gcm_test.json"

@@ -169,7 +169,7 @@ def test_rotation_cli_end_to_end(tmp_path: Path) -> None:
     assert (code, rotated["previous_primary"], rotated["primary"]) == (0, "1", "2")
     code, status = j("status")
     assert [(v["version"], v["subject_keys"], v["service_keys"]) for v in status["versions"]] == [
-        ("1", 12, 1),
+        ("1", 12, 2),
         ("2", 0, 0),
     ]
     code, err = j("retire", "1")
@@ -177,7 +177,7 @@ def test_rotation_cli_end_to_end(tmp_path: Path) -> None:
     assert "rewrap first" in err["error"]["message"]
     code, partial = j("rewrap", "--max-keys", "5", "--batch-size", "2")
     assert (code, partial["rewrapped"], partial["remaining"]) == (0, 5, 7)
-    assert partial["service_keys_rewrapped"] == 1
+    assert partial["service_keys_rewrapped"] == 2
     code, rest = j("rewrap")
     assert (code, rest["rewrapped"], rest["remaining"]) == (0, 7, 0)
     assert rest["keys_per_second"] > 0
@@ -230,5 +230,5 @@ def test_rewrap_prints_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     bar = os.read(main_fd, 4096).decode()
     os.close(main_fd)
     assert proc.returncode == 0
-    assert "rewrapped 3 subject keys (and 1 service keys)" in proc.stdout
+    assert "rewrapped 3 subject keys (and 2 service keys)" in proc.stdout
     assert f"[{'#' * 40}] 3/3" in bar

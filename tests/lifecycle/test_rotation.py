@@ -63,7 +63,7 @@ def test_rewrap_moves_every_key_without_touching_data(service: VaultService) -> 
     summary = rotation.rewrap_keys(service.store, service.provider, batch_size=7)
     assert (summary.rewrapped, summary.failed, summary.remaining) == (25, 0, 0)
     assert service.store.subject_keys_by_root_version() == {new_primary: 25}
-    assert service.store.service_keys_by_root_version() == {new_primary: 1}
+    assert service.store.service_keys_by_root_version() == {new_primary: 2}
     assert service.store.get_record(ids[0]).payloads == payloads_before  # type: ignore[union-attr]
     service.cache.clear()
     for i, rid in enumerate(ids):

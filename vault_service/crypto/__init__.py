@@ -1,6 +1,6 @@
 """Pure cryptography of vault-service: no I/O, no clocks, no globals.
 
-Recipe-level calls only; ``_aead`` is the one module that touches ``cryptography.hazmat``.
+Recipe-level calls only; ``_primitives`` is the one module that touches ``cryptography.hazmat``.
 
 - :mod:`.keys`: key types that never reveal their bytes.
 - :mod:`.context`: canonical, injective encoding of what a key or payload belongs to.

@@ -23,7 +23,7 @@ import hmac
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-from vault_service.crypto._aead import (
+from vault_service.crypto._primitives import (
     KEY_SIZE,
     NONCE_SIZE,
     TAG_SIZE,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from typing import Any, NoReturn, Self
 
-from vault_service.crypto._aead import KEY_SIZE, random_bytes
+from vault_service.crypto._primitives import KEY_SIZE, random_bytes
 
 
 class SecretKey:

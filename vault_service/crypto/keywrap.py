@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from vault_service.crypto._aead import KEY_SIZE, NONCE_SIZE, TAG_SIZE, Aes256Gcm, random_bytes
+from vault_service.crypto._primitives import KEY_SIZE, NONCE_SIZE, TAG_SIZE, Aes256Gcm, random_bytes
 from vault_service.crypto.context import Context
 from vault_service.crypto.keys import SecretKey
 from vault_service.errors import IntegrityError

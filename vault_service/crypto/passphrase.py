@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from vault_service.crypto._aead import NONCE_SIZE, TAG_SIZE, Aes256Gcm, random_bytes, scrypt
+from vault_service.crypto._primitives import NONCE_SIZE, TAG_SIZE, Aes256Gcm, random_bytes, scrypt
 
 SCRYPT_N = 1 << 15
 SCRYPT_R = 8

@@ -21,6 +21,7 @@ class Action(enum.Enum):
     RECORD_DELETE = "record.delete"
     SUBJECT_ERASE = "subject.erase"
     KEYS_STATUS = "keys.status"
+    AUDIT_QUERY = "audit.query"
 
 
 #: The pseudo-field that stands for a record's binary content in purposes and field subsets.

@@ -28,11 +28,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from vault_service.api.v1 import vault_pb2, vault_pb2_grpc
+from vault_service.audit.checkpoints import CheckpointStore, FilesystemCheckpointStore
 from vault_service.clock import Clock, SystemClock
 from vault_service.config import Config
 from vault_service.errors import ConfigError
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.key_providers.factory import build_provider
+from vault_service.lifecycle import audit_log
 from vault_service.policy import Policy, Principal, PrincipalEntry, load_policy
 from vault_service.rpc.auth import TokenAuthenticator, token_digest
 from vault_service.rpc.interceptor import VaultInterceptor
@@ -85,6 +87,7 @@ class Assembly:
 
     service: VaultService
     store: SqliteRecordStore
+    checkpoints: CheckpointStore
     dev_token: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -120,7 +123,8 @@ def build_service(config: Config, env: Mapping[str, str], clock: Clock | None = 
     )
     limits = Limits(max_content_bytes=max(config.server.max_message_bytes - 64 * 1024, 0))
     service = VaultService(store, blobs, provider, policy, clock, limits, cache)
-    return Assembly(service, store, dev_token)
+    checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
+    return Assembly(service, store, checkpoints, dev_token)
 
 
 class RunningServer:
@@ -150,6 +154,9 @@ class RunningServer:
                 daemon=True,
             ),
             threading.Thread(target=self._health_loop, name="provider-health", daemon=True),
+            threading.Thread(
+                target=self._audit_loop, args=(config,), name="audit-checkpoints", daemon=True
+            ),
         ]
         for t in self._threads:
             t.start()
@@ -165,6 +172,26 @@ class RunningServer:
                     pass
             except Exception:  # next round retries; failures are logged without detail
                 log.warning("purge of erased subjects failed; will retry")
+
+    def _audit_loop(self, config: Config) -> None:
+        """Sign the head of the audit chain every checkpoint interval; prune past retention."""
+        svc = self.service
+        last_prune = 0.0
+        while not self._stop.wait(config.audit.checkpoint_interval_seconds):
+            try:
+                now = svc.clock.now()
+                audit_log.write_checkpoint(svc.store, self.assembly.checkpoints, svc.signing_key, now)
+                if now - last_prune >= config.audit.prune_interval_seconds:
+                    audit_log.prune(
+                        svc.store,
+                        self.assembly.checkpoints,
+                        svc.signing_key,
+                        config.audit.retention_days * 86400,
+                        now,
+                    )
+                    last_prune = now
+            except Exception:
+                log.error("security_event=audit_checkpoint_failed")
 
     def _health_loop(self) -> None:
         """NOT_SERVING once the key provider has failed for ``unhealthy_after_seconds``; while
@@ -202,12 +229,20 @@ class RunningServer:
         self._set(serving)
 
     def stop(self, grace: float = 5.0) -> None:
-        """Health NOT_SERVING first, then stop taking calls; in-flight calls get ``grace``."""
+        """Health NOT_SERVING first, then stop taking calls; in-flight calls get ``grace``; a
+        last checkpoint signs everything written."""
         self._stop.set()
         self._set(False)
         self.server.stop(grace).wait()
         for t in self._threads:
             t.join(timeout=5)
+        try:
+            svc = self.service
+            audit_log.write_checkpoint(
+                svc.store, self.assembly.checkpoints, svc.signing_key, svc.clock.now()
+            )
+        except Exception:
+            log.error("security_event=audit_checkpoint_failed")
         self.assembly.store.close()
 
 

@@ -11,7 +11,7 @@ from vault_service.api.v1 import vault_pb2 as pb
 from vault_service.api.v1 import vault_pb2_grpc as pb_grpc
 from vault_service.rpc.interceptor import current_call
 from vault_service.service import VaultService
-from vault_service.storage import RecordMeta
+from vault_service.storage import AuditQuery, RecordMeta
 
 
 def _meta(m: RecordMeta) -> pb.RecordMetadata:
@@ -81,3 +81,34 @@ class VaultServicer(pb_grpc.VaultServicer):
     def EraseSubject(self, request: pb.EraseSubjectRequest, context: Any) -> pb.EraseSubjectResponse:
         erased = self._svc.erase_subject(current_call.get(), request.subject_id)
         return pb.EraseSubjectResponse(erased=erased)
+
+    def QueryAudit(self, request: pb.QueryAuditRequest, context: Any) -> pb.QueryAuditResponse:
+        query = AuditQuery(
+            subject_pseudonym=request.subject_pseudonym,
+            principal=request.principal,
+            action=request.action,
+            decision=request.decision,
+            since=request.since or None,
+            until=request.until or None,
+        )
+        entries, token = self._svc.query_audit(
+            current_call.get(), query, request.page_size, request.page_token
+        )
+        return pb.QueryAuditResponse(
+            events=[
+                pb.AuditEvent(
+                    seq=e.seq,
+                    at=e.row.at,
+                    principal=e.row.principal,
+                    action=e.row.action,
+                    purpose=e.row.purpose,
+                    subject_pseudonym=e.row.subject_pseudonym,
+                    record_id=e.row.record_id,
+                    decision=e.row.decision,
+                    reason=e.row.reason,
+                    correlation_id=e.row.correlation_id,
+                )
+                for e in entries
+            ],
+            next_page_token=token,
+        )

@@ -1,9 +1,10 @@
 """Record and blob storage behind two interfaces (:class:`RecordStore`, :class:`BlobStore`)."""
 
+from vault_service.audit.model import AuditRow
 from vault_service.storage.blobs import BlobReader, BlobStore
 from vault_service.storage.filesystem import FilesystemBlobStore
 from vault_service.storage.records import (
-    AuditRow,
+    AuditQuery,
     Idempotency,
     RecordMeta,
     RecordStore,
@@ -16,6 +17,7 @@ from vault_service.storage.records import (
 from vault_service.storage.sqlite import SqliteRecordStore
 
 __all__ = [
+    "AuditQuery",
     "AuditRow",
     "BlobReader",
     "BlobStore",

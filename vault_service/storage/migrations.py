@@ -61,4 +61,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX service_keys_by_root ON service_keys(root_version)",
         ],
     ),
+    (
+        3,
+        [
+            # The hash-chained audit log replaces the plain table of schema 1 (kept, unchained).
+            "ALTER TABLE audit_events RENAME TO audit_events_v1",
+            "CREATE TABLE audit_log ("
+            " seq INTEGER PRIMARY KEY, at REAL NOT NULL, principal TEXT NOT NULL,"
+            " action TEXT NOT NULL, purpose TEXT NOT NULL, subject_pseudonym TEXT NOT NULL,"
+            " record_id TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL,"
+            " correlation_id TEXT NOT NULL, prev_hash BLOB NOT NULL, entry_hash BLOB NOT NULL)",
+            "CREATE INDEX audit_by_subject ON audit_log(subject_pseudonym, seq)",
+            "CREATE INDEX audit_by_principal ON audit_log(principal, seq)",
+            "CREATE INDEX audit_by_at ON audit_log(at)",
+        ],
+    ),
 ]

@@ -22,6 +22,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from vault_service.audit.model import AuditEntry, AuditRow
 from vault_service.key_providers.base import WrappedKey
 
 
@@ -32,21 +33,6 @@ class SubjectState(enum.Enum):
     RESTRICTED = "restricted"
     DORMANT = "dormant"
     ERASED = "erased"
-
-
-@dataclass(frozen=True)
-class AuditRow:
-    """One audit entry, written in the same transaction as what it records. Never holds PHI."""
-
-    at: float
-    principal: str
-    action: str
-    decision: str
-    reason: str = ""
-    purpose: str = ""
-    subject_pseudonym: str = ""
-    record_id: str = ""
-    correlation_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,6 +100,18 @@ class ShreddedRecord:
 
     record_id: str
     blob_refs: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Filters of an auditor's query; empty fields match everything."""
+
+    subject_pseudonym: str = ""
+    principal: str = ""
+    action: str = ""
+    decision: str = ""
+    since: float | None = None
+    until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +215,30 @@ class RecordStore(abc.ABC):
     @abc.abstractmethod
     def audit_rows(self, limit: int = 1000) -> list[AuditRow]:
         """The latest audit rows, oldest first (for tests and the auditor)."""
+
+    @abc.abstractmethod
+    def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
+        """Chained entries with seq > ``after_seq``, in order (for verification)."""
+
+    @abc.abstractmethod
+    def audit_head(self) -> AuditEntry | None:
+        """The last entry of the chain."""
+
+    @abc.abstractmethod
+    def audit_entry(self, seq: int) -> AuditEntry | None:
+        """One entry."""
+
+    @abc.abstractmethod
+    def audit_first_seq_since(self, at: float) -> int | None:
+        """The first entry written at or after ``at`` (None if none)."""
+
+    @abc.abstractmethod
+    def delete_audit_before(self, seq: int) -> int:
+        """Prune entries with a smaller seq; returns how many."""
+
+    @abc.abstractmethod
+    def query_audit(self, query: AuditQuery, after_seq: int, limit: int) -> list[AuditEntry]:
+        """Entries matching every set field of ``query``, seq > ``after_seq``, in order."""
 
     # inventory and rotation --------------------------------------------------------------------
     @abc.abstractmethod

@@ -16,11 +16,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from vault_service.audit.chain import GENESIS, entry_hash
+from vault_service.audit.model import AuditEntry, AuditRow
 from vault_service.errors import AlreadyExists, FailedPrecondition, Internal, Unavailable
 from vault_service.key_providers.base import WrappedKey
 from vault_service.storage.migrations import MIGRATIONS
 from vault_service.storage.records import (
-    AuditRow,
+    AuditQuery,
     Idempotency,
     RecordMeta,
     RecordStore,
@@ -184,23 +186,30 @@ class SqliteRecordStore(RecordStore):
         return int(current)
 
     # audit -------------------------------------------------------------------------------------
-    @staticmethod
-    def _insert_audit(conn: sqlite3.Connection, a: AuditRow | None) -> None:
-        if a is None:
+    def _insert_audit(self, conn: sqlite3.Connection, row: AuditRow | None) -> None:
+        """Append ``row`` to the hash chain inside the caller's write transaction (BEGIN
+        IMMEDIATE serializes writers, so reading the head here is race-free)."""
+        if row is None:
             return
+        head = conn.execute("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (int(head[0]) + 1, bytes(head[1])) if head else (1, GENESIS)
         conn.execute(
-            "INSERT INTO audit_events (at, principal, action, purpose, subject_pseudonym,"
-            " record_id, decision, reason, correlation_id) VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO audit_log (seq, at, principal, action, purpose, subject_pseudonym,"
+            " record_id, decision, reason, correlation_id, prev_hash, entry_hash)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                a.at,
-                a.principal,
-                a.action,
-                a.purpose,
-                a.subject_pseudonym,
-                a.record_id,
-                a.decision,
-                a.reason,
-                a.correlation_id,
+                seq,
+                row.at,
+                row.principal,
+                row.action,
+                row.purpose,
+                row.subject_pseudonym,
+                row.record_id,
+                row.decision,
+                row.reason,
+                row.correlation_id,
+                prev,
+                entry_hash(prev, seq, row),
             ),
         )
 
@@ -208,14 +217,66 @@ class SqliteRecordStore(RecordStore):
         with self._write() as conn:
             self._insert_audit(conn, audit)
 
+    _ENTRY = (
+        "SELECT seq, at, principal, action, decision, reason, purpose, subject_pseudonym,"
+        " record_id, correlation_id, prev_hash, entry_hash FROM audit_log"
+    )
+
+    @staticmethod
+    def _entry(r: Any) -> AuditEntry:
+        return AuditEntry(int(r[0]), AuditRow(*r[1:10]), bytes(r[10]), bytes(r[11]))
+
     def audit_rows(self, limit: int = 1000) -> list[AuditRow]:
         with self._read() as conn:
+            rows = conn.execute(f"{self._ENTRY} ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+        return [self._entry(r).row for r in reversed(rows)]
+
+    def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
+        with self._read() as conn:
             rows = conn.execute(
-                "SELECT at, principal, action, decision, reason, purpose, subject_pseudonym,"
-                " record_id, correlation_id FROM audit_events ORDER BY seq DESC LIMIT ?",
-                (limit,),
+                f"{self._ENTRY} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
             ).fetchall()
-        return [AuditRow(*r) for r in reversed(rows)]
+        return [self._entry(r) for r in rows]
+
+    def audit_head(self) -> AuditEntry | None:
+        with self._read() as conn:
+            row = conn.execute(f"{self._ENTRY} ORDER BY seq DESC LIMIT 1").fetchone()
+        return self._entry(row) if row else None
+
+    def audit_entry(self, seq: int) -> AuditEntry | None:
+        with self._read() as conn:
+            row = conn.execute(f"{self._ENTRY} WHERE seq = ?", (seq,)).fetchone()
+        return self._entry(row) if row else None
+
+    def audit_first_seq_since(self, at: float) -> int | None:
+        with self._read() as conn:
+            row = conn.execute("SELECT MIN(seq) FROM audit_log WHERE at >= ?", (at,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def delete_audit_before(self, seq: int) -> int:
+        with self._write() as conn:
+            return int(conn.execute("DELETE FROM audit_log WHERE seq < ?", (seq,)).rowcount)
+
+    def query_audit(self, query: AuditQuery, after_seq: int, limit: int) -> list[AuditEntry]:
+        where: list[str] = ["seq > ?"]
+        args: list[object] = [after_seq]
+        for column in ("subject_pseudonym", "principal", "action", "decision"):
+            value = getattr(query, column)
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.since is not None:
+            where.append("at >= ?")
+            args.append(query.since)
+        if query.until is not None:
+            where.append("at < ?")
+            args.append(query.until)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{self._ENTRY} WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [self._entry(r) for r in rows]
 
     # service keys ------------------------------------------------------------------------------
     def get_service_key(self, name: str) -> WrappedKey | None:

@@ -433,3 +433,116 @@ class EraseSubjectResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EraseSubjectResponse: _TypeAlias = EraseSubjectResponse  # noqa: Y015
+
+@_typing.final
+class QueryAuditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    subject_pseudonym: _builtins.str
+    """Filters; empty fields match everything. `vaultctl audit hash SUBJECT_ID` gives a pseudonym."""
+    principal: _builtins.str
+    action: _builtins.str
+    decision: _builtins.str
+    """"allow" or "deny"."""
+    since: _builtins.float
+    """Unix time in seconds; 0 means unbounded."""
+    until: _builtins.float
+    page_size: _builtins.int
+    """1..1000; 0 means 100."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        subject_pseudonym: _builtins.str = ...,
+        principal: _builtins.str = ...,
+        action: _builtins.str = ...,
+        decision: _builtins.str = ...,
+        since: _builtins.float = ...,
+        until: _builtins.float = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "decision", b"decision", "page_size", b"page_size", "page_token", b"page_token", "principal", b"principal", "since", b"since", "subject_pseudonym", b"subject_pseudonym", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryAuditRequest: _TypeAlias = QueryAuditRequest  # noqa: Y015
+
+@_typing.final
+class AuditEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    at: _builtins.float
+    principal: _builtins.str
+    action: _builtins.str
+    purpose: _builtins.str
+    subject_pseudonym: _builtins.str
+    record_id: _builtins.str
+    decision: _builtins.str
+    reason: _builtins.str
+    correlation_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        at: _builtins.float = ...,
+        principal: _builtins.str = ...,
+        action: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        subject_pseudonym: _builtins.str = ...,
+        record_id: _builtins.str = ...,
+        decision: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "at", b"at", "correlation_id", b"correlation_id", "decision", b"decision", "principal", b"principal", "purpose", b"purpose", "reason", b"reason", "record_id", b"record_id", "seq", b"seq", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditEvent: _TypeAlias = AuditEvent  # noqa: Y015
+
+@_typing.final
+class QueryAuditResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___AuditEvent] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryAuditResponse: _TypeAlias = QueryAuditResponse  # noqa: Y015

@@ -65,6 +65,11 @@ class VaultStub:
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.EraseSubjectRequest.SerializeToString,
                 response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.EraseSubjectResponse.FromString,
                 _registered_method=True)
+        self.QueryAudit = channel.unary_unary(
+                '/vault.v1.Vault/QueryAudit',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditResponse.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -113,6 +118,13 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryAudit(self, request, context):
+        """Query the audit trail (auditor role). Entries name subjects by pseudonym only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +157,11 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.EraseSubject,
                     request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.EraseSubjectRequest.FromString,
                     response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.EraseSubjectResponse.SerializeToString,
+            ),
+            'QueryAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryAudit,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +327,33 @@ class Vault:
             '/vault.v1.Vault/EraseSubject',
             vault__service_dot_api_dot_v1_dot_vault__pb2.EraseSubjectRequest.SerializeToString,
             vault__service_dot_api_dot_v1_dot_vault__pb2.EraseSubjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/QueryAudit',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,8 @@ class VaultStub:
     """Crypto-shred one record (all versions)."""
     EraseSubject: _grpc.UnaryUnaryMultiCallable[_vault_pb2.EraseSubjectRequest, _vault_pb2.EraseSubjectResponse]
     """Erase a subject: destroys its subject key, so every record becomes unreadable at once."""
+    QueryAudit: _grpc.UnaryUnaryMultiCallable[_vault_pb2.QueryAuditRequest, _vault_pb2.QueryAuditResponse]
+    """Query the audit trail (auditor role). Entries name subjects by pseudonym only."""
 
 @_typing.type_check_only
 class VaultAsyncStub(VaultStub):
@@ -69,6 +71,8 @@ class VaultAsyncStub(VaultStub):
     """Crypto-shred one record (all versions)."""
     EraseSubject: _aio.UnaryUnaryMultiCallable[_vault_pb2.EraseSubjectRequest, _vault_pb2.EraseSubjectResponse]  # type: ignore[assignment]
     """Erase a subject: destroys its subject key, so every record becomes unreadable at once."""
+    QueryAudit: _aio.UnaryUnaryMultiCallable[_vault_pb2.QueryAuditRequest, _vault_pb2.QueryAuditResponse]  # type: ignore[assignment]
+    """Query the audit trail (auditor role). Entries name subjects by pseudonym only."""
 
 class VaultServicer(metaclass=_abc_1.ABCMeta):
     """Records of data subjects, stored under envelope encryption."""
@@ -120,5 +124,13 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_vault_pb2.EraseSubjectResponse, _abc.Awaitable[_vault_pb2.EraseSubjectResponse]]:
         """Erase a subject: destroys its subject key, so every record becomes unreadable at once."""
+
+    @_abc_1.abstractmethod
+    def QueryAudit(
+        self,
+        request: _vault_pb2.QueryAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.QueryAuditResponse, _abc.Awaitable[_vault_pb2.QueryAuditResponse]]:
+        """Query the audit trail (auditor role). Entries name subjects by pseudonym only."""
 
 def add_VaultServicer_to_server(servicer: VaultServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,7 +1,8 @@
 """The only module of vault-service that touches ``cryptography.hazmat``.
 
-It offers AES-256-GCM with exactly one profile (256-bit key, 96-bit nonce, 128-bit tag) and
-HKDF-Expand with SHA-512. Every parameter outside the profile is refused with
+It offers AES-256-GCM with exactly one profile (256-bit key, 96-bit nonce, 128-bit tag),
+HKDF-Expand with SHA-512, scrypt (keyring passphrases) and Ed25519 (audit checkpoints and deletion
+certificates). Every parameter outside the profile is refused with
 :class:`UnsupportedParameters` before any cryptography runs; every authentication failure is the one
 opaque :class:`~vault_service.errors.IntegrityError`.
 
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import secrets
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from vault_service.errors import IntegrityError
 
@@ -103,3 +106,23 @@ def random_bytes(n: int) -> bytes:
 def scrypt(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
     """A 32-byte key from a passphrase (scrypt, RFC 7914)."""
     return Scrypt(salt=salt, length=KEY_SIZE, n=n, r=r, p=p).derive(passphrase)
+
+
+def ed25519_public_key(seed: bytes) -> bytes:
+    """The 32-byte raw public key of an Ed25519 private key given by its 32-byte seed."""
+    private = Ed25519PrivateKey.from_private_bytes(seed)
+    return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def ed25519_sign(seed: bytes, message: bytes) -> bytes:
+    """A 64-byte Ed25519 signature."""
+    return Ed25519PrivateKey.from_private_bytes(seed).sign(message)
+
+
+def ed25519_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` is valid for ``message`` under ``public_key`` (never raises)."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

@@ -1,0 +1,87 @@
+"""The audit hash chain and checkpoint format (pure: no I/O).
+
+Each entry's hash covers its sequence number, the previous entry's hash and every field, encoded
+with length prefixes (so no two different entries encode alike)::
+
+    entry_hash = SHA-256("vault-audit/v1" || prev_hash || u64(seq) || lp(at) || lp(principal) ...)
+
+The first entry follows :data:`GENESIS`. Editing, deleting, inserting, reordering or duplicating an
+entry breaks the chain at that entry. Rewriting the whole chain from some point on is what signed
+checkpoints stop: a checkpoint signs (seq, entry_hash) of the head at a moment and is kept where the
+log's own store cannot rewrite it. An *anchor* checkpoint marks where the log now starts after old
+entries were pruned: (start_seq, the prev_hash the first kept entry must carry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import asdict, dataclass
+
+from vault_service.audit.model import AuditRow
+
+GENESIS = bytes(32)
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+def _lp(value: str) -> bytes:
+    data = value.encode()
+    return _U32.pack(len(data)) + data
+
+
+def entry_hash(prev_hash: bytes, seq: int, row: AuditRow) -> bytes:
+    """The hash of entry ``seq`` holding ``row`` after an entry hashed ``prev_hash``."""
+    h = hashlib.sha256(b"vault-audit/v1")
+    h.update(prev_hash)
+    h.update(_U64.pack(seq))
+    for value in (
+        repr(row.at),
+        row.principal,
+        row.action,
+        row.decision,
+        row.reason,
+        row.purpose,
+        row.subject_pseudonym,
+        row.record_id,
+        row.correlation_id,
+    ):
+        h.update(_lp(value))
+    return h.digest()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement about the chain.
+
+    kind "head": entry ``seq`` has hash ``entry_hash`` (everything up to it is fixed).
+    kind "anchor": the log starts at entry ``seq``, whose prev_hash must be ``entry_hash``.
+    """
+
+    kind: str
+    seq: int
+    entry_hash: str
+    at: float
+    public_key: str
+    signature: str = ""
+
+    def signed_bytes(self) -> bytes:
+        """The canonical bytes the signature covers (everything but the signature)."""
+        body = {k: v for k, v in asdict(self).items() if k != "signature"}
+        return b"vault-audit-checkpoint/v1\x00" + json.dumps(body, sort_keys=True).encode()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @staticmethod
+    def from_json(line: str) -> Checkpoint:
+        data = json.loads(line)
+        return Checkpoint(
+            kind=str(data["kind"]),
+            seq=int(data["seq"]),
+            entry_hash=str(data["entry_hash"]),
+            at=float(data["at"]),
+            public_key=str(data["public_key"]),
+            signature=str(data["signature"]),
+        )
