@@ -42,8 +42,8 @@ test: proto
 	  if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; fi; exit $$rc
 
 lint: proto-check
-	$(VENV)/bin/ruff check vault_service tests tools
-	$(VENV)/bin/ruff format --check vault_service tests tools
+	$(VENV)/bin/ruff check vault_service tests tools benchmarks
+	$(VENV)/bin/ruff format --check vault_service tests tools benchmarks
 	$(VENV)/bin/mypy
 	$(PY) tools/check_layering.py
 

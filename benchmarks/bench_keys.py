@@ -36,10 +36,14 @@ def _provider_calls(cache_entries: int) -> float:
         provider = _local(home)
         store = SqliteRecordStore(home / "v.db")
         store.migrate()
-        svc = VaultService(store, FilesystemBlobStore(home / "b"), provider,
-                           load_policy(scratch_policy()), SystemClock())
-        ids = [svc.put_record(CALL, f"s{i}", "concern_text", {"text": "t"})[0]
-               for i in range(SUBJECTS)]
+        svc = VaultService(
+            store,
+            FilesystemBlobStore(home / "b"),
+            provider,
+            load_policy(scratch_policy()),
+            SystemClock(),
+        )
+        ids = [svc.put_record(CALL, f"s{i}", "concern_text", {"text": "t"})[0] for i in range(SUBJECTS)]
         # a fresh process: cold cache, then steady-state reads spread over the subjects
         svc.cache = SubjectKeyCache(CacheLimits(max_entries=cache_entries), SystemClock())
         before = provider.stats.decrypt_calls
@@ -61,8 +65,10 @@ def _rewrap(provider: KeyProvider, home: Path) -> tuple[float, float]:
         store.create_subject_key(ref, wrapped, 0.0)
         items.append((wrapped, subject_key_context(ref)))
     provider.rotate()
-    bare = rate(REWRAP_KEYS, lambda: [provider.rewrap_many(items[i:i + 200])
-                                      for i in range(0, REWRAP_KEYS, 200)])
+    bare = rate(
+        REWRAP_KEYS,
+        lambda: [provider.rewrap_many(items[i : i + 200]) for i in range(0, REWRAP_KEYS, 200)],
+    )
     summary = rewrap_keys(store, provider, batch_size=200)
     store.close()
     assert summary.rewrapped == REWRAP_KEYS
@@ -70,10 +76,16 @@ def _rewrap(provider: KeyProvider, home: Path) -> tuple[float, float]:
 
 
 def run() -> list[Result]:
-    results = [Result("provider calls per 10k reads over 100 subjects (cache on)",
-                      median_of(lambda: _provider_calls(10_000)), "calls",
-                      "cache off", median_of(lambda: _provider_calls(0)),
-                      "lower is better; ~100 expected: one unwrap per subject")]
+    results = [
+        Result(
+            "provider calls per 10k reads over 100 subjects (cache on)",
+            median_of(lambda: _provider_calls(10_000)),
+            "calls",
+            "cache off",
+            median_of(lambda: _provider_calls(0)),
+            "lower is better; ~100 expected: one unwrap per subject",
+        )
+    ]
     for label in ("local", "vault-transit (test server, derived, batch_input)"):
         runs: list[tuple[float, float]] = []
         for _ in range(3):
@@ -84,8 +96,9 @@ def run() -> list[Result]:
                     provider = _local(Path(tmp))
                 else:
                     server = TransitTestServer().start()
-                    provider = VaultTransitKeyProvider(TransitSettings(url=server.url,
-                                                                       token=server.token))
+                    provider = VaultTransitKeyProvider(
+                        TransitSettings(url=server.url, token=server.token)
+                    )
                     provider.initialize()  # type: ignore[attr-defined]
                 try:
                     runs.append(_rewrap(provider, Path(tmp)))
@@ -94,7 +107,14 @@ def run() -> list[Result]:
                         server.stop()
         job = sorted(r[0] for r in runs)[1]
         bare = sorted(r[1] for r in runs)[1]
-        results.append(Result(f"rewrap throughput, {label}", job, "subject keys/s",
-                              "bare provider rewrap", bare,
-                              f"{REWRAP_KEYS} keys, batches of 200, no data re-encrypted"))
+        results.append(
+            Result(
+                f"rewrap throughput, {label}",
+                job,
+                "subject keys/s",
+                "bare provider rewrap",
+                bare,
+                f"{REWRAP_KEYS} keys, batches of 200, no data re-encrypted",
+            )
+        )
     return results

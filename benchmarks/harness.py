@@ -31,9 +31,10 @@ class Result:
         return {**asdict(self), "ratio": self.ratio}
 
     def line(self) -> str:
-        return (f"{self.name}: {self.value:,.1f} {self.unit} vs {self.baseline_name} "
-                f"{self.baseline:,.1f} -> ratio {self.ratio:.3f}" + (f"  ({self.note})"
-                                                                     if self.note else ""))
+        return (
+            f"{self.name}: {self.value:,.1f} {self.unit} vs {self.baseline_name} "
+            f"{self.baseline:,.1f} -> ratio {self.ratio:.3f}" + (f"  ({self.note})" if self.note else "")
+        )
 
 
 def median_of(fn: Callable[[], float], repeats: int = REPEATS) -> float:
@@ -50,5 +51,4 @@ def rate(n: int, fn: Callable[[], object]) -> float:
 
 def scratch_policy() -> str:
     """The shipped clinic-matching policy (benchmarks call the service as an application)."""
-    return (Path(__file__).resolve().parent.parent / "policies" / "clinic-matching.toml"
-            ).read_text()
+    return (Path(__file__).resolve().parent.parent / "policies" / "clinic-matching.toml").read_text()

@@ -41,13 +41,22 @@ def main(argv: list[str]) -> int:
             results.append(result)
     OUT.mkdir(exist_ok=True)
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    (OUT / "results.json").write_text(json.dumps(
-        {"machine": machine(), "when": when, "results": [r.as_dict() for r in results]},
-        indent=2))
-    lines = [f"Measured {when} on {machine()}; medians of 3 runs.", "",
-             "| benchmark | value | baseline (same run) | ratio | note |", "|---|---|---|---|---|"]
-    lines += [f"| {r.name} | {r.value:,.1f} {r.unit} | {r.baseline_name}: {r.baseline:,.1f} | "
-              f"{r.ratio:.3f} | {r.note} |" for r in results]
+    (OUT / "results.json").write_text(
+        json.dumps(
+            {"machine": machine(), "when": when, "results": [r.as_dict() for r in results]}, indent=2
+        )
+    )
+    lines = [
+        f"Measured {when} on {machine()}; medians of 3 runs.",
+        "",
+        "| benchmark | value | baseline (same run) | ratio | note |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.name} | {r.value:,.1f} {r.unit} | {r.baseline_name}: {r.baseline:,.1f} | "
+        f"{r.ratio:.3f} | {r.note} |"
+        for r in results
+    ]
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT / 'results.json'} and {OUT / 'results.md'}")
     return 0

@@ -28,7 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "audit": {"audit", "crypto"},
     "lifecycle": {"lifecycle", "storage", "crypto", "key_providers", "policy", "audit"},
     "service": {"crypto", "key_providers", "storage", "policy", "audit", "lifecycle"},
-    "rpc": {"rpc", "service", "lifecycle", "policy", "storage", "key_providers", "crypto"},
+    # rpc/server.py is the composition root: it wires every component into the running server
+    "rpc": {"rpc", "service", "lifecycle", "policy", "storage", "key_providers", "crypto", "audit"},
     "cli": {"cli", "service", "lifecycle", "rpc", "client", "key_providers", "storage", "policy"},
     "client": {"client"},
 }

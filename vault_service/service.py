@@ -588,8 +588,18 @@ class VaultService:
 
     def purge_erased(self, batch: int = 500) -> int:
         """Remove the record rows and blobs of erased subjects (already unreadable); returns the
-        number purged in this call."""
+        number purged in this call (each non-empty run is audited as a job run)."""
         done = self.store.purge_erased(batch)
         for shredded in done:
             self._remove_blobs(shredded)
+        if done:
+            self.store.append_audit(
+                AuditRow(
+                    at=self.clock.now(),
+                    principal="vault-service",
+                    action="job.purge",
+                    decision="allow",
+                    reason=f"{len(done)} records of erased subjects",
+                )
+            )
         return len(done)

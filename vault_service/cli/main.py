@@ -133,10 +133,15 @@ def cmd_keys_status(args: argparse.Namespace, env: Mapping[str, str], out: _Out)
 
 
 def cmd_keys_rotate(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    from vault_service.lifecycle.rotation import rotate
+
     config = _config(args, env)
     provider = _provider(config, env)
-    old = provider.primary_version()
-    new = provider.rotate()
+    store = _store(config)
+    try:
+        old, new = rotate(store, provider, SystemClock().now())
+    finally:
+        store.close()
     out.emit(
         {"provider": provider.name, "previous_primary": old, "primary": new},
         f"rotated: primary root version {old} -> {new}; run 'vaultctl keys rewrap' next",
@@ -238,6 +243,117 @@ def cmd_keys_destroy(args: argparse.Namespace, env: Mapping[str, str], out: _Out
     return 0
 
 
+# audit --------------------------------------------------------------------------------------------
+def _assembly(config: Config, env: Mapping[str, str]) -> Any:
+    from vault_service.rpc.server import build_service
+
+    return build_service(config, env)
+
+
+def cmd_audit_verify(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    from vault_service.lifecycle.audit_log import verify
+
+    config = _config(args, env)
+    assembly = _assembly(config, env)
+    try:
+        public_key = (
+            bytes.fromhex(args.public_key)
+            if args.public_key
+            else assembly.service.signing_key.public_key()
+        )
+        report = verify(assembly.store, assembly.checkpoints, public_key)
+    finally:
+        assembly.store.close()
+    data = {
+        "ok": report.ok,
+        "reason": report.reason,
+        "first_bad_entry": report.first_bad_seq,
+        "entries_checked": report.entries_checked,
+        "checkpoints_checked": report.checkpoints_checked,
+        "unsigned_tail": report.unsigned_tail,
+        "public_key": public_key.hex(),
+    }
+    verdict = "OK" if report.ok else "FAILED"
+    text = (
+        f"audit chain {verdict}: {report.reason}\n  entries checked: "
+        f"{report.entries_checked}, checkpoints: {report.checkpoints_checked}, entries after "
+        f"the latest checkpoint: {report.unsigned_tail}\n  signing key: {public_key.hex()}"
+    )
+    if report.first_bad_seq is not None:
+        text += f"\n  first bad entry: {report.first_bad_seq}"
+    out.emit(data, text)
+    return 0 if report.ok else 1
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    from vault_service.lifecycle.audit_log import write_checkpoint
+
+    config = _config(args, env)
+    assembly = _assembly(config, env)
+    try:
+        svc = assembly.service
+        cp = write_checkpoint(svc.store, assembly.checkpoints, svc.signing_key, svc.clock.now())
+    finally:
+        assembly.store.close()
+    out.emit(
+        {"written": cp is not None, "seq": cp.seq if cp else None},
+        f"checkpoint signed at entry {cp.seq}" if cp else "already checkpointed",
+    )
+    return 0
+
+
+def cmd_audit_prune(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    from vault_service.lifecycle.audit_log import prune
+
+    config = _config(args, env)
+    days = args.retention_days if args.retention_days is not None else config.audit.retention_days
+    assembly = _assembly(config, env)
+    try:
+        svc = assembly.service
+        deleted = prune(svc.store, assembly.checkpoints, svc.signing_key, days * 86400, svc.clock.now())
+    finally:
+        assembly.store.close()
+    out.emit(
+        {"deleted": deleted, "retention_days": days},
+        f"pruned {deleted} audit entries older than {days:g} days",
+    )
+    return 0
+
+
+def cmd_audit_hash(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    config = _config(args, env)
+    assembly = _assembly(config, env)
+    try:
+        pseudonym = assembly.service.pseudonym(assembly.service.subject_ref(args.subject_id))
+    finally:
+        assembly.store.close()
+    out.emit({"subject_pseudonym": pseudonym}, pseudonym)
+    return 0
+
+
+def cmd_audit_query(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    with _client(args, env) as client:
+        events, token = client.query_audit(
+            subject_pseudonym=args.subject_pseudonym,
+            principal=args.principal,
+            action=args.action,
+            decision=args.decision,
+            since=args.since or 0.0,
+            until=args.until or 0.0,
+            page_size=args.page_size,
+            page_token=args.page_token,
+        )
+    lines = [
+        f"{e['seq']:>8} {_fmt_time(e['at'])} {e['principal']:<16} {e['action']:<16} "
+        f"{e['decision']:<5} {e['reason']} {e['record_id']}"
+        for e in events
+    ]
+    if token:
+        lines.append(f"(more: --page-token {token})")
+    out.emit({"events": events, "next_page_token": token}, "\n".join(lines) or "(no events)")
+    return 0
+
+
 # serve --------------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
     import logging
@@ -324,17 +440,8 @@ def cmd_record_get(args: argparse.Namespace, env: Mapping[str, str], out: _Out) 
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for the docs and tests)."""
-    p = argparse.ArgumentParser(prog="vaultctl", description="Operate vault-service.")
-    p.add_argument(
-        "--config",
-        default=os.environ.get("VAULT_CONFIG", DEFAULT_CONFIG),
-        help=f"config file (default: $VAULT_CONFIG or {DEFAULT_CONFIG})",
-    )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_keys(sub: Any) -> None:
+    """vaultctl keys ..."""
     keys = sub.add_parser("keys", help="root keys").add_subparsers(dest="keys_cmd", required=True)
     k_init = keys.add_parser("init", help="create the root key (local keyring file: mode 0600)")
     k_init.add_argument(
@@ -366,8 +473,46 @@ def build_parser() -> argparse.ArgumentParser:
     k_destroy.add_argument("--mark", action="store_true", help="first step: mark for destruction")
     k_destroy.set_defaults(fn=cmd_keys_destroy)
 
-    sub.add_parser("serve", help="run the gRPC server").set_defaults(fn=cmd_serve)
 
+def _add_audit(sub: Any) -> None:
+    """vaultctl audit ..."""
+    audit = sub.add_parser("audit", help="the tamper-evident audit trail").add_subparsers(
+        dest="audit_cmd", required=True
+    )
+    a_verify = audit.add_parser(
+        "verify",
+        help="check the hash chain against the signed checkpoints; exit 1 naming the first bad entry",
+    )
+    a_verify.add_argument(
+        "--public-key",
+        help="verify against this pinned key (hex) instead of the one the key provider unwraps",
+    )
+    a_verify.set_defaults(fn=cmd_audit_verify)
+    audit.add_parser("checkpoint", help="sign the head of the chain now").set_defaults(
+        fn=cmd_audit_checkpoint
+    )
+    a_prune = audit.add_parser("prune", help="delete entries past the retention period")
+    a_prune.add_argument("--retention-days", type=float, default=None)
+    a_prune.set_defaults(fn=cmd_audit_prune)
+    a_hash = audit.add_parser("hash", help="print a subject's pseudonym (as audit entries name it)")
+    a_hash.add_argument("subject_id")
+    a_hash.set_defaults(fn=cmd_audit_hash)
+    a_query = audit.add_parser("query", help="query the audit trail over gRPC (auditor token)")
+    for flag in ("subject-pseudonym", "principal", "action", "decision", "page-token"):
+        a_query.add_argument(f"--{flag}", default="")
+    a_query.add_argument("--since", type=float, default=None, help="unix time")
+    a_query.add_argument("--until", type=float, default=None, help="unix time")
+    a_query.add_argument("--page-size", type=int, default=100)
+    a_query.add_argument("--address", default="127.0.0.1:50051")
+    a_query.add_argument(
+        "--token-file", help="file holding the bearer token (else $VAULT_SERVICE_TOKEN)"
+    )
+    a_query.add_argument("--timeout", type=float, default=10.0)
+    a_query.set_defaults(fn=cmd_audit_query)
+
+
+def _add_record(sub: Any) -> None:
+    """vaultctl record ... (smoke tests against a running server)"""
     rec = sub.add_parser("record", help="smoke-test calls against a running server")
     rec_sub = rec.add_subparsers(dest="record_cmd", required=True)
     for name in ("put", "get"):
@@ -389,6 +534,23 @@ def build_parser() -> argparse.ArgumentParser:
             r.add_argument("--field", action="append", default=[], metavar="NAME")
             r.add_argument("--content-out", help="write the content object to this file (0600)")
             r.set_defaults(fn=cmd_record_get)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the docs and tests)."""
+    p = argparse.ArgumentParser(prog="vaultctl", description="Operate vault-service.")
+    p.add_argument(
+        "--config",
+        default=os.environ.get("VAULT_CONFIG", DEFAULT_CONFIG),
+        help=f"config file (default: $VAULT_CONFIG or {DEFAULT_CONFIG})",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="run the gRPC server").set_defaults(fn=cmd_serve)
+    _add_keys(sub)
+    _add_audit(sub)
+    _add_record(sub)
     return p
 
 

@@ -123,7 +123,23 @@ def rewrap_keys(
             progress(done + skipped + failed, total)
     remaining = sum(n for v, n in store.subject_keys_by_root_version().items() if v != primary)
     remaining += sum(n for v, n in store.service_keys_by_root_version().items() if v != primary)
+    store.append_audit(
+        _audit(
+            "keys.rewrap",
+            f"to version {primary}: {done} rewrapped, "
+            f"{skipped} skipped, {failed} failed, {remaining} remaining",
+            time.time(),
+        )
+    )
     return RewrapSummary(primary, done, services, skipped, failed, remaining, time.monotonic() - started)
+
+
+def rotate(store: RecordStore, provider: KeyProvider, now: float) -> tuple[str, str]:
+    """Make a new root version primary (audited); returns (previous, new)."""
+    old = provider.primary_version()
+    new = provider.rotate()
+    store.append_audit(_audit("keys.rotate", f"primary {old} -> {new}", now))
+    return old, new
 
 
 def inventory(store: RecordStore, provider: KeyProvider) -> list[VersionStatus]:

@@ -1,0 +1,116 @@
+"""When the audit entry cannot be written, the operation fails (UNAVAILABLE or the caller's
+deadline, never OK) and nothing is changed or released. Over a real gRPC server; the audit sink is
+the store's chained append, replaced by one that fails like SQLite does when the disk is full, or
+one that blocks."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TOKENS
+from vault_service.audit.model import AuditRow
+from vault_service.client import VaultClient
+from vault_service.config import load_config
+from vault_service.errors import Unavailable, VaultError
+from vault_service.rpc.server import RunningServer, build_service, start_server
+from vault_service.storage import SqliteRecordStore
+
+
+class DiskFullAudit(SqliteRecordStore):
+    """Fails the audit append exactly as SQLite reports a full disk, when ``failing`` is set."""
+
+    failing = False
+
+    def _insert_audit(self, conn: sqlite3.Connection, row: AuditRow | None) -> None:
+        if self.failing and row is not None:
+            raise sqlite3.OperationalError("database or disk is full")
+        super()._insert_audit(conn, row)
+
+
+class BlockingAudit(SqliteRecordStore):
+    """Blocks the audit append (inside the open transaction) until released or 3 s pass."""
+
+    blocking = False
+    release = threading.Event()
+
+    def _insert_audit(self, conn: sqlite3.Connection, row: AuditRow | None) -> None:
+        if self.blocking and row is not None and not self.release.wait(3.0):
+            raise sqlite3.OperationalError("audit sink timed out")
+        super()._insert_audit(conn, row)
+
+
+def _server(home: Path, store_cls: type[SqliteRecordStore]) -> RunningServer:
+    config = load_config(home / "vault.toml", {})
+    assembly = build_service(config, {})
+    assembly.store.close()
+    store = store_cls(config.path(config.storage.sqlite_path))
+    assembly.store = assembly.service.store = store
+    return start_server(config, {}, assembly=assembly)
+
+
+def _count(home: Path, table: str) -> int:
+    with sqlite3.connect(home / "data" / "vault.db") as conn:
+        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+@pytest.fixture
+def disk_full(vault_home: Path) -> Iterator[tuple[RunningServer, Any]]:
+    server = _server(vault_home, DiskFullAudit)
+    yield server, server.service.store
+    server.stop(0)
+
+
+def test_disk_full_audit_fails_every_kind_of_call_closed(
+    disk_full: tuple[RunningServer, Any], vault_home: Path
+) -> None:
+    server, store = disk_full
+    with (
+        VaultClient(f"127.0.0.1:{server.port}", TOKENS["app"]) as app,
+        VaultClient(f"127.0.0.1:{server.port}", TOKENS["clinic"]) as clinic,
+    ):
+        rid = app.put_record("m-1", "concern_text", {"text": "secret-before"}).record_id
+        counts = {t: _count(vault_home, t) for t in ("records", "record_keys", "audit_log")}
+        store.failing = True
+        calls: list[Any] = [
+            lambda: app.put_record("m-1", "concern_text", {"text": "secret-during"}),
+            lambda: app.get_record(rid, "matching"),  # a read must not release plaintext
+            lambda: app.update_record(rid, {"text": "secret-corrected"}),
+            lambda: app.delete_record(rid),
+            lambda: app.erase_subject("m-1"),
+            lambda: clinic.get_record(rid, "matching"),  # a denial must be audited too
+        ]
+        for call in calls:
+            with pytest.raises(Unavailable) as err:
+                call()
+            assert "secret" not in str(err.value)
+        assert {t: _count(vault_home, t) for t in counts} == counts
+        store.failing = False
+        got = app.get_record(rid, "matching")
+        assert got.fields["text"] == "secret-before" and got.info.version == 1
+
+
+def test_blocking_audit_never_answers_ok(vault_home: Path) -> None:
+    server = _server(vault_home, BlockingAudit)
+    store: Any = server.service.store
+    try:
+        with VaultClient(f"127.0.0.1:{server.port}", TOKENS["app"]) as app:
+            rid = app.put_record("m-1", "concern_text", {"text": "x"}).record_id
+            records = _count(vault_home, "records")
+            store.blocking = True
+            store.release.clear()
+            with pytest.raises(VaultError) as err:  # the client's deadline ends the call
+                app.put_record("m-1", "concern_text", {"text": "y"}, timeout=0.5)
+            assert isinstance(err.value, Unavailable)
+            with pytest.raises(VaultError):  # the server's sink timeout ends it otherwise
+                app.get_record(rid, "matching", timeout=10)
+            store.blocking = False
+            store.release.set()
+            assert _count(vault_home, "records") == records
+    finally:
+        server.stop(1)
