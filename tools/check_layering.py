@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "crypto": {"crypto"},
     "policy": {"policy"},
     "key_providers": {"key_providers", "crypto"},
-    "storage": {"storage", "key_providers", "audit"},
+    "storage": {"storage", "key_providers", "audit", "policy"},
     "audit": {"audit", "crypto"},
     "lifecycle": {"lifecycle", "storage", "crypto", "key_providers", "policy", "audit"},
     "service": {"crypto", "key_providers", "storage", "policy", "audit", "lifecycle"},

@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -50,7 +51,9 @@ from vault_service.ids import is_record_id, new_record_id
 from vault_service.key_providers.base import KeyProvider, WrappedKey
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.policy import AccessRequest, Action, Category, Policy, Principal, decide
-from vault_service.policy.model import CONTENT_FIELD
+from vault_service.policy.decide import Decision, needs_subject_state
+from vault_service.policy.deidentify import scrub_text
+from vault_service.policy.model import CONTENT_FIELD, Grant
 from vault_service.storage import (
     AuditQuery,
     AuditRow,
@@ -60,6 +63,8 @@ from vault_service.storage import (
     RecordStore,
     RecordVersion,
     ShreddedRecord,
+    StoredRecord,
+    SubjectState,
 )
 
 log = logging.getLogger("vault_service.service")
@@ -72,6 +77,7 @@ MAX_SUBJECT_ID = 256
 MAX_IDEMPOTENCY_KEY = 128
 MAX_PAGE_SIZE = 500
 MAX_AUDIT_PAGE = 1000
+EVIDENCE = re.compile(r"^[^\s]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,8 @@ class RecordView:
     meta: RecordMeta
     fields: Mapping[str, str]
     content: bytes | None
+    #: set for de-identified views: the subject's pseudonym for this purpose
+    subject_pseudonym: str = ""
 
 
 class VaultService:
@@ -396,44 +404,90 @@ class VaultService:
         fields: frozenset[str] | None = None,
         include_content: bool = False,
     ) -> RecordView:
-        """Decrypt a record's current version for ``purpose``; only the allowed fields."""
-        if not purpose:
-            raise InvalidArgument("purpose is required")
-        if purpose not in self.policy.purposes:
-            raise InvalidArgument("unknown purpose")
+        """Decrypt a record's current version for ``purpose``: only the fields the purpose, the
+        subject's consent and its restriction state allow; de-identified where the purpose says."""
+        self._check_purpose(purpose)
         self._check_record_id(record_id)
         self._authorize(
             call, self._request(call, Action.RECORD_GET, purpose=purpose), record_id=record_id
         )
-        stored = self.store.get_record(record_id)
+        stored = self.store.get_record(record_id, grants_for=purpose)
         if stored is None:
+            # For consent-bound purposes a missing record must look like one without consent.
+            consent_bound = needs_subject_state(purpose, self.policy)
             self.store.append_audit(
                 self._audit(
-                    call,
-                    Action.RECORD_GET,
-                    "deny",
-                    "not found",
-                    purpose=purpose,
-                    record_id=record_id,
+                    call, Action.RECORD_GET, "deny", "not found", purpose=purpose, record_id=record_id
                 )
             )
-            raise NotFound()
-        meta = stored.meta
+            raise PermissionDenied() if consent_bound else NotFound()
         wanted = fields
         if include_content and fields is not None:
             wanted = fields | {CONTENT_FIELD}
-        visible = self._authorize(
+        decision = self._authorize_read(call, Action.RECORD_GET, purpose, stored, wanted)
+        return self._release(call, Action.RECORD_GET, purpose, stored, decision, include_content)
+
+    def _check_purpose(self, purpose: str) -> None:
+        if not purpose:
+            raise InvalidArgument("purpose is required")
+        if purpose not in self.policy.purposes:
+            raise InvalidArgument("unknown purpose")
+
+    def _authorize_read(
+        self,
+        call: CallContext,
+        action: Action,
+        purpose: str,
+        stored: StoredRecord,
+        wanted: frozenset[str] | None,
+    ) -> Decision:
+        request = self._request(
             call,
-            self._request(
-                call, Action.RECORD_GET, purpose=purpose, category=meta.category, fields=wanted
-            ),
-            ref=meta.subject_ref,
-            record_id=record_id,
+            action,
+            purpose=purpose,
+            category=stored.meta.category,
+            fields=wanted,
+            subject_restricted=stored.subject_state is SubjectState.RESTRICTED,
+            grants=stored.grants,
         )
+        decision = decide(request, self.policy)
+        if not decision.allowed:
+            self.store.append_audit(
+                self._audit(
+                    call,
+                    action,
+                    "deny",
+                    decision.reason,
+                    purpose=purpose,
+                    ref=stored.meta.subject_ref,
+                    record_id=stored.meta.record_id,
+                )
+            )
+            log.info(
+                "decision=deny action=%s reason=%s correlation_id=%s",
+                action.value,
+                decision.reason,
+                call.correlation_id,
+            )
+            raise PermissionDenied()
+        return decision
+
+    def _release(
+        self,
+        call: CallContext,
+        action: Action,
+        purpose: str,
+        stored: StoredRecord,
+        decision: Decision,
+        include_content: bool,
+    ) -> RecordView:
+        """Decrypt what ``decision`` allows, audit the release, then return it (fail closed)."""
+        meta = stored.meta
+        visible = decision.fields
         subject_key = self._subject_key(meta.subject_ref, stored.subject_key)
-        ctx = record_context("data-key", meta.subject_ref, record_id, meta.version, meta.category)
+        ctx = record_context("data-key", meta.subject_ref, meta.record_id, meta.version, meta.category)
         data_key = self._unwrap(lambda: unwrap_key(subject_key, stored.data_key, ctx, DataKey))
-        base = record_context("payload", meta.subject_ref, record_id, meta.version, meta.category)
+        base = record_context("payload", meta.subject_ref, meta.record_id, meta.version, meta.category)
         try:
             released = {
                 name: open_payload(data_key, base.with_items(field=name), ct).decode()
@@ -449,25 +503,37 @@ class VaultService:
                 content = open_payload(data_key, base.with_items(field=CONTENT_FIELD), sealed)
         except IntegrityError:
             log.error(
-                "security_event=integrity_failure what=payload correlation_id=%s",
-                call.correlation_id,
+                "security_event=integrity_failure what=payload correlation_id=%s", call.correlation_id
             )
             raise DataLoss() from None
         finally:
             data_key.destroy()
+        pseudonym = ""
+        if decision.deidentified:
+            released = {k: scrub_text(v) for k, v in released.items()}
+            pseudonym = self.purpose_pseudonym(purpose, meta.subject_ref)
         # Fail closed: nothing is released unless the read is on the audit record.
         self.store.append_audit(
             self._audit(
                 call,
-                Action.RECORD_GET,
+                action,
                 "allow",
-                "released",
+                "released de-identified" if decision.deidentified else "released",
                 purpose=purpose,
                 ref=meta.subject_ref,
-                record_id=record_id,
+                record_id=meta.record_id,
             )
         )
-        return RecordView(meta, released, content)
+        return RecordView(meta, released, content, pseudonym)
+
+    def purpose_pseudonym(self, purpose: str, subject_ref: bytes) -> str:
+        """A stable pseudonym of a subject for one purpose (de-identified views): the same subject
+        always maps to the same value within a purpose, and values of two purposes do not link."""
+        return hmac.new(
+            self._index_key.unsafe_bytes(),
+            b"purpose-pseudonym/v1\x00" + purpose.encode() + b"\x00" + subject_ref,
+            hashlib.sha256,
+        ).hexdigest()[:32]
 
     def list_records(
         self, call: CallContext, subject_id: str, page_size: int = 0, page_token: str = ""
@@ -569,6 +635,149 @@ class VaultService:
         )
         self.cache.forget_subject(ref)
         return erased
+
+    # consent, restriction, export -------------------------------------------------------------
+    def grant_consent(
+        self,
+        call: CallContext,
+        subject_id: str,
+        purpose: str,
+        categories: Mapping[str, frozenset[str] | None],
+        valid_from: float,
+        valid_until: float | None,
+        evidence_reference: str,
+        grantee_principal: str = "",
+        grantee_role: str = "",
+    ) -> Grant:
+        """Record a subject's consent (for a principal or a role) over categories (and, per
+        category, optionally only some fields), valid in [valid_from, valid_until)."""
+        self._check_subject_id(subject_id)
+        spec = self.policy.purposes.get(purpose)
+        if spec is None:
+            raise InvalidArgument("unknown purpose")
+        if bool(grantee_principal) == bool(grantee_role):
+            raise InvalidArgument("name exactly one grantee: a principal or a role")
+        if grantee_principal and grantee_principal not in self.policy.principals:
+            raise InvalidArgument("unknown grantee principal")
+        if grantee_role and grantee_role not in self.policy.roles:
+            raise InvalidArgument("unknown grantee role")
+        if not categories:
+            raise InvalidArgument("a grant covers at least one category")
+        fields: dict[str, frozenset[str]] = {}
+        for name, subset in categories.items():
+            if name not in spec.categories:
+                raise InvalidArgument(f"category {name!r} is not part of the purpose")
+            if subset:
+                if not subset <= self.policy.categories[name].fields:
+                    raise InvalidArgument(f"unknown field in category {name!r}")
+                fields[name] = subset
+        if valid_until is not None and valid_until <= valid_from:
+            raise InvalidArgument("valid_until must be after valid_from")
+        if not EVIDENCE.match(evidence_reference):
+            raise InvalidArgument("evidence_reference: 1-128 characters, no spaces")
+        ref = self.subject_ref(subject_id)
+        self._authorize(call, self._request(call, Action.CONSENT_GRANT), ref=ref)
+        grant = Grant(
+            grant_id=new_record_id(self.clock.now()),
+            purpose=purpose,
+            categories=frozenset(categories),
+            fields=fields,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            grantee_principal=grantee_principal,
+            grantee_role=grantee_role,
+            evidence_reference=evidence_reference,
+        )
+        self._ensure_subject(ref)
+        self.store.insert_grant(
+            ref,
+            grant,
+            call.principal.name,
+            self.clock.now(),
+            self._audit(
+                call, Action.CONSENT_GRANT, "allow", f"grant {grant.grant_id}", purpose=purpose, ref=ref
+            ),
+        )
+        return grant
+
+    def _ensure_subject(self, ref: bytes) -> None:
+        """A subject may get grants before its first record: create it (with its key)."""
+        if self.store.subject_state(ref) is None:
+            self._subject_key_for_write(ref)
+
+    def revoke_consent(self, call: CallContext, grant_id: str) -> Grant:
+        """Revoke a grant: the next read in every process is denied."""
+        if not is_record_id(grant_id):
+            raise InvalidArgument("grant_id is malformed")
+        self._authorize(call, self._request(call, Action.CONSENT_REVOKE))
+        done = self.store.revoke_grant(
+            grant_id,
+            self.clock.now(),
+            self._audit(call, Action.CONSENT_REVOKE, "allow", f"grant {grant_id}"),
+        )
+        if done is None:
+            raise NotFound()
+        return done[1]
+
+    def list_consents(self, call: CallContext, subject_id: str) -> list[Grant]:
+        """Every grant of a subject, revoked and expired ones included."""
+        self._check_subject_id(subject_id)
+        ref = self.subject_ref(subject_id)
+        self._authorize(call, self._request(call, Action.CONSENT_LIST), ref=ref)
+        return self.store.subject_grants(ref)
+
+    def set_restriction(self, call: CallContext, subject_id: str, restricted: bool) -> bool:
+        """Restrict processing (reads denied except for restriction-exempt purposes; storage and
+        corrections still accepted) or lift the restriction. False if the subject is unknown."""
+        self._check_subject_id(subject_id)
+        ref = self.subject_ref(subject_id)
+        self._authorize(call, self._request(call, Action.SUBJECT_RESTRICT), ref=ref)
+        state = SubjectState.RESTRICTED if restricted else SubjectState.ACTIVE
+        return self.store.set_subject_state(
+            ref,
+            state,
+            self.clock.now(),
+            self._audit(
+                call,
+                Action.SUBJECT_RESTRICT,
+                "allow",
+                "restricted" if restricted else "restriction lifted",
+                ref=ref,
+            ),
+        )
+
+    def export_subject(self, call: CallContext, subject_id: str, purpose: str) -> Iterator[RecordView]:
+        """Every record of a subject, decrypted, for a subject-rights purpose (access and
+        portability). Records of categories the purpose does not cover are left out."""
+        self._check_subject_id(subject_id)
+        self._check_purpose(purpose)
+        ref = self.subject_ref(subject_id)
+        self._authorize(call, self._request(call, Action.SUBJECT_EXPORT, purpose=purpose), ref=ref)
+        after = ""
+        while True:
+            page = self.store.list_records(ref, 100, after or None)
+            for meta in page:
+                stored = self.store.get_record(meta.record_id, grants_for=purpose)
+                if stored is None:
+                    continue
+                decision = decide(
+                    self._request(
+                        call,
+                        Action.SUBJECT_EXPORT,
+                        purpose=purpose,
+                        category=stored.meta.category,
+                        subject_restricted=False,
+                        grants=stored.grants,
+                    ),
+                    self.policy,
+                )
+                if decision.allowed:
+                    yield self._release(
+                        call, Action.SUBJECT_EXPORT, purpose, stored, decision, include_content=True
+                    )
+            if len(page) < 100:
+                return
+            after = page[-1].record_id
 
     def query_audit(
         self, call: CallContext, query: AuditQuery, page_size: int = 0, page_token: str = ""

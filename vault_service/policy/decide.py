@@ -6,9 +6,17 @@ grows with the project (grants, shares, subject state) without changing the call
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vault_service.policy.model import READ_ACTIONS, Action, Policy, Principal
+from vault_service.policy.model import (
+    CONTENT_FIELD,
+    READ_ACTIONS,
+    Action,
+    Grant,
+    Policy,
+    Principal,
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,10 @@ class AccessRequest:
     category: str | None = None
     #: fields the caller asked for; None means "every field the purpose allows"
     fields: frozenset[str] | None = None
+    #: the subject's processing is restricted (reads only for restriction-exempt purposes)
+    subject_restricted: bool = False
+    #: the subject's consent grants for this purpose (active or not: decide checks the window)
+    grants: Sequence[Grant] = ()
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,8 @@ class Decision:
     allowed: bool
     reason: str
     fields: frozenset[str] = frozenset()
+    #: the release must be de-identified (identifier fields dropped, free text scrubbed)
+    deidentified: bool = False
 
 
 def _deny(reason: str) -> Decision:
@@ -63,8 +77,33 @@ def decide(request: AccessRequest, policy: Policy) -> Decision:
     if category is None or category.name not in purpose.categories:
         return _deny("category not permitted for purpose")
     visible = purpose.visible_fields(category)
-    if request.fields is not None:
-        if not request.fields <= visible:
-            return _deny("field not permitted for purpose")
-        return Decision(True, "purpose permits fields", request.fields)
-    return Decision(True, "purpose permits category", visible)
+    if purpose.deidentified:
+        visible -= {CONTENT_FIELD}  # images cannot be scrubbed: never in a de-identified view
+    if request.fields is not None and not request.fields <= visible:
+        return _deny("field not permitted for purpose")
+    if request.subject_restricted and not purpose.restriction_exempt:
+        return _deny("subject restricted")
+    wanted = request.fields if request.fields is not None else visible
+    if purpose.consent_required:
+        covered: set[str] = set()
+        for grant in request.grants:
+            if (
+                grant.purpose == purpose.name
+                and grant.covers(request.principal)
+                and grant.active_at(request.now)
+                and category.name in grant.categories
+            ):
+                covered |= grant.fields.get(category.name, category.fields)
+        if not covered:
+            return _deny("no consent")
+        if request.fields is not None and not request.fields <= covered:
+            return _deny("field not covered by consent")
+        wanted = wanted & frozenset(covered)
+    return Decision(True, "purpose permits fields", frozenset(wanted), purpose.deidentified)
+
+
+def needs_subject_state(purpose: str | None, policy: Policy) -> bool:
+    """Whether a read under ``purpose`` depends on per-subject state (consent). Then a missing
+    record is PERMISSION_DENIED, like a record without consent: no existence oracle."""
+    found = policy.purposes.get(purpose or "")
+    return found is not None and found.consent_required

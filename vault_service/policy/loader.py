@@ -81,7 +81,7 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
         key = f"categories.{name}"
         ctx.name(name, key)
         t = ctx.table(raw, key)
-        ctx.only(t, key, {"fields", "content", "description"})
+        ctx.only(t, key, {"fields", "content", "description", "identifiers"})
         fields = ctx.names(t.get("fields", []), f"{key}.fields")
         for f in fields:
             ctx.name(f, f"{key}.fields")
@@ -94,7 +94,10 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
             fields = fields | {CONTENT_FIELD}
         if not fields and not content:
             raise ctx.fail(key, "declares no fields and no content: nothing could be stored")
-        categories[name] = Category(name, fields, content, str(t.get("description", "")))
+        identifiers = ctx.names(
+            t.get("identifiers", []), f"{key}.identifiers", dict.fromkeys(fields), "field"
+        )
+        categories[name] = Category(name, fields, content, str(t.get("description", "")), identifiers)
     if not categories:
         raise ctx.fail("categories", "at least one category is required")
 
@@ -103,7 +106,24 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
         key = f"purposes.{name}"
         ctx.name(name, key)
         t = ctx.table(raw, key)
-        ctx.only(t, key, {"categories", "fields", "description"})
+        ctx.only(
+            t,
+            key,
+            {
+                "categories",
+                "fields",
+                "description",
+                "consent_required",
+                "deidentified",
+                "restriction_exempt",
+            },
+        )
+        flags = {}
+        for flag in ("consent_required", "deidentified", "restriction_exempt"):
+            value = t.get(flag, False)
+            if not isinstance(value, bool):
+                raise ctx.fail(f"{key}.{flag}", "must be true or false")
+            flags[flag] = value
         cats = ctx.names(t.get("categories", []), f"{key}.categories", categories, "category")
         subsets: dict[str, frozenset[str]] = {}
         for cat, fl in ctx.table(t.get("fields", {}), f"{key}.fields").items():
@@ -112,7 +132,7 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
             subsets[cat] = ctx.names(
                 fl, f"{key}.fields.{cat}", dict.fromkeys(categories[cat].fields), "field"
             )
-        purposes[name] = Purpose(name, cats, subsets, str(t.get("description", "")))
+        purposes[name] = Purpose(name, cats, subsets, str(t.get("description", "")), **flags)
 
     action_names = {a.value: a for a in Action}
     roles: dict[str, Role] = {}
@@ -127,11 +147,12 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
 
     principals: dict[str, PrincipalEntry] = {}
     seen_hashes: set[str] = set()
+    seen_cns: set[str] = set()
     for name, raw in ctx.table(doc.get("principals", {}), "principals").items():
         key = f"principals.{name}"
         ctx.name(name, key)
         t = ctx.table(raw, key)
-        ctx.only(t, key, {"role", "token_sha256", "description"})
+        ctx.only(t, key, {"role", "token_sha256", "cert_cn", "description"})
         role = t.get("role")
         if role not in roles:
             raise ctx.fail(f"{key}.role", f"unknown role {role!r}")
@@ -142,8 +163,17 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
             if digest in seen_hashes:
                 raise ctx.fail(f"{key}.token_sha256", "the same token is given to two principals")
             seen_hashes.add(digest)
+        cert_cn = t.get("cert_cn")
+        if cert_cn is not None:
+            if not isinstance(cert_cn, str) or not cert_cn or len(cert_cn) > 64:
+                raise ctx.fail(f"{key}.cert_cn", "must be a certificate common name (1-64 chars)")
+            if cert_cn in seen_cns:
+                raise ctx.fail(f"{key}.cert_cn", "the same certificate name is given twice")
+            seen_cns.add(cert_cn)
+        if digest is None and cert_cn is None:
+            raise ctx.fail(key, "needs token_sha256 or cert_cn (or both) to authenticate")
         principals[name] = PrincipalEntry(
-            Principal(name, role), bytes.fromhex(digest) if digest else None
+            Principal(name, role), bytes.fromhex(digest) if digest else None, cert_cn
         )
 
     return Policy(categories, purposes, roles, principals, source)

@@ -20,6 +20,11 @@ class Action(enum.Enum):
     RECORD_UPDATE = "record.update"
     RECORD_DELETE = "record.delete"
     SUBJECT_ERASE = "subject.erase"
+    SUBJECT_RESTRICT = "subject.restrict"
+    SUBJECT_EXPORT = "subject.export"
+    CONSENT_GRANT = "consent.grant"
+    CONSENT_REVOKE = "consent.revoke"
+    CONSENT_LIST = "consent.list"
     KEYS_STATUS = "keys.status"
     AUDIT_QUERY = "audit.query"
 
@@ -28,7 +33,7 @@ class Action(enum.Enum):
 CONTENT_FIELD = "content"
 
 #: Actions that release plaintext; only these need a purpose.
-READ_ACTIONS = frozenset({Action.RECORD_GET})
+READ_ACTIONS = frozenset({Action.RECORD_GET, Action.SUBJECT_EXPORT})
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class Category:
     fields: frozenset[str]
     content: bool = False
     description: str = ""
+    #: direct identifiers (e-mail, phone, name ...): never shown in a de-identified view
+    identifiers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -52,10 +59,17 @@ class Purpose:
     #: per category, the visible fields; a category absent here shows all its declared fields
     fields: Mapping[str, frozenset[str]] = field(default_factory=dict)
     description: str = ""
+    #: reads need an active consent grant of the subject for this purpose and grantee
+    consent_required: bool = False
+    #: reads only ever get a de-identified view (identifier fields dropped, free text scrubbed)
+    deidentified: bool = False
+    #: reads are allowed while the subject's processing is restricted (legal obligations)
+    restriction_exempt: bool = False
 
     def visible_fields(self, category: Category) -> frozenset[str]:
         """The fields of ``category`` this purpose may see."""
-        return self.fields.get(category.name, category.fields)
+        visible = self.fields.get(category.name, category.fields)
+        return visible - category.identifiers if self.deidentified else visible
 
 
 @dataclass(frozen=True)
@@ -77,10 +91,12 @@ class Principal:
 
 @dataclass(frozen=True)
 class PrincipalEntry:
-    """A principal as declared in the policy, with its token's SHA-256 (never the token)."""
+    """A principal as declared in the policy: its token's SHA-256 (never the token) and/or the
+    common name of its TLS client certificate."""
 
     principal: Principal
     token_sha256: bytes | None = None
+    cert_cn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,4 +119,37 @@ class Policy:
             self.roles,
             {**self.principals, entry.principal.name: entry},
             self.source,
+        )
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A subject's consent: this purpose, for this grantee (a principal or every principal of a
+    role), over these categories (and optionally only some fields of each), within a window.
+    Revocable; revocation and expiry take effect at the next read (grants are never cached)."""
+
+    grant_id: str
+    purpose: str
+    categories: frozenset[str]
+    valid_from: float
+    valid_until: float | None = None
+    grantee_principal: str = ""
+    grantee_role: str = ""
+    #: per category, the only fields covered; a category absent here covers all its fields
+    fields: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    revoked_at: float | None = None
+    evidence_reference: str = ""
+
+    def active_at(self, now: float) -> bool:
+        """Valid at ``now``: started, not expired, not revoked."""
+        return (
+            self.valid_from <= now
+            and (self.valid_until is None or now < self.valid_until)
+            and (self.revoked_at is None or now < self.revoked_at)
+        )
+
+    def covers(self, principal: Principal) -> bool:
+        """Whether the grant names this principal or its role."""
+        return self.grantee_principal == principal.name or (
+            bool(self.grantee_role) and self.grantee_role == principal.role
         )

@@ -20,9 +20,10 @@ from typing import Any
 
 import grpc
 
-from vault_service.errors import VaultError
+from vault_service.errors import PermissionDenied, VaultError
 from vault_service.ids import new_correlation_id
-from vault_service.rpc.auth import TokenAuthenticator
+from vault_service.rpc.actions import action_of
+from vault_service.rpc.auth import Authenticator
 from vault_service.service import CallContext
 
 log = logging.getLogger("vault_service.rpc")
@@ -50,7 +51,7 @@ def _abort(context: grpc.ServicerContext, exc: BaseException, correlation_id: st
 class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """See the module docstring."""
 
-    def __init__(self, authenticator: TokenAuthenticator) -> None:
+    def __init__(self, authenticator: Authenticator) -> None:
         self._auth = authenticator
 
     def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
@@ -88,7 +89,11 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             try:
                 correlation_id = new_correlation_id()
                 context.set_trailing_metadata((("x-correlation-id", correlation_id),))
-                principal = self._auth.authenticate(context.invocation_metadata())
+                principal = self._auth.authenticate(
+                    context.invocation_metadata(), context.auth_context()
+                )
+                if action_of(method) is None:  # every RPC must declare its action
+                    raise PermissionDenied()
                 token = current_call.set(CallContext(principal, correlation_id))
                 return fn(request, context)
             except Exception as exc:  # mapped, never leaked
@@ -108,7 +113,11 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             try:
                 correlation_id = new_correlation_id()
                 context.set_trailing_metadata((("x-correlation-id", correlation_id),))
-                principal = self._auth.authenticate(context.invocation_metadata())
+                principal = self._auth.authenticate(
+                    context.invocation_metadata(), context.auth_context()
+                )
+                if action_of(method) is None:  # every RPC must declare its action
+                    raise PermissionDenied()
                 token = current_call.set(CallContext(principal, correlation_id))
                 yield from fn(request, context)
             except Exception as exc:

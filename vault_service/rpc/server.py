@@ -36,7 +36,7 @@ from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.key_providers.factory import build_provider
 from vault_service.lifecycle import audit_log
 from vault_service.policy import Policy, Principal, PrincipalEntry, load_policy
-from vault_service.rpc.auth import TokenAuthenticator, token_digest
+from vault_service.rpc.auth import Authenticator, token_digest
 from vault_service.rpc.interceptor import VaultInterceptor
 from vault_service.rpc.servicer import VaultServicer
 from vault_service.service import Limits, VaultService
@@ -266,7 +266,7 @@ def start_server(
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="rpc"),
-        interceptors=[VaultInterceptor(TokenAuthenticator(assembly.service.policy))],
+        interceptors=[VaultInterceptor(Authenticator(assembly.service.policy))],
         options=options,
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
     )

@@ -5,13 +5,38 @@ Thin on purpose: no decisions here. The principal comes from the interceptor (``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from vault_service.api.v1 import vault_pb2 as pb
 from vault_service.api.v1 import vault_pb2_grpc as pb_grpc
+from vault_service.policy.model import Grant
 from vault_service.rpc.interceptor import current_call
-from vault_service.service import VaultService
+from vault_service.service import RecordView, VaultService
 from vault_service.storage import AuditQuery, RecordMeta
+
+
+def _consent(g: Grant) -> pb.Consent:
+    return pb.Consent(
+        grant_id=g.grant_id,
+        purpose=g.purpose,
+        grantee_principal=g.grantee_principal,
+        grantee_role=g.grantee_role,
+        scopes=[
+            pb.CategoryScope(category=c, fields=sorted(g.fields.get(c, ())))
+            for c in sorted(g.categories)
+        ],
+        valid_from=g.valid_from,
+        valid_until=g.valid_until or 0.0,
+        evidence_reference=g.evidence_reference,
+        revoked_at=g.revoked_at or 0.0,
+    )
+
+
+def _view(view: RecordView) -> pb.GetRecordResponse:
+    meta = _meta(view.meta)
+    meta.subject_pseudonym = view.subject_pseudonym
+    return pb.GetRecordResponse(metadata=meta, fields=dict(view.fields), content=view.content or b"")
 
 
 def _meta(m: RecordMeta) -> pb.RecordMetadata:
@@ -53,9 +78,7 @@ class VaultServicer(pb_grpc.VaultServicer):
             frozenset(request.fields) if request.fields else None,
             request.include_content,
         )
-        return pb.GetRecordResponse(
-            metadata=_meta(view.meta), fields=dict(view.fields), content=view.content or b""
-        )
+        return _view(view)
 
     def ListRecords(self, request: pb.ListRecordsRequest, context: Any) -> pb.ListRecordsResponse:
         rows, token = self._svc.list_records(
@@ -112,3 +135,37 @@ class VaultServicer(pb_grpc.VaultServicer):
             ],
             next_page_token=token,
         )
+
+    def GrantConsent(self, request: pb.GrantConsentRequest, context: Any) -> pb.Consent:
+        svc = self._svc
+        grant = svc.grant_consent(
+            current_call.get(),
+            request.subject_id,
+            request.purpose,
+            {s.category: frozenset(s.fields) or None for s in request.scopes},
+            request.valid_from or svc.clock.now(),
+            request.valid_until or None,
+            request.evidence_reference,
+            request.grantee_principal,
+            request.grantee_role,
+        )
+        return _consent(grant)
+
+    def RevokeConsent(self, request: pb.RevokeConsentRequest, context: Any) -> pb.Consent:
+        return _consent(self._svc.revoke_consent(current_call.get(), request.grant_id))
+
+    def ListConsents(self, request: pb.ListConsentsRequest, context: Any) -> pb.ListConsentsResponse:
+        grants = self._svc.list_consents(current_call.get(), request.subject_id)
+        return pb.ListConsentsResponse(consents=[_consent(g) for g in grants])
+
+    def RestrictProcessing(
+        self, request: pb.RestrictProcessingRequest, context: Any
+    ) -> pb.RestrictProcessingResponse:
+        changed = self._svc.set_restriction(current_call.get(), request.subject_id, request.restricted)
+        return pb.RestrictProcessingResponse(changed=changed)
+
+    def ExportSubject(
+        self, request: pb.ExportSubjectRequest, context: Any
+    ) -> Iterator[pb.GetRecordResponse]:
+        for view in self._svc.export_subject(current_call.get(), request.subject_id, request.purpose):
+            yield _view(view)

@@ -76,4 +76,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX audit_by_at ON audit_log(at)",
         ],
     ),
+    (
+        4,
+        [
+            # Consent grants: checked in the read's own transaction, never cached.
+            "CREATE TABLE consent_grants ("
+            " grant_id TEXT PRIMARY KEY, subject_ref BLOB NOT NULL REFERENCES subjects(subject_ref),"
+            " purpose TEXT NOT NULL, grantee_principal TEXT NOT NULL, grantee_role TEXT NOT NULL,"
+            " scope TEXT NOT NULL, valid_from REAL NOT NULL, valid_until REAL,"
+            " evidence_reference TEXT NOT NULL, granted_by TEXT NOT NULL, created_at REAL NOT NULL,"
+            " revoked_at REAL)",
+            "CREATE INDEX consent_grants_by_subject ON consent_grants(subject_ref, purpose)",
+        ],
+    ),
 ]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from vault_service.audit.model import AuditEntry, AuditRow
 from vault_service.key_providers.base import WrappedKey
+from vault_service.policy.model import Grant
 
 
 class SubjectState(enum.Enum):
@@ -60,13 +61,16 @@ class RecordMeta:
 
 @dataclass(frozen=True)
 class StoredRecord:
-    """A record's current version as stored: metadata, wrapped keys and ciphertexts."""
+    """A record's current version as stored: metadata, wrapped keys and ciphertexts, and (read in
+    the same transaction) its subject's state and consent grants for the requested purpose."""
 
     meta: RecordMeta
     subject_key: WrappedKey
     data_key: bytes
     payloads: Mapping[str, bytes]
     blob_ref: str | None
+    subject_state: SubjectState = SubjectState.ACTIVE
+    grants: tuple[Grant, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,8 +189,33 @@ class RecordStore(abc.ABC):
         AlreadyExists. Raises FailedPrecondition if the subject is erased or has no key."""
 
     @abc.abstractmethod
-    def get_record(self, record_id: str) -> StoredRecord | None:
-        """The current version, or None if absent, shredded, or its subject erased."""
+    def get_record(self, record_id: str, grants_for: str | None = None) -> StoredRecord | None:
+        """The current version, or None if absent, shredded, or its subject erased. With
+        ``grants_for`` (a purpose), the subject's grants for it are read in the same
+        transaction."""
+
+    @abc.abstractmethod
+    def set_subject_state(
+        self, subject_ref: bytes, state: SubjectState, now: float, audit: AuditRow | None
+    ) -> bool:
+        """Move a live subject to ``state`` (active, restricted, dormant); False if it is unknown
+        or erased."""
+
+    @abc.abstractmethod
+    def subject_grants(self, subject_ref: bytes, purpose: str | None = None) -> list[Grant]:
+        """A subject's grants (all, or for one purpose), revoked ones included."""
+
+    @abc.abstractmethod
+    def insert_grant(
+        self, subject_ref: bytes, grant: Grant, granted_by: str, now: float, audit: AuditRow | None
+    ) -> None:
+        """Store a grant. FailedPrecondition if the subject is unknown or erased."""
+
+    @abc.abstractmethod
+    def revoke_grant(
+        self, grant_id: str, now: float, audit: AuditRow | None
+    ) -> tuple[bytes, Grant] | None:
+        """Revoke (idempotently); returns the subject ref and grant, None if unknown."""
 
     @abc.abstractmethod
     def get_meta(self, record_id: str) -> RecordMeta | None:

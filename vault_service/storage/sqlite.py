@@ -9,6 +9,7 @@ Unavailable, anything else -> Internal, never with the vendor's text.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -20,6 +21,7 @@ from vault_service.audit.chain import GENESIS, entry_hash
 from vault_service.audit.model import AuditEntry, AuditRow
 from vault_service.errors import AlreadyExists, FailedPrecondition, Internal, Unavailable
 from vault_service.key_providers.base import WrappedKey
+from vault_service.policy.model import Grant
 from vault_service.storage.migrations import MIGRATIONS
 from vault_service.storage.records import (
     AuditQuery,
@@ -429,11 +431,11 @@ class SqliteRecordStore(RecordStore):
             self._insert_audit(conn, audit)
         return new.record_id
 
-    def get_record(self, record_id: str) -> StoredRecord | None:
+    def get_record(self, record_id: str, grants_for: str | None = None) -> StoredRecord | None:
         with self._read() as conn:
             row = conn.execute(
-                f"SELECT {_META_COLUMNS}, sk.root_version, sk.wrapped, rk.wrapped, r.blob_ref"
-                f" FROM records r {_LIVE} WHERE r.record_id = ?",
+                f"SELECT {_META_COLUMNS}, sk.root_version, sk.wrapped, rk.wrapped, r.blob_ref,"
+                f" s.state FROM records r {_LIVE} WHERE r.record_id = ?",
                 (record_id,),
             ).fetchone()
             if row is None:
@@ -442,13 +444,121 @@ class SqliteRecordStore(RecordStore):
                 "SELECT field, ciphertext FROM record_payloads WHERE record_id = ? AND version = ?",
                 (record_id, row[3]),
             ).fetchall()
+            grants = self._grants(conn, bytes(row[1]), grants_for) if grants_for is not None else []
         return StoredRecord(
             meta=_meta(row),
             subject_key=WrappedKey(row[9], bytes(row[10])),
             data_key=bytes(row[11]),
             payloads={p[0]: bytes(p[1]) for p in payloads},
             blob_ref=row[12],
+            subject_state=SubjectState(row[13]),
+            grants=tuple(grants),
         )
+
+    # subjects: state and grants ------------------------------------------------------------------
+    def set_subject_state(
+        self, subject_ref: bytes, state: SubjectState, now: float, audit: AuditRow | None
+    ) -> bool:
+        if state is SubjectState.ERASED:
+            raise ValueError("use erase_subject to erase")
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE subjects SET state = ?, updated_at = ?"
+                " WHERE subject_ref = ? AND state != 'erased'",
+                (state.value, now, subject_ref),
+            ).rowcount
+            if changed:
+                self._insert_audit(conn, audit)
+        return bool(changed)
+
+    @staticmethod
+    def _grant(r: Any) -> Grant:
+        scope = json.loads(r[4])
+        return Grant(
+            grant_id=r[0],
+            purpose=r[1],
+            grantee_principal=r[2],
+            grantee_role=r[3],
+            categories=frozenset(scope["categories"]),
+            fields={c: frozenset(f) for c, f in scope.get("fields", {}).items()},
+            valid_from=r[5],
+            valid_until=r[6],
+            evidence_reference=r[7],
+            revoked_at=r[8],
+        )
+
+    _GRANT = (
+        "SELECT grant_id, purpose, grantee_principal, grantee_role, scope, valid_from,"
+        " valid_until, evidence_reference, revoked_at FROM consent_grants"
+    )
+
+    def _grants(self, conn: sqlite3.Connection, ref: bytes, purpose: str | None) -> list[Grant]:
+        if purpose is None:
+            rows = conn.execute(
+                f"{self._GRANT} WHERE subject_ref = ? ORDER BY created_at, grant_id", (ref,)
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                f"{self._GRANT} WHERE subject_ref = ? AND purpose = ? ORDER BY created_at, grant_id",
+                (ref, purpose),
+            ).fetchall()
+        return [self._grant(r) for r in rows]
+
+    def subject_grants(self, subject_ref: bytes, purpose: str | None = None) -> list[Grant]:
+        with self._read() as conn:
+            return self._grants(conn, subject_ref, purpose)
+
+    def insert_grant(
+        self, subject_ref: bytes, grant: Grant, granted_by: str, now: float, audit: AuditRow | None
+    ) -> None:
+        scope = json.dumps(
+            {
+                "categories": sorted(grant.categories),
+                "fields": {c: sorted(f) for c, f in grant.fields.items()},
+            },
+            sort_keys=True,
+        )
+        with self._write() as conn:
+            live = conn.execute(
+                "SELECT 1 FROM subjects WHERE subject_ref = ? AND state != 'erased'",
+                (subject_ref,),
+            ).fetchone()
+            if live is None:
+                raise FailedPrecondition("no such subject (unknown or erased)")
+            conn.execute(
+                "INSERT INTO consent_grants VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    grant.grant_id,
+                    subject_ref,
+                    grant.purpose,
+                    grant.grantee_principal,
+                    grant.grantee_role,
+                    scope,
+                    grant.valid_from,
+                    grant.valid_until,
+                    grant.evidence_reference,
+                    granted_by,
+                    now,
+                    None,
+                ),
+            )
+            self._insert_audit(conn, audit)
+
+    def revoke_grant(
+        self, grant_id: str, now: float, audit: AuditRow | None
+    ) -> tuple[bytes, Grant] | None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE consent_grants SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL",
+                (now, grant_id),
+            )
+            row = conn.execute(
+                f"SELECT subject_ref, {self._GRANT[7:]} WHERE grant_id = ?", (grant_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            self._insert_audit(conn, audit)
+        return bytes(row[0]), self._grant(row[1:])
 
     def get_meta(self, record_id: str) -> RecordMeta | None:
         with self._read() as conn:

@@ -70,6 +70,31 @@ class VaultStub:
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditRequest.SerializeToString,
                 response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditResponse.FromString,
                 _registered_method=True)
+        self.GrantConsent = channel.unary_unary(
+                '/vault.v1.Vault/GrantConsent',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.GrantConsentRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.Consent.FromString,
+                _registered_method=True)
+        self.RevokeConsent = channel.unary_unary(
+                '/vault.v1.Vault/RevokeConsent',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RevokeConsentRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.Consent.FromString,
+                _registered_method=True)
+        self.ListConsents = channel.unary_unary(
+                '/vault.v1.Vault/ListConsents',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListConsentsRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListConsentsResponse.FromString,
+                _registered_method=True)
+        self.RestrictProcessing = channel.unary_unary(
+                '/vault.v1.Vault/RestrictProcessing',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RestrictProcessingRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RestrictProcessingResponse.FromString,
+                _registered_method=True)
+        self.ExportSubject = channel.unary_stream(
+                '/vault.v1.Vault/ExportSubject',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ExportSubjectRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.GetRecordResponse.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -125,6 +150,41 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GrantConsent(self, request, context):
+        """Record a subject's consent for a purpose, to a principal or a role, over categories/fields.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeConsent(self, request, context):
+        """Revoke a consent: the next read in every process is denied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConsents(self, request, context):
+        """Every consent of a subject (revoked and expired included).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestrictProcessing(self, request, context):
+        """Restrict (or lift the restriction of) a subject's processing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportSubject(self, request, context):
+        """Subject access and portability: every record of a subject, decrypted, one message each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +222,31 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.QueryAudit,
                     request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditRequest.FromString,
                     response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditResponse.SerializeToString,
+            ),
+            'GrantConsent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantConsent,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.GrantConsentRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.Consent.SerializeToString,
+            ),
+            'RevokeConsent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeConsent,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RevokeConsentRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.Consent.SerializeToString,
+            ),
+            'ListConsents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConsents,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListConsentsRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListConsentsResponse.SerializeToString,
+            ),
+            'RestrictProcessing': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestrictProcessing,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RestrictProcessingRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RestrictProcessingResponse.SerializeToString,
+            ),
+            'ExportSubject': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportSubject,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ExportSubjectRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.GetRecordResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +439,141 @@ class Vault:
             '/vault.v1.Vault/QueryAudit',
             vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditRequest.SerializeToString,
             vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantConsent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/GrantConsent',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.GrantConsentRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.Consent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeConsent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/RevokeConsent',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.RevokeConsentRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.Consent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConsents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/ListConsents',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ListConsentsRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ListConsentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestrictProcessing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/RestrictProcessing',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.RestrictProcessingRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.RestrictProcessingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportSubject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vault.v1.Vault/ExportSubject',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ExportSubjectRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.GetRecordResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,16 @@ class VaultStub:
     """Erase a subject: destroys its subject key, so every record becomes unreadable at once."""
     QueryAudit: _grpc.UnaryUnaryMultiCallable[_vault_pb2.QueryAuditRequest, _vault_pb2.QueryAuditResponse]
     """Query the audit trail (auditor role). Entries name subjects by pseudonym only."""
+    GrantConsent: _grpc.UnaryUnaryMultiCallable[_vault_pb2.GrantConsentRequest, _vault_pb2.Consent]
+    """Record a subject's consent for a purpose, to a principal or a role, over categories/fields."""
+    RevokeConsent: _grpc.UnaryUnaryMultiCallable[_vault_pb2.RevokeConsentRequest, _vault_pb2.Consent]
+    """Revoke a consent: the next read in every process is denied."""
+    ListConsents: _grpc.UnaryUnaryMultiCallable[_vault_pb2.ListConsentsRequest, _vault_pb2.ListConsentsResponse]
+    """Every consent of a subject (revoked and expired included)."""
+    RestrictProcessing: _grpc.UnaryUnaryMultiCallable[_vault_pb2.RestrictProcessingRequest, _vault_pb2.RestrictProcessingResponse]
+    """Restrict (or lift the restriction of) a subject's processing."""
+    ExportSubject: _grpc.UnaryStreamMultiCallable[_vault_pb2.ExportSubjectRequest, _vault_pb2.GetRecordResponse]
+    """Subject access and portability: every record of a subject, decrypted, one message each."""
 
 @_typing.type_check_only
 class VaultAsyncStub(VaultStub):
@@ -73,6 +83,16 @@ class VaultAsyncStub(VaultStub):
     """Erase a subject: destroys its subject key, so every record becomes unreadable at once."""
     QueryAudit: _aio.UnaryUnaryMultiCallable[_vault_pb2.QueryAuditRequest, _vault_pb2.QueryAuditResponse]  # type: ignore[assignment]
     """Query the audit trail (auditor role). Entries name subjects by pseudonym only."""
+    GrantConsent: _aio.UnaryUnaryMultiCallable[_vault_pb2.GrantConsentRequest, _vault_pb2.Consent]  # type: ignore[assignment]
+    """Record a subject's consent for a purpose, to a principal or a role, over categories/fields."""
+    RevokeConsent: _aio.UnaryUnaryMultiCallable[_vault_pb2.RevokeConsentRequest, _vault_pb2.Consent]  # type: ignore[assignment]
+    """Revoke a consent: the next read in every process is denied."""
+    ListConsents: _aio.UnaryUnaryMultiCallable[_vault_pb2.ListConsentsRequest, _vault_pb2.ListConsentsResponse]  # type: ignore[assignment]
+    """Every consent of a subject (revoked and expired included)."""
+    RestrictProcessing: _aio.UnaryUnaryMultiCallable[_vault_pb2.RestrictProcessingRequest, _vault_pb2.RestrictProcessingResponse]  # type: ignore[assignment]
+    """Restrict (or lift the restriction of) a subject's processing."""
+    ExportSubject: _aio.UnaryStreamMultiCallable[_vault_pb2.ExportSubjectRequest, _vault_pb2.GetRecordResponse]  # type: ignore[assignment]
+    """Subject access and portability: every record of a subject, decrypted, one message each."""
 
 class VaultServicer(metaclass=_abc_1.ABCMeta):
     """Records of data subjects, stored under envelope encryption."""
@@ -132,5 +152,45 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_vault_pb2.QueryAuditResponse, _abc.Awaitable[_vault_pb2.QueryAuditResponse]]:
         """Query the audit trail (auditor role). Entries name subjects by pseudonym only."""
+
+    @_abc_1.abstractmethod
+    def GrantConsent(
+        self,
+        request: _vault_pb2.GrantConsentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.Consent, _abc.Awaitable[_vault_pb2.Consent]]:
+        """Record a subject's consent for a purpose, to a principal or a role, over categories/fields."""
+
+    @_abc_1.abstractmethod
+    def RevokeConsent(
+        self,
+        request: _vault_pb2.RevokeConsentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.Consent, _abc.Awaitable[_vault_pb2.Consent]]:
+        """Revoke a consent: the next read in every process is denied."""
+
+    @_abc_1.abstractmethod
+    def ListConsents(
+        self,
+        request: _vault_pb2.ListConsentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.ListConsentsResponse, _abc.Awaitable[_vault_pb2.ListConsentsResponse]]:
+        """Every consent of a subject (revoked and expired included)."""
+
+    @_abc_1.abstractmethod
+    def RestrictProcessing(
+        self,
+        request: _vault_pb2.RestrictProcessingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.RestrictProcessingResponse, _abc.Awaitable[_vault_pb2.RestrictProcessingResponse]]:
+        """Restrict (or lift the restriction of) a subject's processing."""
+
+    @_abc_1.abstractmethod
+    def ExportSubject(
+        self,
+        request: _vault_pb2.ExportSubjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_vault_pb2.GetRecordResponse], _abc.AsyncIterator[_vault_pb2.GetRecordResponse]]:
+        """Subject access and portability: every record of a subject, decrypted, one message each."""
 
 def add_VaultServicer_to_server(servicer: VaultServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

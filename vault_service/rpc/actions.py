@@ -1,0 +1,31 @@
+"""Every RPC declares the action it performs. The interceptor refuses any method missing here
+(deny by default), and the authorization table test is generated from this map."""
+
+from __future__ import annotations
+
+from vault_service.policy import Action
+
+SERVICE = "vault.v1.Vault"
+
+RPC_ACTIONS: dict[str, Action] = {
+    "PutRecord": Action.RECORD_PUT,
+    "GetRecord": Action.RECORD_GET,
+    "ListRecords": Action.RECORD_LIST,
+    "UpdateRecord": Action.RECORD_UPDATE,
+    "DeleteRecord": Action.RECORD_DELETE,
+    "EraseSubject": Action.SUBJECT_ERASE,
+    "QueryAudit": Action.AUDIT_QUERY,
+    "GrantConsent": Action.CONSENT_GRANT,
+    "RevokeConsent": Action.CONSENT_REVOKE,
+    "ListConsents": Action.CONSENT_LIST,
+    "RestrictProcessing": Action.SUBJECT_RESTRICT,
+    "ExportSubject": Action.SUBJECT_EXPORT,
+}
+
+
+def action_of(method: str) -> Action | None:
+    """The action of a full method name ("/vault.v1.Vault/GetRecord"), None if undeclared."""
+    prefix = f"/{SERVICE}/"
+    if not method.startswith(prefix):
+        return None
+    return RPC_ACTIONS.get(method[len(prefix) :])
