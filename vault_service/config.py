@@ -104,6 +104,21 @@ class KeysConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """[tls]"""
+
+    cert_file: str = ""
+    """Server certificate chain (PEM). Empty: plaintext, loopback only."""
+    key_file: str = ""
+    """Server private key (PEM, mode 0600)."""
+    client_ca_file: str = ""
+    """CA bundle (PEM) that issues client certificates; enables mTLS."""
+    require_client_cert: bool = True
+    """With a client CA: refuse connections without a valid client certificate (tokens may still
+    name the principal); false lets token-only clients connect over TLS too."""
+
+
+@dataclass(frozen=True)
 class AuditConfig:
     """[audit]"""
 
@@ -136,6 +151,7 @@ class Config:
     server: ServerConfig
     storage: StorageConfig
     keys: KeysConfig
+    tls: TlsConfig
     audit: AuditConfig
     logging: LoggingConfig
     policy_path: Path
@@ -151,6 +167,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "storage": StorageConfig,
     "keys": KeysConfig,
+    "tls": TlsConfig,
     "audit": AuditConfig,
     "logging": LoggingConfig,
 }
@@ -166,6 +183,12 @@ _CHOICES = {
 
 def _coerce(source: str, key: str, raw: Any, default: Any, from_env: bool) -> Any:
     kind = type(default)
+    if kind is bool:
+        if from_env and isinstance(raw, str) and raw.lower() in _BOOLS:
+            return _BOOLS[raw.lower()]
+        if isinstance(raw, bool):
+            return raw
+        raise ConfigError(f"{source}: {key}: expected true or false")
     if from_env and isinstance(raw, str) and kind is not str:
         try:
             raw = float(raw) if kind is float else int(raw)
@@ -176,6 +199,9 @@ def _coerce(source: str, key: str, raw: Any, default: Any, from_env: bool) -> An
     if not isinstance(raw, kind) or isinstance(raw, bool):
         raise ConfigError(f"{source}: {key}: expected a {kind.__name__}, got {type(raw).__name__}")
     return raw
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def load_config(path: Path, env: Mapping[str, str]) -> Config:
@@ -214,6 +240,26 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
                 )
             values[name] = value
         built[section] = cls(**values)
+    _check_sections(source, built)
+    policy = env.get("VAULT_POLICY", doc.get("policy"))
+    if not isinstance(policy, str) or not policy:
+        raise ConfigError(f"{source}: policy: path of the policy file is required")
+    base = path.resolve().parent
+    policy_path = Path(policy) if Path(policy).is_absolute() else (base / policy).resolve()
+    return Config(
+        built["server"],
+        built["storage"],
+        built["keys"],
+        built["tls"],
+        built["audit"],
+        built["logging"],
+        policy_path,
+        base,
+    )
+
+
+def _check_sections(source: str, built: Mapping[str, Any]) -> None:
+    """Checks that span several keys."""
     server: ServerConfig = built["server"]
     if server.workers < 1 or server.max_concurrent_rpcs < 1:
         raise ConfigError(f"{source}: server.workers and server.max_concurrent_rpcs must be >= 1")
@@ -230,16 +276,13 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
         raise ConfigError(
             f"{source}: keys.provider_max_attempts must be >= 1 and keys.cache_max_entries >= 0"
         )
-    policy = env.get("VAULT_POLICY", doc.get("policy"))
-    if not isinstance(policy, str) or not policy:
-        raise ConfigError(f"{source}: policy: path of the policy file is required")
-    base = path.resolve().parent
-    policy_path = Path(policy) if Path(policy).is_absolute() else (base / policy).resolve()
     audit: AuditConfig = built["audit"]
     if audit.retention_days <= 0 or audit.checkpoint_interval_seconds <= 0:
         raise ConfigError(
             f"{source}: audit.retention_days and audit.checkpoint_interval_seconds must be > 0"
         )
-    return Config(
-        built["server"], built["storage"], built["keys"], audit, built["logging"], policy_path, base
-    )
+    tls: TlsConfig = built["tls"]
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise ConfigError(f"{source}: tls.cert_file and tls.key_file go together")
+    if tls.client_ca_file and not tls.cert_file:
+        raise ConfigError(f"{source}: tls.client_ca_file needs tls.cert_file and tls.key_file")

@@ -56,11 +56,17 @@ def test_put_get_round_trip_with_content(app: Any) -> None:
     assert got2.info.content_length == len(photo)
 
 
-def test_field_subset_and_purpose_field_limits(app: Any, clinic: Any) -> None:
+def test_field_subset_and_purpose_field_limits(app: Any, clinic: Any, running: Any) -> None:
     rid = app.put_record("member-2", "concern_text", CONCERN).record_id
     assert dict(app.get_record(rid, "matching", fields=["budget"]).fields) == {
         "budget": CONCERN["budget"]
     }
+    with pytest.raises(PermissionDenied):  # no consent yet
+        clinic.get_record(rid, "clinic_proposal")
+    running.service.grant_consent(
+        app_call(), "member-2", "clinic_proposal", {"concern_text": None},
+        running.service.clock.now(), None, "form-123", grantee_principal="clinic",
+    )
     assert dict(clinic.get_record(rid, "clinic_proposal").fields) == CONCERN
     profile = app.put_record(
         "member-2", "member_profile", {"email": "a@example.com", "contact": "010-1234-5678"}
@@ -69,6 +75,13 @@ def test_field_subset_and_purpose_field_limits(app: Any, clinic: Any) -> None:
         clinic.get_record(profile, "clinic_proposal")
     with pytest.raises(PermissionDenied):
         clinic.get_record(rid, "matching")
+
+
+def app_call() -> Any:
+    from vault_service.policy import Principal
+    from vault_service.service import CallContext
+
+    return CallContext(Principal("app", "application"), "test")
 
 
 def test_unknown_or_missing_token_is_unauthenticated(running: Any) -> None:

@@ -75,3 +75,15 @@ def test_shipped_dev_config_loads() -> None:
     cfg = load_config(root / "config" / "dev.toml", {})
     assert cfg.policy_path.exists()
     assert cfg.server.dev_token_file
+
+
+def test_tls_settings(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, "[tls]\ncert_file = 'c.pem'\nkey_file = 'k.pem'\n"),
+                      {"VAULT_TLS_REQUIRE_CLIENT_CERT": "false"})
+    assert cfg.tls.cert_file == "c.pem" and cfg.tls.require_client_cert is False
+    with pytest.raises(ConfigError, match="tls.cert_file and tls.key_file go together"):
+        load_config(_write(tmp_path, "[tls]\ncert_file = 'c.pem'\n"), {})
+    with pytest.raises(ConfigError, match="client_ca_file needs"):
+        load_config(_write(tmp_path, "[tls]\nclient_ca_file = 'ca.pem'\n"), {})
+    with pytest.raises(ConfigError, match="require_client_cert: expected true or false"):
+        load_config(_write(tmp_path, "[tls]\nrequire_client_cert = 'maybe'\n"), {})

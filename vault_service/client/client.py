@@ -111,6 +111,28 @@ class VaultClient:
     of every call in seconds. Pass ``channel_credentials`` for TLS.
     """
 
+    @classmethod
+    def with_tls(
+        cls,
+        address: str,
+        *,
+        ca_file: str,
+        token: str = "",
+        cert_file: str = "",
+        key_file: str = "",
+        timeout: float = 10.0,
+    ) -> VaultClient:
+        """A client over TLS: ``ca_file`` verifies the server; ``cert_file``/``key_file`` present
+        a client certificate (mTLS), which alone can identify the principal."""
+        from pathlib import Path
+
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=Path(ca_file).read_bytes(),
+            private_key=Path(key_file).read_bytes() if key_file else None,
+            certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
+        )
+        return cls(address, token, timeout=timeout, channel_credentials=credentials)
+
     def __init__(
         self,
         address: str,
@@ -129,7 +151,7 @@ class VaultClient:
         else:
             self._channel = grpc.secure_channel(address, channel_credentials, options=opts)
         self._stub = pb_grpc.VaultStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
 
     def __repr__(self) -> str:

@@ -72,6 +72,29 @@ def _dev_token(path: Path) -> str:
     return token
 
 
+def _read_pem(config: Config, value: str, what: str) -> bytes:
+    path = config.path(value)
+    try:
+        return path.read_bytes()
+    except OSError:
+        raise ConfigError(f"tls.{what}: cannot read {path}") from None
+
+
+def _server_credentials(config: Config) -> grpc.ServerCredentials:
+    tls = config.tls
+    key_path = config.path(tls.key_file)
+    if key_path.exists() and key_path.stat().st_mode & 0o077:
+        raise ConfigError(f"tls.key_file: {key_path} is accessible by group or others; chmod 600")
+    pair = (_read_pem(config, tls.key_file, "key_file"), _read_pem(config, tls.cert_file, "cert_file"))
+    if tls.client_ca_file:
+        return grpc.ssl_server_credentials(
+            [pair],
+            root_certificates=_read_pem(config, tls.client_ca_file, "client_ca_file"),
+            require_client_auth=tls.require_client_cert,
+        )
+    return grpc.ssl_server_credentials([pair])
+
+
 def load_policy_file(config: Config) -> Policy:
     """Read and validate the policy file named by the config."""
     try:
@@ -253,11 +276,13 @@ def start_server(
     assembly: Assembly | None = None,
 ) -> RunningServer:
     """Build the service and start a gRPC server on ``config.server.listen``."""
-    if not _is_loopback(config.server.listen):
+    tls = config.tls
+    if not tls.cert_file and not _is_loopback(config.server.listen):
         raise ConfigError(
-            "server.listen: only loopback addresses are served until TLS is "
-            "configured (plaintext gRPC must not leave the machine)"
+            "server.listen: plaintext gRPC is served on loopback addresses only; configure [tls] "
+            "to listen elsewhere"
         )
+
     assembly = assembly or build_service(config, env, clock)
     options = [
         ("grpc.max_receive_message_length", config.server.max_message_bytes),
@@ -276,7 +301,10 @@ def start_server(
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(config.server.listen)
+    if tls.cert_file:
+        port = server.add_secure_port(config.server.listen, _server_credentials(config))
+    else:
+        port = server.add_insecure_port(config.server.listen)
     if port == 0:
         raise ConfigError(f"server.listen: cannot bind {config.server.listen}")
     server.start()
