@@ -64,8 +64,14 @@ def test_field_subset_and_purpose_field_limits(app: Any, clinic: Any, running: A
     with pytest.raises(PermissionDenied):  # no consent yet
         clinic.get_record(rid, "clinic_proposal")
     running.service.grant_consent(
-        app_call(), "member-2", "clinic_proposal", {"concern_text": None},
-        running.service.clock.now(), None, "form-123", grantee_principal="clinic",
+        app_call(),
+        "member-2",
+        "clinic_proposal",
+        {"concern_text": None},
+        running.service.clock.now(),
+        None,
+        "form-123",
+        grantee_principal="clinic",
     )
     assert dict(clinic.get_record(rid, "clinic_proposal").fields) == CONCERN
     profile = app.put_record(

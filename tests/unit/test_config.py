@@ -78,8 +78,10 @@ def test_shipped_dev_config_loads() -> None:
 
 
 def test_tls_settings(tmp_path: Path) -> None:
-    cfg = load_config(_write(tmp_path, "[tls]\ncert_file = 'c.pem'\nkey_file = 'k.pem'\n"),
-                      {"VAULT_TLS_REQUIRE_CLIENT_CERT": "false"})
+    cfg = load_config(
+        _write(tmp_path, "[tls]\ncert_file = 'c.pem'\nkey_file = 'k.pem'\n"),
+        {"VAULT_TLS_REQUIRE_CLIENT_CERT": "false"},
+    )
     assert cfg.tls.cert_file == "c.pem" and cfg.tls.require_client_cert is False
     with pytest.raises(ConfigError, match="tls.cert_file and tls.key_file go together"):
         load_config(_write(tmp_path, "[tls]\ncert_file = 'c.pem'\n"), {})
