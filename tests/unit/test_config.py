@@ -83,7 +83,7 @@ def test_tls_settings(tmp_path: Path) -> None:
         {"VAULT_TLS_REQUIRE_CLIENT_CERT": "false"},
     )
     assert cfg.tls.cert_file == "c.pem" and cfg.tls.require_client_cert is False
-    with pytest.raises(ConfigError, match="tls.cert_file and tls.key_file go together"):
+    with pytest.raises(ConfigError, match=r"tls\.cert_file and tls\.key_file go together"):
         load_config(_write(tmp_path, "[tls]\ncert_file = 'c.pem'\n"), {})
     with pytest.raises(ConfigError, match="client_ca_file needs"):
         load_config(_write(tmp_path, "[tls]\nclient_ca_file = 'ca.pem'\n"), {})
