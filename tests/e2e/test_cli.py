@@ -232,3 +232,148 @@ def test_rewrap_prints_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert "rewrapped 3 subject keys (and 2 service keys)" in proc.stdout
     assert f"[{'#' * 40}] 3/3" in bar
+
+
+def test_consent_restriction_and_export_cli(tmp_path: Path) -> None:
+    import base64
+    import hashlib
+
+    write_config(tmp_path)
+    policy = tmp_path / "policy.toml"
+    digest = hashlib.sha256(b"officer-token-0123456789").hexdigest()
+    policy.write_text(
+        policy.read_text() + '\n[principals.dpo]\nrole = "subject_rights_officer"\n'
+        f'token_sha256 = "{digest}"\n'
+    )
+    proc = subprocess.Popen(
+        [*VAULTCTL, "--config", str(tmp_path / "vault.toml"), "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        m = re.search(r"listening on (127\.0\.0\.1:\d+)", proc.stdout.readline())
+        assert m
+        address = m.group(1)
+        app = {"VAULT_SERVICE_TOKEN": TOKENS["app"]}
+        dpo = {"VAULT_SERVICE_TOKEN": "officer-token-0123456789"}
+        (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8 jpeg bytes")
+        assert (
+            run(
+                tmp_path,
+                "record",
+                "put",
+                "--address",
+                address,
+                "--subject",
+                "m-1",
+                "--category",
+                "concern_text",
+                "--field",
+                "text=상담 내용",
+                env=app,
+            ).returncode
+            == 0
+        )
+        assert (
+            run(
+                tmp_path,
+                "record",
+                "put",
+                "--address",
+                address,
+                "--subject",
+                "m-1",
+                "--category",
+                "concern_photo",
+                "--field",
+                "caption=left",
+                "--content-file",
+                str(tmp_path / "photo.jpg"),
+                env=app,
+            ).returncode
+            == 0
+        )
+        r = run(
+            tmp_path,
+            "--json",
+            "consent",
+            "grant",
+            "--address",
+            address,
+            "--subject",
+            "m-1",
+            "--purpose",
+            "clinic_proposal",
+            "--principal",
+            "clinic",
+            "--scope",
+            "concern_text:text,budget",
+            "--evidence",
+            "match-1",
+            env=app,
+        )
+        assert r.returncode == 0, r.stderr
+        grant = json.loads(r.stdout)
+        assert grant["scopes"] == {"concern_text": ["budget", "text"]}
+        r = run(tmp_path, "--json", "consent", "list", "--address", address, "--subject", "m-1", env=app)
+        assert [c["grant_id"] for c in json.loads(r.stdout)["consents"]] == [grant["grant_id"]]
+        assert (
+            run(
+                tmp_path, "consent", "revoke", "--address", address, grant["grant_id"], env=app
+            ).returncode
+            == 0
+        )
+        assert (
+            run(
+                tmp_path, "subject", "restrict", "--address", address, "--subject", "m-1", env=dpo
+            ).returncode
+            == 0
+        )
+        out = tmp_path / "export.jsonl"
+        r = run(
+            tmp_path,
+            "--json",
+            "subject",
+            "export",
+            "--address",
+            address,
+            "--subject",
+            "m-1",
+            "--out",
+            str(out),
+            env=dpo,
+        )
+        assert r.returncode == 0, r.stderr
+        assert out.stat().st_mode & 0o777 == 0o600
+        lines = [json.loads(x) for x in out.read_text().splitlines()]
+        assert sorted(x["category"] for x in lines) == ["concern_photo", "concern_text"]
+        photo = next(x for x in lines if x["category"] == "concern_photo")
+        assert base64.b64decode(photo["content_base64"]) == b"\xff\xd8 jpeg bytes"
+        assert next(x for x in lines if x["category"] == "concern_text")["fields"] == {
+            "text": "상담 내용"
+        }
+        r = run(
+            tmp_path,
+            "--json",
+            "subject",
+            "export",
+            "--address",
+            address,
+            "--subject",
+            "m-1",
+            "--out",
+            str(tmp_path / "no.jsonl"),
+            env=app,
+        )
+        assert r.returncode == 1 and json.loads(r.stderr)["error"]["status"] == "PERMISSION_DENIED"
+        assert (
+            run(
+                tmp_path, "subject", "lift", "--address", address, "--subject", "m-1", env=dpo
+            ).returncode
+            == 0
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

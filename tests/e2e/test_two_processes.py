@@ -54,3 +54,23 @@ def test_erasure_on_one_process_is_seen_by_the_other_at_once(two_servers: tuple[
                 b.get_record(rid, "matching")
         assert b.list_records("member-1").records == []
         assert b.get_record(keep, "matching").fields["text"] == "other"
+
+
+def test_consent_revoked_on_one_process_denies_on_the_other(two_servers: tuple[str, str]) -> None:
+    from vault_service.errors import PermissionDenied
+
+    addr_a, addr_b = two_servers
+    with VaultClient(addr_a, TOKENS["app"]) as a, VaultClient(addr_b, TOKENS["clinic"]) as b:
+        rid = a.put_record("member-9", "concern_text", {"text": "for the clinic"}).record_id
+        consent = a.grant_consent(
+            "member-9",
+            "clinic_proposal",
+            {"concern_text": None},
+            evidence_reference="match-9",
+            grantee_principal="clinic",
+        )
+        assert b.get_record(rid, "clinic_proposal").fields["text"] == "for the clinic"
+        a.revoke_consent(consent.grant_id)
+        with pytest.raises(PermissionDenied):
+            b.get_record(rid, "clinic_proposal")
+        assert a.list_consents("member-9")[0].revoked_at is not None

@@ -354,6 +354,95 @@ def cmd_audit_query(args: argparse.Namespace, env: Mapping[str, str], out: _Out)
     return 0
 
 
+# consent and subject rights -------------------------------------------------------------------
+def _consent_dict(c: Any) -> dict[str, Any]:
+    return {
+        "grant_id": c.grant_id,
+        "purpose": c.purpose,
+        "grantee_principal": c.grantee_principal,
+        "grantee_role": c.grantee_role,
+        "scopes": {k: list(v) for k, v in c.scopes.items()},
+        "valid_from": c.valid_from,
+        "valid_until": c.valid_until,
+        "evidence_reference": c.evidence_reference,
+        "revoked_at": c.revoked_at,
+    }
+
+
+def cmd_consent_grant(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    scopes: dict[str, list[str] | None] = {}
+    for scope in args.scope:
+        category, _, fields = scope.partition(":")
+        scopes[category] = fields.split(",") if fields else None
+    with _client(args, env) as client:
+        consent = client.grant_consent(
+            args.subject,
+            args.purpose,
+            scopes,
+            evidence_reference=args.evidence,
+            grantee_principal=args.principal or "",
+            grantee_role=args.role or "",
+            valid_until=args.valid_until or 0.0,
+        )
+    out.emit(_consent_dict(consent), f"granted {consent.grant_id}")
+    return 0
+
+
+def cmd_consent_revoke(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    with _client(args, env) as client:
+        consent = client.revoke_consent(args.grant_id)
+    out.emit(_consent_dict(consent), f"revoked {consent.grant_id}")
+    return 0
+
+
+def cmd_consent_list(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    with _client(args, env) as client:
+        consents = client.list_consents(args.subject)
+    lines = [
+        f"{c.grant_id} {c.purpose:<18} {c.grantee_principal or 'role:' + c.grantee_role:<20}"
+        f" {'revoked' if c.revoked_at else 'active'}"
+        for c in consents
+    ]
+    out.emit({"consents": [_consent_dict(c) for c in consents]}, "\n".join(lines) or "(none)")
+    return 0
+
+
+def cmd_subject_restrict(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    restricted = args.subject_cmd == "restrict"
+    with _client(args, env) as client:
+        changed = client.restrict_processing(args.subject, restricted)
+    out.emit(
+        {"changed": changed, "restricted": restricted},
+        ("restricted" if restricted else "restriction lifted") if changed else "no such subject",
+    )
+    return 0 if changed else 1
+
+
+def cmd_subject_export(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    import base64
+
+    count = 0
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f, _client(args, env) as client:
+        for record in client.export_subject(args.subject, args.purpose):
+            info = record.info
+            line = {
+                "record_id": info.record_id,
+                "category": info.category,
+                "version": info.version,
+                "created_at": info.created_at,
+                "updated_at": info.updated_at,
+                "content_type": info.content_type,
+                "fields": dict(record.fields),
+            }
+            if record.content is not None:
+                line["content_base64"] = base64.b64encode(record.content).decode()
+            f.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
+            count += 1
+    out.emit({"records": count, "file": args.out}, f"exported {count} records to {args.out}")
+    return 0
+
+
 # serve --------------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
     import logging
@@ -511,6 +600,56 @@ def _add_audit(sub: Any) -> None:
     a_query.set_defaults(fn=cmd_audit_query)
 
 
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", default="127.0.0.1:50051")
+    p.add_argument("--token-file", help="file holding the bearer token (else $VAULT_SERVICE_TOKEN)")
+    p.add_argument("--timeout", type=float, default=10.0)
+
+
+def _add_consent(sub: Any) -> None:
+    """vaultctl consent ..."""
+    consent = sub.add_parser("consent", help="consent grants (over gRPC)").add_subparsers(
+        dest="consent_cmd", required=True
+    )
+    grant = consent.add_parser("grant", help="record a subject's consent")
+    _client_args(grant)
+    grant.add_argument("--subject", required=True)
+    grant.add_argument("--purpose", required=True)
+    who = grant.add_mutually_exclusive_group(required=True)
+    who.add_argument("--principal", help="the grantee principal")
+    who.add_argument("--role", help="every principal of this role")
+    grant.add_argument("--scope", action="append", required=True, metavar="CATEGORY[:F1,F2]")
+    grant.add_argument("--evidence", required=True, help="where the consent is evidenced")
+    grant.add_argument("--valid-until", type=float, default=None, help="unix time")
+    grant.set_defaults(fn=cmd_consent_grant)
+    revoke = consent.add_parser("revoke")
+    _client_args(revoke)
+    revoke.add_argument("grant_id")
+    revoke.set_defaults(fn=cmd_consent_revoke)
+    listing = consent.add_parser("list")
+    _client_args(listing)
+    listing.add_argument("--subject", required=True)
+    listing.set_defaults(fn=cmd_consent_list)
+
+
+def _add_subject(sub: Any) -> None:
+    """vaultctl subject ..."""
+    subject = sub.add_parser("subject", help="subject rights (over gRPC)").add_subparsers(
+        dest="subject_cmd", required=True
+    )
+    for name, help_text in (("restrict", "restrict processing"), ("lift", "lift a restriction")):
+        p = subject.add_parser(name, help=help_text)
+        _client_args(p)
+        p.add_argument("--subject", required=True)
+        p.set_defaults(fn=cmd_subject_restrict)
+    export = subject.add_parser("export", help="every record, decrypted, as JSON lines")
+    _client_args(export)
+    export.add_argument("--subject", required=True)
+    export.add_argument("--purpose", default="subject_access")
+    export.add_argument("--out", required=True, help="output file (created 0600)")
+    export.set_defaults(fn=cmd_subject_export)
+
+
 def _add_record(sub: Any) -> None:
     """vaultctl record ... (smoke tests against a running server)"""
     rec = sub.add_parser("record", help="smoke-test calls against a running server")
@@ -550,6 +689,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the gRPC server").set_defaults(fn=cmd_serve)
     _add_keys(sub)
     _add_audit(sub)
+    _add_consent(sub)
+    _add_subject(sub)
     _add_record(sub)
     return p
 

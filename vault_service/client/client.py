@@ -72,6 +72,8 @@ class RecordInfo:
     field_names: tuple[str, ...]
     created_at: float
     updated_at: float
+    #: de-identified views only: the subject's pseudonym for the purpose of the read
+    subject_pseudonym: str = ""
 
     @staticmethod
     def from_pb(m: pb.RecordMetadata) -> RecordInfo:
@@ -84,6 +86,36 @@ class RecordInfo:
             tuple(m.field_names),
             m.created_at,
             m.updated_at,
+            m.subject_pseudonym,
+        )
+
+
+@dataclass(frozen=True)
+class Consent:
+    """A consent grant as the service reports it."""
+
+    grant_id: str
+    purpose: str
+    grantee_principal: str
+    grantee_role: str
+    scopes: dict[str, tuple[str, ...]]
+    valid_from: float
+    valid_until: float | None
+    evidence_reference: str
+    revoked_at: float | None
+
+    @staticmethod
+    def from_pb(c: pb.Consent) -> Consent:
+        return Consent(
+            c.grant_id,
+            c.purpose,
+            c.grantee_principal,
+            c.grantee_role,
+            {s.category: tuple(s.fields) for s in c.scopes},
+            c.valid_from,
+            c.valid_until or None,
+            c.evidence_reference,
+            c.revoked_at or None,
         )
 
 
@@ -336,3 +368,73 @@ class VaultClient:
             for e in resp.events
         ]
         return events, resp.next_page_token
+
+    # consent, restriction, export ------------------------------------------------------------
+    def grant_consent(
+        self,
+        subject_id: str,
+        purpose: str,
+        scopes: Mapping[str, list[str] | None],
+        *,
+        evidence_reference: str,
+        grantee_principal: str = "",
+        grantee_role: str = "",
+        valid_from: float = 0.0,
+        valid_until: float = 0.0,
+        timeout: float | None = None,
+    ) -> Consent:
+        """Record a consent; ``scopes`` maps categories to field lists (None: every field)."""
+        resp = self._call(
+            self._stub.GrantConsent,
+            pb.GrantConsentRequest(
+                subject_id=subject_id,
+                purpose=purpose,
+                grantee_principal=grantee_principal,
+                grantee_role=grantee_role,
+                scopes=[pb.CategoryScope(category=c, fields=f or []) for c, f in scopes.items()],
+                valid_from=valid_from,
+                valid_until=valid_until,
+                evidence_reference=evidence_reference,
+            ),
+            timeout,
+        )
+        return Consent.from_pb(resp)
+
+    def revoke_consent(self, grant_id: str, timeout: float | None = None) -> Consent:
+        """Revoke a consent (effective at the next read everywhere)."""
+        return Consent.from_pb(
+            self._call(self._stub.RevokeConsent, pb.RevokeConsentRequest(grant_id=grant_id), timeout)
+        )
+
+    def list_consents(self, subject_id: str, timeout: float | None = None) -> list[Consent]:
+        """Every consent of a subject."""
+        resp = self._call(
+            self._stub.ListConsents, pb.ListConsentsRequest(subject_id=subject_id), timeout
+        )
+        return [Consent.from_pb(c) for c in resp.consents]
+
+    def restrict_processing(
+        self, subject_id: str, restricted: bool = True, timeout: float | None = None
+    ) -> bool:
+        """Restrict (or, with ``restricted=False``, lift) a subject's processing."""
+        resp = self._call(
+            self._stub.RestrictProcessing,
+            pb.RestrictProcessingRequest(subject_id=subject_id, restricted=restricted),
+            timeout,
+        )
+        return bool(resp.changed)
+
+    def export_subject(
+        self, subject_id: str, purpose: str = "subject_access", timeout: float | None = None
+    ) -> Iterator[Record]:
+        """Every record of a subject, decrypted (subject access and portability), streamed."""
+        try:
+            stream = self._stub.ExportSubject(
+                pb.ExportSubjectRequest(subject_id=subject_id, purpose=purpose),
+                metadata=self._metadata,
+                timeout=self._timeout if timeout is None else timeout,
+            )
+            for resp in stream:
+                yield Record(RecordInfo.from_pb(resp.metadata), dict(resp.fields), resp.content or None)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None

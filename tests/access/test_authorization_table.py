@@ -1,0 +1,207 @@
+"""Every RPC x every role x grant present/absent/expired/revoked x subject restricted or not, over a
+real gRPC server, against expected statuses derived here from the policy file by rules written
+independently of ``policy.decide`` (so the table checks the implementation, not itself)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from tests.conftest import ROOT, write_config
+from vault_service.api.v1 import vault_pb2
+from vault_service.client import VaultClient
+from vault_service.config import load_config
+from vault_service.errors import VaultError
+from vault_service.policy import load_policy
+from vault_service.rpc.actions import RPC_ACTIONS
+from vault_service.rpc.server import start_server
+
+ROLES = ["application", "clinic", "subject_rights_officer", "operator", "auditor"]
+GRANTS = ["present", "absent", "expired", "revoked"]
+RESTRICTED = [False, True]
+POLICY = load_policy((ROOT / "policies" / "clinic-matching.toml").read_text())
+
+
+def token(role: str) -> str:
+    return f"token-of-{role}-0123456789"
+
+
+# The purpose each role reads under (its own, if it has one; otherwise one it lacks).
+READ_PURPOSE = {"application": "matching", "clinic": "clinic_proposal"}
+EXPORT_PURPOSE = "subject_access"
+
+
+def expected(rpc: str, role: str, grant: str, restricted: bool) -> str:
+    """The status the policy file promises, by rules independent of the implementation."""
+    spec = POLICY.roles[role]
+    if RPC_ACTIONS[rpc].value not in {a.value for a in spec.actions}:
+        return "PERMISSION_DENIED"
+    if rpc == "GetRecord":
+        purpose = POLICY.purposes[READ_PURPOSE.get(role, "matching")]
+        if purpose.name not in spec.purposes:
+            return "PERMISSION_DENIED"
+        if restricted and not purpose.restriction_exempt:
+            return "PERMISSION_DENIED"
+        if purpose.consent_required and grant != "present":
+            return "PERMISSION_DENIED"
+        return "OK"
+    if rpc == "ExportSubject":
+        return "OK" if EXPORT_PURPOSE in spec.purposes else "PERMISSION_DENIED"
+    if rpc == "RevokeConsent":
+        return "OK" if grant != "absent" else "NOT_FOUND"
+    return "OK"  # storage, corrections, erasure, consent and restriction requests: role decides
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    home = tmp_path_factory.mktemp("authz")
+    write_config(home)
+    policy = (ROOT / "policies" / "clinic-matching.toml").read_text()
+    for role in ROLES:
+        digest = hashlib.sha256(token(role).encode()).hexdigest()
+        policy += f'\n[principals.p-{role.replace("_", "-")}]\nrole = "{role}"\n'
+        policy += f'token_sha256 = "{digest}"\n'
+    (home / "policy.toml").write_text(policy)
+    running = start_server(load_config(home / "vault.toml", {}), {})
+    yield running
+    running.stop(0)
+
+
+def _status(fn: Callable[[], object]) -> str:
+    try:
+        result = fn()
+        if isinstance(result, Iterator):
+            list(result)
+    except VaultError as exc:
+        return exc.status.value
+    return "OK"
+
+
+def test_every_rpc_declares_an_action() -> None:
+    methods = {m.name for m in vault_pb2.DESCRIPTOR.services_by_name["Vault"].methods}
+    assert methods == set(RPC_ACTIONS)
+
+
+def test_authorization_table(server: Any) -> None:
+    address = f"127.0.0.1:{server.port}"
+    svc = server.service
+    clients = {role: VaultClient(address, token(role)) for role in ROLES}
+    setup = clients["application"]
+    cases = list(itertools.product(sorted(RPC_ACTIONS), ROLES, GRANTS, RESTRICTED))
+    assert len(cases) == len(RPC_ACTIONS) * len(ROLES) * len(GRANTS) * len(RESTRICTED) == 480
+    wants = Counter(expected(*case) for case in cases)
+    assert wants["OK"] > 50 and wants["PERMISSION_DENIED"] > 200 and wants["NOT_FOUND"] > 0
+    assert expected("GetRecord", "application", "absent", True) == "PERMISSION_DENIED"
+    assert expected("GetRecord", "application", "absent", False) == "OK"
+    assert expected("GetRecord", "clinic", "present", False) == "OK"
+    assert {expected("GetRecord", "clinic", g, False) for g in GRANTS[1:]} == {"PERMISSION_DENIED"}
+    assert expected("UpdateRecord", "application", "absent", True) == "OK"
+    mismatches = []
+    for n, (rpc, role, grant, restricted) in enumerate(cases):
+        subject = f"subject-{n}"
+        rid = setup.put_record(subject, "concern_text", {"text": "t", "budget": "1"}).record_id
+        grant_id = "01a2013c-0000-7000-8000-000000000000"
+        if grant != "absent":
+            now = time.time()
+            window = (now - 200, now - 100) if grant == "expired" else (now - 1, now + 3600)
+            consent = setup.grant_consent(
+                subject,
+                "clinic_proposal",
+                {"concern_text": None},
+                evidence_reference="f-1",
+                grantee_role="clinic",
+                valid_from=window[0],
+                valid_until=window[1],
+            )
+            grant_id = consent.grant_id
+            if grant == "revoked":
+                setup.revoke_consent(grant_id)
+        if restricted:
+            assert svc.set_restriction(_officer_call(), subject, True)
+        c = clients[role]
+        calls: dict[str, Callable[[], object]] = {
+            "PutRecord": lambda: c.put_record(subject, "concern_text", {"text": "x"}),
+            "GetRecord": lambda: c.get_record(rid, READ_PURPOSE.get(role, "matching")),
+            "ListRecords": lambda: c.list_records(subject),
+            "UpdateRecord": lambda: c.update_record(rid, {"text": "corrected"}),
+            "DeleteRecord": lambda: c.delete_record(rid),
+            "EraseSubject": lambda: c.erase_subject(subject),
+            "QueryAudit": lambda: c.query_audit(page_size=1),
+            "GrantConsent": lambda: c.grant_consent(
+                subject,
+                "clinic_proposal",
+                {"concern_text": None},
+                evidence_reference="f-2",
+                grantee_role="clinic",
+            ),
+            "RevokeConsent": lambda: c.revoke_consent(grant_id),
+            "ListConsents": lambda: c.list_consents(subject),
+            "RestrictProcessing": lambda: c.restrict_processing(subject, not restricted),
+            "ExportSubject": lambda: c.export_subject(subject, EXPORT_PURPOSE),
+        }
+        got = _status(calls[rpc])
+        want = expected(rpc, role, grant, restricted)
+        if got != want:
+            mismatches.append((rpc, role, grant, restricted, got, want))
+    for c in clients.values():
+        c.close()
+    assert mismatches == []
+
+
+def _officer_call() -> Any:
+    from vault_service.policy import Principal
+    from vault_service.service import CallContext
+
+    return CallContext(Principal("p-subject-rights-officer", "subject_rights_officer"), "t")
+
+
+def test_denials_do_not_reveal_existence(server: Any) -> None:
+    address = f"127.0.0.1:{server.port}"
+    absent = "01a2013c-0000-7000-8000-0000000000ff"
+    with (
+        VaultClient(address, token("application")) as app,
+        VaultClient(address, token("clinic")) as clinic,
+        VaultClient(address, token("operator")) as operator,
+    ):
+        present = app.put_record("oracle-subject", "concern_text", {"text": "t"}).record_id
+        for client, purpose in (
+            (clinic, "clinic_proposal"),
+            (operator, "matching"),
+            (clinic, "matching"),
+        ):
+            statuses = {_status(lambda r=r: client.get_record(r, purpose)) for r in (present, absent)}
+            assert statuses == {"PERMISSION_DENIED"}, (purpose, statuses)
+            for rid in (present, absent):
+                try:
+                    client.get_record(rid, purpose)
+                except VaultError as exc:
+                    assert str(exc) == "permission denied"
+
+
+def test_plaintext_listen_off_loopback_is_refused(tmp_path: Path) -> None:
+    from vault_service.errors import ConfigError
+
+    write_config(tmp_path, server__listen='"0.0.0.0:0"')
+    with pytest.raises(ConfigError, match="loopback addresses only"):
+        start_server(load_config(tmp_path / "vault.toml", {}), {})
+
+
+def test_undeclared_method_is_refused(server: Any) -> None:
+    """A handler registered without a declared action would be refused by the interceptor."""
+    from vault_service.rpc.actions import action_of
+
+    assert action_of("/vault.v1.Vault/SomethingNew") is None
+    assert action_of("/other.Service/GetRecord") is None
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        call = channel.unary_unary("/vault.v1.Vault/SomethingNew")
+        with pytest.raises(grpc.RpcError) as err:
+            call(b"", timeout=5, metadata=(("authorization", f"Bearer {token('application')}"),))
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
