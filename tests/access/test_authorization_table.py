@@ -127,33 +127,50 @@ def test_authorization_table(server: Any) -> None:
         if restricted:
             assert svc.set_restriction(_officer_call(), subject, True)
         c = clients[role]
-        calls: dict[str, Callable[[], object]] = {
-            "PutRecord": lambda: c.put_record(subject, "concern_text", {"text": "x"}),
-            "GetRecord": lambda: c.get_record(rid, READ_PURPOSE.get(role, "matching")),
-            "ListRecords": lambda: c.list_records(subject),
-            "UpdateRecord": lambda: c.update_record(rid, {"text": "corrected"}),
-            "DeleteRecord": lambda: c.delete_record(rid),
-            "EraseSubject": lambda: c.erase_subject(subject),
-            "QueryAudit": lambda: c.query_audit(page_size=1),
-            "GrantConsent": lambda: c.grant_consent(
-                subject,
-                "clinic_proposal",
-                {"concern_text": None},
-                evidence_reference="f-2",
-                grantee_role="clinic",
-            ),
-            "RevokeConsent": lambda: c.revoke_consent(grant_id),
-            "ListConsents": lambda: c.list_consents(subject),
-            "RestrictProcessing": lambda: c.restrict_processing(subject, not restricted),
-            "ExportSubject": lambda: c.export_subject(subject, EXPORT_PURPOSE),
-        }
-        got = _status(calls[rpc])
+        got = _status(lambda: _invoke(rpc, c, subject, rid, role, grant_id, restricted))  # noqa: B023
         want = expected(rpc, role, grant, restricted)
         if got != want:
             mismatches.append((rpc, role, grant, restricted, got, want))
     for c in clients.values():
         c.close()
     assert mismatches == []
+
+
+def _invoke(
+    rpc: str, c: VaultClient, subject: str, rid: str, role: str, grant_id: str, restricted: bool
+) -> object:
+    """Call ``rpc`` as client ``c`` with the case's arguments."""
+    if rpc == "PutRecord":
+        return c.put_record(subject, "concern_text", {"text": "x"})
+    if rpc == "GetRecord":
+        return c.get_record(rid, READ_PURPOSE.get(role, "matching"))
+    if rpc == "ListRecords":
+        return c.list_records(subject)
+    if rpc == "UpdateRecord":
+        return c.update_record(rid, {"text": "corrected"})
+    if rpc == "DeleteRecord":
+        return c.delete_record(rid)
+    if rpc == "EraseSubject":
+        return c.erase_subject(subject)
+    if rpc == "QueryAudit":
+        return c.query_audit(page_size=1)
+    if rpc == "GrantConsent":
+        return c.grant_consent(
+            subject,
+            "clinic_proposal",
+            {"concern_text": None},
+            evidence_reference="f-2",
+            grantee_role="clinic",
+        )
+    if rpc == "RevokeConsent":
+        return c.revoke_consent(grant_id)
+    if rpc == "ListConsents":
+        return c.list_consents(subject)
+    if rpc == "RestrictProcessing":
+        return c.restrict_processing(subject, not restricted)
+    if rpc == "ExportSubject":
+        return c.export_subject(subject, EXPORT_PURPOSE)
+    raise AssertionError(f"no call for {rpc}: add it here")
 
 
 def _officer_call() -> Any:
@@ -177,7 +194,9 @@ def test_denials_do_not_reveal_existence(server: Any) -> None:
             (operator, "matching"),
             (clinic, "matching"),
         ):
-            statuses = {_status(lambda r=r: client.get_record(r, purpose)) for r in (present, absent)}
+            statuses = {
+                _status(lambda r=r, c=client, p=purpose: c.get_record(r, p)) for r in (present, absent)
+            }
             assert statuses == {"PERMISSION_DENIED"}, (purpose, statuses)
             for rid in (present, absent):
                 try:
