@@ -29,6 +29,7 @@ from vault_service.clock import Clock
 from vault_service.crypto import (
     DataKey,
     IndexKey,
+    PayloadReader,
     SubjectKey,
     open_payload,
     seal_payload,
@@ -54,6 +55,7 @@ from vault_service.policy import AccessRequest, Action, Category, Policy, Princi
 from vault_service.policy.decide import Decision, needs_subject_state
 from vault_service.policy.deidentify import scrub_text
 from vault_service.policy.model import CONTENT_FIELD, Grant
+from vault_service.shares import ShareOperations
 from vault_service.storage import (
     AuditQuery,
     AuditRow,
@@ -133,6 +135,8 @@ class VaultService:
         self._index_key = self._load_service_key(INDEX_KEY_NAME, IndexKey)
         #: signs audit checkpoints (and deletion certificates)
         self.signing_key = self._load_service_key(SIGNING_KEY_NAME, SigningKey)
+        #: time-limited, field-limited shares (see vault_service/shares.py)
+        self.shares = ShareOperations(self)
 
     # keys and references ---------------------------------------------------------------------
     def _load_service_key(self, name: str, key_type: type[K]) -> K:
@@ -480,6 +484,7 @@ class VaultService:
         stored: StoredRecord,
         decision: Decision,
         include_content: bool,
+        reason: str = "",
     ) -> RecordView:
         """Decrypt what ``decision`` allows, audit the release, then return it (fail closed)."""
         meta = stored.meta
@@ -513,18 +518,55 @@ class VaultService:
             released = {k: scrub_text(v) for k, v in released.items()}
             pseudonym = self.purpose_pseudonym(purpose, meta.subject_ref)
         # Fail closed: nothing is released unless the read is on the audit record.
+        default = "released de-identified" if decision.deidentified else "released"
         self.store.append_audit(
             self._audit(
                 call,
                 action,
                 "allow",
-                "released de-identified" if decision.deidentified else "released",
+                reason or default,
                 purpose=purpose,
                 ref=meta.subject_ref,
                 record_id=meta.record_id,
             )
         )
         return RecordView(meta, released, content, pseudonym)
+
+    def _data_key(self, stored: StoredRecord) -> DataKey:
+        meta = stored.meta
+        subject_key = self._subject_key(meta.subject_ref, stored.subject_key)
+        ctx = record_context("data-key", meta.subject_ref, meta.record_id, meta.version, meta.category)
+        return self._unwrap(lambda: unwrap_key(subject_key, stored.data_key, ctx, DataKey))
+
+    def _content_pieces(self, stored: StoredRecord) -> Iterator[tuple[int, bytes]]:
+        """The record's content decrypted piece by piece (constant memory): (offset, bytes)."""
+        meta = stored.meta
+        if stored.blob_ref is None:
+            return
+        data_key = self._data_key(stored)
+        base = record_context("payload", meta.subject_ref, meta.record_id, meta.version, meta.category)
+        try:
+            blob = self.blobs.open(stored.blob_ref)
+        except FileNotFoundError:
+            self._security_event("integrity_failure")
+            raise DataLoss() from None
+        try:
+            reader = PayloadReader(data_key, base.with_items(field=CONTENT_FIELD), blob, blob.length)
+            offset = 0
+            while offset < reader.length:
+                piece = reader.read(offset, 4 * 16384)
+                yield offset, piece
+                offset += len(piece)
+        except IntegrityError:
+            self._security_event("integrity_failure")
+            raise DataLoss() from None
+        finally:
+            blob.close()
+            data_key.destroy()
+
+    def _security_event(self, name: str) -> None:
+        """A distinct, countable security event in the log (never with PHI)."""
+        log.error("security_event=%s", name)
 
     def purpose_pseudonym(self, purpose: str, subject_ref: bytes) -> str:
         """A stable pseudonym of a subject for one purpose (de-identified views): the same subject

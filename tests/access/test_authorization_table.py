@@ -57,6 +57,12 @@ def expected(rpc: str, role: str, grant: str, restricted: bool) -> str:
         return "OK" if EXPORT_PURPOSE in spec.purposes else "PERMISSION_DENIED"
     if rpc == "RevokeConsent":
         return "OK" if grant != "absent" else "NOT_FOUND"
+    if rpc == "CreateShare":  # a disclosure: needs the consent, and is refused under restriction
+        return "OK" if grant == "present" and not restricted else "PERMISSION_DENIED"
+    if rpc == "ReadShare":  # the share exists only if it could be created (present, revoked)
+        return "OK" if grant == "present" and not restricted else "PERMISSION_DENIED"
+    if rpc == "RevokeShare":
+        return "OK" if grant in ("present", "revoked") else "NOT_FOUND"
     return "OK"  # storage, corrections, erasure, consent and restriction requests: role decides
 
 
@@ -96,7 +102,7 @@ def test_authorization_table(server: Any) -> None:
     clients = {role: VaultClient(address, token(role)) for role in ROLES}
     setup = clients["application"]
     cases = list(itertools.product(sorted(RPC_ACTIONS), ROLES, GRANTS, RESTRICTED))
-    assert len(cases) == len(RPC_ACTIONS) * len(ROLES) * len(GRANTS) * len(RESTRICTED) == 480
+    assert len(cases) == len(RPC_ACTIONS) * len(ROLES) * len(GRANTS) * len(RESTRICTED) == 720
     wants = Counter(expected(*case) for case in cases)
     assert wants["OK"] > 50 and wants["PERMISSION_DENIED"] > 200 and wants["NOT_FOUND"] > 0
     assert expected("GetRecord", "application", "absent", True) == "PERMISSION_DENIED"
@@ -109,6 +115,7 @@ def test_authorization_table(server: Any) -> None:
         subject = f"subject-{n}"
         rid = setup.put_record(subject, "concern_text", {"text": "t", "budget": "1"}).record_id
         grant_id = "01a2013c-0000-7000-8000-000000000000"
+        share_id = "01a2013c-0000-7000-8000-0000000000aa"
         if grant != "absent":
             now = time.time()
             window = (now - 200, now - 100) if grant == "expired" else (now - 1, now + 3600)
@@ -122,12 +129,22 @@ def test_authorization_table(server: Any) -> None:
                 valid_until=window[1],
             )
             grant_id = consent.grant_id
+            if rpc in ("ReadShare", "RevokeShare") and grant != "expired":
+                share_id = setup.create_share(
+                    subject,
+                    "p-clinic",
+                    "clinic_proposal",
+                    [rid],
+                    ["text"],
+                    expires_at=time.time() + 3600,
+                ).share_id
             if grant == "revoked":
                 setup.revoke_consent(grant_id)
         if restricted:
             assert svc.set_restriction(_officer_call(), subject, True)
         c = clients[role]
-        got = _status(lambda: _invoke(rpc, c, subject, rid, role, grant_id, restricted))  # noqa: B023
+        args = (subject, rid, role, grant_id, share_id, restricted)
+        got = _status(lambda: _invoke(rpc, c, *args))  # noqa: B023
         want = expected(rpc, role, grant, restricted)
         if got != want:
             mismatches.append((rpc, role, grant, restricted, got, want))
@@ -137,7 +154,14 @@ def test_authorization_table(server: Any) -> None:
 
 
 def _invoke(
-    rpc: str, c: VaultClient, subject: str, rid: str, role: str, grant_id: str, restricted: bool
+    rpc: str,
+    c: VaultClient,
+    subject: str,
+    rid: str,
+    role: str,
+    grant_id: str,
+    share_id: str,
+    restricted: bool,
 ) -> object:
     """Call ``rpc`` as client ``c`` with the case's arguments."""
     if rpc == "PutRecord":
@@ -170,6 +194,20 @@ def _invoke(
         return c.restrict_processing(subject, not restricted)
     if rpc == "ExportSubject":
         return c.export_subject(subject, EXPORT_PURPOSE)
+    if rpc == "RecordEvent":
+        return c.record_event(subject, "match_completed")
+    if rpc == "CreateShare":
+        return c.create_share(
+            subject, "p-clinic", "clinic_proposal", [rid], ["text"], expires_at=time.time() + 3600
+        )
+    if rpc == "ReadShare":
+        return c.read_share(share_id)
+    if rpc == "RevokeShare":
+        return c.revoke_share(share_id)
+    if rpc == "ListShares":
+        return c.list_shares(subject)
+    if rpc == "ListReceivedShares":
+        return c.received_shares()
     raise AssertionError(f"no call for {rpc}: add it here")
 
 

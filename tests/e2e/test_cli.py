@@ -377,3 +377,155 @@ def test_consent_restriction_and_export_cli(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_share_cli(tmp_path: Path) -> None:
+    write_config(tmp_path)
+    proc = subprocess.Popen(
+        [*VAULTCTL, "--config", str(tmp_path / "vault.toml"), "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        m = re.search(r"listening on (127\.0\.0\.1:\d+)", proc.stdout.readline())
+        assert m
+        address = m.group(1)
+        app = {"VAULT_SERVICE_TOKEN": TOKENS["app"]}
+        clinic = {"VAULT_SERVICE_TOKEN": TOKENS["clinic"]}
+        (tmp_path / "p.jpg").write_bytes(b"\xff\xd8" + b"x" * 70000)
+        rid = json.loads(
+            run(
+                tmp_path,
+                "--json",
+                "record",
+                "put",
+                "--address",
+                address,
+                "--subject",
+                "m-1",
+                "--category",
+                "concern_text",
+                "--field",
+                "text=nose",
+                "--field",
+                "budget=3000000",
+                env=app,
+            ).stdout
+        )["record_id"]
+        photo = json.loads(
+            run(
+                tmp_path,
+                "--json",
+                "record",
+                "put",
+                "--address",
+                address,
+                "--subject",
+                "m-1",
+                "--category",
+                "concern_photo",
+                "--field",
+                "caption=c",
+                "--content-file",
+                str(tmp_path / "p.jpg"),
+                env=app,
+            ).stdout
+        )["record_id"]
+        assert (
+            run(
+                tmp_path,
+                "consent",
+                "grant",
+                "--address",
+                address,
+                "--subject",
+                "m-1",
+                "--purpose",
+                "clinic_proposal",
+                "--principal",
+                "clinic",
+                "--scope",
+                "concern_text",
+                "--scope",
+                "concern_photo",
+                "--evidence",
+                "match-1",
+                env=app,
+            ).returncode
+            == 0
+        )
+        r = run(
+            tmp_path,
+            "--json",
+            "share",
+            "create",
+            "--address",
+            address,
+            "--subject",
+            "m-1",
+            "--recipient",
+            "clinic",
+            "--purpose",
+            "clinic_proposal",
+            "--record",
+            rid,
+            "--record",
+            photo,
+            "--field",
+            "text",
+            "--field",
+            "content",
+            "--event",
+            "match_completed",
+            "--event-period-days",
+            "180",
+            env=app,
+        )
+        assert r.returncode == 0, r.stderr
+        share = json.loads(r.stdout)
+        assert share["event_period_seconds"] == 180 * 86400
+        r = run(tmp_path, "--json", "share", "list", "--address", address, env=clinic)
+        assert [s["share_id"] for s in json.loads(r.stdout)["shares"]] == [share["share_id"]]
+        r = run(
+            tmp_path,
+            "--json",
+            "share",
+            "read",
+            "--address",
+            address,
+            share["share_id"],
+            "--content-dir",
+            str(tmp_path / "got"),
+            env=clinic,
+        )
+        assert r.returncode == 0, r.stderr
+        records = json.loads(r.stdout)["records"]
+        assert {x["record_id"]: x["fields"] for x in records}[rid] == {"text": "nose"}
+        assert (tmp_path / "got" / photo).read_bytes() == (tmp_path / "p.jpg").read_bytes()
+        assert (
+            run(
+                tmp_path,
+                "--json",
+                "event",
+                "record",
+                "--address",
+                address,
+                "--subject",
+                "m-1",
+                "--name",
+                "match_completed",
+                env=app,
+            ).returncode
+            == 0
+        )
+        assert (
+            run(tmp_path, "share", "revoke", "--address", address, share["share_id"], env=app).returncode
+            == 0
+        )
+        r = run(tmp_path, "--json", "share", "read", "--address", address, share["share_id"], env=clinic)
+        assert r.returncode == 1 and json.loads(r.stderr)["error"]["status"] == "PERMISSION_DENIED"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

@@ -4,6 +4,14 @@ Statuses come back as the project's error classes (``vault_service.errors``), ev
 deadline by default, and the bearer token is sent as call credentials metadata.
 """
 
-from vault_service.client.client import Consent, Page, PutResult, Record, RecordInfo, VaultClient
+from vault_service.client.client import (
+    Consent,
+    Page,
+    PutResult,
+    Record,
+    RecordInfo,
+    ShareInfo,
+    VaultClient,
+)
 
-__all__ = ["Consent", "Page", "PutResult", "Record", "RecordInfo", "VaultClient"]
+__all__ = ["Consent", "Page", "PutResult", "Record", "RecordInfo", "ShareInfo", "VaultClient"]

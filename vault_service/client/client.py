@@ -120,6 +120,37 @@ class Consent:
 
 
 @dataclass(frozen=True)
+class ShareInfo:
+    """A share's metadata."""
+
+    share_id: str
+    recipient: str
+    purpose: str
+    record_count: int
+    fields: tuple[str, ...]
+    expires_at: float | None
+    event_name: str
+    event_period_seconds: float | None
+    created_at: float
+    revoked_at: float | None
+
+    @staticmethod
+    def from_pb(s: pb.Share) -> ShareInfo:
+        return ShareInfo(
+            s.share_id,
+            s.recipient,
+            s.purpose,
+            s.record_count,
+            tuple(s.fields),
+            s.expires_at or None,
+            s.event_name,
+            s.event_period_seconds or None,
+            s.created_at,
+            s.revoked_at or None,
+        )
+
+
+@dataclass(frozen=True)
 class Record:
     """A decrypted record as released for a purpose."""
 
@@ -438,3 +469,81 @@ class VaultClient:
                 yield Record(RecordInfo.from_pb(resp.metadata), dict(resp.fields), resp.content or None)
         except grpc.RpcError as exc:
             raise _error(exc) from None
+
+    # shares and events -------------------------------------------------------------------------
+    def record_event(
+        self, subject_id: str, name: str, at: float = 0.0, timeout: float | None = None
+    ) -> bool:
+        """Record a business event (e.g. "match_completed"); False if already recorded."""
+        resp = self._call(
+            self._stub.RecordEvent,
+            pb.RecordEventRequest(subject_id=subject_id, name=name, at=at),
+            timeout,
+        )
+        return bool(resp.recorded)
+
+    def create_share(
+        self,
+        subject_id: str,
+        recipient: str,
+        purpose: str,
+        record_ids: list[str],
+        fields: list[str],
+        *,
+        expires_at: float = 0.0,
+        event_name: str = "",
+        event_period_seconds: float = 0.0,
+        timeout: float | None = None,
+    ) -> ShareInfo:
+        """Share records with ``recipient`` until ``expires_at`` and/or an event + period."""
+        resp = self._call(
+            self._stub.CreateShare,
+            pb.CreateShareRequest(
+                subject_id=subject_id,
+                recipient=recipient,
+                purpose=purpose,
+                record_ids=record_ids,
+                fields=fields,
+                expires_at=expires_at,
+                event_name=event_name,
+                event_period_seconds=event_period_seconds,
+            ),
+            timeout,
+        )
+        return ShareInfo.from_pb(resp)
+
+    def read_share(
+        self, share_id: str, timeout: float | None = None
+    ) -> Iterator[Record | tuple[str, int, bytes]]:
+        """Stream a share: a :class:`Record` per record, then (record_id, offset, data) pieces
+        of its content."""
+        try:
+            stream = self._stub.ReadShare(
+                pb.ReadShareRequest(share_id=share_id),
+                metadata=self._metadata,
+                timeout=self._timeout if timeout is None else timeout,
+            )
+            for item in stream:
+                if item.HasField("record"):
+                    r = item.record
+                    yield Record(RecordInfo.from_pb(r.metadata), dict(r.fields), None)
+                else:
+                    yield (item.content.record_id, item.content.offset, item.content.data)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    def revoke_share(self, share_id: str, timeout: float | None = None) -> ShareInfo:
+        """End a share now."""
+        return ShareInfo.from_pb(
+            self._call(self._stub.RevokeShare, pb.RevokeShareRequest(share_id=share_id), timeout)
+        )
+
+    def list_shares(self, subject_id: str, timeout: float | None = None) -> list[ShareInfo]:
+        """A subject's shares."""
+        resp = self._call(self._stub.ListShares, pb.ListSharesRequest(subject_id=subject_id), timeout)
+        return [ShareInfo.from_pb(s) for s in resp.shares]
+
+    def received_shares(self, timeout: float | None = None) -> list[ShareInfo]:
+        """The shares this principal has received."""
+        resp = self._call(self._stub.ListReceivedShares, pb.ListReceivedSharesRequest(), timeout)
+        return [ShareInfo.from_pb(s) for s in resp.shares]

@@ -25,6 +25,12 @@ class Action(enum.Enum):
     CONSENT_GRANT = "consent.grant"
     CONSENT_REVOKE = "consent.revoke"
     CONSENT_LIST = "consent.list"
+    SHARE_CREATE = "share.create"
+    SHARE_READ = "share.read"
+    SHARE_REVOKE = "share.revoke"
+    SHARE_LIST = "share.list"
+    SHARE_RECEIVED = "share.received"
+    EVENT_RECORD = "event.record"
     KEYS_STATUS = "keys.status"
     AUDIT_QUERY = "audit.query"
 
@@ -33,7 +39,7 @@ class Action(enum.Enum):
 CONTENT_FIELD = "content"
 
 #: Actions that release plaintext; only these need a purpose.
-READ_ACTIONS = frozenset({Action.RECORD_GET, Action.SUBJECT_EXPORT})
+READ_ACTIONS = frozenset({Action.RECORD_GET, Action.SUBJECT_EXPORT, Action.SHARE_READ})
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,12 @@ RPC_ACTIONS: dict[str, Action] = {
     "ListConsents": Action.CONSENT_LIST,
     "RestrictProcessing": Action.SUBJECT_RESTRICT,
     "ExportSubject": Action.SUBJECT_EXPORT,
+    "RecordEvent": Action.EVENT_RECORD,
+    "CreateShare": Action.SHARE_CREATE,
+    "ReadShare": Action.SHARE_READ,
+    "RevokeShare": Action.SHARE_REVOKE,
+    "ListShares": Action.SHARE_LIST,
+    "ListReceivedShares": Action.SHARE_RECEIVED,
 }
 
 

@@ -193,6 +193,7 @@ class RunningServer:
             try:
                 while self.service.purge_erased() > 0:
                     pass
+                self.service.shares.sweep()
             except Exception:  # next round retries; failures are logged without detail
                 log.warning("purge of erased subjects failed; will retry")
 

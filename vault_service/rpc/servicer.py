@@ -14,6 +14,7 @@ from vault_service.policy.model import Grant
 from vault_service.rpc.interceptor import current_call
 from vault_service.service import RecordView, VaultService
 from vault_service.storage import AuditQuery, RecordMeta
+from vault_service.storage.shares import ShareRow
 
 
 def _consent(g: Grant) -> pb.Consent:
@@ -37,6 +38,21 @@ def _view(view: RecordView) -> pb.GetRecordResponse:
     meta = _meta(view.meta)
     meta.subject_pseudonym = view.subject_pseudonym
     return pb.GetRecordResponse(metadata=meta, fields=dict(view.fields), content=view.content or b"")
+
+
+def _share(row: ShareRow) -> pb.Share:
+    return pb.Share(
+        share_id=row.share_id,
+        recipient=row.recipient,
+        purpose=row.purpose,
+        record_count=row.record_count,
+        fields=list(row.fields),
+        expires_at=row.expires_at or 0.0,
+        event_name=row.event_name,
+        event_period_seconds=row.event_period or 0.0,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at or 0.0,
+    )
 
 
 def _meta(m: RecordMeta) -> pb.RecordMetadata:
@@ -169,3 +185,47 @@ class VaultServicer(pb_grpc.VaultServicer):
     ) -> Iterator[pb.GetRecordResponse]:
         for view in self._svc.export_subject(current_call.get(), request.subject_id, request.purpose):
             yield _view(view)
+
+    def RecordEvent(self, request: pb.RecordEventRequest, context: Any) -> pb.RecordEventResponse:
+        recorded = self._svc.shares.record_event(
+            current_call.get(), request.subject_id, request.name, request.at or None
+        )
+        return pb.RecordEventResponse(recorded=recorded)
+
+    def CreateShare(self, request: pb.CreateShareRequest, context: Any) -> pb.Share:
+        row = self._svc.shares.create_share(
+            current_call.get(),
+            request.subject_id,
+            request.recipient,
+            request.purpose,
+            list(request.record_ids),
+            list(request.fields),
+            request.expires_at or None,
+            request.event_name,
+            request.event_period_seconds or None,
+        )
+        return _share(row)
+
+    def ReadShare(self, request: pb.ReadShareRequest, context: Any) -> Iterator[pb.ShareItem]:
+        for item in self._svc.shares.read_share(current_call.get(), request.share_id):
+            if item.view is not None:
+                yield pb.ShareItem(record=_view(item.view))
+            else:
+                yield pb.ShareItem(
+                    content=pb.ContentPiece(
+                        record_id=item.record_id, offset=item.offset, data=item.content
+                    )
+                )
+
+    def RevokeShare(self, request: pb.RevokeShareRequest, context: Any) -> pb.Share:
+        return _share(self._svc.shares.revoke_share(current_call.get(), request.share_id))
+
+    def ListShares(self, request: pb.ListSharesRequest, context: Any) -> pb.ListSharesResponse:
+        rows = self._svc.shares.list_shares(current_call.get(), request.subject_id)
+        return pb.ListSharesResponse(shares=[_share(r) for r in rows])
+
+    def ListReceivedShares(
+        self, request: pb.ListReceivedSharesRequest, context: Any
+    ) -> pb.ListSharesResponse:
+        rows = self._svc.shares.received_shares(current_call.get())
+        return pb.ListSharesResponse(shares=[_share(r) for r in rows])

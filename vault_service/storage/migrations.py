@@ -89,4 +89,27 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX consent_grants_by_subject ON consent_grants(subject_ref, purpose)",
         ],
     ),
+    (
+        5,
+        [
+            # Business events (match_completed ...), each with a keyed MAC over (subject, name, at)
+            # so an edited time is detected.
+            "CREATE TABLE subject_events ("
+            " subject_ref BLOB NOT NULL REFERENCES subjects(subject_ref), name TEXT NOT NULL,"
+            " at REAL NOT NULL, mac BLOB NOT NULL, PRIMARY KEY (subject_ref, name))",
+            # Shares: the columns are for listing; the authoritative terms are sealed under the
+            # share's own key, whose deletion ends the share for good.
+            "CREATE TABLE shares ("
+            " share_id TEXT PRIMARY KEY, subject_ref BLOB NOT NULL REFERENCES subjects(subject_ref),"
+            " recipient TEXT NOT NULL, purpose TEXT NOT NULL, record_count INTEGER NOT NULL,"
+            " fields TEXT NOT NULL, expires_at REAL, event_name TEXT NOT NULL,"
+            " event_period REAL, created_by TEXT NOT NULL, created_at REAL NOT NULL,"
+            " revoked_at REAL, sealed_terms BLOB NOT NULL)",
+            "CREATE INDEX shares_by_subject ON shares(subject_ref)",
+            "CREATE INDEX shares_by_recipient ON shares(recipient)",
+            "CREATE TABLE share_keys ("
+            " share_id TEXT PRIMARY KEY REFERENCES shares(share_id) ON DELETE CASCADE,"
+            " wrapped BLOB NOT NULL)",
+        ],
+    ),
 ]

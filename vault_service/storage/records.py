@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from vault_service.audit.model import AuditEntry, AuditRow
 from vault_service.key_providers.base import WrappedKey
 from vault_service.policy.model import Grant
+from vault_service.storage.shares import EventRow, ShareRow
 
 
 class SubjectState(enum.Enum):
@@ -235,6 +236,47 @@ class RecordStore(abc.ABC):
     @abc.abstractmethod
     def delete_record(self, record_id: str, audit: AuditRow | None) -> ShreddedRecord | None:
         """Crypto-shred: delete the data keys, payloads and row; None if it did not exist."""
+
+    # shares and events -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def record_event(self, subject_ref: bytes, event: EventRow, audit: AuditRow | None) -> bool:
+        """Record a business event once (the first time stands); False if it already existed.
+        FailedPrecondition if the subject is unknown or erased."""
+
+    @abc.abstractmethod
+    def get_event(self, subject_ref: bytes, name: str) -> EventRow | None:
+        """A subject's event by name."""
+
+    @abc.abstractmethod
+    def insert_share(self, share: ShareRow, wrapped_key: bytes, audit: AuditRow | None) -> None:
+        """Store a share and its wrapped key. FailedPrecondition if the subject is erased."""
+
+    @abc.abstractmethod
+    def get_share(self, share_id: str) -> ShareRow | None:
+        """The share with its wrapped key (None once destroyed), its subject's wrapped key and
+        state, read in one transaction. None if the row is gone."""
+
+    @abc.abstractmethod
+    def share_key_exists(self, share_id: str) -> bool:
+        """Cheap liveness check used before each streamed message of a share read."""
+
+    @abc.abstractmethod
+    def list_shares(
+        self, subject_ref: bytes | None = None, recipient: str | None = None
+    ) -> list[ShareRow]:
+        """Shares of a subject or received by a recipient (metadata; no keys)."""
+
+    @abc.abstractmethod
+    def revoke_share(self, share_id: str, now: float, audit: AuditRow | None) -> ShareRow | None:
+        """Mark revoked and destroy the share key in one transaction (None if unknown)."""
+
+    @abc.abstractmethod
+    def share_ids(self, after: str, limit: int) -> list[str]:
+        """Share ids in order, after ``after`` (the sweeper pages through every share)."""
+
+    @abc.abstractmethod
+    def purge_shares(self, share_ids: Sequence[str]) -> int:
+        """Delete the keys and rows of these shares; returns how many rows went."""
 
     # audit -------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -34,6 +34,7 @@ from vault_service.storage.records import (
     StoredRecord,
     SubjectState,
 )
+from vault_service.storage.shares import EventRow, ShareRow
 
 _META_COLUMNS = (
     "r.record_id, r.subject_ref, r.category, r.version, r.content_type, r.content_length,"
@@ -186,6 +187,156 @@ class SqliteRecordStore(RecordStore):
             # A checkpoint at start-up keeps the WAL short (without it p99 latencies spike).
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return int(current)
+
+    # shares and events -------------------------------------------------------------------------
+    def record_event(self, subject_ref: bytes, event: EventRow, audit: AuditRow | None) -> bool:
+        with self._write() as conn:
+            live = conn.execute(
+                "SELECT 1 FROM subjects WHERE subject_ref = ? AND state != 'erased'",
+                (subject_ref,),
+            ).fetchone()
+            if live is None:
+                raise FailedPrecondition("no such subject (unknown or erased)")
+            added = conn.execute(
+                "INSERT OR IGNORE INTO subject_events VALUES (?, ?, ?, ?)",
+                (subject_ref, event.name, event.at, event.mac),
+            ).rowcount
+            if added:
+                self._insert_audit(conn, audit)
+        return bool(added)
+
+    def get_event(self, subject_ref: bytes, name: str) -> EventRow | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT name, at, mac FROM subject_events WHERE subject_ref = ? AND name = ?",
+                (subject_ref, name),
+            ).fetchone()
+        return EventRow(row[0], row[1], bytes(row[2])) if row else None
+
+    _SHARE_COLUMNS = (
+        "sh.share_id, sh.subject_ref, sh.recipient, sh.purpose, sh.record_count, sh.fields,"
+        " sh.expires_at, sh.event_name, sh.event_period, sh.created_by, sh.created_at,"
+        " sh.revoked_at, sh.sealed_terms"
+    )
+    _SHARE = f"SELECT {_SHARE_COLUMNS} FROM shares sh"
+
+    @staticmethod
+    def _share(r: Any, **extra: Any) -> ShareRow:
+        return ShareRow(
+            share_id=r[0],
+            subject_ref=bytes(r[1]),
+            recipient=r[2],
+            purpose=r[3],
+            record_count=int(r[4]),
+            fields=tuple(json.loads(r[5])),
+            expires_at=r[6],
+            event_name=r[7],
+            event_period=r[8],
+            created_by=r[9],
+            created_at=r[10],
+            revoked_at=r[11],
+            sealed_terms=bytes(r[12]),
+            **extra,
+        )
+
+    def insert_share(self, share: ShareRow, wrapped_key: bytes, audit: AuditRow | None) -> None:
+        with self._write() as conn:
+            live = conn.execute(
+                "SELECT 1 FROM subjects WHERE subject_ref = ? AND state != 'erased'",
+                (share.subject_ref,),
+            ).fetchone()
+            if live is None:
+                raise FailedPrecondition("no such subject (unknown or erased)")
+            conn.execute(
+                "INSERT INTO shares VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    share.share_id,
+                    share.subject_ref,
+                    share.recipient,
+                    share.purpose,
+                    share.record_count,
+                    json.dumps(list(share.fields)),
+                    share.expires_at,
+                    share.event_name,
+                    share.event_period,
+                    share.created_by,
+                    share.created_at,
+                    None,
+                    share.sealed_terms,
+                ),
+            )
+            conn.execute("INSERT INTO share_keys VALUES (?, ?)", (share.share_id, wrapped_key))
+            self._insert_audit(conn, audit)
+
+    def get_share(self, share_id: str) -> ShareRow | None:
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {self._SHARE_COLUMNS}, k.wrapped, sk.root_version, sk.wrapped, s.state"
+                " FROM shares sh JOIN subjects s ON s.subject_ref = sh.subject_ref"
+                " LEFT JOIN share_keys k ON k.share_id = sh.share_id"
+                " LEFT JOIN subject_keys sk ON sk.subject_ref = sh.subject_ref"
+                " WHERE sh.share_id = ?",
+                (share_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        subject_key = WrappedKey(row[14], bytes(row[15])) if row[15] is not None else None
+        return self._share(
+            row,
+            share_key=bytes(row[13]) if row[13] is not None else None,
+            subject_key=subject_key,
+            subject_state=row[16],
+        )
+
+    def share_key_exists(self, share_id: str) -> bool:
+        with self._read() as conn:
+            return (
+                conn.execute("SELECT 1 FROM share_keys WHERE share_id = ?", (share_id,)).fetchone()
+                is not None
+            )
+
+    def list_shares(
+        self, subject_ref: bytes | None = None, recipient: str | None = None
+    ) -> list[ShareRow]:
+        if (subject_ref is None) == (recipient is None):
+            raise ValueError("list by subject or by recipient")
+        column, value = (
+            ("subject_ref", subject_ref) if subject_ref is not None else ("recipient", recipient)
+        )
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{self._SHARE} WHERE sh.{column} = ? ORDER BY sh.share_id", (value,)
+            ).fetchall()
+        return [self._share(r) for r in rows]
+
+    def revoke_share(self, share_id: str, now: float, audit: AuditRow | None) -> ShareRow | None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE shares SET revoked_at = COALESCE(revoked_at, ?) WHERE share_id = ?",
+                (now, share_id),
+            )
+            conn.execute("DELETE FROM share_keys WHERE share_id = ?", (share_id,))
+            row = conn.execute(f"{self._SHARE} WHERE sh.share_id = ?", (share_id,)).fetchone()
+            if row is None:
+                return None
+            self._insert_audit(conn, audit)
+        return self._share(row)
+
+    def share_ids(self, after: str, limit: int) -> list[str]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT share_id FROM shares WHERE share_id > ? ORDER BY share_id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def purge_shares(self, share_ids: Sequence[str]) -> int:
+        with self._write() as conn:
+            conn.executemany("DELETE FROM share_keys WHERE share_id = ?", [(d,) for d in share_ids])
+            gone = 0
+            for d in share_ids:
+                gone += conn.execute("DELETE FROM shares WHERE share_id = ?", (d,)).rowcount
+        return gone
 
     # audit -------------------------------------------------------------------------------------
     def _insert_audit(self, conn: sqlite3.Connection, row: AuditRow | None) -> None:

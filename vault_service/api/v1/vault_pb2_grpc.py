@@ -95,6 +95,36 @@ class VaultStub:
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ExportSubjectRequest.SerializeToString,
                 response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.GetRecordResponse.FromString,
                 _registered_method=True)
+        self.RecordEvent = channel.unary_unary(
+                '/vault.v1.Vault/RecordEvent',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RecordEventRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RecordEventResponse.FromString,
+                _registered_method=True)
+        self.CreateShare = channel.unary_unary(
+                '/vault.v1.Vault/CreateShare',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.CreateShareRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.Share.FromString,
+                _registered_method=True)
+        self.ReadShare = channel.unary_stream(
+                '/vault.v1.Vault/ReadShare',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ReadShareRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ShareItem.FromString,
+                _registered_method=True)
+        self.RevokeShare = channel.unary_unary(
+                '/vault.v1.Vault/RevokeShare',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RevokeShareRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.Share.FromString,
+                _registered_method=True)
+        self.ListShares = channel.unary_unary(
+                '/vault.v1.Vault/ListShares',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListSharesRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListSharesResponse.FromString,
+                _registered_method=True)
+        self.ListReceivedShares = channel.unary_unary(
+                '/vault.v1.Vault/ListReceivedShares',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListReceivedSharesRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListSharesResponse.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -185,6 +215,48 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordEvent(self, request, context):
+        """Record a business event of a subject (e.g. match_completed); the first occurrence stands.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateShare(self, request, context):
+        """Share records of a subject, some fields, with one recipient, until a time or an event + period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadShare(self, request, context):
+        """Read a share (recipient only): per record its fields, then its content in pieces.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeShare(self, request, context):
+        """End a share now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListShares(self, request, context):
+        """A subject's shares (metadata only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReceivedShares(self, request, context):
+        """The shares the caller has received (metadata only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -247,6 +319,36 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.ExportSubject,
                     request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ExportSubjectRequest.FromString,
                     response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.GetRecordResponse.SerializeToString,
+            ),
+            'RecordEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvent,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RecordEventRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RecordEventResponse.SerializeToString,
+            ),
+            'CreateShare': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateShare,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.CreateShareRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.Share.SerializeToString,
+            ),
+            'ReadShare': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadShare,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ReadShareRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ShareItem.SerializeToString,
+            ),
+            'RevokeShare': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeShare,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RevokeShareRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.Share.SerializeToString,
+            ),
+            'ListShares': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListShares,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListSharesRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListSharesResponse.SerializeToString,
+            ),
+            'ListReceivedShares': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReceivedShares,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListReceivedSharesRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListSharesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -574,6 +676,168 @@ class Vault:
             '/vault.v1.Vault/ExportSubject',
             vault__service_dot_api_dot_v1_dot_vault__pb2.ExportSubjectRequest.SerializeToString,
             vault__service_dot_api_dot_v1_dot_vault__pb2.GetRecordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/RecordEvent',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.RecordEventRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.RecordEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateShare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/CreateShare',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.CreateShareRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.Share.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadShare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vault.v1.Vault/ReadShare',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ReadShareRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ShareItem.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeShare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/RevokeShare',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.RevokeShareRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.Share.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListShares(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/ListShares',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ListSharesRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ListSharesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReceivedShares(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/ListReceivedShares',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ListReceivedSharesRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ListSharesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,18 @@ class VaultStub:
     """Restrict (or lift the restriction of) a subject's processing."""
     ExportSubject: _grpc.UnaryStreamMultiCallable[_vault_pb2.ExportSubjectRequest, _vault_pb2.GetRecordResponse]
     """Subject access and portability: every record of a subject, decrypted, one message each."""
+    RecordEvent: _grpc.UnaryUnaryMultiCallable[_vault_pb2.RecordEventRequest, _vault_pb2.RecordEventResponse]
+    """Record a business event of a subject (e.g. match_completed); the first occurrence stands."""
+    CreateShare: _grpc.UnaryUnaryMultiCallable[_vault_pb2.CreateShareRequest, _vault_pb2.Share]
+    """Share records of a subject, some fields, with one recipient, until a time or an event + period."""
+    ReadShare: _grpc.UnaryStreamMultiCallable[_vault_pb2.ReadShareRequest, _vault_pb2.ShareItem]
+    """Read a share (recipient only): per record its fields, then its content in pieces."""
+    RevokeShare: _grpc.UnaryUnaryMultiCallable[_vault_pb2.RevokeShareRequest, _vault_pb2.Share]
+    """End a share now."""
+    ListShares: _grpc.UnaryUnaryMultiCallable[_vault_pb2.ListSharesRequest, _vault_pb2.ListSharesResponse]
+    """A subject's shares (metadata only)."""
+    ListReceivedShares: _grpc.UnaryUnaryMultiCallable[_vault_pb2.ListReceivedSharesRequest, _vault_pb2.ListSharesResponse]
+    """The shares the caller has received (metadata only)."""
 
 @_typing.type_check_only
 class VaultAsyncStub(VaultStub):
@@ -93,6 +105,18 @@ class VaultAsyncStub(VaultStub):
     """Restrict (or lift the restriction of) a subject's processing."""
     ExportSubject: _aio.UnaryStreamMultiCallable[_vault_pb2.ExportSubjectRequest, _vault_pb2.GetRecordResponse]  # type: ignore[assignment]
     """Subject access and portability: every record of a subject, decrypted, one message each."""
+    RecordEvent: _aio.UnaryUnaryMultiCallable[_vault_pb2.RecordEventRequest, _vault_pb2.RecordEventResponse]  # type: ignore[assignment]
+    """Record a business event of a subject (e.g. match_completed); the first occurrence stands."""
+    CreateShare: _aio.UnaryUnaryMultiCallable[_vault_pb2.CreateShareRequest, _vault_pb2.Share]  # type: ignore[assignment]
+    """Share records of a subject, some fields, with one recipient, until a time or an event + period."""
+    ReadShare: _aio.UnaryStreamMultiCallable[_vault_pb2.ReadShareRequest, _vault_pb2.ShareItem]  # type: ignore[assignment]
+    """Read a share (recipient only): per record its fields, then its content in pieces."""
+    RevokeShare: _aio.UnaryUnaryMultiCallable[_vault_pb2.RevokeShareRequest, _vault_pb2.Share]  # type: ignore[assignment]
+    """End a share now."""
+    ListShares: _aio.UnaryUnaryMultiCallable[_vault_pb2.ListSharesRequest, _vault_pb2.ListSharesResponse]  # type: ignore[assignment]
+    """A subject's shares (metadata only)."""
+    ListReceivedShares: _aio.UnaryUnaryMultiCallable[_vault_pb2.ListReceivedSharesRequest, _vault_pb2.ListSharesResponse]  # type: ignore[assignment]
+    """The shares the caller has received (metadata only)."""
 
 class VaultServicer(metaclass=_abc_1.ABCMeta):
     """Records of data subjects, stored under envelope encryption."""
@@ -192,5 +216,53 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_vault_pb2.GetRecordResponse], _abc.AsyncIterator[_vault_pb2.GetRecordResponse]]:
         """Subject access and portability: every record of a subject, decrypted, one message each."""
+
+    @_abc_1.abstractmethod
+    def RecordEvent(
+        self,
+        request: _vault_pb2.RecordEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.RecordEventResponse, _abc.Awaitable[_vault_pb2.RecordEventResponse]]:
+        """Record a business event of a subject (e.g. match_completed); the first occurrence stands."""
+
+    @_abc_1.abstractmethod
+    def CreateShare(
+        self,
+        request: _vault_pb2.CreateShareRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.Share, _abc.Awaitable[_vault_pb2.Share]]:
+        """Share records of a subject, some fields, with one recipient, until a time or an event + period."""
+
+    @_abc_1.abstractmethod
+    def ReadShare(
+        self,
+        request: _vault_pb2.ReadShareRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_vault_pb2.ShareItem], _abc.AsyncIterator[_vault_pb2.ShareItem]]:
+        """Read a share (recipient only): per record its fields, then its content in pieces."""
+
+    @_abc_1.abstractmethod
+    def RevokeShare(
+        self,
+        request: _vault_pb2.RevokeShareRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.Share, _abc.Awaitable[_vault_pb2.Share]]:
+        """End a share now."""
+
+    @_abc_1.abstractmethod
+    def ListShares(
+        self,
+        request: _vault_pb2.ListSharesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.ListSharesResponse, _abc.Awaitable[_vault_pb2.ListSharesResponse]]:
+        """A subject's shares (metadata only)."""
+
+    @_abc_1.abstractmethod
+    def ListReceivedShares(
+        self,
+        request: _vault_pb2.ListReceivedSharesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.ListSharesResponse, _abc.Awaitable[_vault_pb2.ListSharesResponse]]:
+        """The shares the caller has received (metadata only)."""
 
 def add_VaultServicer_to_server(servicer: VaultServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
