@@ -30,10 +30,28 @@ ALLOWED: dict[str, set[str]] = {
     "service": {"crypto", "key_providers", "storage", "policy", "audit", "lifecycle", "shares"},
     "shares": {"crypto", "key_providers", "storage", "policy", "audit", "service"},
     # rpc/server.py is the composition root: it wires every component into the running server
-    "rpc": {"rpc", "service", "shares", "lifecycle", "policy", "storage", "key_providers",
-            "crypto", "audit"},
-    "cli": {"cli", "service", "shares", "lifecycle", "rpc", "client", "key_providers", "storage",
-            "policy"},
+    "rpc": {
+        "rpc",
+        "service",
+        "shares",
+        "lifecycle",
+        "policy",
+        "storage",
+        "key_providers",
+        "crypto",
+        "audit",
+    },
+    "cli": {
+        "cli",
+        "service",
+        "shares",
+        "lifecycle",
+        "rpc",
+        "client",
+        "key_providers",
+        "storage",
+        "policy",
+    },
     "client": {"client"},
 }
 # modules a pure layer must not import (I/O, processes, networks, vendor SDKs)
