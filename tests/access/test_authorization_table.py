@@ -107,8 +107,9 @@ def test_authorization_table(server: Any) -> None:
     assert wants["OK"] > 50 and wants["PERMISSION_DENIED"] > 200 and wants["NOT_FOUND"] > 0
     assert expected("GetRecord", "application", "absent", True) == "PERMISSION_DENIED"
     assert expected("GetRecord", "application", "absent", False) == "OK"
-    assert expected("GetRecord", "clinic", "present", False) == "OK"
-    assert {expected("GetRecord", "clinic", g, False) for g in GRANTS[1:]} == {"PERMISSION_DENIED"}
+    assert expected("GetRecord", "clinic", "present", False) == "PERMISSION_DENIED"  # shares only
+    assert expected("ReadShare", "clinic", "present", False) == "OK"
+    assert {expected("ReadShare", "clinic", g, False) for g in GRANTS[1:]} == {"PERMISSION_DENIED"}
     assert expected("UpdateRecord", "application", "absent", True) == "OK"
     mismatches = []
     for n, (rpc, role, grant, restricted) in enumerate(cases):

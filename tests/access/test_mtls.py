@@ -144,12 +144,21 @@ def test_principal_from_client_certificate(mtls: tuple[Any, dict[str, Any]]) -> 
             evidence_reference="form-9",
             grantee_principal="clinic-seoul-01",
         )
+        share = app.create_share(
+            "m-1",
+            "clinic-seoul-01",
+            "clinic_proposal",
+            [rid],
+            ["text"],
+            expires_at=server.service.clock.now() + 3600,
+        )
     with _client(server, pki, "clinic") as clinic:  # the certificate alone: principal clinic
-        assert clinic.get_record(rid, "clinic_proposal").fields["text"] == "over tls"
+        (record,) = list(clinic.read_share(share.share_id))
+        assert record.fields["text"] == "over tls"
         with pytest.raises(PermissionDenied):
             clinic.put_record("m-1", "concern_text", {"text": "x"})
     rows = server.service.store.audit_rows()
-    assert any(r.principal == "clinic-seoul-01" and r.action == "record.get" for r in rows)
+    assert any(r.principal == "clinic-seoul-01" and r.action == "share.read" for r in rows)
 
 
 def test_unknown_certificate_name_is_unauthenticated(mtls: tuple[Any, dict[str, Any]]) -> None:

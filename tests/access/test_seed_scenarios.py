@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT
 from vault_service.clock import FixedClock
-from vault_service.errors import NotFound, PermissionDenied
+from vault_service.errors import InvalidArgument, NotFound, PermissionDenied
 from vault_service.key_providers import LocalKeyProvider, create_keyring
 from vault_service.policy import Principal, load_policy
 from vault_service.service import CallContext, VaultService
@@ -83,32 +83,55 @@ def test_clinic_matching_seed_000(matching: tuple[VaultService, FixedClock]) -> 
     profile = svc.put_record(
         app, "m-1", "member_profile", {"email": "kim@example.com", "contact": "010-1234-5678"}
     )[0]
-    # disclosed to the matched clinic only, with consent, never email/contact
+    # disclosed to the matched clinic only, through a share, with consent, never email/contact
     with pytest.raises(PermissionDenied):
-        svc.get_record(clinic, concern, "clinic_proposal")
+        svc.shares.create_share(
+            app,
+            "m-1",
+            "clinic-a",
+            "clinic_proposal",
+            [concern],
+            ["text", "budget"],
+            expires_at=clock.now() + DAY,
+        )
     grant = svc.grant_consent(
         app,
         "m-1",
         "clinic_proposal",
         {"concern_text": None},
         clock.now(),
-        clock.now() + 180 * DAY,
+        None,
         "match-req-1",
         grantee_principal="clinic-a",
     )
-    assert svc.get_record(clinic, concern, "clinic_proposal").fields["budget"] == "3000000"
+    share = svc.shares.create_share(
+        app,
+        "m-1",
+        "clinic-a",
+        "clinic_proposal",
+        [concern],
+        ["text", "budget", "body_area", "stay_schedule"],
+        event_name="match_completed",
+        event_period=180 * DAY,
+    )
+    (item,) = list(svc.shares.read_share(clinic, share.share_id))
+    assert item.view is not None and item.view.fields["budget"] == "3000000"
+    assert "kim@example.com" in item.view.fields["text"]  # free text as the member wrote it
     with pytest.raises(PermissionDenied):
-        svc.get_record(other_clinic, concern, "clinic_proposal")
+        svc.get_record(clinic, concern, "clinic_proposal")  # never directly
     with pytest.raises(PermissionDenied):
-        svc.get_record(clinic, profile, "clinic_proposal")
-    # the grant's window ends (6 months after the match): the next read is denied
+        list(svc.shares.read_share(other_clinic, share.share_id))
+    with pytest.raises(InvalidArgument):
+        svc.shares.create_share(
+            app, "m-1", "clinic-a", "clinic_proposal", [profile], ["email"], expires_at=clock.now() + DAY
+        )
+    # 6 months after the match completes, the clinic's view ends
+    svc.shares.record_event(app, "m-1", "match_completed")
     clock.advance(180 * DAY)
     with pytest.raises(PermissionDenied):
-        svc.get_record(clinic, concern, "clinic_proposal")
+        list(svc.shares.read_share(clinic, share.share_id))
     clock.advance(-180 * DAY)
     svc.revoke_consent(app, grant.grant_id)
-    with pytest.raises(PermissionDenied):
-        svc.get_record(clinic, concern, "clinic_proposal")
     # text goes to the LLM only anonymized
     llm = svc.get_record(app, concern, "llm_analysis")
     assert "kim@example.com" not in llm.fields["text"] and llm.subject_pseudonym

@@ -61,8 +61,9 @@ def test_field_subset_and_purpose_field_limits(app: Any, clinic: Any, running: A
     assert dict(app.get_record(rid, "matching", fields=["budget"]).fields) == {
         "budget": CONCERN["budget"]
     }
-    with pytest.raises(PermissionDenied):  # no consent yet
-        clinic.get_record(rid, "clinic_proposal")
+    with pytest.raises(PermissionDenied):
+        app.get_record(rid, "matching", fields=["budget", "email"])
+    # the clinic reads only through a share, never directly, whatever the consent
     running.service.grant_consent(
         app_call(),
         "member-2",
@@ -73,14 +74,18 @@ def test_field_subset_and_purpose_field_limits(app: Any, clinic: Any, running: A
         "form-123",
         grantee_principal="clinic",
     )
-    assert dict(clinic.get_record(rid, "clinic_proposal").fields) == CONCERN
-    profile = app.put_record(
-        "member-2", "member_profile", {"email": "a@example.com", "contact": "010-1234-5678"}
-    ).record_id
     with pytest.raises(PermissionDenied):
-        clinic.get_record(profile, "clinic_proposal")
-    with pytest.raises(PermissionDenied):
-        clinic.get_record(rid, "matching")
+        clinic.get_record(rid, "clinic_proposal")
+    share = app.create_share(
+        "member-2",
+        "clinic",
+        "clinic_proposal",
+        [rid],
+        ["text", "budget"],
+        expires_at=running.service.clock.now() + 3600,
+    )
+    (record,) = list(clinic.read_share(share.share_id))
+    assert dict(record.fields) == {"text": CONCERN["text"], "budget": CONCERN["budget"]}
 
 
 def app_call() -> Any:

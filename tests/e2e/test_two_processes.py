@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,8 +70,12 @@ def test_consent_revoked_on_one_process_denies_on_the_other(two_servers: tuple[s
             evidence_reference="match-9",
             grantee_principal="clinic",
         )
-        assert b.get_record(rid, "clinic_proposal").fields["text"] == "for the clinic"
-        a.revoke_consent(consent.grant_id)
+        share = a.create_share(
+            "member-9", "clinic", "clinic_proposal", [rid], ["text"], expires_at=time.time() + 3600
+        )
+        (record,) = list(b.read_share(share.share_id))
+        assert record.fields["text"] == "for the clinic"
+        a.revoke_consent(consent.grant_id)  # the consent backs the share: the next read stops
         with pytest.raises(PermissionDenied):
-            b.get_record(rid, "clinic_proposal")
+            list(b.read_share(share.share_id))
         assert a.list_consents("member-9")[0].revoked_at is not None
