@@ -51,9 +51,21 @@ class StorageConfig:
     sqlite_synchronous: str = "NORMAL"
     """NORMAL survives process crashes; FULL also survives power loss (about 3x slower commits)."""
     blob_backend: str = "filesystem"
-    """Blob store: "filesystem"."""
+    """Blob store: "filesystem" or "s3" (S3, R2, MinIO)."""
     blob_dir: str = "var/blobs"
-    """Directory of the filesystem blob store."""
+    """filesystem: directory of the blob store."""
+    s3_bucket: str = ""
+    """s3: bucket name (credentials come from the usual AWS environment/instance chain)."""
+    s3_prefix: str = "blobs/"
+    """s3: key prefix of the blobs."""
+    s3_endpoint_url: str = ""
+    """s3: endpoint for R2 (https://<account>.r2.cloudflarestorage.com), MinIO or a test server."""
+    s3_region: str = "us-east-1"
+    """s3: region ("auto" for R2)."""
+    max_object_bytes: int = 4 * 1024 * 1024 * 1024
+    """Largest content object accepted by a streaming upload (RESOURCE_EXHAUSTED beyond)."""
+    partial_upload_max_age_seconds: float = 3600.0
+    """Leftovers of interrupted uploads older than this are removed by the background sweep."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +185,7 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 _CHOICES = {
     ("storage", "backend"): {"sqlite"},
-    ("storage", "blob_backend"): {"filesystem"},
+    ("storage", "blob_backend"): {"filesystem", "s3"},
     ("storage", "sqlite_synchronous"): {"NORMAL", "FULL", "EXTRA"},
     ("keys", "provider"): {"local", "aws-kms", "vault-transit"},
     ("keys", "transit_binding"): {"derived", "associated_data"},

@@ -27,3 +27,10 @@ def is_record_id(value: str) -> bool:
 def new_correlation_id() -> str:
     """A short random id tying a request's response, logs and audit entries together."""
     return secrets.token_hex(8)
+
+
+def record_id_time(record_id: str) -> float | None:
+    """The creation time embedded in a record id (UUIDv7 milliseconds), None if not one."""
+    if not is_record_id(record_id):
+        return None
+    return int(record_id.replace("-", "")[:12], 16) / 1000.0

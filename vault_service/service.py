@@ -20,7 +20,7 @@ import hmac
 import logging
 import re
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -33,6 +33,7 @@ from vault_service.crypto import (
     SubjectKey,
     open_payload,
     seal_payload,
+    seal_stream,
     unwrap_key,
     wrap_key,
 )
@@ -48,7 +49,7 @@ from vault_service.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
-from vault_service.ids import is_record_id, new_record_id
+from vault_service.ids import is_record_id, new_record_id, record_id_time
 from vault_service.key_providers.base import KeyProvider, WrappedKey
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.policy import AccessRequest, Action, Category, Policy, Principal, decide
@@ -96,7 +97,30 @@ class Limits:
 
     max_fields: int = 64
     max_field_bytes: int = 1024 * 1024
+    #: content sent inline in one message (PutRecord, UpdateRecord)
     max_content_bytes: int = 8 * 1024 * 1024
+    #: content streamed (UploadRecord)
+    max_object_bytes: int = 4 * 1024 * 1024 * 1024
+
+
+@dataclass
+class ContentStream:
+    """A content object arriving in pieces (a client-streaming upload), encrypted on the fly.
+
+    ``declared_size`` (if the client sent one) is checked up front; the actual size is counted
+    as the pieces pass and the upload fails with RESOURCE_EXHAUSTED past the limit."""
+
+    pieces: Iterable[bytes]
+    declared_size: int | None = None
+    received: int = 0
+
+    def limited(self, limit: int) -> Iterator[bytes]:
+        """The pieces, counted; RESOURCE_EXHAUSTED as soon as ``limit`` is exceeded."""
+        for piece in self.pieces:
+            self.received += len(piece)
+            if self.received > limit:
+                raise ResourceExhausted(f"content larger than {limit} bytes")
+            yield piece
 
 
 @dataclass(frozen=True)
@@ -206,7 +230,7 @@ class VaultService:
             raise InvalidArgument("record_id is malformed")
 
     def _check_payload(
-        self, category: Category, fields: Mapping[str, str], content: bytes | None
+        self, category: Category, fields: Mapping[str, str], content: bytes | ContentStream | None
     ) -> None:
         if len(fields) > self.limits.max_fields:
             raise ResourceExhausted(f"at most {self.limits.max_fields} fields per record")
@@ -218,7 +242,11 @@ class VaultService:
         if content is not None:
             if not category.content:
                 raise InvalidArgument("this category does not take content")
-            if len(content) > self.limits.max_content_bytes:
+            if isinstance(content, ContentStream):
+                declared = content.declared_size
+                if declared is not None and declared > self.limits.max_object_bytes:
+                    raise ResourceExhausted(f"content larger than {self.limits.max_object_bytes} bytes")
+            elif len(content) > self.limits.max_content_bytes:
                 raise ResourceExhausted(f"content larger than {self.limits.max_content_bytes} bytes")
         if not fields and content is None:
             raise InvalidArgument("a record needs at least one field or content")
@@ -290,7 +318,7 @@ class VaultService:
         category: str,
         fields: Mapping[str, str],
         content_type: str,
-        content: bytes | None,
+        content: bytes | ContentStream | None,
     ) -> RecordVersion:
         data_key = DataKey.generate()
         wrapped = wrap_key(
@@ -304,10 +332,20 @@ class VaultService:
             for name, value in fields.items()
         }
         blob_ref = None
+        length = None
         if content is not None:
             blob_ref = f"{record_id}.v{version}"
-            sealed = seal_payload(data_key, base.with_items(field=CONTENT_FIELD), content)
-            self.blobs.put(blob_ref, [sealed])
+            context = base.with_items(field=CONTENT_FIELD)
+            if isinstance(content, ContentStream):
+                # encrypted chunk by chunk as the blob store consumes it: constant memory
+                sealed_pieces = seal_stream(
+                    data_key, context, content.limited(self.limits.max_object_bytes)
+                )
+                self.blobs.put(blob_ref, sealed_pieces)
+                length = content.received
+            else:
+                self.blobs.put(blob_ref, [seal_payload(data_key, context, content)])
+                length = len(content)
         data_key.destroy()
         return RecordVersion(
             record_id=record_id,
@@ -318,7 +356,7 @@ class VaultService:
             data_key=wrapped,
             payloads=payloads,
             blob_ref=blob_ref,
-            content_length=len(content) if content is not None else None,
+            content_length=length,
         )
 
     def _remove_blobs(self, shredded: ShreddedRecord | None) -> None:
@@ -336,14 +374,20 @@ class VaultService:
         category: str,
         fields: Mapping[str, str],
         content_type: str,
-        content: bytes | None,
+        content: bytes | ContentStream | None,
     ) -> bytes:
+        """A keyed digest of a put request (a streamed upload is identified by its header:
+        its content is not known before the write)."""
         mac = hmac.new(self._index_key.unsafe_bytes(), b"put-request/v1\x00", hashlib.sha256)
+        if isinstance(content, ContentStream):
+            digest = b"stream"
+        else:
+            digest = hashlib.sha256(content).digest() if content is not None else b"-"
         for part in (
             ref,
             category.encode(),
             content_type.encode(),
-            hashlib.sha256(content).digest() if content is not None else b"-",
+            digest,
         ):
             mac.update(struct.pack(">I", len(part)) + part)
         for name in sorted(fields):
@@ -359,7 +403,7 @@ class VaultService:
         category: str,
         fields: Mapping[str, str],
         content_type: str = "",
-        content: bytes | None = None,
+        content: bytes | ContentStream | None = None,
         idempotency_key: str = "",
     ) -> tuple[str, int]:
         """Store a new record; returns (record_id, version)."""
@@ -538,8 +582,15 @@ class VaultService:
         ctx = record_context("data-key", meta.subject_ref, meta.record_id, meta.version, meta.category)
         return self._unwrap(lambda: unwrap_key(subject_key, stored.data_key, ctx, DataKey))
 
-    def _content_pieces(self, stored: StoredRecord) -> Iterator[tuple[int, bytes]]:
-        """The record's content decrypted piece by piece (constant memory): (offset, bytes)."""
+    def _content_pieces(
+        self,
+        stored: StoredRecord,
+        offset: int = 0,
+        length: int | None = None,
+        piece: int = 4 * 16384,
+    ) -> Iterator[tuple[int, bytes]]:
+        """The record's content (or the range [offset, offset + length)) decrypted piece by piece
+        in constant memory, opening only the chunks the range covers: (offset, bytes)."""
         meta = stored.meta
         if stored.blob_ref is None:
             return
@@ -548,21 +599,69 @@ class VaultService:
         try:
             blob = self.blobs.open(stored.blob_ref)
         except FileNotFoundError:
+            data_key.destroy()
             self._security_event("integrity_failure")
             raise DataLoss() from None
         try:
             reader = PayloadReader(data_key, base.with_items(field=CONTENT_FIELD), blob, blob.length)
-            offset = 0
-            while offset < reader.length:
-                piece = reader.read(offset, 4 * 16384)
-                yield offset, piece
-                offset += len(piece)
+            end = reader.length if length is None else min(reader.length, offset + length)
+            position = offset
+            while position < end:
+                data = reader.read(position, min(piece, end - position))
+                if not data:
+                    break
+                yield position, data
+                position += len(data)
         except IntegrityError:
             self._security_event("integrity_failure")
             raise DataLoss() from None
         finally:
             blob.close()
             data_key.destroy()
+
+    def download_content(
+        self,
+        call: CallContext,
+        record_id: str,
+        purpose: str,
+        offset: int = 0,
+        length: int = 0,
+        piece: int = 1024 * 1024,
+    ) -> Iterator[tuple[int, bytes]]:
+        """Stream a record's content (or a byte range: ``length`` 0 means to the end) for
+        ``purpose``, decrypting only the chunks the range covers. The release is audited before
+        the first byte leaves."""
+        self._check_purpose(purpose)
+        self._check_record_id(record_id)
+        if offset < 0 or length < 0:
+            raise InvalidArgument("offset and length must be >= 0")
+        self._authorize(
+            call, self._request(call, Action.RECORD_GET, purpose=purpose), record_id=record_id
+        )
+        stored = self.store.get_record(record_id, grants_for=purpose)
+        if stored is None:
+            self.store.append_audit(
+                self._audit(
+                    call, Action.RECORD_GET, "deny", "not found", purpose=purpose, record_id=record_id
+                )
+            )
+            raise PermissionDenied() if needs_subject_state(purpose, self.policy) else NotFound()
+        self._authorize_read(call, Action.RECORD_GET, purpose, stored, frozenset({CONTENT_FIELD}))
+        if stored.blob_ref is None:
+            raise NotFound("the record has no content")
+        size = stored.meta.content_length or 0
+        self.store.append_audit(
+            self._audit(
+                call,
+                Action.RECORD_GET,
+                "allow",
+                f"content bytes {offset}-{offset + length if length else size}",
+                purpose=purpose,
+                ref=stored.meta.subject_ref,
+                record_id=record_id,
+            )
+        )
+        yield from self._content_pieces(stored, offset, length or None, piece)
 
     def _security_event(self, name: str) -> None:
         """A distinct, countable security event in the log (never with PHI)."""
@@ -599,7 +698,7 @@ class VaultService:
         record_id: str,
         fields: Mapping[str, str],
         content_type: str = "",
-        content: bytes | None = None,
+        content: bytes | ContentStream | None = None,
         expected_version: int = 0,
     ) -> tuple[str, int]:
         """Write a new complete version and shred the previous one; returns (id, version)."""
@@ -836,6 +935,40 @@ class VaultService:
         size = page_size or 100
         rows = self.store.query_audit(query, int(page_token or 0), size + 1)
         return rows[:size], str(rows[size - 1].seq) if len(rows) > size else ""
+
+    def sweep_blobs(self, min_age_seconds: float) -> int:
+        """Remove what interrupted or crashed uploads left: partial writes, and blobs no record
+        points to (a crash between the blob write and the record insert), once older than
+        ``min_age_seconds`` so that uploads in progress are spared. A job run, audited."""
+        removed = self.blobs.remove_partials(min_age_seconds)
+        cutoff = self.clock.now() - min_age_seconds
+        batch: list[str] = []
+
+        def flush() -> int:
+            orphans = set(batch) - self.store.referenced_blobs(batch)
+            for ref in orphans:
+                self.blobs.delete(ref)
+            batch.clear()
+            return len(orphans)
+
+        for ref in self.blobs.list_refs():
+            born = record_id_time(ref.split(".v")[0])
+            if born is not None and born <= cutoff:
+                batch.append(ref)
+                if len(batch) >= 500:
+                    removed += flush()
+        removed += flush()
+        if removed:
+            self.store.append_audit(
+                AuditRow(
+                    at=self.clock.now(),
+                    principal="vault-service",
+                    action="job.blob_sweep",
+                    decision="allow",
+                    reason=f"{removed} partial or orphan blobs removed",
+                )
+            )
+        return removed
 
     def purge_erased(self, batch: int = 500) -> int:
         """Remove the record rows and blobs of erased subjects (already unreadable); returns the

@@ -5,6 +5,7 @@ independently of ``policy.decide`` (so the table checks the implementation, not 
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import time
 from collections import Counter
@@ -44,7 +45,7 @@ def expected(rpc: str, role: str, grant: str, restricted: bool) -> str:
     spec = POLICY.roles[role]
     if RPC_ACTIONS[rpc].value not in {a.value for a in spec.actions}:
         return "PERMISSION_DENIED"
-    if rpc == "GetRecord":
+    if rpc in ("GetRecord", "DownloadContent"):
         purpose = POLICY.purposes[READ_PURPOSE.get(role, "matching")]
         if purpose.name not in spec.purposes:
             return "PERMISSION_DENIED"
@@ -102,7 +103,7 @@ def test_authorization_table(server: Any) -> None:
     clients = {role: VaultClient(address, token(role)) for role in ROLES}
     setup = clients["application"]
     cases = list(itertools.product(sorted(RPC_ACTIONS), ROLES, GRANTS, RESTRICTED))
-    assert len(cases) == len(RPC_ACTIONS) * len(ROLES) * len(GRANTS) * len(RESTRICTED) == 720
+    assert len(cases) == len(RPC_ACTIONS) * len(ROLES) * len(GRANTS) * len(RESTRICTED) == 800
     wants = Counter(expected(*case) for case in cases)
     assert wants["OK"] > 50 and wants["PERMISSION_DENIED"] > 200 and wants["NOT_FOUND"] > 0
     assert expected("GetRecord", "application", "absent", True) == "PERMISSION_DENIED"
@@ -115,6 +116,9 @@ def test_authorization_table(server: Any) -> None:
     for n, (rpc, role, grant, restricted) in enumerate(cases):
         subject = f"subject-{n}"
         rid = setup.put_record(subject, "concern_text", {"text": "t", "budget": "1"}).record_id
+        photo_id = setup.put_record(
+            subject, "concern_photo", {"caption": "c"}, content=b"image"
+        ).record_id
         grant_id = "01a2013c-0000-7000-8000-000000000000"
         share_id = "01a2013c-0000-7000-8000-0000000000aa"
         if grant != "absent":
@@ -145,7 +149,7 @@ def test_authorization_table(server: Any) -> None:
             assert svc.set_restriction(_officer_call(), subject, True)
         c = clients[role]
         args = (subject, rid, role, grant_id, share_id, restricted)
-        got = _status(lambda: _invoke(rpc, c, *args))  # noqa: B023
+        got = _status(lambda: _invoke(photo_id, rpc, c, *args))  # noqa: B023
         want = expected(rpc, role, grant, restricted)
         if got != want:
             mismatches.append((rpc, role, grant, restricted, got, want))
@@ -155,6 +159,7 @@ def test_authorization_table(server: Any) -> None:
 
 
 def _invoke(
+    photo_id: str,
     rpc: str,
     c: VaultClient,
     subject: str,
@@ -209,6 +214,12 @@ def _invoke(
         return c.list_shares(subject)
     if rpc == "ListReceivedShares":
         return c.received_shares()
+    if rpc == "UploadRecord":
+        return c.upload_record(
+            io.BytesIO(b"scan"), subject_id=subject, category="concern_photo", fields={"caption": "c"}
+        )
+    if rpc == "DownloadContent":
+        return c.download_content(photo_id, READ_PURPOSE.get(role, "matching"))
     raise AssertionError(f"no call for {rpc}: add it here")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,30 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecordStor
     s.close()
 
 
-@pytest.fixture(params=["filesystem"])
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[Any]:
+    from tests.support.moto_server import MotoServer
+
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["filesystem", "s3"])
 def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    return FilesystemBlobStore(tmp_path / "blobs")
+    if request.param == "filesystem":
+        return FilesystemBlobStore(tmp_path / "blobs")
+    from tests.support.moto_server import CREDENTIALS
+    from vault_service.storage.s3 import S3BlobStore
+
+    server = request.getfixturevalue("moto_s3")
+    server.reset()
+    store = S3BlobStore(
+        "vault-blobs",
+        prefix="blobs/",
+        endpoint_url=server.url,
+        env=CREDENTIALS,
+        part_size=5 * 1024 * 1024,
+    )
+    store.client.create_bucket(Bucket="vault-blobs")
+    return store

@@ -527,6 +527,76 @@ def cmd_event_record(args: argparse.Namespace, env: Mapping[str, str], out: _Out
     return 0
 
 
+# large objects ------------------------------------------------------------------------------------
+def _bytes_bar(done: int, total: int | None) -> None:
+    if total:
+        width = 40
+        filled = width * done // total
+        sys.stderr.write(
+            f"\r[{'#' * filled}{' ' * (width - filled)}] {done / 1048576:.1f}/{total / 1048576:.1f} MiB"
+        )
+    else:
+        sys.stderr.write(f"\r{done / 1048576:.1f} MiB")
+    sys.stderr.flush()
+
+
+def cmd_record_upload(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    show = sys.stderr.isatty() and not out.as_json
+    with _client(args, env) as client:
+        result = client.upload_record(
+            args.file,
+            subject_id=args.subject or "",
+            category=args.category or "",
+            fields=_fields(args.field),
+            content_type=args.content_type,
+            idempotency_key=args.idempotency_key,
+            record_id=args.record_id or "",
+            expected_version=args.expected_version,
+            progress=_bytes_bar if show else None,
+        )
+    if show:
+        sys.stderr.write("\n")
+    out.emit(
+        {"record_id": result.record_id, "version": result.version},
+        f"uploaded {args.file} as record {result.record_id} (version {result.version})",
+    )
+    return 0
+
+
+def cmd_record_download(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    show = sys.stderr.isatty() and not out.as_json
+    with _client(args, env) as client:
+        total = None
+        if show:
+            total = client.get_record(args.id, args.purpose, fields=["content"]).info.content_length
+        written = client.download_to(
+            args.out, args.id, args.purpose, progress=_bytes_bar if show else None, total=total
+        )
+    if show:
+        sys.stderr.write("\n")
+    out.emit(
+        {"record_id": args.id, "bytes": written, "file": args.out},
+        f"downloaded {written} bytes to {args.out}",
+    )
+    return 0
+
+
+def cmd_blobs_sweep(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    config = _config(args, env)
+    assembly = _assembly(config, env)
+    try:
+        age = (
+            args.min_age_seconds
+            if args.min_age_seconds is not None
+            else config.storage.partial_upload_max_age_seconds
+        )
+        removed = assembly.service.sweep_blobs(age)
+    finally:
+        assembly.store.close()
+    out.emit({"removed": removed}, f"removed {removed} partial or orphan blobs")
+    return 0
+
+
 # serve --------------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
     import logging
@@ -776,10 +846,35 @@ def _add_shares(sub: Any) -> None:
     rec.set_defaults(fn=cmd_event_record)
 
 
+def _add_blobs(sub: Any) -> None:
+    """vaultctl blobs ..."""
+    blobs = sub.add_parser("blobs", help="blob storage").add_subparsers(dest="blobs_cmd", required=True)
+    sweep = blobs.add_parser("sweep", help="remove partial uploads and orphan blobs")
+    sweep.add_argument("--min-age-seconds", type=float, default=None)
+    sweep.set_defaults(fn=cmd_blobs_sweep)
+
+
 def _add_record(sub: Any) -> None:
     """vaultctl record ... (smoke tests against a running server)"""
-    rec = sub.add_parser("record", help="smoke-test calls against a running server")
+    rec = sub.add_parser("record", help="record calls against a running server")
     rec_sub = rec.add_subparsers(dest="record_cmd", required=True)
+    up = rec_sub.add_parser("upload", help="stream a file as a record's content (progress bar)")
+    _client_args(up)
+    up.add_argument("--file", required=True)
+    up.add_argument("--subject", help="for a new record")
+    up.add_argument("--category", help="for a new record")
+    up.add_argument("--record-id", help="upload a new version of this record instead")
+    up.add_argument("--expected-version", type=int, default=0)
+    up.add_argument("--field", action="append", default=[], metavar="NAME=VALUE")
+    up.add_argument("--content-type", default="")
+    up.add_argument("--idempotency-key", default="")
+    up.set_defaults(fn=cmd_record_upload)
+    down = rec_sub.add_parser("download", help="stream a record's content to a file")
+    _client_args(down)
+    down.add_argument("--id", required=True)
+    down.add_argument("--purpose", required=True)
+    down.add_argument("--out", required=True, help="written 0600, renamed into place when done")
+    down.set_defaults(fn=cmd_record_download)
     for name in ("put", "get"):
         r = rec_sub.add_parser(name)
         r.add_argument("--address", default="127.0.0.1:50051")
@@ -818,6 +913,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_consent(sub)
     _add_subject(sub)
     _add_shares(sub)
+    _add_blobs(sub)
     _add_record(sub)
     return p
 

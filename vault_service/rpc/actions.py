@@ -12,6 +12,9 @@ RPC_ACTIONS: dict[str, Action] = {
     "GetRecord": Action.RECORD_GET,
     "ListRecords": Action.RECORD_LIST,
     "UpdateRecord": Action.RECORD_UPDATE,
+    # an upload is a put, or an update when its header names a record (checked by the service)
+    "UploadRecord": Action.RECORD_PUT,
+    "DownloadContent": Action.RECORD_GET,
     "DeleteRecord": Action.RECORD_DELETE,
     "EraseSubject": Action.SUBJECT_ERASE,
     "QueryAudit": Action.AUDIT_QUERY,

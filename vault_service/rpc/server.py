@@ -40,7 +40,7 @@ from vault_service.rpc.auth import Authenticator, token_digest
 from vault_service.rpc.interceptor import VaultInterceptor
 from vault_service.rpc.servicer import VaultServicer
 from vault_service.service import Limits, VaultService
-from vault_service.storage import FilesystemBlobStore, SqliteRecordStore
+from vault_service.storage import BlobStore, FilesystemBlobStore, SqliteRecordStore
 
 log = logging.getLogger("vault_service.server")
 
@@ -95,6 +95,24 @@ def _server_credentials(config: Config) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([pair])
 
 
+def build_blob_store(config: Config, env: Mapping[str, str]) -> BlobStore:
+    """The configured blob store."""
+    st = config.storage
+    if st.blob_backend == "s3":
+        if not st.s3_bucket:
+            raise ConfigError('storage.s3_bucket: required with blob_backend = "s3"')
+        from vault_service.storage.s3 import S3BlobStore
+
+        return S3BlobStore(
+            st.s3_bucket,
+            prefix=st.s3_prefix,
+            endpoint_url=st.s3_endpoint_url or None,
+            region=st.s3_region,
+            env=env,
+        )
+    return FilesystemBlobStore(config.path(st.blob_dir))
+
+
 def load_policy_file(config: Config) -> Policy:
     """Read and validate the policy file named by the config."""
     try:
@@ -133,8 +151,8 @@ def build_service(config: Config, env: Mapping[str, str], clock: Clock | None = 
         config.path(config.storage.sqlite_path), synchronous=config.storage.sqlite_synchronous
     )
     store.migrate()
-    blobs = FilesystemBlobStore(config.path(config.storage.blob_dir))
-    blobs.remove_partials()
+    blobs = build_blob_store(config, env)
+    blobs.remove_partials(config.storage.partial_upload_max_age_seconds)
     provider = build_provider(config, env, clock)
     cache = SubjectKeyCache(
         CacheLimits(
@@ -144,7 +162,10 @@ def build_service(config: Config, env: Mapping[str, str], clock: Clock | None = 
         ),
         clock,
     )
-    limits = Limits(max_content_bytes=max(config.server.max_message_bytes - 64 * 1024, 0))
+    limits = Limits(
+        max_content_bytes=max(config.server.max_message_bytes - 64 * 1024, 0),
+        max_object_bytes=config.storage.max_object_bytes,
+    )
     service = VaultService(store, blobs, provider, policy, clock, limits, cache)
     checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
     return Assembly(service, store, checkpoints, dev_token)
@@ -172,7 +193,10 @@ class RunningServer:
         self._threads = [
             threading.Thread(
                 target=self._purge_loop,
-                args=(config.server.purge_interval_seconds,),
+                args=(
+                    config.server.purge_interval_seconds,
+                    config.storage.partial_upload_max_age_seconds,
+                ),
                 name="purge-erased",
                 daemon=True,
             ),
@@ -188,8 +212,15 @@ class RunningServer:
     def service(self) -> VaultService:
         return self.assembly.service
 
-    def _purge_loop(self, interval: float) -> None:
+    def _purge_loop(self, interval: float, blob_age: float) -> None:
+        last_blob_sweep = time.monotonic()
         while not self._stop.wait(interval):
+            if time.monotonic() - last_blob_sweep >= min(blob_age, 3600.0):
+                last_blob_sweep = time.monotonic()
+                try:
+                    self.service.sweep_blobs(blob_age)
+                except Exception:
+                    log.warning("blob sweep failed; will retry")
             try:
                 while self.service.purge_erased() > 0:
                     pass

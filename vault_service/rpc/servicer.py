@@ -10,9 +10,10 @@ from typing import Any
 
 from vault_service.api.v1 import vault_pb2 as pb
 from vault_service.api.v1 import vault_pb2_grpc as pb_grpc
+from vault_service.errors import InvalidArgument
 from vault_service.policy.model import Grant
 from vault_service.rpc.interceptor import current_call
-from vault_service.service import RecordView, VaultService
+from vault_service.service import ContentStream, RecordView, VaultService
 from vault_service.storage import AuditQuery, RecordMeta
 from vault_service.storage.shares import ShareRow
 
@@ -229,3 +230,42 @@ class VaultServicer(pb_grpc.VaultServicer):
     ) -> pb.ListSharesResponse:
         rows = self._svc.shares.received_shares(current_call.get())
         return pb.ListSharesResponse(shares=[_share(r) for r in rows])
+
+    def UploadRecord(
+        self, request_iterator: Iterator[pb.UploadChunk], context: Any
+    ) -> pb.PutRecordResponse:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidArgument("an upload starts with its header")
+        h = first.header
+
+        def pieces() -> Iterator[bytes]:
+            for chunk in request_iterator:
+                kind = chunk.WhichOneof("part")
+                if kind == "data":
+                    yield chunk.data
+                elif kind == "end":
+                    return
+                else:
+                    raise InvalidArgument("an upload has exactly one header")
+            raise InvalidArgument("the upload ended without its end marker: nothing was stored")
+
+        stream = ContentStream(pieces(), h.declared_size or None)
+        call = current_call.get()
+        if h.record_id:
+            record_id, version = self._svc.update_record(
+                call, h.record_id, dict(h.fields), h.content_type, stream, h.expected_version
+            )
+        else:
+            record_id, version = self._svc.put_record(
+                call, h.subject_id, h.category, dict(h.fields), h.content_type, stream, h.idempotency_key
+            )
+        return pb.PutRecordResponse(record_id=record_id, version=version)
+
+    def DownloadContent(
+        self, request: pb.DownloadContentRequest, context: Any
+    ) -> Iterator[pb.ContentPiece]:
+        for offset, data in self._svc.download_content(
+            current_call.get(), request.record_id, request.purpose, request.offset, request.length
+        ):
+            yield pb.ContentPiece(record_id=request.record_id, offset=offset, data=data)

@@ -48,6 +48,11 @@ class BlobStore(abc.ABC):
     def list_refs(self) -> Iterator[str]:
         """Every stored blob ref (for orphan sweeps)."""
 
+    @abc.abstractmethod
+    def remove_partials(self, older_than_seconds: float = 0.0) -> int:
+        """Remove what interrupted writes left behind (never visible as blobs); returns how
+        many."""
+
     def get(self, ref: str) -> bytes:
         """The whole blob (small blobs only)."""
         reader = self.open(ref)

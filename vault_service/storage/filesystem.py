@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,13 @@ from vault_service.storage.blobs import BlobReader, BlobStore
 
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _TMP = ".partial"
+
+
+def valid_ref(ref: str) -> str:
+    """``ref`` if it is a safe blob name (no paths, no dot files); ValueError otherwise."""
+    if not _REF.match(ref):
+        raise ValueError("invalid blob ref")
+    return ref
 
 
 def _fsync_dir(path: Path) -> None:
@@ -55,9 +63,7 @@ class FilesystemBlobStore(BlobStore):
         return f"FilesystemBlobStore({str(self._root)!r})"
 
     def _path(self, ref: str) -> Path:
-        if not _REF.match(ref):
-            raise ValueError("invalid blob ref")
-        return self._root / ref[:2] / ref
+        return self._root / valid_ref(ref)[:2] / ref
 
     def put(self, ref: str, pieces: Iterable[bytes]) -> int:
         final = self._path(ref)
@@ -112,11 +118,14 @@ class FilesystemBlobStore(BlobStore):
             for f in sorted(sub.iterdir()):
                 yield f.name
 
-    def remove_partials(self) -> int:
-        """Delete temp files left by interrupted writes; returns how many."""
+    def remove_partials(self, older_than_seconds: float = 0.0) -> int:
+        """Delete temp files left by interrupted writes (older than the given age, so uploads in
+        progress are spared); returns how many."""
+        cutoff = time.time() - older_than_seconds
         count = 0
         for f in self._tmp.iterdir():
             with contextlib.suppress(FileNotFoundError):
-                f.unlink()
-                count += 1
+                if f.stat().st_mtime <= cutoff:
+                    f.unlink()
+                    count += 1
         return count

@@ -234,6 +234,10 @@ class RecordStore(abc.ABC):
         and payloads. Raises FailedPrecondition if the record changed since ``expected_version``."""
 
     @abc.abstractmethod
+    def referenced_blobs(self, refs: Sequence[str]) -> set[str]:
+        """Which of ``refs`` a record (any version) still points to."""
+
+    @abc.abstractmethod
     def delete_record(self, record_id: str, audit: AuditRow | None) -> ShreddedRecord | None:
         """Crypto-shred: delete the data keys, payloads and row; None if it did not exist."""
 

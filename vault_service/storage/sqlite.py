@@ -759,6 +759,20 @@ class SqliteRecordStore(RecordStore):
             self._insert_audit(conn, audit)
         return ShreddedRecord(new.record_id, (old[0],) if old[0] else ())
 
+    def referenced_blobs(self, refs: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self._read() as conn:
+            for i in range(0, len(refs), 500):
+                part = list(refs[i : i + 500])
+                marks = ",".join("?" * len(part))
+                found |= {
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT blob_ref FROM records WHERE blob_ref IN ({marks})", part
+                    )
+                }
+        return found
+
     def delete_record(self, record_id: str, audit: AuditRow | None) -> ShreddedRecord | None:
         with self._write() as conn:
             row = conn.execute(

@@ -55,6 +55,16 @@ class VaultStub:
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.UpdateRecordRequest.SerializeToString,
                 response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.UpdateRecordResponse.FromString,
                 _registered_method=True)
+        self.UploadRecord = channel.stream_unary(
+                '/vault.v1.Vault/UploadRecord',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.UploadChunk.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.PutRecordResponse.FromString,
+                _registered_method=True)
+        self.DownloadContent = channel.unary_stream(
+                '/vault.v1.Vault/DownloadContent',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.DownloadContentRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ContentPiece.FromString,
+                _registered_method=True)
         self.DeleteRecord = channel.unary_unary(
                 '/vault.v1.Vault/DeleteRecord',
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.DeleteRecordRequest.SerializeToString,
@@ -154,6 +164,21 @@ class VaultServicer:
 
     def UpdateRecord(self, request, context):
         """Correct a record: writes a new complete version and destroys the previous version's key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadRecord(self, request_iterator, context):
+        """Upload a record with a large content object: a header, data pieces, then an end marker.
+        The content is encrypted on the fly; nothing is visible until the end marker arrived.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadContent(self, request, context):
+        """Download a record's content, or a byte range of it, decrypting only the chunks needed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -279,6 +304,16 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.UpdateRecord,
                     request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.UpdateRecordRequest.FromString,
                     response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.UpdateRecordResponse.SerializeToString,
+            ),
+            'UploadRecord': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadRecord,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.UploadChunk.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.PutRecordResponse.SerializeToString,
+            ),
+            'DownloadContent': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadContent,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.DownloadContentRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ContentPiece.SerializeToString,
             ),
             'DeleteRecord': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteRecord,
@@ -460,6 +495,60 @@ class Vault:
             '/vault.v1.Vault/UpdateRecord',
             vault__service_dot_api_dot_v1_dot_vault__pb2.UpdateRecordRequest.SerializeToString,
             vault__service_dot_api_dot_v1_dot_vault__pb2.UpdateRecordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadRecord(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/vault.v1.Vault/UploadRecord',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.UploadChunk.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.PutRecordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadContent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vault.v1.Vault/DownloadContent',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.DownloadContentRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ContentPiece.FromString,
             options,
             channel_credentials,
             insecure,

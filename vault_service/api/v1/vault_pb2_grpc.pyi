@@ -47,6 +47,12 @@ class VaultStub:
     """List a subject's records: metadata only, paginated."""
     UpdateRecord: _grpc.UnaryUnaryMultiCallable[_vault_pb2.UpdateRecordRequest, _vault_pb2.UpdateRecordResponse]
     """Correct a record: writes a new complete version and destroys the previous version's key."""
+    UploadRecord: _grpc.StreamUnaryMultiCallable[_vault_pb2.UploadChunk, _vault_pb2.PutRecordResponse]
+    """Upload a record with a large content object: a header, data pieces, then an end marker.
+    The content is encrypted on the fly; nothing is visible until the end marker arrived.
+    """
+    DownloadContent: _grpc.UnaryStreamMultiCallable[_vault_pb2.DownloadContentRequest, _vault_pb2.ContentPiece]
+    """Download a record's content, or a byte range of it, decrypting only the chunks needed."""
     DeleteRecord: _grpc.UnaryUnaryMultiCallable[_vault_pb2.DeleteRecordRequest, _vault_pb2.DeleteRecordResponse]
     """Crypto-shred one record (all versions)."""
     EraseSubject: _grpc.UnaryUnaryMultiCallable[_vault_pb2.EraseSubjectRequest, _vault_pb2.EraseSubjectResponse]
@@ -89,6 +95,12 @@ class VaultAsyncStub(VaultStub):
     """List a subject's records: metadata only, paginated."""
     UpdateRecord: _aio.UnaryUnaryMultiCallable[_vault_pb2.UpdateRecordRequest, _vault_pb2.UpdateRecordResponse]  # type: ignore[assignment]
     """Correct a record: writes a new complete version and destroys the previous version's key."""
+    UploadRecord: _aio.StreamUnaryMultiCallable[_vault_pb2.UploadChunk, _vault_pb2.PutRecordResponse]  # type: ignore[assignment]
+    """Upload a record with a large content object: a header, data pieces, then an end marker.
+    The content is encrypted on the fly; nothing is visible until the end marker arrived.
+    """
+    DownloadContent: _aio.UnaryStreamMultiCallable[_vault_pb2.DownloadContentRequest, _vault_pb2.ContentPiece]  # type: ignore[assignment]
+    """Download a record's content, or a byte range of it, decrypting only the chunks needed."""
     DeleteRecord: _aio.UnaryUnaryMultiCallable[_vault_pb2.DeleteRecordRequest, _vault_pb2.DeleteRecordResponse]  # type: ignore[assignment]
     """Crypto-shred one record (all versions)."""
     EraseSubject: _aio.UnaryUnaryMultiCallable[_vault_pb2.EraseSubjectRequest, _vault_pb2.EraseSubjectResponse]  # type: ignore[assignment]
@@ -152,6 +164,24 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_vault_pb2.UpdateRecordResponse, _abc.Awaitable[_vault_pb2.UpdateRecordResponse]]:
         """Correct a record: writes a new complete version and destroys the previous version's key."""
+
+    @_abc_1.abstractmethod
+    def UploadRecord(
+        self,
+        request_iterator: _MaybeAsyncIterator[_vault_pb2.UploadChunk],
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.PutRecordResponse, _abc.Awaitable[_vault_pb2.PutRecordResponse]]:
+        """Upload a record with a large content object: a header, data pieces, then an end marker.
+        The content is encrypted on the fly; nothing is visible until the end marker arrived.
+        """
+
+    @_abc_1.abstractmethod
+    def DownloadContent(
+        self,
+        request: _vault_pb2.DownloadContentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_vault_pb2.ContentPiece], _abc.AsyncIterator[_vault_pb2.ContentPiece]]:
+        """Download a record's content, or a byte range of it, decrypting only the chunks needed."""
 
     @_abc_1.abstractmethod
     def DeleteRecord(
