@@ -327,21 +327,49 @@ class ChunkedReader:
             raise IntegrityError()
         return self._cipher.open(index, encrypted, final)
 
+    #: full chunks fetched from the source per read (about 1 MiB): one read, not one per chunk
+    BATCH = 64
+
     def iter_range(self, offset: int, length: int) -> Iterator[bytes]:
-        """Yield the plaintext of ``[offset, offset + length)`` chunk by chunk (clamped to the end)."""
+        """Yield the plaintext of ``[offset, offset + length)`` chunk by chunk (clamped to the end).
+
+        Ciphertext is fetched in batches of up to :attr:`BATCH` consecutive chunks with one read
+        of the source; only chunks the range covers are fetched and decrypted."""
         if offset < 0 or length < 0:
             raise ValueError("offset and length must be non-negative")
         end = min(offset + length, self.length)
         if offset >= end:
             return
-        for index in range(offset // CHUNK_SIZE, (end - 1) // CHUNK_SIZE + 1):
+        first, last = offset // CHUNK_SIZE, (end - 1) // CHUNK_SIZE
+        index = first
+        while index <= last:
             if index == self._final_index:
-                plaintext = self._final_plaintext
+                chunks = [self._final_plaintext]
             else:
-                plaintext = self._open_chunk(index)
-                self.chunks_opened += 1
-            base = index * CHUNK_SIZE
-            yield plaintext[max(offset - base, 0) : end - base]
+                stop = min(last, self._final_index - 1, index + self.BATCH - 1)
+                want = (stop - index + 1) * ENCRYPTED_CHUNK_SIZE
+                data = self._source.read_at(HEADER_SIZE + index * ENCRYPTED_CHUNK_SIZE, want)
+                if len(data) != want:
+                    raise IntegrityError()
+                view = memoryview(data)
+                chunks = [
+                    self._cipher.open(
+                        i,
+                        view[
+                            (i - index) * ENCRYPTED_CHUNK_SIZE : (i - index + 1) * ENCRYPTED_CHUNK_SIZE
+                        ],
+                        False,
+                    )
+                    for i in range(index, stop + 1)
+                ]
+                self.chunks_opened += len(chunks)
+            for plaintext in chunks:
+                base = index * CHUNK_SIZE
+                if offset <= base and base + len(plaintext) <= end:
+                    yield plaintext  # a whole chunk: no copy
+                else:
+                    yield plaintext[max(offset - base, 0) : end - base]
+                index += 1
 
     def read(self, offset: int, length: int) -> bytes:
         """The plaintext of ``[offset, offset + length)`` (clamped to the message end)."""

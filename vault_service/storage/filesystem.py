@@ -11,9 +11,11 @@ import contextlib
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from queue import Queue
 
 from vault_service.errors import Unavailable
 from vault_service.storage.blobs import BlobReader, BlobStore
@@ -74,12 +76,7 @@ class FilesystemBlobStore(BlobStore):
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                for piece in pieces:
-                    view = memoryview(piece)
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
-                        total += written
+                total = self._write_overlapped(fd, pieces)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -93,6 +90,42 @@ class FilesystemBlobStore(BlobStore):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+        return total
+
+    @staticmethod
+    def _write_overlapped(fd: int, pieces: Iterable[bytes]) -> int:
+        """Write ``pieces`` while the next ones are being produced: a writer thread drains a
+        small bounded queue (os.write releases the GIL, so disk and the producer - gRPC receive
+        and encryption - overlap). Memory stays bounded by the queue. Errors on either side
+        stop both and are raised here."""
+        queue: Queue[bytes | None] = Queue(maxsize=4)
+        failure: list[BaseException] = []
+
+        def writer() -> None:
+            try:
+                while (piece := queue.get()) is not None:
+                    view = memoryview(piece)
+                    while view:
+                        view = view[os.write(fd, view) :]
+            except BaseException as exc:  # handed to the producer side
+                failure.append(exc)
+                while queue.get() is not None:  # keep draining so the producer never blocks
+                    pass
+
+        thread = threading.Thread(target=writer, name="blob-writer", daemon=True)
+        thread.start()
+        total = 0
+        try:
+            for piece in pieces:
+                if failure:
+                    break
+                queue.put(piece)
+                total += len(piece)
+        finally:
+            queue.put(None)
+            thread.join()
+        if failure:
+            raise failure[0]
         return total
 
     def open(self, ref: str) -> BlobReader:
