@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.conftest import TOKENS, write_config
+from tests.support.serve import start_serving, stop_serving
 
 VAULTCTL = [sys.executable, "-m", "vault_service.cli.main"]
 
@@ -67,18 +66,8 @@ def test_sealed_keyring_needs_its_passphrase(tmp_path: Path) -> None:
 def test_serve_put_get_and_sigterm(tmp_path: Path) -> None:
     write_config(tmp_path)
     assert not (tmp_path / "logs").exists()  # serve creates its log and data directories
-    proc = subprocess.Popen(
-        [*VAULTCTL, "--config", str(tmp_path / "vault.toml"), "serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, address = start_serving(tmp_path / "vault.toml")
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        assert m, line
-        address = f"127.0.0.1:{m.group(1)}"
         env = {"VAULT_SERVICE_TOKEN": TOKENS["app"]}
         r = run(
             tmp_path,
@@ -130,8 +119,7 @@ def test_serve_put_get_and_sigterm(tmp_path: Path) -> None:
         r = run(tmp_path, "--json", "keys", "status")
         assert json.loads(r.stdout)["versions"][0]["subject_keys"] == 1
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert stop_serving(proc) == 0
     log = (tmp_path / "logs" / "vault.log").read_text()
     assert "status=UNAUTHENTICATED" in log and "hello from the cli" not in log
 
@@ -245,17 +233,8 @@ def test_consent_restriction_and_export_cli(tmp_path: Path) -> None:
         policy.read_text() + '\n[principals.dpo]\nrole = "subject_rights_officer"\n'
         f'token_sha256 = "{digest}"\n'
     )
-    proc = subprocess.Popen(
-        [*VAULTCTL, "--config", str(tmp_path / "vault.toml"), "serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, address = start_serving(tmp_path / "vault.toml")
     try:
-        assert proc.stdout is not None
-        m = re.search(r"listening on (127\.0\.0\.1:\d+)", proc.stdout.readline())
-        assert m
-        address = m.group(1)
         app = {"VAULT_SERVICE_TOKEN": TOKENS["app"]}
         dpo = {"VAULT_SERVICE_TOKEN": "officer-token-0123456789"}
         (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8 jpeg bytes")
@@ -375,23 +354,13 @@ def test_consent_restriction_and_export_cli(tmp_path: Path) -> None:
             == 0
         )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert stop_serving(proc) == 0
 
 
 def test_share_cli(tmp_path: Path) -> None:
     write_config(tmp_path)
-    proc = subprocess.Popen(
-        [*VAULTCTL, "--config", str(tmp_path / "vault.toml"), "serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, address = start_serving(tmp_path / "vault.toml")
     try:
-        assert proc.stdout is not None
-        m = re.search(r"listening on (127\.0\.0\.1:\d+)", proc.stdout.readline())
-        assert m
-        address = m.group(1)
         app = {"VAULT_SERVICE_TOKEN": TOKENS["app"]}
         clinic = {"VAULT_SERVICE_TOKEN": TOKENS["clinic"]}
         (tmp_path / "p.jpg").write_bytes(b"\xff\xd8" + b"x" * 70000)
@@ -527,5 +496,4 @@ def test_share_cli(tmp_path: Path) -> None:
         r = run(tmp_path, "--json", "share", "read", "--address", address, share["share_id"], env=clinic)
         assert r.returncode == 1 and json.loads(r.stderr)["error"]["status"] == "PERMISSION_DENIED"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert stop_serving(proc) == 0

@@ -19,6 +19,7 @@ import grpc
 import pytest
 
 from tests.conftest import TOKENS, write_config
+from tests.support.serve import start_serving
 from vault_service.api.v1 import vault_pb2 as pb
 from vault_service.api.v1 import vault_pb2_grpc as pb_grpc
 from vault_service.client import VaultClient
@@ -340,17 +341,8 @@ def test_upload_download_cli_with_progress_bars(tmp_path: Path) -> None:
     from tests.e2e.test_cli import VAULTCTL, run
 
     write_config(tmp_path)
-    proc = subprocess.Popen(
-        [*VAULTCTL, "--config", str(tmp_path / "vault.toml"), "serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, address = start_serving(tmp_path / "vault.toml")
     try:
-        assert proc.stdout is not None
-        m = re.search(r"listening on (127\.0\.0\.1:\d+)", proc.stdout.readline())
-        assert m
-        address = m.group(1)
         src = tmp_path / "scan.dcm"
         src.write_bytes(os.urandom(3 * 1024 * 1024 + 11))
         env = {**os.environ, "VAULT_SERVICE_TOKEN": TOKENS["app"]}

@@ -3,10 +3,6 @@ other, even though the other holds the subject key in its warm cache."""
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,32 +10,19 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TOKENS, write_config
+from tests.support.serve import start_serving, stop_serving
 from vault_service.client import VaultClient
 from vault_service.errors import NotFound
-
-
-def _serve(config: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vault_service.cli.main", "--config", str(config), "serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    m = re.search(r"listening on (127\.0\.0\.1:\d+)", proc.stdout.readline())
-    assert m, proc.stderr.read() if proc.stderr else ""
-    return proc, m.group(1)
 
 
 @pytest.fixture
 def two_servers(tmp_path: Path) -> Iterator[tuple[str, str]]:
     config = write_config(tmp_path, keys__cache_max_age_seconds="3600.0")
-    a, addr_a = _serve(config)
-    b, addr_b = _serve(config)
+    a, addr_a = start_serving(config)
+    b, addr_b = start_serving(config)
     yield addr_a, addr_b
     for proc in (a, b):
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert stop_serving(proc) == 0
 
 
 def test_erasure_on_one_process_is_seen_by_the_other_at_once(two_servers: tuple[str, str]) -> None:

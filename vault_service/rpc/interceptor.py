@@ -83,21 +83,27 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             response_serializer=handler.response_serializer,
         )
 
+    def _enter(
+        self, context: grpc.ServicerContext, method: str, ids: list[str]
+    ) -> contextvars.Token[CallContext]:
+        """Per call, before the handler: a correlation id (into ``ids`` at once, so that even an
+        authentication failure carries it), authentication, the declared action, and the call
+        context for the handler."""
+        ids[0] = new_correlation_id()
+        context.set_trailing_metadata((("x-correlation-id", ids[0]),))
+        principal = self._auth.authenticate(context.invocation_metadata(), context.auth_context())
+        if action_of(method) is None:  # every RPC must declare its action
+            raise PermissionDenied()
+        return current_call.set(CallContext(principal, ids[0]))
+
     def _wrap_unary(self, fn: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
         def call(request: Any, context: grpc.ServicerContext) -> Any:
-            correlation_id, token = "-", None
+            ids, token = ["-"], None
             try:
-                correlation_id = new_correlation_id()
-                context.set_trailing_metadata((("x-correlation-id", correlation_id),))
-                principal = self._auth.authenticate(
-                    context.invocation_metadata(), context.auth_context()
-                )
-                if action_of(method) is None:  # every RPC must declare its action
-                    raise PermissionDenied()
-                token = current_call.set(CallContext(principal, correlation_id))
+                token = self._enter(context, method, ids)
                 return fn(request, context)
             except Exception as exc:  # mapped, never leaked
-                _abort(context, exc, correlation_id, method)
+                _abort(context, exc, ids[0], method)
             finally:
                 if token is not None:
                     current_call.reset(token)
@@ -109,19 +115,12 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self, fn: Callable[[Any, Any], Iterator[Any]], method: str
     ) -> Callable[[Any, Any], Iterator[Any]]:
         def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            correlation_id, token = "-", None
+            ids, token = ["-"], None
             try:
-                correlation_id = new_correlation_id()
-                context.set_trailing_metadata((("x-correlation-id", correlation_id),))
-                principal = self._auth.authenticate(
-                    context.invocation_metadata(), context.auth_context()
-                )
-                if action_of(method) is None:  # every RPC must declare its action
-                    raise PermissionDenied()
-                token = current_call.set(CallContext(principal, correlation_id))
+                token = self._enter(context, method, ids)
                 yield from fn(request, context)
-            except Exception as exc:
-                _abort(context, exc, correlation_id, method)
+            except Exception as exc:  # mapped, never leaked
+                _abort(context, exc, ids[0], method)
             finally:
                 if token is not None:
                     current_call.reset(token)
