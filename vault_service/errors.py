@@ -83,6 +83,16 @@ class FailedPrecondition(VaultError):
     default_message = "failed precondition"
 
 
+class LegalHoldActive(FailedPrecondition):
+    """A legal hold blocks this deletion; when asked for by a caller, it was recorded and will be
+    carried out when the hold is released."""
+
+    default_message = (
+        "a legal hold blocks this deletion; it is recorded and will be carried "
+        "out when the hold is released"
+    )
+
+
 class Unavailable(VaultError):
     """A dependency (key provider, database, audit sink) is down. Nothing was written; retry."""
 

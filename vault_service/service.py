@@ -45,17 +45,19 @@ from vault_service.errors import (
     FailedPrecondition,
     IntegrityError,
     InvalidArgument,
+    LegalHoldActive,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
 )
+from vault_service.faults import fault_point
 from vault_service.ids import is_record_id, new_record_id, record_id_time
 from vault_service.key_providers.base import KeyProvider, WrappedKey
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.policy import AccessRequest, Action, Category, Policy, Principal, decide
 from vault_service.policy.decide import Decision, needs_subject_state
 from vault_service.policy.deidentify import scrub_text
-from vault_service.policy.model import CONTENT_FIELD, Grant
+from vault_service.policy.model import CONTENT_FIELD, Grant, RetentionRule
 from vault_service.shares import ShareOperations
 from vault_service.storage import (
     AuditQuery,
@@ -69,6 +71,7 @@ from vault_service.storage import (
     StoredRecord,
     SubjectState,
 )
+from vault_service.storage.shares import HoldRow, PendingDeletion
 
 log = logging.getLogger("vault_service.service")
 T = TypeVar("T")
@@ -473,7 +476,40 @@ class VaultService:
         if include_content and fields is not None:
             wanted = fields | {CONTENT_FIELD}
         decision = self._authorize_read(call, Action.RECORD_GET, purpose, stored, wanted)
-        return self._release(call, Action.RECORD_GET, purpose, stored, decision, include_content)
+        view = self._release(call, Action.RECORD_GET, purpose, stored, decision, include_content)
+        if self.policy.categories[stored.meta.category].retention.kind == "read_once":
+            self._destroy_after_read(call, stored)
+        return view
+
+    def _destroy_after_read(self, call: CallContext, stored: StoredRecord) -> None:
+        """Read-once: destroyed in the operation that released it (before the response leaves;
+        if it cannot be destroyed the call fails and nothing is returned). Under a legal hold
+        the destruction is recorded for the hold's release."""
+        meta = stored.meta
+        deferred = PendingDeletion(
+            new_record_id(self.clock.now()),
+            "record",
+            meta.subject_ref,
+            meta.record_id,
+            call.principal.name,
+            self.clock.now(),
+        )
+        try:
+            shredded = self.store.delete_record(
+                meta.record_id,
+                self._audit(
+                    call,
+                    Action.RECORD_DELETE,
+                    "allow",
+                    "read-once: destroyed",
+                    ref=meta.subject_ref,
+                    record_id=meta.record_id,
+                ),
+                deferred,
+            )
+        except LegalHoldActive:
+            return
+        self._remove_blobs(shredded)
 
     def _check_purpose(self, purpose: str) -> None:
         if not purpose:
@@ -753,12 +789,26 @@ class VaultService:
         return record_id, new.version
 
     def delete_record(self, call: CallContext, record_id: str) -> None:
-        """Crypto-shred a record (every version): keys, payloads, row, then blobs."""
+        """Crypto-shred a record (every version): keys, payloads, row, then blobs. Under a legal
+        hold the deletion is recorded, carried out at the hold's release, and the caller gets
+        FAILED_PRECONDITION."""
         self._check_record_id(record_id)
         self._authorize(call, self._request(call, Action.RECORD_DELETE), record_id=record_id)
+        meta = self.store.get_meta(record_id)
+        deferred = None
+        if meta is not None:
+            deferred = PendingDeletion(
+                new_record_id(self.clock.now()),
+                "record",
+                meta.subject_ref,
+                record_id,
+                call.principal.name,
+                self.clock.now(),
+            )
         shredded = self.store.delete_record(
             record_id,
             self._audit(call, Action.RECORD_DELETE, "allow", "shredded", record_id=record_id),
+            deferred,
         )
         if shredded is None:
             raise NotFound()
@@ -769,10 +819,14 @@ class VaultService:
         self._check_subject_id(subject_id)
         ref = self.subject_ref(subject_id)
         self._authorize(call, self._request(call, Action.SUBJECT_ERASE), ref=ref)
+        deferred = PendingDeletion(
+            new_record_id(self.clock.now()), "subject", ref, "", call.principal.name, self.clock.now()
+        )
         erased = self.store.erase_subject(
             ref,
             self.clock.now(),
             self._audit(call, Action.SUBJECT_ERASE, "allow", "subject key destroyed", ref=ref),
+            deferred,
         )
         self.cache.forget_subject(ref)
         return erased
@@ -919,6 +973,145 @@ class VaultService:
             if len(page) < 100:
                 return
             after = page[-1].record_id
+
+    # legal holds and retention -----------------------------------------------------------------
+    def place_hold(
+        self, call: CallContext, subject_id: str, reason: str, case_reference: str, record_id: str = ""
+    ) -> HoldRow:
+        """Block every deletion path for a subject (or one of its records) until released."""
+        self._check_subject_id(subject_id)
+        if not reason or len(reason) > 200 or not EVIDENCE.match(case_reference):
+            raise InvalidArgument("a hold needs a reason (<= 200 chars) and a case reference")
+        if record_id:
+            self._check_record_id(record_id)
+        ref = self.subject_ref(subject_id)
+        self._authorize(call, self._request(call, Action.HOLD_PLACE), ref=ref)
+        if record_id:
+            meta = self.store.get_meta(record_id)
+            if meta is None or meta.subject_ref != ref:
+                raise NotFound()
+        hold = HoldRow(
+            new_record_id(self.clock.now()),
+            ref,
+            record_id,
+            reason,
+            case_reference,
+            call.principal.name,
+            self.clock.now(),
+        )
+        self.store.place_hold(
+            hold,
+            self._audit(
+                call,
+                Action.HOLD_PLACE,
+                "allow",
+                f"hold {hold.hold_id}: {case_reference}",
+                ref=ref,
+                record_id=record_id,
+            ),
+        )
+        return hold
+
+    def list_holds(self, call: CallContext, subject_id: str) -> list[HoldRow]:
+        """A subject's holds, released ones included."""
+        self._check_subject_id(subject_id)
+        ref = self.subject_ref(subject_id)
+        self._authorize(call, self._request(call, Action.HOLD_LIST), ref=ref)
+        return self.store.list_holds(ref)
+
+    def release_hold(self, call: CallContext, hold_id: str) -> tuple[HoldRow, int]:
+        """Release a hold, then carry out the deletions asked for during it that no other
+        active hold still blocks. Returns the hold and how many deletions were carried out."""
+        if not is_record_id(hold_id):
+            raise InvalidArgument("hold_id is malformed")
+        self._authorize(call, self._request(call, Action.HOLD_RELEASE))
+        hold = self.store.release_hold(
+            hold_id,
+            self.clock.now(),
+            self._audit(call, Action.HOLD_RELEASE, "allow", f"hold {hold_id} released"),
+        )
+        if hold is None:
+            raise NotFound()
+        done = 0
+        for pending in self.store.pending_deletions(hold.subject_ref):
+            job = AuditRow(
+                at=self.clock.now(),
+                principal=pending.requested_by,
+                action="record.delete" if pending.kind == "record" else "subject.erase",
+                decision="allow",
+                reason=f"carried out at release of hold {hold_id}",
+                subject_pseudonym=self.pseudonym(hold.subject_ref),
+                record_id=pending.record_id,
+            )
+            try:
+                if pending.kind == "record":
+                    self._remove_blobs(self.store.delete_record(pending.record_id, job))
+                else:
+                    self.store.erase_subject(pending.subject_ref, self.clock.now(), job)
+                    self.cache.forget_subject(pending.subject_ref)
+            except LegalHoldActive:
+                continue  # another hold still applies: stays pending
+            self.store.drop_pending(pending.pending_id)
+            done += 1
+        return hold, done
+
+    def sweep_retention(self, batch: int = 200, dry_run: bool = False) -> list[tuple[str, str]]:
+        """Shred every record whose retention rule says it is due (server time), in batches;
+        returns [(record_id, rule)] shredded (or, with ``dry_run``, that would be). Idempotent
+        and safe with several processes sweeping at once: each deletion is its own transaction
+        and a record already gone is skipped. Held records are left for the hold's release."""
+        now = self.clock.now()
+        done: list[tuple[str, str]] = []
+        for category in self.policy.categories.values():
+            rule = category.retention
+            if rule.kind not in ("after_creation", "after_event"):
+                continue
+            after = ""
+            while True:
+                rows = self.store.due_records(
+                    category.name,
+                    now - rule.period if rule.kind == "after_creation" else None,
+                    rule.event,
+                    after,
+                    batch,
+                )
+                if not rows:
+                    break
+                after = rows[-1][0]
+                label = f"{rule.kind} {rule.event} {rule.period / 86400:g}d".replace("  ", " ")
+                for record_id, ref, event_at in rows:
+                    if rule.kind == "after_event" and not self._event_due(ref, rule, event_at, now):
+                        continue
+                    if dry_run:
+                        done.append((record_id, label))
+                        continue
+                    try:
+                        shredded = self.store.delete_record(
+                            record_id,
+                            AuditRow(
+                                at=now,
+                                principal="vault-service",
+                                action="job.retention",
+                                decision="allow",
+                                reason=f"retention {label}",
+                                subject_pseudonym=self.pseudonym(ref),
+                                record_id=record_id,
+                            ),
+                        )
+                    except LegalHoldActive:
+                        continue
+                    if shredded is not None:
+                        self._remove_blobs(shredded)
+                        done.append((record_id, label))
+                        fault_point("retention.after_delete")
+        return done
+
+    def _event_due(self, ref: bytes, rule: RetentionRule, event_at: float | None, now: float) -> bool:
+        try:
+            at = self.shares.event_time(ref, rule.event)
+        except IntegrityError:
+            return True  # an edited event must not keep data longer: due now
+        return at is not None and now >= at + rule.period
 
     def query_audit(
         self, call: CallContext, query: AuditQuery, page_size: int = 0, page_token: str = ""

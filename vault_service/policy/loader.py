@@ -14,12 +14,14 @@ from typing import Any
 from vault_service.errors import ConfigError
 from vault_service.policy.model import (
     CONTENT_FIELD,
+    UNTIL_ERASURE,
     Action,
     Category,
     Policy,
     Principal,
     PrincipalEntry,
     Purpose,
+    RetentionRule,
     Role,
 )
 
@@ -65,6 +67,37 @@ class _Ctx:
             raise self.fail(key, "names are lower-case letters, digits, '_', '-', '.'")
 
 
+def _retention(ctx: _Ctx, raw: Any, key: str) -> RetentionRule:
+    """``{ after = "creation", days = 1 }``, ``{ after = "event", event = "match_completed",
+    days = 180 }``, ``{ read_once = true }`` or absent (kept until erasure)."""
+    if raw is None:
+        return UNTIL_ERASURE
+    t = ctx.table(raw, key)
+    ctx.only(t, key, {"after", "days", "hours", "event", "read_once"})
+    if t.get("read_once") is True:
+        if len(t) != 1:
+            raise ctx.fail(key, "read_once takes no other setting")
+        return RetentionRule("read_once")
+    after = t.get("after")
+    if after not in ("creation", "event"):
+        raise ctx.fail(f"{key}.after", 'must be "creation" or "event" (or use read_once = true)')
+    days, hours = t.get("days", 0), t.get("hours", 0)
+    if (
+        not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in (days, hours))
+        or days + hours <= 0
+    ):
+        raise ctx.fail(key, "needs a positive days and/or hours")
+    period = float(days) * 86400 + float(hours) * 3600
+    if after == "event":
+        event = t.get("event")
+        if not isinstance(event, str) or not event:
+            raise ctx.fail(f"{key}.event", "the business event the period follows is required")
+        return RetentionRule("after_event", period, event)
+    if "event" in t:
+        raise ctx.fail(f"{key}.event", 'only with after = "event"')
+    return RetentionRule("after_creation", period)
+
+
 def load_policy(text: str, source: str = "<policy>") -> Policy:
     """Parse and validate; raises ConfigError with ``source: key: problem``."""
     ctx = _Ctx(source)
@@ -81,7 +114,7 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
         key = f"categories.{name}"
         ctx.name(name, key)
         t = ctx.table(raw, key)
-        ctx.only(t, key, {"fields", "content", "description", "identifiers"})
+        ctx.only(t, key, {"fields", "content", "description", "identifiers", "retention"})
         fields = ctx.names(t.get("fields", []), f"{key}.fields")
         for f in fields:
             ctx.name(f, f"{key}.fields")
@@ -97,7 +130,10 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
         identifiers = ctx.names(
             t.get("identifiers", []), f"{key}.identifiers", dict.fromkeys(fields), "field"
         )
-        categories[name] = Category(name, fields, content, str(t.get("description", "")), identifiers)
+        retention = _retention(ctx, t.get("retention"), f"{key}.retention")
+        categories[name] = Category(
+            name, fields, content, str(t.get("description", "")), identifiers, retention
+        )
     if not categories:
         raise ctx.fail("categories", "at least one category is required")
 

@@ -25,6 +25,9 @@ class Action(enum.Enum):
     CONSENT_GRANT = "consent.grant"
     CONSENT_REVOKE = "consent.revoke"
     CONSENT_LIST = "consent.list"
+    HOLD_PLACE = "hold.place"
+    HOLD_RELEASE = "hold.release"
+    HOLD_LIST = "hold.list"
     SHARE_CREATE = "share.create"
     SHARE_READ = "share.read"
     SHARE_REVOKE = "share.revoke"
@@ -43,6 +46,24 @@ READ_ACTIONS = frozenset({Action.RECORD_GET, Action.SUBJECT_EXPORT, Action.SHARE
 
 
 @dataclass(frozen=True)
+class RetentionRule:
+    """How long a category's records live.
+
+    kind "after_creation": shredded ``period`` seconds after the record was created;
+    kind "after_event": ``period`` seconds after the subject's business event ``event``;
+    kind "read_once": destroyed in the same operation that first releases it;
+    kind "until_erasure": kept until deleted or the subject is erased (the default).
+    """
+
+    kind: str
+    period: float = 0.0
+    event: str = ""
+
+
+UNTIL_ERASURE = RetentionRule("until_erasure")
+
+
+@dataclass(frozen=True)
 class Category:
     """A kind of record (concern_text, face_photo ...): its declared fields and whether it may
     carry a binary content object. With ``content`` the pseudo-field "content" is among
@@ -54,6 +75,7 @@ class Category:
     description: str = ""
     #: direct identifiers (e-mail, phone, name ...): never shown in a de-identified view
     identifiers: frozenset[str] = frozenset()
+    retention: RetentionRule = UNTIL_ERASURE
 
 
 @dataclass(frozen=True)

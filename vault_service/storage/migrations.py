@@ -112,4 +112,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " wrapped BLOB NOT NULL)",
         ],
     ),
+    (
+        6,
+        [
+            # Legal holds block every deletion path while active.
+            "CREATE TABLE legal_holds ("
+            " hold_id TEXT PRIMARY KEY, subject_ref BLOB NOT NULL REFERENCES subjects(subject_ref),"
+            " record_id TEXT, reason TEXT NOT NULL, case_reference TEXT NOT NULL,"
+            " created_by TEXT NOT NULL, created_at REAL NOT NULL, released_at REAL)",
+            "CREATE INDEX legal_holds_by_subject ON legal_holds(subject_ref)",
+            # Deletions asked for during a hold, carried out at its release.
+            "CREATE TABLE pending_deletions ("
+            " pending_id TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('record','subject')),"
+            " subject_ref BLOB NOT NULL, record_id TEXT NOT NULL, requested_by TEXT NOT NULL,"
+            " requested_at REAL NOT NULL)",
+            "CREATE INDEX pending_deletions_by_subject ON pending_deletions(subject_ref)",
+        ],
+    ),
 ]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from vault_service.audit.model import AuditEntry, AuditRow
 from vault_service.key_providers.base import WrappedKey
 from vault_service.policy.model import Grant
-from vault_service.storage.shares import EventRow, ShareRow
+from vault_service.storage.shares import EventRow, HoldRow, PendingDeletion, ShareRow
 
 
 class SubjectState(enum.Enum):
@@ -169,8 +169,16 @@ class RecordStore(abc.ABC):
         Raises FailedPrecondition if the subject was erased."""
 
     @abc.abstractmethod
-    def erase_subject(self, subject_ref: bytes, now: float, audit: AuditRow | None) -> bool:
-        """Destroy the subject key and mark the subject erased (O(1)); False if nothing to erase."""
+    def erase_subject(
+        self,
+        subject_ref: bytes,
+        now: float,
+        audit: AuditRow | None,
+        deferred: PendingDeletion | None = None,
+    ) -> bool:
+        """Destroy the subject key and mark the subject erased (O(1)); False if nothing to erase.
+        Under an active legal hold: records ``deferred`` (if given) and raises LegalHoldActive,
+        in one transaction that changes nothing else."""
 
     @abc.abstractmethod
     def purge_erased(self, limit: int) -> list[ShreddedRecord]:
@@ -238,8 +246,41 @@ class RecordStore(abc.ABC):
         """Which of ``refs`` a record (any version) still points to."""
 
     @abc.abstractmethod
-    def delete_record(self, record_id: str, audit: AuditRow | None) -> ShreddedRecord | None:
-        """Crypto-shred: delete the data keys, payloads and row; None if it did not exist."""
+    def delete_record(
+        self, record_id: str, audit: AuditRow | None, deferred: PendingDeletion | None = None
+    ) -> ShreddedRecord | None:
+        """Crypto-shred: delete the data keys, payloads and row; None if it did not exist. Under
+        an active legal hold (on the record or its subject): records ``deferred`` (if given) and
+        raises LegalHoldActive."""
+
+    # legal holds and retention -----------------------------------------------------------------
+    @abc.abstractmethod
+    def place_hold(self, hold: HoldRow, audit: AuditRow | None) -> None:
+        """Store a hold. FailedPrecondition if the subject is unknown or erased."""
+
+    @abc.abstractmethod
+    def release_hold(self, hold_id: str, now: float, audit: AuditRow | None) -> HoldRow | None:
+        """Release (idempotently); None if unknown."""
+
+    @abc.abstractmethod
+    def list_holds(self, subject_ref: bytes) -> list[HoldRow]:
+        """A subject's holds, released ones included."""
+
+    @abc.abstractmethod
+    def pending_deletions(self, subject_ref: bytes) -> list[PendingDeletion]:
+        """Deletions recorded during holds on this subject, oldest first."""
+
+    @abc.abstractmethod
+    def drop_pending(self, pending_id: str) -> None:
+        """Forget a pending deletion (after it was carried out, or found moot)."""
+
+    @abc.abstractmethod
+    def due_records(
+        self, category: str, created_before: float | None, event: str, after: str, limit: int
+    ) -> list[tuple[str, bytes, float | None]]:
+        """Live, unheld records of ``category`` that may be due: created before the given time,
+        or (with ``event``) whose subject recorded that event. Returns (record_id, subject_ref,
+        event time or None), ordered by id."""
 
     # shares and events -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -37,3 +37,29 @@ class EventRow:
     name: str
     at: float
     mac: bytes
+
+
+@dataclass(frozen=True)
+class HoldRow:
+    """A legal hold on a subject (``record_id`` empty) or on one record."""
+
+    hold_id: str
+    subject_ref: bytes
+    record_id: str
+    reason: str
+    case_reference: str
+    created_by: str
+    created_at: float
+    released_at: float | None = None
+
+
+@dataclass(frozen=True)
+class PendingDeletion:
+    """A deletion asked for during a hold, to be carried out at its release."""
+
+    pending_id: str
+    kind: str
+    subject_ref: bytes
+    record_id: str
+    requested_by: str
+    requested_at: float

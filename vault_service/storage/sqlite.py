@@ -14,12 +14,19 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from vault_service.audit.chain import GENESIS, entry_hash
 from vault_service.audit.model import AuditEntry, AuditRow
-from vault_service.errors import AlreadyExists, FailedPrecondition, Internal, Unavailable
+from vault_service.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    Internal,
+    LegalHoldActive,
+    Unavailable,
+)
 from vault_service.key_providers.base import WrappedKey
 from vault_service.policy.model import Grant
 from vault_service.storage.migrations import MIGRATIONS
@@ -34,7 +41,7 @@ from vault_service.storage.records import (
     StoredRecord,
     SubjectState,
 )
-from vault_service.storage.shares import EventRow, ShareRow
+from vault_service.storage.shares import EventRow, HoldRow, PendingDeletion, ShareRow
 
 _META_COLUMNS = (
     "r.record_id, r.subject_ref, r.category, r.version, r.content_type, r.content_length,"
@@ -491,17 +498,63 @@ class SqliteRecordStore(RecordStore):
             ).fetchone()
         return WrappedKey(key[0], bytes(key[1]))
 
-    def erase_subject(self, subject_ref: bytes, now: float, audit: AuditRow | None) -> bool:
+    _HELD = (
+        "SELECT 1 FROM legal_holds WHERE released_at IS NULL AND subject_ref = ?"
+        " AND (record_id IS NULL OR record_id = '' OR record_id = ?)"
+    )
+
+    def _defer_if_held(
+        self,
+        conn: sqlite3.Connection,
+        subject_ref: bytes,
+        record_id: str,
+        deferred: PendingDeletion | None,
+        audit: AuditRow | None,
+    ) -> bool:
+        """Inside a write transaction: True (after recording ``deferred``) if a hold applies."""
+        if conn.execute(self._HELD, (subject_ref, record_id)).fetchone() is None:
+            return False
+        if deferred is not None:
+            conn.execute(
+                "INSERT INTO pending_deletions VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    deferred.pending_id,
+                    deferred.kind,
+                    deferred.subject_ref,
+                    deferred.record_id,
+                    deferred.requested_by,
+                    deferred.requested_at,
+                ),
+            )
+            if audit is not None:
+                self._insert_audit(
+                    conn, replace(audit, decision="deferred", reason="legal hold: deletion recorded")
+                )
+        return True
+
+    def erase_subject(
+        self,
+        subject_ref: bytes,
+        now: float,
+        audit: AuditRow | None,
+        deferred: PendingDeletion | None = None,
+    ) -> bool:
+        held = False
         with self._write() as conn:
-            deleted = conn.execute(
-                "DELETE FROM subject_keys WHERE subject_ref = ?", (subject_ref,)
-            ).rowcount
-            flipped = conn.execute(
-                "UPDATE subjects SET state = 'erased', erased_at = ?, updated_at = ?"
-                " WHERE subject_ref = ? AND state != 'erased'",
-                (now, now, subject_ref),
-            ).rowcount
-            self._insert_audit(conn, audit)
+            if self._defer_if_held(conn, subject_ref, "", deferred, audit):
+                held = True
+            else:
+                deleted = conn.execute(
+                    "DELETE FROM subject_keys WHERE subject_ref = ?", (subject_ref,)
+                ).rowcount
+                flipped = conn.execute(
+                    "UPDATE subjects SET state = 'erased', erased_at = ?, updated_at = ?"
+                    " WHERE subject_ref = ? AND state != 'erased'",
+                    (now, now, subject_ref),
+                ).rowcount
+                self._insert_audit(conn, audit)
+        if held:
+            raise LegalHoldActive()
         return bool(deleted or flipped)
 
     def purge_erased(self, limit: int) -> list[ShreddedRecord]:
@@ -773,17 +826,117 @@ class SqliteRecordStore(RecordStore):
                 }
         return found
 
-    def delete_record(self, record_id: str, audit: AuditRow | None) -> ShreddedRecord | None:
+    def delete_record(
+        self, record_id: str, audit: AuditRow | None, deferred: PendingDeletion | None = None
+    ) -> ShreddedRecord | None:
+        held = False
         with self._write() as conn:
             row = conn.execute(
-                "SELECT blob_ref FROM records WHERE record_id = ?", (record_id,)
+                "SELECT blob_ref, subject_ref FROM records WHERE record_id = ?", (record_id,)
             ).fetchone()
             if row is None:
                 return None
-            conn.execute("DELETE FROM record_keys WHERE record_id = ?", (record_id,))
-            conn.execute("DELETE FROM records WHERE record_id = ?", (record_id,))
-            self._insert_audit(conn, audit)
+            if self._defer_if_held(conn, bytes(row[1]), record_id, deferred, audit):
+                held = True
+            else:
+                conn.execute("DELETE FROM record_keys WHERE record_id = ?", (record_id,))
+                conn.execute("DELETE FROM records WHERE record_id = ?", (record_id,))
+                self._insert_audit(conn, audit)
+        if held:
+            raise LegalHoldActive()
         return ShreddedRecord(record_id, (row[0],) if row[0] else ())
+
+    # legal holds and retention -----------------------------------------------------------------
+    def place_hold(self, hold: HoldRow, audit: AuditRow | None) -> None:
+        with self._write() as conn:
+            live = conn.execute(
+                "SELECT 1 FROM subjects WHERE subject_ref = ? AND state != 'erased'",
+                (hold.subject_ref,),
+            ).fetchone()
+            if live is None:
+                raise FailedPrecondition("no such subject (unknown or erased)")
+            conn.execute(
+                "INSERT INTO legal_holds VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    hold.hold_id,
+                    hold.subject_ref,
+                    hold.record_id,
+                    hold.reason,
+                    hold.case_reference,
+                    hold.created_by,
+                    hold.created_at,
+                ),
+            )
+            self._insert_audit(conn, audit)
+
+    _HOLD = (
+        "SELECT hold_id, subject_ref, record_id, reason, case_reference, created_by, created_at,"
+        " released_at FROM legal_holds"
+    )
+
+    @staticmethod
+    def _hold(r: Any) -> HoldRow:
+        return HoldRow(r[0], bytes(r[1]), r[2] or "", r[3], r[4], r[5], r[6], r[7])
+
+    def release_hold(self, hold_id: str, now: float, audit: AuditRow | None) -> HoldRow | None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE legal_holds SET released_at = COALESCE(released_at, ?) WHERE hold_id = ?",
+                (now, hold_id),
+            )
+            row = conn.execute(f"{self._HOLD} WHERE hold_id = ?", (hold_id,)).fetchone()
+            if row is None:
+                return None
+            self._insert_audit(conn, audit)
+        return self._hold(row)
+
+    def list_holds(self, subject_ref: bytes) -> list[HoldRow]:
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{self._HOLD} WHERE subject_ref = ? ORDER BY created_at, hold_id", (subject_ref,)
+            ).fetchall()
+        return [self._hold(r) for r in rows]
+
+    def pending_deletions(self, subject_ref: bytes) -> list[PendingDeletion]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT pending_id, kind, subject_ref, record_id, requested_by, requested_at"
+                " FROM pending_deletions WHERE subject_ref = ? ORDER BY requested_at, pending_id",
+                (subject_ref,),
+            ).fetchall()
+        return [PendingDeletion(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
+
+    def drop_pending(self, pending_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM pending_deletions WHERE pending_id = ?", (pending_id,))
+
+    def due_records(
+        self, category: str, created_before: float | None, event: str, after: str, limit: int
+    ) -> list[tuple[str, bytes, float | None]]:
+        unheld = (
+            " AND NOT EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL"
+            " AND h.subject_ref = r.subject_ref"
+            " AND (h.record_id IS NULL OR h.record_id = '' OR h.record_id = r.record_id))"
+        )
+        with self._read() as conn:
+            if event:
+                rows = conn.execute(
+                    "SELECT r.record_id, r.subject_ref, e.at FROM records r"
+                    " JOIN subjects s ON s.subject_ref = r.subject_ref AND s.state != 'erased'"
+                    " JOIN subject_events e ON e.subject_ref = r.subject_ref AND e.name = ?"
+                    f" WHERE r.category = ? AND r.record_id > ?{unheld}"
+                    " ORDER BY r.record_id LIMIT ?",
+                    (event, category, after, limit),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT r.record_id, r.subject_ref, NULL FROM records r"
+                    " JOIN subjects s ON s.subject_ref = r.subject_ref AND s.state != 'erased'"
+                    f" WHERE r.category = ? AND r.created_at <= ? AND r.record_id > ?{unheld}"
+                    " ORDER BY r.record_id LIMIT ?",
+                    (category, created_before, after, limit),
+                ).fetchall()
+        return [(r[0], bytes(r[1]), r[2]) for r in rows]
 
     def subject_keys_by_root_version(self) -> dict[str, int]:
         with self._read() as conn:
