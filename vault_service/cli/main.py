@@ -597,6 +597,47 @@ def cmd_blobs_sweep(args: argparse.Namespace, env: Mapping[str, str], out: _Out)
     return 0
 
 
+# retention and holds ------------------------------------------------------------------------------
+def cmd_retention_sweep(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    config = _config(args, env)
+    assembly = _assembly(config, env)
+    try:
+        done = assembly.service.sweep_retention(batch=args.batch_size, dry_run=args.dry_run)
+    finally:
+        assembly.store.close()
+    verb = "due" if args.dry_run else "shredded"
+    out.emit(
+        {"dry_run": args.dry_run, verb: [{"record_id": r, "rule": rule} for r, rule in done]},
+        "\n".join(f"{verb}: {r} ({rule})" for r, rule in done) or f"nothing {verb}",
+    )
+    return 0
+
+
+def cmd_hold(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    with _client(args, env) as client:
+        if args.hold_cmd == "place":
+            hold = client.place_hold(args.subject, args.reason, args.case, args.record or "")
+            out.emit(hold, f"hold {hold['hold_id']} placed")
+        elif args.hold_cmd == "release":
+            hold, done = client.release_hold(args.hold_id)
+            out.emit(
+                {**hold, "deletions_carried_out": done},
+                f"hold {hold['hold_id']} released; {done} deferred deletions carried out",
+            )
+        else:
+            holds = client.list_holds(args.subject)
+            out.emit(
+                {"holds": holds},
+                "\n".join(
+                    f"{h['hold_id']} {h['case_reference']} "
+                    f"{'released' if h['released_at'] else 'active'}"
+                    for h in holds
+                )
+                or "(none)",
+            )
+    return 0
+
+
 # serve --------------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
     import logging
@@ -854,6 +895,35 @@ def _add_blobs(sub: Any) -> None:
     sweep.set_defaults(fn=cmd_blobs_sweep)
 
 
+def _add_lifecycle(sub: Any) -> None:
+    """vaultctl retention ... and vaultctl hold ..."""
+    retention = sub.add_parser("retention", help="retention rules").add_subparsers(
+        dest="retention_cmd", required=True
+    )
+    sweep = retention.add_parser("sweep", help="shred every record its retention rule says is due")
+    sweep.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    sweep.add_argument("--batch-size", type=int, default=200)
+    sweep.set_defaults(fn=cmd_retention_sweep)
+    hold = sub.add_parser("hold", help="legal holds (over gRPC)").add_subparsers(
+        dest="hold_cmd", required=True
+    )
+    place = hold.add_parser("place")
+    _client_args(place)
+    place.add_argument("--subject", required=True)
+    place.add_argument("--record", help="one record only")
+    place.add_argument("--reason", required=True)
+    place.add_argument("--case", required=True, help="case reference")
+    place.set_defaults(fn=cmd_hold)
+    release = hold.add_parser("release")
+    _client_args(release)
+    release.add_argument("hold_id")
+    release.set_defaults(fn=cmd_hold)
+    listing = hold.add_parser("list")
+    _client_args(listing)
+    listing.add_argument("--subject", required=True)
+    listing.set_defaults(fn=cmd_hold)
+
+
 def _add_record(sub: Any) -> None:
     """vaultctl record ... (smoke tests against a running server)"""
     rec = sub.add_parser("record", help="record calls against a running server")
@@ -914,6 +984,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_subject(sub)
     _add_shares(sub)
     _add_blobs(sub)
+    _add_lifecycle(sub)
     _add_record(sub)
     return p
 

@@ -29,6 +29,9 @@ RPC_ACTIONS: dict[str, Action] = {
     "RevokeShare": Action.SHARE_REVOKE,
     "ListShares": Action.SHARE_LIST,
     "ListReceivedShares": Action.SHARE_RECEIVED,
+    "PlaceHold": Action.HOLD_PLACE,
+    "ReleaseHold": Action.HOLD_RELEASE,
+    "ListHolds": Action.HOLD_LIST,
 }
 
 

@@ -225,6 +225,7 @@ class RunningServer:
                 while self.service.purge_erased() > 0:
                     pass
                 self.service.shares.sweep()
+                self.service.sweep_retention()
             except Exception:  # next round retries; failures are logged without detail
                 log.warning("purge of erased subjects failed; will retry")
 

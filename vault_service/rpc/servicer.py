@@ -15,7 +15,7 @@ from vault_service.policy.model import Grant
 from vault_service.rpc.interceptor import current_call
 from vault_service.service import ContentStream, RecordView, VaultService
 from vault_service.storage import AuditQuery, RecordMeta
-from vault_service.storage.shares import ShareRow
+from vault_service.storage.shares import HoldRow, ShareRow
 
 
 def _consent(g: Grant) -> pb.Consent:
@@ -53,6 +53,17 @@ def _share(row: ShareRow) -> pb.Share:
         event_period_seconds=row.event_period or 0.0,
         created_at=row.created_at,
         revoked_at=row.revoked_at or 0.0,
+    )
+
+
+def _hold(h: HoldRow) -> pb.Hold:
+    return pb.Hold(
+        hold_id=h.hold_id,
+        record_id=h.record_id,
+        reason=h.reason,
+        case_reference=h.case_reference,
+        created_at=h.created_at,
+        released_at=h.released_at or 0.0,
     )
 
 
@@ -269,3 +280,22 @@ class VaultServicer(pb_grpc.VaultServicer):
             current_call.get(), request.record_id, request.purpose, request.offset, request.length
         ):
             yield pb.ContentPiece(record_id=request.record_id, offset=offset, data=data)
+
+    def PlaceHold(self, request: pb.PlaceHoldRequest, context: Any) -> pb.Hold:
+        return _hold(
+            self._svc.place_hold(
+                current_call.get(),
+                request.subject_id,
+                request.reason,
+                request.case_reference,
+                request.record_id,
+            )
+        )
+
+    def ReleaseHold(self, request: pb.ReleaseHoldRequest, context: Any) -> pb.ReleaseHoldResponse:
+        hold, done = self._svc.release_hold(current_call.get(), request.hold_id)
+        return pb.ReleaseHoldResponse(hold=_hold(hold), deletions_carried_out=done)
+
+    def ListHolds(self, request: pb.ListHoldsRequest, context: Any) -> pb.ListHoldsResponse:
+        holds = self._svc.list_holds(current_call.get(), request.subject_id)
+        return pb.ListHoldsResponse(holds=[_hold(h) for h in holds])

@@ -512,7 +512,14 @@ class SqliteRecordStore(RecordStore):
         audit: AuditRow | None,
     ) -> bool:
         """Inside a write transaction: True (after recording ``deferred``) if a hold applies."""
-        if conn.execute(self._HELD, (subject_ref, record_id)).fetchone() is None:
+        if record_id:  # a record: a hold on it or on its whole subject applies
+            held = conn.execute(self._HELD, (subject_ref, record_id)).fetchone()
+        else:  # the whole subject: any hold on it or on any of its records applies
+            held = conn.execute(
+                "SELECT 1 FROM legal_holds WHERE released_at IS NULL AND subject_ref = ?",
+                (subject_ref,),
+            ).fetchone()
+        if held is None:
             return False
         if deferred is not None:
             conn.execute(

@@ -135,6 +135,21 @@ class VaultStub:
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListReceivedSharesRequest.SerializeToString,
                 response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListSharesResponse.FromString,
                 _registered_method=True)
+        self.PlaceHold = channel.unary_unary(
+                '/vault.v1.Vault/PlaceHold',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.PlaceHoldRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.Hold.FromString,
+                _registered_method=True)
+        self.ReleaseHold = channel.unary_unary(
+                '/vault.v1.Vault/ReleaseHold',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ReleaseHoldRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ReleaseHoldResponse.FromString,
+                _registered_method=True)
+        self.ListHolds = channel.unary_unary(
+                '/vault.v1.Vault/ListHolds',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListHoldsRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListHoldsResponse.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -282,6 +297,27 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlaceHold(self, request, context):
+        """Place a legal hold on a subject (or one record): every deletion path is blocked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseHold(self, request, context):
+        """Release a hold; deletions asked for during it are carried out now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHolds(self, request, context):
+        """A subject's holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -384,6 +420,21 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.ListReceivedShares,
                     request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListReceivedSharesRequest.FromString,
                     response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListSharesResponse.SerializeToString,
+            ),
+            'PlaceHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceHold,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.PlaceHoldRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.Hold.SerializeToString,
+            ),
+            'ReleaseHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseHold,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ReleaseHoldRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ReleaseHoldResponse.SerializeToString,
+            ),
+            'ListHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHolds,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListHoldsRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListHoldsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -927,6 +978,87 @@ class Vault:
             '/vault.v1.Vault/ListReceivedShares',
             vault__service_dot_api_dot_v1_dot_vault__pb2.ListReceivedSharesRequest.SerializeToString,
             vault__service_dot_api_dot_v1_dot_vault__pb2.ListSharesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/PlaceHold',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.PlaceHoldRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.Hold.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/ReleaseHold',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ReleaseHoldRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ReleaseHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/ListHolds',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ListHoldsRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ListHoldsResponse.FromString,
             options,
             channel_credentials,
             insecure,

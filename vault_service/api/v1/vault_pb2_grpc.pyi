@@ -81,6 +81,12 @@ class VaultStub:
     """A subject's shares (metadata only)."""
     ListReceivedShares: _grpc.UnaryUnaryMultiCallable[_vault_pb2.ListReceivedSharesRequest, _vault_pb2.ListSharesResponse]
     """The shares the caller has received (metadata only)."""
+    PlaceHold: _grpc.UnaryUnaryMultiCallable[_vault_pb2.PlaceHoldRequest, _vault_pb2.Hold]
+    """Place a legal hold on a subject (or one record): every deletion path is blocked."""
+    ReleaseHold: _grpc.UnaryUnaryMultiCallable[_vault_pb2.ReleaseHoldRequest, _vault_pb2.ReleaseHoldResponse]
+    """Release a hold; deletions asked for during it are carried out now."""
+    ListHolds: _grpc.UnaryUnaryMultiCallable[_vault_pb2.ListHoldsRequest, _vault_pb2.ListHoldsResponse]
+    """A subject's holds."""
 
 @_typing.type_check_only
 class VaultAsyncStub(VaultStub):
@@ -129,6 +135,12 @@ class VaultAsyncStub(VaultStub):
     """A subject's shares (metadata only)."""
     ListReceivedShares: _aio.UnaryUnaryMultiCallable[_vault_pb2.ListReceivedSharesRequest, _vault_pb2.ListSharesResponse]  # type: ignore[assignment]
     """The shares the caller has received (metadata only)."""
+    PlaceHold: _aio.UnaryUnaryMultiCallable[_vault_pb2.PlaceHoldRequest, _vault_pb2.Hold]  # type: ignore[assignment]
+    """Place a legal hold on a subject (or one record): every deletion path is blocked."""
+    ReleaseHold: _aio.UnaryUnaryMultiCallable[_vault_pb2.ReleaseHoldRequest, _vault_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
+    """Release a hold; deletions asked for during it are carried out now."""
+    ListHolds: _aio.UnaryUnaryMultiCallable[_vault_pb2.ListHoldsRequest, _vault_pb2.ListHoldsResponse]  # type: ignore[assignment]
+    """A subject's holds."""
 
 class VaultServicer(metaclass=_abc_1.ABCMeta):
     """Records of data subjects, stored under envelope encryption."""
@@ -294,5 +306,29 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_vault_pb2.ListSharesResponse, _abc.Awaitable[_vault_pb2.ListSharesResponse]]:
         """The shares the caller has received (metadata only)."""
+
+    @_abc_1.abstractmethod
+    def PlaceHold(
+        self,
+        request: _vault_pb2.PlaceHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.Hold, _abc.Awaitable[_vault_pb2.Hold]]:
+        """Place a legal hold on a subject (or one record): every deletion path is blocked."""
+
+    @_abc_1.abstractmethod
+    def ReleaseHold(
+        self,
+        request: _vault_pb2.ReleaseHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.ReleaseHoldResponse, _abc.Awaitable[_vault_pb2.ReleaseHoldResponse]]:
+        """Release a hold; deletions asked for during it are carried out now."""
+
+    @_abc_1.abstractmethod
+    def ListHolds(
+        self,
+        request: _vault_pb2.ListHoldsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.ListHoldsResponse, _abc.Awaitable[_vault_pb2.ListHoldsResponse]]:
+        """A subject's holds."""
 
 def add_VaultServicer_to_server(servicer: VaultServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
