@@ -147,6 +147,15 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class LifecycleConfig:
+    """[lifecycle]"""
+
+    ledger_path: str = "var/ledger/erasures.jsonl"
+    """The erasure ledger: keep it on other storage than the database and its backups (it is
+    what stops a restored backup from resurrecting an erased subject)."""
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """[logging]"""
 
@@ -165,6 +174,7 @@ class Config:
     keys: KeysConfig
     tls: TlsConfig
     audit: AuditConfig
+    lifecycle: LifecycleConfig
     logging: LoggingConfig
     policy_path: Path
     base_dir: Path
@@ -181,6 +191,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "keys": KeysConfig,
     "tls": TlsConfig,
     "audit": AuditConfig,
+    "lifecycle": LifecycleConfig,
     "logging": LoggingConfig,
 }
 _CHOICES = {
@@ -264,6 +275,7 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
         built["keys"],
         built["tls"],
         built["audit"],
+        built["lifecycle"],
         built["logging"],
         policy_path,
         base,

@@ -52,8 +52,10 @@ from vault_service.errors import (
 )
 from vault_service.faults import fault_point
 from vault_service.ids import is_record_id, new_record_id, record_id_time
-from vault_service.key_providers.base import KeyProvider, WrappedKey
+from vault_service.key_providers.base import KeyProvider, KeyState, WrappedKey
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
+from vault_service.lifecycle.ledger import ErasureLedger
+from vault_service.lifecycle.verification import ErasureCheck, verify_erasures
 from vault_service.policy import AccessRequest, Action, Category, Policy, Principal, decide
 from vault_service.policy.decide import Decision, needs_subject_state
 from vault_service.policy.deidentify import scrub_text
@@ -149,6 +151,7 @@ class VaultService:
         clock: Clock,
         limits: Limits | None = None,
         cache: SubjectKeyCache | None = None,
+        ledger: ErasureLedger | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -159,6 +162,10 @@ class VaultService:
         # Caching is opt-in here (the server always passes one); the cache never decides
         # correctness, see key_providers/cache.py.
         self.cache = cache or SubjectKeyCache(CacheLimits(max_entries=0), clock)
+        #: erasures recorded outside the store (None only in unit tests of other parts)
+        self.ledger = ledger
+        #: bound on how long any process may keep an unwrapped subject key cached
+        self.cache_max_age = cache.max_age if cache is not None else 0.0
         self._index_key = self._load_service_key(INDEX_KEY_NAME, IndexKey)
         #: signs audit checkpoints (and deletion certificates)
         self.signing_key = self._load_service_key(SIGNING_KEY_NAME, SigningKey)
@@ -815,13 +822,24 @@ class VaultService:
         self._remove_blobs(shredded)
 
     def erase_subject(self, call: CallContext, subject_id: str) -> bool:
-        """Destroy the subject key: every record unreadable at once, O(1). Rows purge later."""
+        """Destroy the subject key: every record unreadable at once, O(1). Rows purge later.
+
+        The erasure is first appended to the erasure ledger (outside the record store; if that
+        fails nothing is erased), so a restored backup cannot bring the subject back. Under a
+        legal hold the erasure is recorded and carried out at the hold's release."""
         self._check_subject_id(subject_id)
         ref = self.subject_ref(subject_id)
         self._authorize(call, self._request(call, Action.SUBJECT_ERASE), ref=ref)
         deferred = PendingDeletion(
             new_record_id(self.clock.now()), "subject", ref, "", call.principal.name, self.clock.now()
         )
+        state = self.store.subject_state(ref)
+        if (
+            self.ledger is not None
+            and state not in (None, SubjectState.ERASED)
+            and not self.store.subject_held(ref)
+        ):
+            self.record_erasure(ref)
         erased = self.store.erase_subject(
             ref,
             self.clock.now(),
@@ -830,6 +848,74 @@ class VaultService:
         )
         self.cache.forget_subject(ref)
         return erased
+
+    def record_erasure(self, ref: bytes) -> None:
+        """Append the erasure to the ledger, with every root version that could have wrapped
+        the subject key (for deletion verification)."""
+        if self.ledger is None:
+            return
+        versions = [v.version for v in self.provider.versions() if v.state is not KeyState.DESTROYED]
+        self.ledger.append(self.signing_key, ref, self.clock.now(), versions)
+
+    def verify_deletions(self, call: CallContext | None = None) -> list[ErasureCheck]:
+        """Verify every erasure of the ledger (a job run, audited; VERIFIED ones certified)."""
+        if call is not None:
+            self._authorize(call, self._request(call, Action.DELETION_VERIFY))
+        if self.ledger is None:
+            return []
+        entries = self.ledger.entries(self.signing_key.public_key())
+        results = verify_erasures(
+            entries,
+            self.store,
+            self.provider.versions(),
+            self.pseudonym,
+            self.cache.holds_subject,
+            self.cache_max_age,
+            self.signing_key,
+            self.clock.now(),
+        )
+        counts = {s: sum(r.status == s for r in results) for s in ("VERIFIED", "PENDING", "FAILED")}
+        self.store.append_audit(
+            AuditRow(
+                at=self.clock.now(),
+                principal=call.principal.name if call else "operator-cli",
+                action="job.verify_deletion",
+                decision="allow",
+                reason=", ".join(f"{k.lower()} {v}" for k, v in counts.items()),
+            )
+        )
+        for r in results:
+            if r.status == "FAILED":
+                self._security_event("deletion_verification_failed")
+        return results
+
+    def replay_erasure_ledger(self) -> int:
+        """Erase again every ledger subject the database knows as live (a restored backup).
+        Runs at start-up, before the server serves. Held subjects are left to their hold's
+        release. Returns how many subjects were erased again."""
+        if self.ledger is None:
+            return 0
+        redone = 0
+        for entry in self.ledger.entries(self.signing_key.public_key()):
+            ref = bytes.fromhex(entry.subject_ref)
+            state = self.store.subject_state(ref)
+            if state in (None, SubjectState.ERASED) or self.store.subject_held(ref):
+                continue
+            self.store.erase_subject(
+                ref,
+                self.clock.now(),
+                AuditRow(
+                    at=self.clock.now(),
+                    principal="vault-service",
+                    action="subject.erase",
+                    decision="allow",
+                    reason="erasure ledger replay (restored backup?)",
+                    subject_pseudonym=self.pseudonym(ref),
+                ),
+            )
+            self._security_event("erasure_replayed")
+            redone += 1
+        return redone
 
     # consent, restriction, export -------------------------------------------------------------
     def grant_consent(

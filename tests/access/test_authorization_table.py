@@ -105,7 +105,7 @@ def test_authorization_table(server: Any) -> None:
     clients = {role: VaultClient(address, token(role)) for role in ROLES}
     setup = clients["application"]
     cases = list(itertools.product(sorted(RPC_ACTIONS), ROLES, GRANTS, RESTRICTED))
-    assert len(cases) == len(RPC_ACTIONS) * len(ROLES) * len(GRANTS) * len(RESTRICTED) == 23 * 6 * 8
+    assert len(cases) == len(RPC_ACTIONS) * len(ROLES) * len(GRANTS) * len(RESTRICTED) == 24 * 6 * 8
     wants = Counter(expected(*case) for case in cases)
     assert wants["OK"] > 50 and wants["PERMISSION_DENIED"] > 200 and wants["NOT_FOUND"] > 0
     assert expected("GetRecord", "application", "absent", True) == "PERMISSION_DENIED"
@@ -226,6 +226,8 @@ def _invoke(
         return c.release_hold("01a2013c-0000-7000-8000-0000000000bb")
     if rpc == "ListHolds":
         return c.list_holds(subject)
+    if rpc == "VerifyDeletion":
+        return c.verify_deletion()
     if rpc == "DownloadContent":
         return c.download_content(photo_id, READ_PURPOSE.get(role, "matching"))
     raise AssertionError(f"no call for {rpc}: add it here")

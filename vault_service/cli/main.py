@@ -638,6 +638,62 @@ def cmd_hold(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int
     return 0
 
 
+# deletion verification ----------------------------------------------------------------------------
+def cmd_verify_deletion(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    config = _config(args, env)
+    assembly = _assembly(config, env)
+    try:
+        results = assembly.service.verify_deletions()
+    finally:
+        assembly.store.close()
+    rows = []
+    for r in results:
+        cert_file = None
+        if r.certificate is not None and args.out_dir:
+            Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+            cert_file = str(Path(args.out_dir) / f"{r.certificate['certificate_id']}.json")
+            Path(cert_file).write_text(json.dumps(r.certificate, indent=2, sort_keys=True))
+        rows.append(
+            {
+                "subject_pseudonym": r.subject_pseudonym,
+                "erased_at": r.erased_at,
+                "result": r.label,
+                "reasons": r.reasons,
+                "checks": r.checks,
+                "certificate_id": r.certificate["certificate_id"] if r.certificate else None,
+                "certificate_file": cert_file,
+            }
+        )
+    text = (
+        "\n".join(
+            f"{x['subject_pseudonym']}  {x['result']}"
+            + (f"  ({'; '.join(x['reasons'])})" if x["reasons"] else "")
+            for x in rows
+        )
+        or "no erasures"
+    )
+    out.emit({"erasures": rows}, text)
+    if any(r.status == "FAILED" for r in results):
+        return 1
+    return 3 if any(r.status == "PENDING" for r in results) else 0
+
+
+def cmd_verify_certificate(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    from vault_service.lifecycle.verification import check_certificate
+
+    try:
+        cert = json.loads(Path(args.file).read_text())
+    except (OSError, ValueError):
+        out.emit({"valid": False, "reason": "unreadable"}, "certificate INVALID: unreadable")
+        return 1
+    ok, reason = check_certificate(cert, bytes.fromhex(args.public_key) if args.public_key else None)
+    out.emit(
+        {"valid": ok, "reason": reason, "subject_pseudonym": cert.get("subject_pseudonym")},
+        f"certificate {'VALID' if ok else 'INVALID'}: {reason}",
+    )
+    return 0 if ok else 1
+
+
 # serve --------------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
     import logging
@@ -924,6 +980,19 @@ def _add_lifecycle(sub: Any) -> None:
     listing.set_defaults(fn=cmd_hold)
 
 
+def _add_verification(sub: Any) -> None:
+    """vaultctl verify-deletion and verify-certificate"""
+    verify = sub.add_parser(
+        "verify-deletion", help="check every erasure; exit 0 all verified, 3 some pending, 1 any failed"
+    )
+    verify.add_argument("--out-dir", help="write the deletion certificates here")
+    verify.set_defaults(fn=cmd_verify_deletion)
+    cert = sub.add_parser("verify-certificate", help="check a deletion certificate offline")
+    cert.add_argument("file")
+    cert.add_argument("--public-key", help="the vault's signing key (hex) to pin")
+    cert.set_defaults(fn=cmd_verify_certificate)
+
+
 def _add_record(sub: Any) -> None:
     """vaultctl record ... (smoke tests against a running server)"""
     rec = sub.add_parser("record", help="record calls against a running server")
@@ -985,6 +1054,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shares(sub)
     _add_blobs(sub)
     _add_lifecycle(sub)
+    _add_verification(sub)
     _add_record(sub)
     return p
 

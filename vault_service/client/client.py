@@ -688,6 +688,20 @@ class VaultClient:
         resp = self._call(self._stub.ListHolds, pb.ListHoldsRequest(subject_id=subject_id), timeout)
         return [_hold_dict(h) for h in resp.holds]
 
+    def verify_deletion(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Verify every erasure (deletion-verification jobs); VERIFIED ones carry a certificate."""
+        resp = self._call(self._stub.VerifyDeletion, pb.VerifyDeletionRequest(), timeout)
+        return [
+            {
+                "subject_pseudonym": e.subject_pseudonym,
+                "erased_at": e.erased_at,
+                "result": e.result,
+                "reasons": list(e.reasons),
+                "certificate_json": e.certificate_json or None,
+            }
+            for e in resp.erasures
+        ]
+
 
 def _hold_dict(h: pb.Hold) -> dict[str, Any]:
     return {

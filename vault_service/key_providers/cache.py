@@ -59,6 +59,11 @@ class SubjectKeyCache:
         self._lock = threading.Lock()
         self._hits = self._misses = self._evictions = 0
 
+    @property
+    def max_age(self) -> float:
+        """How long an entry may live (the bound deletion verification waits out)."""
+        return self._limits.max_age_seconds if self._limits.max_entries > 0 else 0.0
+
     def get(
         self, subject_ref: bytes, wrapped: WrappedKey, unwrap: Callable[[], SubjectKey]
     ) -> SubjectKey:

@@ -25,6 +25,7 @@ class Action(enum.Enum):
     CONSENT_GRANT = "consent.grant"
     CONSENT_REVOKE = "consent.revoke"
     CONSENT_LIST = "consent.list"
+    DELETION_VERIFY = "deletion.verify"
     HOLD_PLACE = "hold.place"
     HOLD_RELEASE = "hold.release"
     HOLD_LIST = "hold.list"

@@ -32,6 +32,7 @@ RPC_ACTIONS: dict[str, Action] = {
     "PlaceHold": Action.HOLD_PLACE,
     "ReleaseHold": Action.HOLD_RELEASE,
     "ListHolds": Action.HOLD_LIST,
+    "VerifyDeletion": Action.DELETION_VERIFY,
 }
 
 

@@ -35,6 +35,7 @@ from vault_service.errors import ConfigError
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.key_providers.factory import build_provider
 from vault_service.lifecycle import audit_log
+from vault_service.lifecycle.ledger import ErasureLedger, LedgerTampered
 from vault_service.policy import Policy, Principal, PrincipalEntry, load_policy
 from vault_service.rpc.auth import Authenticator, token_digest
 from vault_service.rpc.interceptor import VaultInterceptor
@@ -166,7 +167,14 @@ def build_service(config: Config, env: Mapping[str, str], clock: Clock | None = 
         max_content_bytes=max(config.server.max_message_bytes - 64 * 1024, 0),
         max_object_bytes=config.storage.max_object_bytes,
     )
-    service = VaultService(store, blobs, provider, policy, clock, limits, cache)
+    ledger = ErasureLedger(config.path(config.lifecycle.ledger_path))
+    service = VaultService(store, blobs, provider, policy, clock, limits, cache, ledger)
+    try:
+        replayed = service.replay_erasure_ledger()  # before anything is served
+    except LedgerTampered as exc:
+        raise ConfigError(f"{ledger.path}: {exc}; refusing to start") from None
+    if replayed:
+        log.warning("erasure ledger replay erased %d subjects again", replayed)
     checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
     return Assembly(service, store, checkpoints, dev_token)
 

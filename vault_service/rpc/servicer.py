@@ -5,6 +5,7 @@ Thin on purpose: no decisions here. The principal comes from the interceptor (``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -299,3 +300,20 @@ class VaultServicer(pb_grpc.VaultServicer):
     def ListHolds(self, request: pb.ListHoldsRequest, context: Any) -> pb.ListHoldsResponse:
         holds = self._svc.list_holds(current_call.get(), request.subject_id)
         return pb.ListHoldsResponse(holds=[_hold(h) for h in holds])
+
+    def VerifyDeletion(
+        self, request: pb.VerifyDeletionRequest, context: Any
+    ) -> pb.VerifyDeletionResponse:
+        results = self._svc.verify_deletions(current_call.get())
+        return pb.VerifyDeletionResponse(
+            erasures=[
+                pb.ErasureVerification(
+                    subject_pseudonym=r.subject_pseudonym,
+                    erased_at=r.erased_at,
+                    result=r.label,
+                    reasons=r.reasons,
+                    certificate_json=json.dumps(r.certificate, sort_keys=True) if r.certificate else "",
+                )
+                for r in results
+            ]
+        )

@@ -267,6 +267,15 @@ class RecordStore(abc.ABC):
         """A subject's holds, released ones included."""
 
     @abc.abstractmethod
+    def subject_held(self, subject_ref: bytes) -> bool:
+        """Whether any active hold applies to the subject or one of its records."""
+
+    @abc.abstractmethod
+    def subject_residue(self, subject_ref: bytes) -> tuple[bool, int]:
+        """What is left of a subject in the database: (its key row still exists, its record rows
+        count), whatever its state (deletion verification)."""
+
+    @abc.abstractmethod
     def pending_deletions(self, subject_ref: bytes) -> list[PendingDeletion]:
         """Deletions recorded during holds on this subject, oldest first."""
 

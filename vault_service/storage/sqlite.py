@@ -904,6 +904,26 @@ class SqliteRecordStore(RecordStore):
             ).fetchall()
         return [self._hold(r) for r in rows]
 
+    def subject_held(self, subject_ref: bytes) -> bool:
+        with self._read() as conn:
+            return (
+                conn.execute(
+                    "SELECT 1 FROM legal_holds WHERE released_at IS NULL AND subject_ref = ?",
+                    (subject_ref,),
+                ).fetchone()
+                is not None
+            )
+
+    def subject_residue(self, subject_ref: bytes) -> tuple[bool, int]:
+        with self._read() as conn:
+            key = conn.execute(
+                "SELECT 1 FROM subject_keys WHERE subject_ref = ?", (subject_ref,)
+            ).fetchone()
+            count = conn.execute(
+                "SELECT COUNT(*) FROM records WHERE subject_ref = ?", (subject_ref,)
+            ).fetchone()[0]
+        return key is not None, int(count)
+
     def pending_deletions(self, subject_ref: bytes) -> list[PendingDeletion]:
         with self._read() as conn:
             rows = conn.execute(

@@ -1343,3 +1343,72 @@ class ListHoldsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListHoldsResponse: _TypeAlias = ListHoldsResponse  # noqa: Y015
+
+@_typing.final
+class VerifyDeletionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyDeletionRequest: _TypeAlias = VerifyDeletionRequest  # noqa: Y015
+
+@_typing.final
+class ErasureVerification(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    ERASED_AT_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_JSON_FIELD_NUMBER: _builtins.int
+    subject_pseudonym: _builtins.str
+    erased_at: _builtins.float
+    result: _builtins.str
+    """VERIFIED, PENDING_UNTIL <date>, PENDING or FAILED."""
+    certificate_json: _builtins.str
+    """The signed certificate (JSON), for VERIFIED only."""
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        subject_pseudonym: _builtins.str = ...,
+        erased_at: _builtins.float = ...,
+        result: _builtins.str = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        certificate_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_json", b"certificate_json", "erased_at", b"erased_at", "reasons", b"reasons", "result", b"result", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErasureVerification: _TypeAlias = ErasureVerification  # noqa: Y015
+
+@_typing.final
+class VerifyDeletionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ERASURES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def erasures(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErasureVerification]: ...
+    def __init__(
+        self,
+        *,
+        erasures: _abc.Iterable[Global___ErasureVerification] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["erasures", b"erasures"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyDeletionResponse: _TypeAlias = VerifyDeletionResponse  # noqa: Y015

@@ -150,6 +150,11 @@ class VaultStub:
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListHoldsRequest.SerializeToString,
                 response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListHoldsResponse.FromString,
                 _registered_method=True)
+        self.VerifyDeletion = channel.unary_unary(
+                '/vault.v1.Vault/VerifyDeletion',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.VerifyDeletionRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.VerifyDeletionResponse.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -318,6 +323,14 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyDeletion(self, request, context):
+        """Verify every erasure (for deletion-verification jobs); VERIFIED ones come with a signed
+        certificate (JSON) that `vaultctl verify-certificate` checks offline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -435,6 +448,11 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.ListHolds,
                     request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListHoldsRequest.FromString,
                     response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListHoldsResponse.SerializeToString,
+            ),
+            'VerifyDeletion': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyDeletion,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.VerifyDeletionRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.VerifyDeletionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1059,6 +1077,33 @@ class Vault:
             '/vault.v1.Vault/ListHolds',
             vault__service_dot_api_dot_v1_dot_vault__pb2.ListHoldsRequest.SerializeToString,
             vault__service_dot_api_dot_v1_dot_vault__pb2.ListHoldsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyDeletion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/VerifyDeletion',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.VerifyDeletionRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.VerifyDeletionResponse.FromString,
             options,
             channel_credentials,
             insecure,

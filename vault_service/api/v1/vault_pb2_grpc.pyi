@@ -87,6 +87,10 @@ class VaultStub:
     """Release a hold; deletions asked for during it are carried out now."""
     ListHolds: _grpc.UnaryUnaryMultiCallable[_vault_pb2.ListHoldsRequest, _vault_pb2.ListHoldsResponse]
     """A subject's holds."""
+    VerifyDeletion: _grpc.UnaryUnaryMultiCallable[_vault_pb2.VerifyDeletionRequest, _vault_pb2.VerifyDeletionResponse]
+    """Verify every erasure (for deletion-verification jobs); VERIFIED ones come with a signed
+    certificate (JSON) that `vaultctl verify-certificate` checks offline.
+    """
 
 @_typing.type_check_only
 class VaultAsyncStub(VaultStub):
@@ -141,6 +145,10 @@ class VaultAsyncStub(VaultStub):
     """Release a hold; deletions asked for during it are carried out now."""
     ListHolds: _aio.UnaryUnaryMultiCallable[_vault_pb2.ListHoldsRequest, _vault_pb2.ListHoldsResponse]  # type: ignore[assignment]
     """A subject's holds."""
+    VerifyDeletion: _aio.UnaryUnaryMultiCallable[_vault_pb2.VerifyDeletionRequest, _vault_pb2.VerifyDeletionResponse]  # type: ignore[assignment]
+    """Verify every erasure (for deletion-verification jobs); VERIFIED ones come with a signed
+    certificate (JSON) that `vaultctl verify-certificate` checks offline.
+    """
 
 class VaultServicer(metaclass=_abc_1.ABCMeta):
     """Records of data subjects, stored under envelope encryption."""
@@ -330,5 +338,15 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_vault_pb2.ListHoldsResponse, _abc.Awaitable[_vault_pb2.ListHoldsResponse]]:
         """A subject's holds."""
+
+    @_abc_1.abstractmethod
+    def VerifyDeletion(
+        self,
+        request: _vault_pb2.VerifyDeletionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.VerifyDeletionResponse, _abc.Awaitable[_vault_pb2.VerifyDeletionResponse]]:
+        """Verify every erasure (for deletion-verification jobs); VERIFIED ones come with a signed
+        certificate (JSON) that `vaultctl verify-certificate` checks offline.
+        """
 
 def add_VaultServicer_to_server(servicer: VaultServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
