@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.harness import Result
 
-MODULES = ["benchmarks.bench_keys", "benchmarks.bench_large_objects"]
+MODULES = ["benchmarks.bench_keys", "benchmarks.bench_large_objects", "benchmarks.bench_lifecycle"]
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
 
 
