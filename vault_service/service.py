@@ -222,6 +222,37 @@ class VaultService:
             )
         return self._subject_key(ref, wrapped)
 
+    @staticmethod
+    def _legal_key_name(ref: bytes) -> str:
+        return f"legal:{ref.hex()}"
+
+    def _legal_key_for_write(self, ref: bytes) -> SubjectKey:
+        """The subject's legal key (records under legal retention): a service key wrapped by the
+        root key, created on first use; it survives the subject's erasure."""
+        self._subject_key_for_write(ref)  # the subject must exist and be live
+        name = self._legal_key_name(ref)
+        wrapped = self.store.get_service_key(name)
+        if wrapped is None:
+            fresh = SubjectKey.generate()
+            wrapped = self.store.put_service_key_if_absent(
+                name, self.provider.wrap(fresh, service_key_context(name)), self.clock.now()
+            )
+        return self._key_of(ref, "legal", wrapped)
+
+    def _key_of(self, ref: bytes, kind: str, wrapped: WrappedKey) -> SubjectKey:
+        """The key that wraps a record's data key: the subject key or the legal key."""
+        if kind != "legal":
+            return self._subject_key(ref, wrapped)
+        ctx = service_key_context(self._legal_key_name(ref))
+        return self.cache.get(
+            ref, wrapped, lambda: self._unwrap(lambda: self.provider.unwrap(wrapped, ctx, SubjectKey))
+        )
+
+    def _write_key(self, ref: bytes, category: str) -> tuple[SubjectKey, str]:
+        if self.policy.categories[category].retention.survives_erasure:
+            return self._legal_key_for_write(ref), "legal"
+        return self._subject_key_for_write(ref), "subject"
+
     # validation ------------------------------------------------------------------------------
     def _category(self, name: str) -> Category:
         category = self.policy.categories.get(name)
@@ -329,6 +360,7 @@ class VaultService:
         fields: Mapping[str, str],
         content_type: str,
         content: bytes | ContentStream | None,
+        key_kind: str = "subject",
     ) -> RecordVersion:
         data_key = DataKey.generate()
         wrapped = wrap_key(
@@ -367,6 +399,7 @@ class VaultService:
             payloads=payloads,
             blob_ref=blob_ref,
             content_length=length,
+            key_kind=key_kind,
         )
 
     def _remove_blobs(self, shredded: ShreddedRecord | None) -> None:
@@ -424,9 +457,11 @@ class VaultService:
             raise InvalidArgument(f"idempotency_key is at most {MAX_IDEMPOTENCY_KEY} characters")
         ref = self.subject_ref(subject_id)
         self._authorize(call, self._request(call, Action.RECORD_PUT, category=category), ref=ref)
-        subject_key = self._subject_key_for_write(ref)
+        subject_key, key_kind = self._write_key(ref, category)
         record_id = new_record_id(self.clock.now())
-        new = self._seal_version(ref, subject_key, record_id, 1, category, fields, content_type, content)
+        new = self._seal_version(
+            ref, subject_key, record_id, 1, category, fields, content_type, content, key_kind
+        )
         idem = None
         if idempotency_key:
             # Stored as a keyed hash: callers may put anything in their keys.
@@ -538,7 +573,8 @@ class VaultService:
             purpose=purpose,
             category=stored.meta.category,
             fields=wanted,
-            subject_restricted=stored.subject_state is SubjectState.RESTRICTED,
+            # after an erasure only records under legal retention remain, for exempt purposes
+            subject_restricted=stored.subject_state in (SubjectState.RESTRICTED, SubjectState.ERASED),
             grants=stored.grants,
         )
         decision = decide(request, self.policy)
@@ -576,7 +612,7 @@ class VaultService:
         """Decrypt what ``decision`` allows, audit the release, then return it (fail closed)."""
         meta = stored.meta
         visible = decision.fields
-        subject_key = self._subject_key(meta.subject_ref, stored.subject_key)
+        subject_key = self._key_of(meta.subject_ref, stored.key_kind, stored.subject_key)
         ctx = record_context("data-key", meta.subject_ref, meta.record_id, meta.version, meta.category)
         data_key = self._unwrap(lambda: unwrap_key(subject_key, stored.data_key, ctx, DataKey))
         base = record_context("payload", meta.subject_ref, meta.record_id, meta.version, meta.category)
@@ -621,7 +657,7 @@ class VaultService:
 
     def _data_key(self, stored: StoredRecord) -> DataKey:
         meta = stored.meta
-        subject_key = self._subject_key(meta.subject_ref, stored.subject_key)
+        subject_key = self._key_of(meta.subject_ref, stored.key_kind, stored.subject_key)
         ctx = record_context("data-key", meta.subject_ref, meta.record_id, meta.version, meta.category)
         return self._unwrap(lambda: unwrap_key(subject_key, stored.data_key, ctx, DataKey))
 
@@ -764,7 +800,7 @@ class VaultService:
         wrapped = self.store.get_subject_key(meta.subject_ref)
         if wrapped is None:
             raise NotFound()
-        subject_key = self._subject_key(meta.subject_ref, wrapped)
+        subject_key, key_kind = self._write_key(meta.subject_ref, meta.category)
         new = self._seal_version(
             meta.subject_ref,
             subject_key,
@@ -774,6 +810,7 @@ class VaultService:
             fields,
             content_type,
             content,
+            key_kind,
         )
         try:
             old = self.store.replace_version(
@@ -873,6 +910,7 @@ class VaultService:
             self.cache_max_age,
             self.signing_key,
             self.clock.now(),
+            self._legal_until,
         )
         counts = {s: sum(r.status == s for r in results) for s in ("VERIFIED", "PENDING", "FAILED")}
         self.store.append_audit(
@@ -888,6 +926,15 @@ class VaultService:
             if r.status == "FAILED":
                 self._security_event("deletion_verification_failed")
         return results
+
+    def _legal_until(self, ref: bytes) -> float | None:
+        """When the subject's last record under legal retention is due (None if none)."""
+        ends = [
+            created + self.policy.categories[cat].retention.period
+            for cat, created in self.store.legal_records(ref)
+            if cat in self.policy.categories
+        ]
+        return max(ends) if ends else None
 
     def replay_erasure_ledger(self) -> int:
         """Erase again every ledger subject the database knows as live (a restored backup).
@@ -1160,6 +1207,7 @@ class VaultService:
                     rule.event,
                     after,
                     batch,
+                    include_erased=rule.survives_erasure,
                 )
                 if not rows:
                     break

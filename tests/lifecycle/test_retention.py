@@ -255,3 +255,46 @@ def test_sweeper_killed_mid_batch_then_rerun(tmp_path: Path) -> None:
     # so it is unreadable); the orphan sweep removes it
     blobs = [p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]
     assert len([p for p in blobs if p.name.split(".v")[0] in ids]) <= 1
+
+
+def test_payment_records_survive_withdrawal_for_five_years(
+    vault: tuple[VaultService, FixedClock],
+) -> None:
+    """Seed 000/002: member data is destroyed at once on withdrawal, payment records are kept
+    five years under the e-commerce act (for that legal purpose only), then shredded."""
+    from vault_service.errors import PermissionDenied
+
+    svc, clock = vault
+    pay = svc.put_record(APP, "m-1", "payment_record", {"amount": "10", "currency": "KRW"})[0]
+    note = svc.put_record(APP, "m-1", "concern_text", {"text": "private"})[0]
+    svc.erase_subject(APP, "m-1")  # withdrawal
+    with pytest.raises(NotFound):
+        svc.get_record(APP, note, "matching")
+    while svc.purge_erased():
+        pass
+    kept = svc.get_record(APP, pay, "legal_obligation")  # the law's purpose still reads it
+    assert kept.fields == {"amount": "10", "currency": "KRW"}
+    with pytest.raises(PermissionDenied):  # nothing else does
+        svc.get_record(APP, pay, "statistics")
+    legal_key = f"legal:{svc.subject_ref('m-1').hex()}"
+    assert svc.store.get_service_key(legal_key) is not None
+    clock.advance(1826 * DAY)
+    assert [r for r, _ in svc.sweep_retention()] == [pay]
+    with pytest.raises(NotFound):
+        svc.get_record(APP, pay, "legal_obligation")
+    assert svc.store.get_service_key(legal_key) is None  # the legal key went with the last one
+
+
+def test_legal_keys_are_rotated_and_counted(vault: tuple[VaultService, FixedClock]) -> None:
+    from vault_service.errors import FailedPrecondition
+    from vault_service.lifecycle import rotation
+
+    svc, clock = vault
+    pay = svc.put_record(APP, "m-1", "payment_record", {"amount": "1", "currency": "KRW"})[0]
+    svc.erase_subject(APP, "m-1")
+    rotation.rotate(svc.store, svc.provider, clock.now())
+    with pytest.raises(FailedPrecondition, match="service keys"):
+        rotation.retire(svc.store, svc.provider, "1", clock.now())
+    assert rotation.rewrap_keys(svc.store, svc.provider).remaining == 0
+    svc.cache.clear()
+    assert svc.get_record(APP, pay, "legal_obligation").fields["amount"] == "1"

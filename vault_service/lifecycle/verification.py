@@ -7,6 +7,8 @@ Checks per erasure:
 - **records**: its record rows are gone (purged after the O(1) erasure);
 - **cache**: no process can still hold the unwrapped key: this process does not, and every other
   process's cache entry has aged out (``erased_at + cache_max_age``);
+- **legal retention**: records kept by law after the erasure (payment records) are still there
+  until their time: PENDING_UNTIL that date;
 - **root versions**: every root version that could have wrapped the key (recorded in the ledger)
   is destroyed, or scheduled for destruction (KMS pending window: the date is reported).
 
@@ -82,6 +84,7 @@ def verify_erasures(
     cache_max_age: float,
     signer: SigningKey,
     now: float,
+    legal_until: Callable[[bytes], float | None] = lambda ref: None,
 ) -> list[ErasureCheck]:
     """Check every erasure (see the module docstring); VERIFIED ones get a certificate."""
     by_version = {v.version: v for v in versions}
@@ -103,6 +106,10 @@ def verify_erasures(
                 check._pending("record rows being purged", entry.erased_at + PURGE_DEADLINE)
         else:
             check.checks["records"] = "purged"
+        kept_until = legal_until(ref)
+        if kept_until is not None:
+            check.checks["legal_retention"] = "kept until its time"
+            check._pending("records under legal retention are kept until their time", kept_until)
         if cached_here(ref):
             check._fail("this process still caches the subject key")
         aged_out = entry.erased_at + cache_max_age

@@ -73,7 +73,12 @@ def _retention(ctx: _Ctx, raw: Any, key: str) -> RetentionRule:
     if raw is None:
         return UNTIL_ERASURE
     t = ctx.table(raw, key)
-    ctx.only(t, key, {"after", "days", "hours", "event", "read_once"})
+    ctx.only(t, key, {"after", "days", "hours", "event", "read_once", "survives_erasure"})
+    survives = t.get("survives_erasure", False)
+    if not isinstance(survives, bool):
+        raise ctx.fail(f"{key}.survives_erasure", "must be true or false")
+    if survives and t.get("after") != "creation":
+        raise ctx.fail(f"{key}.survives_erasure", 'only with after = "creation"')
     if t.get("read_once") is True:
         if len(t) != 1:
             raise ctx.fail(key, "read_once takes no other setting")
@@ -95,7 +100,7 @@ def _retention(ctx: _Ctx, raw: Any, key: str) -> RetentionRule:
         return RetentionRule("after_event", period, event)
     if "event" in t:
         raise ctx.fail(f"{key}.event", 'only with after = "event"')
-    return RetentionRule("after_creation", period)
+    return RetentionRule("after_creation", period, survives_erasure=survives)
 
 
 def load_policy(text: str, source: str = "<policy>") -> Policy:

@@ -59,6 +59,9 @@ class RetentionRule:
     kind: str
     period: float = 0.0
     event: str = ""
+    #: legal retention: kept (for restriction-exempt purposes only) after the subject's erasure,
+    #: until the period ends (only with kind "after_creation")
+    survives_erasure: bool = False
 
 
 UNTIL_ERASURE = RetentionRule("until_erasure")

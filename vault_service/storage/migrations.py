@@ -129,4 +129,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX pending_deletions_by_subject ON pending_deletions(subject_ref)",
         ],
     ),
+    (
+        7,
+        [
+            # 'legal': the data key is wrapped by the subject's legal key (a service key named
+            # legal:<subject ref hex>) and survives the subject's erasure until its retention ends.
+            "ALTER TABLE records ADD COLUMN key_kind TEXT NOT NULL DEFAULT 'subject'",
+        ],
+    ),
 ]

@@ -72,6 +72,8 @@ class StoredRecord:
     blob_ref: str | None
     subject_state: SubjectState = SubjectState.ACTIVE
     grants: tuple[Grant, ...] = ()
+    #: "subject": the data key is wrapped by the subject key; "legal": by the legal key
+    key_kind: str = "subject"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class RecordVersion:
     payloads: Mapping[str, bytes]
     blob_ref: str | None = None
     content_length: int | None = None
+    key_kind: str = "subject"
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,10 @@ class RecordStore(abc.ABC):
         """A subject's holds, released ones included."""
 
     @abc.abstractmethod
+    def legal_records(self, subject_ref: bytes) -> list[tuple[str, float]]:
+        """(category, created_at) of the subject's records kept under legal retention."""
+
+    @abc.abstractmethod
     def subject_held(self, subject_ref: bytes) -> bool:
         """Whether any active hold applies to the subject or one of its records."""
 
@@ -285,7 +292,13 @@ class RecordStore(abc.ABC):
 
     @abc.abstractmethod
     def due_records(
-        self, category: str, created_before: float | None, event: str, after: str, limit: int
+        self,
+        category: str,
+        created_before: float | None,
+        event: str,
+        after: str,
+        limit: int,
+        include_erased: bool = False,
     ) -> list[tuple[str, bytes, float | None]]:
         """Live, unheld records of ``category`` that may be due: created before the given time,
         or (with ``event``) whose subject recorded that event. Returns (record_id, subject_ref,

@@ -47,10 +47,19 @@ _META_COLUMNS = (
     "r.record_id, r.subject_ref, r.category, r.version, r.content_type, r.content_length,"
     " r.field_names, r.created_at, r.updated_at"
 )
+# A record is live while the key that wraps its data key exists: the subject key (and the
+# subject is not erased), or, for records under legal retention, the subject's legal key (which
+# survives the erasure until the last such record is shredded).
 _LIVE = (
-    "JOIN subjects s ON s.subject_ref = r.subject_ref AND s.state != 'erased'"
-    " JOIN subject_keys sk ON sk.subject_ref = r.subject_ref"
+    "JOIN subjects s ON s.subject_ref = r.subject_ref"
+    " LEFT JOIN subject_keys sk ON sk.subject_ref = r.subject_ref AND r.key_kind = 'subject'"
+    " LEFT JOIN service_keys lk ON lk.name = 'legal:' || lower(hex(r.subject_ref))"
+    " AND r.key_kind = 'legal'"
     " JOIN record_keys rk ON rk.record_id = r.record_id AND rk.version = r.version"
+)
+_LIVE_WHERE = (
+    "((r.key_kind = 'subject' AND s.state != 'erased' AND sk.subject_ref IS NOT NULL)"
+    " OR (r.key_kind = 'legal' AND lk.name IS NOT NULL))"
 )
 
 
@@ -568,7 +577,8 @@ class SqliteRecordStore(RecordStore):
         with self._write() as conn:
             rows = conn.execute(
                 "SELECT r.record_id, r.blob_ref FROM records r JOIN subjects s"
-                " ON s.subject_ref = r.subject_ref WHERE s.state = 'erased' LIMIT ?",
+                " ON s.subject_ref = r.subject_ref WHERE s.state = 'erased'"
+                " AND r.key_kind = 'subject' LIMIT ?",
                 (limit,),
             ).fetchall()
             conn.executemany("DELETE FROM records WHERE record_id = ?", [(r[0],) for r in rows])
@@ -612,8 +622,8 @@ class SqliteRecordStore(RecordStore):
                 raise FailedPrecondition("subject was erased; use a new subject id")
             conn.execute(
                 "INSERT INTO records (record_id, subject_ref, category, version, content_type,"
-                " blob_ref, content_length, field_names, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " blob_ref, content_length, field_names, created_at, updated_at, key_kind)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     new.record_id,
                     new.subject_ref,
@@ -625,6 +635,7 @@ class SqliteRecordStore(RecordStore):
                     _field_names(new),
                     now,
                     now,
+                    new.key_kind,
                 ),
             )
             self._write_version(conn, new)
@@ -645,8 +656,9 @@ class SqliteRecordStore(RecordStore):
     def get_record(self, record_id: str, grants_for: str | None = None) -> StoredRecord | None:
         with self._read() as conn:
             row = conn.execute(
-                f"SELECT {_META_COLUMNS}, sk.root_version, sk.wrapped, rk.wrapped, r.blob_ref,"
-                f" s.state FROM records r {_LIVE} WHERE r.record_id = ?",
+                f"SELECT {_META_COLUMNS}, COALESCE(sk.root_version, lk.root_version),"
+                " COALESCE(sk.wrapped, lk.wrapped), rk.wrapped, r.blob_ref, s.state, r.key_kind"
+                f" FROM records r {_LIVE} WHERE {_LIVE_WHERE} AND r.record_id = ?",
                 (record_id,),
             ).fetchone()
             if row is None:
@@ -664,6 +676,7 @@ class SqliteRecordStore(RecordStore):
             blob_ref=row[12],
             subject_state=SubjectState(row[13]),
             grants=tuple(grants),
+            key_kind=row[14],
         )
 
     # subjects: state and grants ------------------------------------------------------------------
@@ -774,15 +787,16 @@ class SqliteRecordStore(RecordStore):
     def get_meta(self, record_id: str) -> RecordMeta | None:
         with self._read() as conn:
             row = conn.execute(
-                f"SELECT {_META_COLUMNS} FROM records r {_LIVE} WHERE r.record_id = ?", (record_id,)
+                f"SELECT {_META_COLUMNS} FROM records r {_LIVE} WHERE {_LIVE_WHERE} AND r.record_id = ?",
+                (record_id,),
             ).fetchone()
         return _meta(row) if row else None
 
     def list_records(self, subject_ref: bytes, limit: int, after: str | None) -> list[RecordMeta]:
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {_META_COLUMNS} FROM records r {_LIVE}"
-                " WHERE r.subject_ref = ? AND r.record_id > ? ORDER BY r.record_id LIMIT ?",
+                f"SELECT {_META_COLUMNS} FROM records r {_LIVE} WHERE {_LIVE_WHERE}"
+                " AND r.subject_ref = ? AND r.record_id > ? ORDER BY r.record_id LIMIT ?",
                 (subject_ref, after or "", limit),
             ).fetchall()
         return [_meta(r) for r in rows]
@@ -848,6 +862,12 @@ class SqliteRecordStore(RecordStore):
             else:
                 conn.execute("DELETE FROM record_keys WHERE record_id = ?", (record_id,))
                 conn.execute("DELETE FROM records WHERE record_id = ?", (record_id,))
+                # the last record under legal retention takes the subject's legal key with it
+                conn.execute(
+                    "DELETE FROM service_keys WHERE name = ? AND NOT EXISTS (SELECT 1 FROM"
+                    " records WHERE subject_ref = ? AND key_kind = 'legal')",
+                    (f"legal:{bytes(row[1]).hex()}", row[1]),
+                )
                 self._insert_audit(conn, audit)
         if held:
             raise LegalHoldActive()
@@ -904,6 +924,14 @@ class SqliteRecordStore(RecordStore):
             ).fetchall()
         return [self._hold(r) for r in rows]
 
+    def legal_records(self, subject_ref: bytes) -> list[tuple[str, float]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT category, created_at FROM records WHERE subject_ref = ? AND key_kind = 'legal'",
+                (subject_ref,),
+            ).fetchall()
+        return [(r[0], float(r[1])) for r in rows]
+
     def subject_held(self, subject_ref: bytes) -> bool:
         with self._read() as conn:
             return (
@@ -920,7 +948,8 @@ class SqliteRecordStore(RecordStore):
                 "SELECT 1 FROM subject_keys WHERE subject_ref = ?", (subject_ref,)
             ).fetchone()
             count = conn.execute(
-                "SELECT COUNT(*) FROM records WHERE subject_ref = ?", (subject_ref,)
+                "SELECT COUNT(*) FROM records WHERE subject_ref = ? AND key_kind = 'subject'",
+                (subject_ref,),
             ).fetchone()[0]
         return key is not None, int(count)
 
@@ -938,7 +967,13 @@ class SqliteRecordStore(RecordStore):
             conn.execute("DELETE FROM pending_deletions WHERE pending_id = ?", (pending_id,))
 
     def due_records(
-        self, category: str, created_before: float | None, event: str, after: str, limit: int
+        self,
+        category: str,
+        created_before: float | None,
+        event: str,
+        after: str,
+        limit: int,
+        include_erased: bool = False,
     ) -> list[tuple[str, bytes, float | None]]:
         unheld = (
             " AND NOT EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL"
@@ -958,8 +993,9 @@ class SqliteRecordStore(RecordStore):
             else:
                 rows = conn.execute(
                     "SELECT r.record_id, r.subject_ref, NULL FROM records r"
-                    " JOIN subjects s ON s.subject_ref = r.subject_ref AND s.state != 'erased'"
-                    f" WHERE r.category = ? AND r.created_at <= ? AND r.record_id > ?{unheld}"
+                    " JOIN subjects s ON s.subject_ref = r.subject_ref"
+                    + ("" if include_erased else " AND s.state != 'erased'")
+                    + f" WHERE r.category = ? AND r.created_at <= ? AND r.record_id > ?{unheld}"
                     " ORDER BY r.record_id LIMIT ?",
                     (category, created_before, after, limit),
                 ).fetchall()
