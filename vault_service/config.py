@@ -153,6 +153,13 @@ class LifecycleConfig:
     ledger_path: str = "var/ledger/erasures.jsonl"
     """The erasure ledger: keep it on other storage than the database and its backups (it is
     what stops a restored backup from resurrecting an erased subject)."""
+    rotate_every_days: float = 30.0
+    """Root-key epochs: a new primary root version this often (0 disables scheduled rotation)."""
+    backup_window_days: float = 35.0
+    """How long backups are kept: a retired root version is destroyed this long after it was
+    retired, when no backup can still need it."""
+    epoch_check_interval_seconds: float = 3600.0
+    """How often each server runs the epoch job (rotate, rewrap, retire, destroy)."""
 
 
 @dataclass(frozen=True)

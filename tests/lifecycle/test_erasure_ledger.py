@@ -147,3 +147,35 @@ def test_verification_fails_when_the_key_comes_back(tmp_path: Path) -> None:
     (row_out,) = json.loads(r.stdout)["erasures"]
     assert row_out["result"] == "FAILED" and "the subject key row still exists" in row_out["reasons"]
     assert ref.hex()[:32] == row_out["subject_pseudonym"]
+
+
+def test_scheduled_epochs_make_an_erasure_backup_proof(tmp_path: Path) -> None:
+    """Rotate every 30 days, destroy retired versions after a 35-day backup window: an erasure
+    becomes VERIFIED without an operator doing anything but running the job."""
+    write_config(tmp_path)
+    clock = FixedClock(1_800_000_000.0)
+    a = _build(tmp_path, clock)
+    svc = a.service
+    svc.put_record(APP, "member-1", "concern_text", {"text": "t"})
+    keep = svc.put_record(APP, "member-2", "concern_text", {"text": "t"})[0]
+    svc.erase_subject(APP, "member-1")
+    while svc.purge_erased():
+        pass
+    month, window = 30 * 86400.0, 35 * 86400.0
+    report = rotation.run_epochs(svc.store, svc.provider, clock.now(), month, window)
+    assert report.rotated_to is None  # version 1 is not due yet
+    clock.advance(month)
+    report = rotation.run_epochs(svc.store, svc.provider, clock.now(), month, window)
+    assert (report.rotated_to, report.retired, report.destroyed) == ("2", ["1"], [])
+    assert svc.verify_deletions()[0].status == "PENDING"  # version 1 waits out the window
+    clock.advance(window - 1)
+    report = rotation.run_epochs(svc.store, svc.provider, clock.now(), month, window)
+    assert (report.rotated_to, report.retired, report.destroyed) == ("3", ["2"], [])
+    clock.advance(1)
+    report = rotation.run_epochs(svc.store, svc.provider, clock.now(), month, window)
+    assert (report.rotated_to, report.destroyed) == (None, ["1"])
+    (check,) = svc.verify_deletions()
+    assert check.status == "VERIFIED", check.reasons
+    svc.cache.clear()
+    assert svc.get_record(APP, keep, "matching").fields == {"text": "t"}  # live data unharmed
+    a.store.close()

@@ -149,6 +149,36 @@ def cmd_keys_rotate(args: argparse.Namespace, env: Mapping[str, str], out: _Out)
     return 0
 
 
+def cmd_keys_epoch(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    from vault_service.lifecycle.rotation import run_epochs
+
+    config = _config(args, env)
+    provider = _provider(config, env)
+    store = _store(config)
+    lc = config.lifecycle
+    try:
+        report = run_epochs(
+            store,
+            provider,
+            SystemClock().now(),
+            lc.rotate_every_days * 86400,
+            lc.backup_window_days * 86400,
+        )
+    finally:
+        store.close()
+    out.emit(
+        {
+            "rotated_to": report.rotated_to,
+            "rewrapped": report.rewrapped,
+            "retired": report.retired,
+            "destroyed": report.destroyed,
+        },
+        f"rotated to {report.rotated_to or '-'}, rewrapped {report.rewrapped}, retired "
+        f"{report.retired or '-'}, destroyed {report.destroyed or '-'}",
+    )
+    return 0
+
+
 def _progress_bar(done: int, total: int) -> None:
     width = 40
     filled = width * done // total if total else width
@@ -794,6 +824,11 @@ def _add_keys(sub: Any) -> None:
     keys.add_parser("rotate", help="create a new root version and make it primary").set_defaults(
         fn=cmd_keys_rotate
     )
+    keys.add_parser(
+        "epoch",
+        help="the scheduled epoch job once: rotate if due, rewrap, retire "
+        "unused versions, destroy those past the backup window",
+    ).set_defaults(fn=cmd_keys_epoch)
     k_rewrap = keys.add_parser(
         "rewrap",
         help="rewrap subject keys onto the primary version (resumable; no data is re-encrypted)",

@@ -241,3 +241,42 @@ def destroy(store: RecordStore, provider: KeyProvider, version: str, now: float)
         _audit("keys.destroy", f"version {version}: {state}", now),
     )
     return result
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What one run of the epoch job did."""
+
+    rotated_to: str | None
+    rewrapped: int
+    retired: list[str]
+    destroyed: list[str]
+
+
+def run_epochs(
+    store: RecordStore, provider: KeyProvider, now: float, rotate_every: float, backup_window: float
+) -> EpochReport:
+    """Root-key epochs on a schedule: rotate when the primary is older than ``rotate_every``,
+    rewrap everything onto it, retire versions nothing depends on, and destroy versions retired
+    longer than ``backup_window`` (so every backup old enough to hold a copy of an erased key has
+    expired before the version that could unwrap it is destroyed). Each step is audited.
+    ``rotate_every`` 0 disables rotation (the rest still runs)."""
+    rotated = None
+    primary = next(v for v in provider.versions() if v.primary)
+    if rotate_every > 0 and now - primary.created_at >= rotate_every:
+        rotated = rotate(store, provider, now)[1]
+    summary = rewrap_keys(store, provider)
+    retired, destroyed = [], []
+    for status in inventory(store, provider):
+        if status.primary or status.in_use or status.lifecycle in (DESTROYED, PENDING):
+            continue
+        recorded = store.root_version_states(provider.name).get(status.version)
+        if status.lifecycle not in (RETIRED, MARKED):
+            retire(store, provider, status.version, now)
+            retired.append(status.version)
+        elif recorded is not None and now - recorded.updated_at >= backup_window:
+            if status.lifecycle == RETIRED:
+                mark_for_destruction(store, provider, status.version, now)
+            destroy(store, provider, status.version, now)
+            destroyed.append(status.version)
+    return EpochReport(rotated, summary.rewrapped, retired, destroyed)

@@ -34,7 +34,7 @@ from vault_service.config import Config
 from vault_service.errors import ConfigError
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.key_providers.factory import build_provider
-from vault_service.lifecycle import audit_log
+from vault_service.lifecycle import audit_log, rotation
 from vault_service.lifecycle.ledger import ErasureLedger, LedgerTampered
 from vault_service.policy import Policy, Principal, PrincipalEntry, load_policy
 from vault_service.rpc.auth import Authenticator, token_digest
@@ -238,9 +238,11 @@ class RunningServer:
                 log.warning("purge of erased subjects failed; will retry")
 
     def _audit_loop(self, config: Config) -> None:
-        """Sign the head of the audit chain every checkpoint interval; prune past retention."""
+        """Sign the head of the audit chain every checkpoint interval; prune past retention;
+        run the root-key epoch job every epoch check interval."""
         svc = self.service
         last_prune = 0.0
+        last_epoch = time.monotonic()
         while not self._stop.wait(config.audit.checkpoint_interval_seconds):
             try:
                 now = svc.clock.now()
@@ -256,6 +258,19 @@ class RunningServer:
                     last_prune = now
             except Exception:
                 log.error("security_event=audit_checkpoint_failed")
+            if time.monotonic() - last_epoch >= config.lifecycle.epoch_check_interval_seconds:
+                last_epoch = time.monotonic()
+                try:
+                    lc = config.lifecycle
+                    rotation.run_epochs(
+                        svc.store,
+                        svc.provider,
+                        svc.clock.now(),
+                        lc.rotate_every_days * 86400,
+                        lc.backup_window_days * 86400,
+                    )
+                except Exception:
+                    log.error("security_event=key_epoch_job_failed")
 
     def _health_loop(self) -> None:
         """NOT_SERVING once the key provider has failed for ``unhealthy_after_seconds``; while
