@@ -159,7 +159,14 @@ class LifecycleConfig:
     """How long backups are kept: a retired root version is destroyed this long after it was
     retired, when no backup can still need it."""
     epoch_check_interval_seconds: float = 3600.0
-    """How often each server runs the epoch job (rotate, rewrap, retire, destroy)."""
+    """How often each server runs the epoch and dormancy jobs."""
+    dormant_after_days: float = 365.0
+    """A subject with no activity (writes; reads count at most once a day) this long becomes
+    dormant: readable only for reactivation purposes."""
+    dormancy_notice_days: float = 30.0
+    """A dormancy notice event is recorded this long before a subject becomes dormant."""
+    dormant_destroy_after_days: float = 1460.0
+    """A dormant subject is erased this long after it became dormant (4 years)."""
 
 
 @dataclass(frozen=True)

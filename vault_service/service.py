@@ -20,6 +20,7 @@ import hmac
 import logging
 import re
 import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -73,7 +74,7 @@ from vault_service.storage import (
     StoredRecord,
     SubjectState,
 )
-from vault_service.storage.shares import HoldRow, PendingDeletion
+from vault_service.storage.shares import EventRow, HoldRow, PendingDeletion
 
 log = logging.getLogger("vault_service.service")
 T = TypeVar("T")
@@ -164,6 +165,8 @@ class VaultService:
         self.cache = cache or SubjectKeyCache(CacheLimits(max_entries=0), clock)
         #: erasures recorded outside the store (None only in unit tests of other parts)
         self.ledger = ledger
+        self._touched: dict[bytes, int] = {}
+        self._touch_lock = threading.Lock()
         #: bound on how long any process may keep an unwrapped subject key cached
         self.cache_max_age = cache.max_age if cache is not None else 0.0
         self._index_key = self._load_service_key(INDEX_KEY_NAME, IndexKey)
@@ -519,6 +522,7 @@ class VaultService:
             wanted = fields | {CONTENT_FIELD}
         decision = self._authorize_read(call, Action.RECORD_GET, purpose, stored, wanted)
         view = self._release(call, Action.RECORD_GET, purpose, stored, decision, include_content)
+        self._activity(stored.meta.subject_ref, stored.subject_state is SubjectState.DORMANT)
         if self.policy.categories[stored.meta.category].retention.kind == "read_once":
             self._destroy_after_read(call, stored)
         return view
@@ -575,6 +579,7 @@ class VaultService:
             fields=wanted,
             # after an erasure only records under legal retention remain, for exempt purposes
             subject_restricted=stored.subject_state in (SubjectState.RESTRICTED, SubjectState.ERASED),
+            subject_dormant=stored.subject_state is SubjectState.DORMANT,
             grants=stored.grants,
         )
         decision = decide(request, self.policy)
@@ -911,6 +916,7 @@ class VaultService:
             self.signing_key,
             self.clock.now(),
             self._legal_until,
+            self._orphan_blob_count(),
         )
         counts = {s: sum(r.status == s for r in results) for s in ("VERIFIED", "PENDING", "FAILED")}
         self.store.append_audit(
@@ -926,6 +932,78 @@ class VaultService:
             if r.status == "FAILED":
                 self._security_event("deletion_verification_failed")
         return results
+
+    def _activity(self, ref: bytes, dormant: bool) -> None:
+        """Reads are activity too, but recorded at most once a day per subject (a write per read
+        would halve read throughput); reading a dormant subject (a reactivation purpose) brings
+        it back at once."""
+        today = int(self.clock.now() // 86400)
+        with self._touch_lock:
+            if not dormant and self._touched.get(ref) == today:
+                return
+            self._touched[ref] = today
+            if len(self._touched) > 100_000:
+                self._touched.clear()
+        if self.store.touch_subject(ref, self.clock.now()):
+            self.store.append_audit(
+                AuditRow(
+                    at=self.clock.now(),
+                    principal="vault-service",
+                    action="job.dormancy",
+                    decision="allow",
+                    reason="reactivated",
+                    subject_pseudonym=self.pseudonym(ref),
+                )
+            )
+
+    def sweep_dormancy(
+        self, dormant_after: float, notice: float, destroy_after: float, batch: int = 500
+    ) -> dict[str, int]:
+        """Dormancy (a job run, audited): record a notice event ``notice`` seconds before a
+        subject goes dormant, make subjects inactive for ``dormant_after`` dormant, and erase
+        those dormant for ``destroy_after`` more (through the erasure ledger; held ones wait)."""
+        now = self.clock.now()
+        counts = {"notices": 0, "dormant": 0, "destroyed": 0}
+
+        def each(state: SubjectState, before: float) -> Iterator[bytes]:
+            after = b""
+            while page := self.store.inactive_subjects(state, before, batch, after):
+                yield from page
+                after = page[-1]
+
+        def job(ref: bytes, reason: str) -> AuditRow:
+            return AuditRow(
+                at=now,
+                principal="vault-service",
+                action="job.dormancy",
+                decision="allow",
+                reason=reason,
+                subject_pseudonym=self.pseudonym(ref),
+            )
+
+        for ref in each(SubjectState.ACTIVE, now - (dormant_after - notice)):
+            event = EventRow("dormancy_notice", now, self.shares._event_mac(ref, "dormancy_notice", now))
+            if self.store.record_event(ref, event, job(ref, "dormancy notice due")):
+                counts["notices"] += 1
+        for ref in each(SubjectState.ACTIVE, now - dormant_after):
+            if self.store.set_subject_state(ref, SubjectState.DORMANT, now, job(ref, "dormant")):
+                counts["dormant"] += 1
+        for ref in each(SubjectState.DORMANT, now - dormant_after - destroy_after):
+            if self.store.subject_held(ref):
+                continue
+            self.record_erasure(ref)
+            self.store.erase_subject(ref, now, job(ref, "dormant too long: erased"))
+            self.cache.forget_subject(ref)
+            counts["destroyed"] += 1
+        return counts
+
+    def _orphan_blob_count(self) -> int:
+        """Blobs no record points to (deletion verification)."""
+        refs = list(self.blobs.list_refs())
+        known: set[str] = set()
+        for i in range(0, len(refs), 500):
+            known |= self.store.referenced_blobs(refs[i : i + 500])
+        return len(refs) - len(known)
 
     def _legal_until(self, ref: bytes) -> float | None:
         """When the subject's last record under legal retention is due (None if none)."""

@@ -179,3 +179,26 @@ def test_scheduled_epochs_make_an_erasure_backup_proof(tmp_path: Path) -> None:
     svc.cache.clear()
     assert svc.get_record(APP, keep, "matching").fields == {"text": "t"}  # live data unharmed
     a.store.close()
+
+
+def test_verification_waits_for_orphan_blobs(tmp_path: Path) -> None:
+    from vault_service.ids import new_record_id
+
+    write_config(tmp_path)
+    clock = FixedClock(1_800_000_000.0)
+    a = _build(tmp_path, clock)
+    svc = a.service
+    svc.put_record(APP, "member-1", "concern_photo", {"caption": "c"}, content=b"photo")
+    svc.erase_subject(APP, "member-1")
+    while svc.purge_erased():
+        pass
+    (check,) = svc.verify_deletions()
+    assert check.checks["blobs"] == "gone"
+    orphan = f"{new_record_id(clock.now() - 7200)}.v1"  # e.g. a blob delete that failed
+    svc.blobs.put(orphan, [b"ciphertext"])
+    (check,) = svc.verify_deletions()
+    assert check.checks["blobs"].startswith("1 orphan") and check.status == "PENDING"
+    svc.sweep_blobs(3600)
+    (check,) = svc.verify_deletions()
+    assert check.checks["blobs"] == "gone"
+    a.store.close()

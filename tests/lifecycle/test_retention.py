@@ -298,3 +298,50 @@ def test_legal_keys_are_rotated_and_counted(vault: tuple[VaultService, FixedCloc
     assert rotation.rewrap_keys(svc.store, svc.provider).remaining == 0
     svc.cache.clear()
     assert svc.get_record(APP, pay, "legal_obligation").fields["amount"] == "1"
+
+
+def test_dormancy_notice_dormant_reactivation_and_destruction(
+    vault: tuple[VaultService, FixedClock],
+) -> None:
+    """Seed 001/003: accounts inactive for a year are separated (dormant), with notice 30 days
+    before; dormant data is readable only to reactivate; destroyed after 4 more years."""
+    from vault_service.errors import PermissionDenied
+    from vault_service.storage import SubjectState
+
+    svc, clock = vault
+    year, notice, four = 365 * DAY, 30 * DAY, 1460 * DAY
+
+    def sweep() -> dict[str, int]:
+        return svc.sweep_dormancy(year, notice, four)
+
+    profile = svc.put_record(APP, "m-1", "member_profile", {"email": "a@b.kr"})[0]
+    concern = svc.put_record(APP, "m-1", "concern_text", {"text": "t"})[0]
+    svc.put_record(APP, "m-2", "concern_text", {"text": "other"})
+    clock.advance(year - notice - 1)
+    assert sweep() == {"notices": 0, "dormant": 0, "destroyed": 0}
+    svc.put_record(APP, "m-2", "concern_text", {"text": "m-2 stays active"})
+    clock.advance(1)
+    assert sweep()["notices"] == 1
+    ref = svc.subject_ref("m-1")
+    assert svc.store.get_event(ref, "dormancy_notice") is not None
+    clock.advance(notice)
+    assert sweep() == {"notices": 0, "dormant": 1, "destroyed": 0}
+    assert svc.store.subject_state(ref) is SubjectState.DORMANT
+    with pytest.raises(PermissionDenied):
+        svc.get_record(APP, concern, "matching")
+    assert svc.get_record(APP, profile, "reactivation").fields == {"email": "a@b.kr"}
+    assert svc.store.subject_state(ref) is SubjectState.ACTIVE  # the member came back
+    assert svc.store.get_event(ref, "dormancy_notice") is None
+    assert svc.get_record(APP, concern, "matching").fields == {"text": "t"}
+    clock.advance(year)
+    sweep()
+    assert svc.store.subject_state(ref) is SubjectState.DORMANT
+    clock.advance(four - 1)
+    sweep()  # (m-2, dormant since earlier, reaches its end first)
+    assert svc.store.subject_state(ref) is SubjectState.DORMANT
+    clock.advance(1)
+    sweep()
+    assert svc.store.subject_state(ref) is SubjectState.ERASED
+    with pytest.raises(NotFound):
+        svc.get_record(APP, profile, "reactivation")
+    assert "dormant too long: erased" in [r.reason for r in svc.store.audit_rows()]

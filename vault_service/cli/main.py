@@ -643,6 +643,22 @@ def cmd_retention_sweep(args: argparse.Namespace, env: Mapping[str, str], out: _
     return 0
 
 
+def cmd_dormancy_sweep(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    config = _config(args, env)
+    lc = config.lifecycle
+    assembly = _assembly(config, env)
+    try:
+        counts = assembly.service.sweep_dormancy(
+            lc.dormant_after_days * 86400,
+            lc.dormancy_notice_days * 86400,
+            lc.dormant_destroy_after_days * 86400,
+        )
+    finally:
+        assembly.store.close()
+    out.emit(counts, ", ".join(f"{k}: {v}" for k, v in counts.items()))
+    return 0
+
+
 def cmd_hold(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
     with _client(args, env) as client:
         if args.hold_cmd == "place":
@@ -995,6 +1011,12 @@ def _add_lifecycle(sub: Any) -> None:
     sweep.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
     sweep.add_argument("--batch-size", type=int, default=200)
     sweep.set_defaults(fn=cmd_retention_sweep)
+    dormancy = sub.add_parser("dormancy", help="dormant subjects").add_subparsers(
+        dest="dormancy_cmd", required=True
+    )
+    dormancy.add_parser(
+        "sweep", help="notices, dormancy and destruction of dormant subjects"
+    ).set_defaults(fn=cmd_dormancy_sweep)
     hold = sub.add_parser("hold", help="legal holds (over gRPC)").add_subparsers(
         dest="hold_cmd", required=True
     )

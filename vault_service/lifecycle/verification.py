@@ -5,6 +5,8 @@ Checks per erasure:
 
 - **key**: the subject's key row is gone from the record store;
 - **records**: its record rows are gone (purged after the O(1) erasure);
+- **blobs**: no blob without a record remains anywhere (a purged record's blob is deleted with it
+  or left for the blob sweep), so none of the subject's blobs can remain;
 - **cache**: no process can still hold the unwrapped key: this process does not, and every other
   process's cache entry has aged out (``erased_at + cache_max_age``);
 - **legal retention**: records kept by law after the erasure (payment records) are still there
@@ -85,6 +87,7 @@ def verify_erasures(
     signer: SigningKey,
     now: float,
     legal_until: Callable[[bytes], float | None] = lambda ref: None,
+    orphan_blobs: int = 0,
 ) -> list[ErasureCheck]:
     """Check every erasure (see the module docstring); VERIFIED ones get a certificate."""
     by_version = {v.version: v for v in versions}
@@ -106,6 +109,13 @@ def verify_erasures(
                 check._pending("record rows being purged", entry.erased_at + PURGE_DEADLINE)
         else:
             check.checks["records"] = "purged"
+            # a purged record's blob is deleted with it, or left as an orphan for the blob sweep:
+            # with no orphan blob anywhere, none of this subject's blobs can remain
+            if orphan_blobs:
+                check.checks["blobs"] = f"{orphan_blobs} orphan blobs awaiting the blob sweep"
+                check._pending("orphan blobs awaiting the blob sweep", None)
+            else:
+                check.checks["blobs"] = "gone"
         kept_until = legal_until(ref)
         if kept_until is not None:
             check.checks["legal_retention"] = "kept until its time"

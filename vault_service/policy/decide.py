@@ -32,6 +32,8 @@ class AccessRequest:
     fields: frozenset[str] | None = None
     #: the subject's processing is restricted (reads only for restriction-exempt purposes)
     subject_restricted: bool = False
+    #: the subject is dormant (reads only for reactivation purposes)
+    subject_dormant: bool = False
     #: the subject's consent grants for this purpose (active or not: decide checks the window)
     grants: Sequence[Grant] = ()
 
@@ -83,6 +85,8 @@ def decide(request: AccessRequest, policy: Policy) -> Decision:
         return _deny("field not permitted for purpose")
     if request.subject_restricted and not purpose.restriction_exempt:
         return _deny("subject restricted")
+    if request.subject_dormant and not purpose.reactivation:
+        return _deny("subject dormant")
     wanted = request.fields if request.fields is not None else visible
     if purpose.consent_required:
         covered: set[str] = set()

@@ -157,10 +157,11 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
                 "consent_required",
                 "deidentified",
                 "restriction_exempt",
+                "reactivation",
             },
         )
         flags = {}
-        for flag in ("consent_required", "deidentified", "restriction_exempt"):
+        for flag in ("consent_required", "deidentified", "restriction_exempt", "reactivation"):
             value = t.get(flag, False)
             if not isinstance(value, bool):
                 raise ctx.fail(f"{key}.{flag}", "must be true or false")

@@ -97,6 +97,8 @@ class Purpose:
     deidentified: bool = False
     #: reads are allowed while the subject's processing is restricted (legal obligations)
     restriction_exempt: bool = False
+    #: the only kind of purpose that may read a dormant subject's records (bringing it back)
+    reactivation: bool = False
 
     def visible_fields(self, category: Category) -> frozenset[str]:
         """The fields of ``category`` this purpose may see."""

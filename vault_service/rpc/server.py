@@ -269,6 +269,11 @@ class RunningServer:
                         lc.rotate_every_days * 86400,
                         lc.backup_window_days * 86400,
                     )
+                    svc.sweep_dormancy(
+                        lc.dormant_after_days * 86400,
+                        lc.dormancy_notice_days * 86400,
+                        lc.dormant_destroy_after_days * 86400,
+                    )
                 except Exception:
                     log.error("security_event=key_epoch_job_failed")
 

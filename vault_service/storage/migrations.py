@@ -137,4 +137,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE records ADD COLUMN key_kind TEXT NOT NULL DEFAULT 'subject'",
         ],
     ),
+    (
+        8,
+        [
+            # Activity (writes, and reads at most once a day) drives dormancy.
+            "ALTER TABLE subjects ADD COLUMN last_activity REAL",
+        ],
+    ),
 ]

@@ -274,6 +274,18 @@ class RecordStore(abc.ABC):
         """(category, created_at) of the subject's records kept under legal retention."""
 
     @abc.abstractmethod
+    def touch_subject(self, subject_ref: bytes, now: float) -> bool:
+        """Record activity: last_activity = now, a dormant subject becomes active again and its
+        dormancy notice is withdrawn. Returns True if a dormant subject was reactivated."""
+
+    @abc.abstractmethod
+    def inactive_subjects(
+        self, state: SubjectState, before: float, limit: int, after: bytes = b""
+    ) -> list[bytes]:
+        """Subjects in ``state`` whose last activity (or creation) is at or before ``before``,
+        ordered by reference, after ``after``."""
+
+    @abc.abstractmethod
     def subject_held(self, subject_ref: bytes) -> bool:
         """Whether any active hold applies to the subject or one of its records."""
 

@@ -639,6 +639,11 @@ class SqliteRecordStore(RecordStore):
                 ),
             )
             self._write_version(conn, new)
+            conn.execute(
+                "UPDATE subjects SET last_activity = ?, state = CASE WHEN state = 'dormant'"
+                " THEN 'active' ELSE state END WHERE subject_ref = ?",
+                (now, new.subject_ref),
+            )
             if idempotency is not None:
                 conn.execute(
                     "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
@@ -931,6 +936,34 @@ class SqliteRecordStore(RecordStore):
                 (subject_ref,),
             ).fetchall()
         return [(r[0], float(r[1])) for r in rows]
+
+    def touch_subject(self, subject_ref: bytes, now: float) -> bool:
+        with self._write() as conn:
+            woke = conn.execute(
+                "UPDATE subjects SET state = 'active', updated_at = ?"
+                " WHERE subject_ref = ? AND state = 'dormant'",
+                (now, subject_ref),
+            ).rowcount
+            conn.execute(
+                "UPDATE subjects SET last_activity = ? WHERE subject_ref = ? AND state != 'erased'",
+                (now, subject_ref),
+            )
+            conn.execute(
+                "DELETE FROM subject_events WHERE subject_ref = ? AND name = 'dormancy_notice'",
+                (subject_ref,),
+            )
+        return bool(woke)
+
+    def inactive_subjects(
+        self, state: SubjectState, before: float, limit: int, after: bytes = b""
+    ) -> list[bytes]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT subject_ref FROM subjects WHERE state = ? AND subject_ref > ?"
+                " AND COALESCE(last_activity, created_at) <= ? ORDER BY subject_ref LIMIT ?",
+                (state.value, after, before, limit),
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
 
     def subject_held(self, subject_ref: bytes) -> bool:
         with self._read() as conn:
