@@ -207,12 +207,7 @@ class SqliteRecordStore(RecordStore):
     # shares and events -------------------------------------------------------------------------
     def record_event(self, subject_ref: bytes, event: EventRow, audit: AuditRow | None) -> bool:
         with self._write() as conn:
-            live = conn.execute(
-                "SELECT 1 FROM subjects WHERE subject_ref = ? AND state != 'erased'",
-                (subject_ref,),
-            ).fetchone()
-            if live is None:
-                raise FailedPrecondition("no such subject (unknown or erased)")
+            self._require_live_subject(conn, subject_ref)
             added = conn.execute(
                 "INSERT OR IGNORE INTO subject_events VALUES (?, ?, ?, ?)",
                 (subject_ref, event.name, event.at, event.mac),
@@ -257,12 +252,7 @@ class SqliteRecordStore(RecordStore):
 
     def insert_share(self, share: ShareRow, wrapped_key: bytes, audit: AuditRow | None) -> None:
         with self._write() as conn:
-            live = conn.execute(
-                "SELECT 1 FROM subjects WHERE subject_ref = ? AND state != 'erased'",
-                (share.subject_ref,),
-            ).fetchone()
-            if live is None:
-                raise FailedPrecondition("no such subject (unknown or erased)")
+            self._require_live_subject(conn, share.subject_ref)
             conn.execute(
                 "INSERT INTO shares VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -353,6 +343,15 @@ class SqliteRecordStore(RecordStore):
             for d in share_ids:
                 gone += conn.execute("DELETE FROM shares WHERE share_id = ?", (d,)).rowcount
         return gone
+
+    @staticmethod
+    def _require_live_subject(conn: sqlite3.Connection, subject_ref: bytes) -> None:
+        """Inside a transaction: FailedPrecondition unless the subject exists and is not erased."""
+        live = conn.execute(
+            "SELECT 1 FROM subjects WHERE subject_ref = ? AND state != 'erased'", (subject_ref,)
+        ).fetchone()
+        if live is None:
+            raise FailedPrecondition("no such subject (unknown or erased)")
 
     # audit -------------------------------------------------------------------------------------
     def _insert_audit(self, conn: sqlite3.Connection, row: AuditRow | None) -> None:
@@ -748,12 +747,7 @@ class SqliteRecordStore(RecordStore):
             sort_keys=True,
         )
         with self._write() as conn:
-            live = conn.execute(
-                "SELECT 1 FROM subjects WHERE subject_ref = ? AND state != 'erased'",
-                (subject_ref,),
-            ).fetchone()
-            if live is None:
-                raise FailedPrecondition("no such subject (unknown or erased)")
+            self._require_live_subject(conn, subject_ref)
             conn.execute(
                 "INSERT INTO consent_grants VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -881,12 +875,7 @@ class SqliteRecordStore(RecordStore):
     # legal holds and retention -----------------------------------------------------------------
     def place_hold(self, hold: HoldRow, audit: AuditRow | None) -> None:
         with self._write() as conn:
-            live = conn.execute(
-                "SELECT 1 FROM subjects WHERE subject_ref = ? AND state != 'erased'",
-                (hold.subject_ref,),
-            ).fetchone()
-            if live is None:
-                raise FailedPrecondition("no such subject (unknown or erased)")
+            self._require_live_subject(conn, hold.subject_ref)
             conn.execute(
                 "INSERT INTO legal_holds VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
                 (
