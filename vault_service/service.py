@@ -179,15 +179,19 @@ class VaultService:
     def _load_service_key(self, name: str, key_type: type[K]) -> K:
         """A service-level key, wrapped by the provider and stored; created on first use
         (first writer wins when several replicas start at once)."""
-        context = service_key_context(name)
+        stored = self._wrapped_service_key(name, key_type)
+        return self._unwrap(lambda: self.provider.unwrap(stored, service_key_context(name), key_type))
+
+    def _wrapped_service_key(self, name: str, key_type: type[K]) -> WrappedKey:
+        """The stored, provider-wrapped service key ``name``; a fresh ``key_type`` key is made and
+        stored on first use (first writer wins when several replicas start at once)."""
         wrapped = self.store.get_service_key(name)
         if wrapped is None:
             fresh = key_type.generate()
             wrapped = self.store.put_service_key_if_absent(
-                name, self.provider.wrap(fresh, context), self.clock.now()
+                name, self.provider.wrap(fresh, service_key_context(name)), self.clock.now()
             )
-        stored = wrapped
-        return self._unwrap(lambda: self.provider.unwrap(stored, context, key_type))
+        return wrapped
 
     def subject_ref(self, subject_id: str) -> bytes:
         """The stored reference of a subject: a keyed hash of its id (the id is never stored)."""
@@ -233,13 +237,7 @@ class VaultService:
         """The subject's legal key (records under legal retention): a service key wrapped by the
         root key, created on first use; it survives the subject's erasure."""
         self._subject_key_for_write(ref)  # the subject must exist and be live
-        name = self._legal_key_name(ref)
-        wrapped = self.store.get_service_key(name)
-        if wrapped is None:
-            fresh = SubjectKey.generate()
-            wrapped = self.store.put_service_key_if_absent(
-                name, self.provider.wrap(fresh, service_key_context(name)), self.clock.now()
-            )
+        wrapped = self._wrapped_service_key(self._legal_key_name(ref), SubjectKey)
         return self._key_of(ref, "legal", wrapped)
 
     def _key_of(self, ref: bytes, kind: str, wrapped: WrappedKey) -> SubjectKey:
@@ -504,19 +502,7 @@ class VaultService:
         subject's consent and its restriction state allow; de-identified where the purpose says."""
         self._check_purpose(purpose)
         self._check_record_id(record_id)
-        self._authorize(
-            call, self._request(call, Action.RECORD_GET, purpose=purpose), record_id=record_id
-        )
-        stored = self.store.get_record(record_id, grants_for=purpose)
-        if stored is None:
-            # For consent-bound purposes a missing record must look like one without consent.
-            consent_bound = needs_subject_state(purpose, self.policy)
-            self.store.append_audit(
-                self._audit(
-                    call, Action.RECORD_GET, "deny", "not found", purpose=purpose, record_id=record_id
-                )
-            )
-            raise PermissionDenied() if consent_bound else NotFound()
+        stored = self._fetch_for_read(call, record_id, purpose)
         wanted = fields
         if include_content and fields is not None:
             wanted = fields | {CONTENT_FIELD}
@@ -526,6 +512,23 @@ class VaultService:
         if self.policy.categories[stored.meta.category].retention.kind == "read_once":
             self._destroy_after_read(call, stored)
         return view
+
+    def _fetch_for_read(self, call: CallContext, record_id: str, purpose: str) -> StoredRecord:
+        """A record's current version, with the grants ``purpose`` needs, once the caller may
+        read for ``purpose`` at all. A missing record is audited and refused; for consent-bound
+        purposes it must look like one without consent (PermissionDenied, not NotFound)."""
+        self._authorize(
+            call, self._request(call, Action.RECORD_GET, purpose=purpose), record_id=record_id
+        )
+        stored = self.store.get_record(record_id, grants_for=purpose)
+        if stored is None:
+            self.store.append_audit(
+                self._audit(
+                    call, Action.RECORD_GET, "deny", "not found", purpose=purpose, record_id=record_id
+                )
+            )
+            raise PermissionDenied() if needs_subject_state(purpose, self.policy) else NotFound()
+        return stored
 
     def _destroy_after_read(self, call: CallContext, stored: StoredRecord) -> None:
         """Read-once: destroyed in the operation that released it (before the response leaves;
@@ -719,17 +722,7 @@ class VaultService:
         self._check_record_id(record_id)
         if offset < 0 or length < 0:
             raise InvalidArgument("offset and length must be >= 0")
-        self._authorize(
-            call, self._request(call, Action.RECORD_GET, purpose=purpose), record_id=record_id
-        )
-        stored = self.store.get_record(record_id, grants_for=purpose)
-        if stored is None:
-            self.store.append_audit(
-                self._audit(
-                    call, Action.RECORD_GET, "deny", "not found", purpose=purpose, record_id=record_id
-                )
-            )
-            raise PermissionDenied() if needs_subject_state(purpose, self.policy) else NotFound()
+        stored = self._fetch_for_read(call, record_id, purpose)
         self._authorize_read(call, Action.RECORD_GET, purpose, stored, frozenset({CONTENT_FIELD}))
         if stored.blob_ref is None:
             raise NotFound("the record has no content")

@@ -116,6 +116,15 @@ class ShareItem:
     content: bytes = b""
 
 
+# The audited reason a recipient's read is refused, per verdict of ShareOperations._judge.
+_READ_DENIALS = {
+    "revoked": "share revoked or destroyed",
+    "subject erased": "subject erased",
+    "tampered": "share tampered",
+    "expired": "share expired",
+}
+
+
 def _share_key_context(subject_ref: bytes, share_id: str) -> Context:
     return Context("share-key", {"subject": subject_ref.hex(), "share": share_id})
 
@@ -339,38 +348,45 @@ class ShareOperations:
         return self._v.store.list_shares(recipient=call.principal.name)
 
     # reading -----------------------------------------------------------------------------------
-    def _open_share(self, call: CallContext, share_id: str) -> tuple[ShareRow, ShareTerms]:
-        """The share, if it is live for this caller right now (server time); else denied."""
-        row = self._v.store.get_share(share_id)
-        reason = ""
-        terms: ShareTerms | None = None
-        if row is None or row.recipient != call.principal.name:
-            reason = "not a share of this recipient"
-        elif row.share_key is None or row.revoked_at is not None:
-            reason = "share revoked or destroyed"
-        elif row.subject_key is None or row.subject_state == SubjectState.ERASED.value:
-            reason = "subject erased"
-        else:
+    def _judge(self, row: ShareRow) -> tuple[str, ShareTerms | None]:
+        """Whether a share is live right now (server time), judged by its sealed terms, whatever
+        its columns say: ("", terms) if it is, else why not ("revoked", "subject erased",
+        "tampered" or "expired") and no terms."""
+        if row.revoked_at is not None or row.share_key is None:
+            return "revoked", None
+        if row.subject_key is None or row.subject_state == SubjectState.ERASED.value:
+            return "subject erased", None
+        try:
             subject_key = self._v._subject_key(row.subject_ref, row.subject_key)
-            try:
-                share_key = unwrap_key(
-                    subject_key, row.share_key, _share_key_context(row.subject_ref, share_id), DataKey
+            share_key = unwrap_key(
+                subject_key, row.share_key, _share_key_context(row.subject_ref, row.share_id), DataKey
+            )
+            terms = ShareTerms.from_bytes(
+                open_payload(share_key, _terms_context(row.subject_ref, row.share_id), row.sealed_terms)
+            )
+        except (IntegrityError, ValueError, KeyError):
+            return "tampered", None
+        if not terms.matches(row):
+            return "tampered", None
+        ends = self.share_expiry(row.subject_ref, terms)
+        if ends is not None and self._v.clock.now() >= ends:
+            return "expired", None
+        return "", terms
+
+    def _open_share(self, call: CallContext, share_id: str) -> tuple[ShareRow, ShareTerms]:
+        """The share, if it is live for this caller right now (server time); else denied. A share
+        found tampered with or expired loses its key at once, not at the next sweep."""
+        row = self._v.store.get_share(share_id)
+        if row is None or row.recipient != call.principal.name:
+            reason, terms = "not a share of this recipient", None
+        else:
+            verdict, terms = self._judge(row)
+            reason = _READ_DENIALS.get(verdict, "")
+            if verdict in ("tampered", "expired"):
+                self._v._security_event(
+                    "share_tampered" if verdict == "tampered" else "expired_share_read"
                 )
-                terms = ShareTerms.from_bytes(
-                    open_payload(share_key, _terms_context(row.subject_ref, share_id), row.sealed_terms)
-                )
-            except (IntegrityError, ValueError, KeyError):
-                terms = None
-            if terms is None or not terms.matches(row):
-                self._v._security_event("share_tampered")
-                reason, terms = "share tampered", None
-            else:
-                ends = self.share_expiry(row.subject_ref, terms)
-                if ends is not None and self._v.clock.now() >= ends:
-                    self._v._security_event("expired_share_read")
-                    reason, terms = "share expired", None
-        if row is not None and reason in ("share tampered", "share expired"):
-            self._v.store.revoke_share(share_id, self._v.clock.now(), None)  # destroy the key now
+                self._v.store.revoke_share(share_id, self._v.clock.now(), None)
         if terms is None or row is None:
             self._v.store.append_audit(
                 self._v._audit(call, Action.SHARE_READ, "deny", reason, record_id=share_id)
@@ -424,27 +440,6 @@ class ShareOperations:
                     yield ShareItem(record_id=record_id, offset=offset, content=piece)
 
     # sweeping ----------------------------------------------------------------------------------
-    def _verdict(self, row: ShareRow) -> str:
-        """Why a share must be destroyed now ("" if it stays), judged by its sealed terms."""
-        if row.revoked_at is not None or row.share_key is None:
-            return "revoked"
-        if row.subject_key is None or row.subject_state == SubjectState.ERASED.value:
-            return "subject erased"
-        try:
-            subject_key = self._v._subject_key(row.subject_ref, row.subject_key)
-            share_key = unwrap_key(
-                subject_key, row.share_key, _share_key_context(row.subject_ref, row.share_id), DataKey
-            )
-            terms = ShareTerms.from_bytes(
-                open_payload(share_key, _terms_context(row.subject_ref, row.share_id), row.sealed_terms)
-            )
-        except (IntegrityError, ValueError, KeyError):
-            return "tampered"
-        if not terms.matches(row):
-            return "tampered"
-        ends = self.share_expiry(row.subject_ref, terms)
-        return "expired" if ends is not None and self._v.clock.now() >= ends else ""
-
     def sweep(self, batch: int = 500) -> int:
         """Destroy the keys and rows of every share that is revoked, expired (by its sealed terms,
         whatever its columns say), tampered with, or whose subject was erased. A job run,
@@ -456,7 +451,7 @@ class ShareOperations:
             page = self._v.store.share_ids(after, batch)
             for share_id in page:
                 row = self._v.store.get_share(share_id)
-                if row is not None and self._verdict(row):
+                if row is not None and self._judge(row)[0]:
                     doomed.append(share_id)
             if len(page) < batch:
                 break

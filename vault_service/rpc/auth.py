@@ -64,7 +64,3 @@ class Authenticator:
         if names:
             raise Unauthenticated("client certificate not known to the policy")
         raise Unauthenticated("missing credentials: bearer token or client certificate")
-
-
-#: kept for callers of the first version
-TokenAuthenticator = Authenticator

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -131,7 +131,6 @@ class Assembly:
     store: SqliteRecordStore
     checkpoints: CheckpointStore
     dev_token: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def build_service(config: Config, env: Mapping[str, str], clock: Clock | None = None) -> Assembly:
