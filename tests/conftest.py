@@ -35,6 +35,26 @@ def wycheproof() -> Any:
     return load
 
 
+# --- a private PostgreSQL cluster (started once per run, on first use) ------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Any:
+    from tests.support.postgres import PostgresCluster
+
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster: Any) -> Any:
+    """A fresh, empty database of the test cluster; dropped afterwards."""
+    dsn = pg_cluster.new_database()
+    yield dsn
+    pg_cluster.drop_database(dsn)
+
+
 # --- a configured vault in a temp directory, and a real gRPC server on a free port -----------------
 
 TOKENS = {
@@ -86,9 +106,31 @@ def write_config(home: Path, **overrides: str) -> Path:
 
 
 @pytest.fixture
-def vault_home(tmp_path: Path) -> Path:
-    write_config(tmp_path)
+def vault_home(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A configured vault home. Modules run it on PostgreSQL too with
+    ``pytestmark = pytest.mark.parametrize("vault_home", BACKENDS, indirect=True)``."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "postgres":
+        dsn = request.getfixturevalue("pg_dsn")
+        write_config(tmp_path, storage__backend='"postgres"', storage__postgres_dsn=f'"{dsn}"')
+    else:
+        write_config(tmp_path)
     return tmp_path
+
+
+#: the record-store backends a backend-parametrized test runs on
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """An empty database of each backend in turn (tests/support/db.py: TestDatabase)."""
+    from tests.support.db import TestDatabase
+
+    dsn = request.getfixturevalue("pg_dsn") if request.param == "postgres" else ""
+    db = TestDatabase(request.param, tmp_path / "db" / "vault.db", dsn)
+    yield db
+    db.close()
 
 
 @pytest.fixture

@@ -24,7 +24,11 @@ class ServerConfig:
     listen: str = "127.0.0.1:50051"
     """host:port to bind. Anything other than loopback requires TLS (see the access-control docs)."""
     workers: int = 4
-    """Threads serving RPCs. About 4 beat 16 on 2 cores (see PERF notes)."""
+    """Threads serving RPCs in each process. About 4 beat 16 on 2 cores (see PERF notes)."""
+    processes: int = 1
+    """Server processes sharing the listening port (SO_REUSEPORT); ``vaultctl serve --workers N``
+    overrides it. Python runs one thread at a time per process, so this is how one machine's
+    cores are used (docs/deployment.md)."""
     max_concurrent_rpcs: int = 256
     """Calls beyond this are refused with RESOURCE_EXHAUSTED."""
     max_message_bytes: int = 8 * 1024 * 1024
@@ -45,11 +49,21 @@ class StorageConfig:
     """[storage]"""
 
     backend: str = "sqlite"
-    """Record store: "sqlite"."""
+    """Record store: "sqlite" (one machine) or "postgres" (several replicas; docs/deployment.md)."""
     sqlite_path: str = "var/vault.db"
     """SQLite database file."""
     sqlite_synchronous: str = "NORMAL"
     """NORMAL survives process crashes; FULL also survives power loss (about 3x slower commits)."""
+    postgres_dsn: str = ""
+    """postgres: libpq connection string or URI, e.g. "host=db.internal dbname=vault user=vault
+    sslmode=verify-full". Keep the password out of this file: use PGPASSFILE (~/.pgpass) or set
+    the whole string in VAULT_STORAGE_POSTGRES_DSN."""
+    postgres_pool_min: int = 1
+    """postgres: connections kept open per process."""
+    postgres_pool_max: int = 10
+    """postgres: most connections per process (size it above server.workers plus the jobs)."""
+    postgres_timeout_seconds: float = 5.0
+    """postgres: longest wait for a connection or a row lock before the call fails UNAVAILABLE."""
     blob_backend: str = "filesystem"
     """Blob store: "filesystem" or "s3" (S3, R2, MinIO)."""
     blob_dir: str = "var/blobs"
@@ -209,7 +223,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "logging": LoggingConfig,
 }
 _CHOICES = {
-    ("storage", "backend"): {"sqlite"},
+    ("storage", "backend"): {"sqlite", "postgres"},
     ("storage", "blob_backend"): {"filesystem", "s3"},
     ("storage", "sqlite_synchronous"): {"NORMAL", "FULL", "EXTRA"},
     ("keys", "provider"): {"local", "aws-kms", "vault-transit"},
@@ -299,8 +313,15 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
 def _check_sections(source: str, built: Mapping[str, Any]) -> None:
     """Checks that span several keys."""
     server: ServerConfig = built["server"]
-    if server.workers < 1 or server.max_concurrent_rpcs < 1:
-        raise ConfigError(f"{source}: server.workers and server.max_concurrent_rpcs must be >= 1")
+    if server.workers < 1 or server.max_concurrent_rpcs < 1 or server.processes < 1:
+        raise ConfigError(
+            f"{source}: server.workers, server.processes and server.max_concurrent_rpcs must be >= 1"
+        )
+    storage: StorageConfig = built["storage"]
+    if storage.backend == "postgres" and not storage.postgres_dsn:
+        raise ConfigError(f'{source}: storage.postgres_dsn is required with backend = "postgres"')
+    if storage.postgres_pool_min < 0 or storage.postgres_pool_max < max(1, storage.postgres_pool_min):
+        raise ConfigError(f"{source}: storage.postgres_pool_max must be >= max(1, postgres_pool_min)")
     if ":" not in server.listen:
         raise ConfigError(f"{source}: server.listen: expected host:port")
     keys: KeysConfig = built["keys"]

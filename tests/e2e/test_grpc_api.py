@@ -1,8 +1,8 @@
-"""End to end over a real gRPC server on a free port, through the Python client SDK."""
+"""End to end over a real gRPC server on a free port, through the Python client SDK, on each
+record-store backend (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from tests.conftest import BACKENDS
+from tests.support.db import RawDb
 from vault_service.api.v1 import vault_pb2 as pb
 from vault_service.api.v1 import vault_pb2_grpc as pb_grpc
 from vault_service.errors import (
@@ -25,6 +27,8 @@ from vault_service.errors import (
     Unauthenticated,
 )
 
+pytestmark = pytest.mark.parametrize("vault_home", BACKENDS, indirect=True)
+
 CONCERN = {
     "text": "두 번째 수술 상담 marker-7731",
     "body_area": "nose",
@@ -33,8 +37,8 @@ CONCERN = {
 }
 
 
-def db(home: Path) -> sqlite3.Connection:
-    return sqlite3.connect(home / "data" / "vault.db")
+def db(home: Path) -> RawDb:
+    return RawDb(home)
 
 
 def test_put_get_round_trip_with_content(app: Any) -> None:
@@ -150,6 +154,7 @@ def test_missing_or_unknown_purpose_is_invalid_argument(app: Any) -> None:
     ],
 )
 def test_bad_puts_get_clear_errors(app: Any, kwargs: dict[str, Any], error: type) -> None:
+    kwargs = dict(kwargs)  # the parameter is shared by every backend's run
     with pytest.raises(error):
         app.put_record(kwargs.pop("subject_id"), kwargs.pop("category"), kwargs.pop("fields"), **kwargs)
 
@@ -318,6 +323,8 @@ def test_unexpected_error_is_internal_without_exception_text(app: Any, running: 
 
 
 def test_database_locked_fails_closed_with_unavailable(vault_home: Path) -> None:
+    """A lock held elsewhere (SQLite: an exclusive transaction; PostgreSQL: a table lock) longer
+    than the store waits: UNAVAILABLE, nothing written, and writes work again once it is gone."""
     from tests.conftest import TOKENS
     from vault_service.client import VaultClient
     from vault_service.config import load_config
@@ -325,22 +332,30 @@ def test_database_locked_fails_closed_with_unavailable(vault_home: Path) -> None
     from vault_service.rpc.server import build_service, start_server
     from vault_service.storage import SqliteRecordStore
 
-    config = load_config(vault_home / "vault.toml", {})
+    config = load_config(vault_home / "vault.toml", {"VAULT_STORAGE_POSTGRES_TIMEOUT_SECONDS": "0.3"})
     assembly = build_service(config, {})
-    assembly.store.close()
-    assembly.service.store = assembly.store = SqliteRecordStore(
-        config.path(config.storage.sqlite_path), busy_timeout_ms=100
-    )
+    if config.storage.backend == "sqlite":
+        assembly.store.close()
+        assembly.service.store = assembly.store = SqliteRecordStore(
+            config.path(config.storage.sqlite_path), busy_timeout_ms=100
+        )
     server = start_server(config, {}, assembly=assembly)
     try:
         with VaultClient(f"127.0.0.1:{server.port}", TOKENS["app"]) as c:
             c.put_record("m", "concern_text", {"text": "before"})
-            locker = sqlite3.connect(vault_home / "data" / "vault.db", isolation_level=None)
-            locker.execute("BEGIN EXCLUSIVE")
+            locker = RawDb(vault_home)
+            if locker.backend == "postgres":
+                locker.execute("LOCK TABLE records IN ACCESS EXCLUSIVE MODE")
+            else:
+                locker.conn.isolation_level = None
+                locker.execute("BEGIN EXCLUSIVE")
             with pytest.raises(Unavailable):
                 c.put_record("m", "concern_text", {"text": "during"})
-            locker.execute("ROLLBACK")
-            locker.close()
+            if locker.backend == "postgres":
+                locker.conn.rollback()
+            else:
+                locker.execute("ROLLBACK")
+            locker.conn.close()
             assert len(c.list_records("m").records) == 1
             c.put_record("m", "concern_text", {"text": "after"})
             assert len(c.list_records("m").records) == 2

@@ -1,5 +1,6 @@
-"""Two server processes on one database: an erasure on one takes effect on the next read on the
-other, even though the other holds the subject key in its warm cache."""
+"""Two server processes (replicas) on one database, SQLite and PostgreSQL: an erasure on one takes
+effect on the next read on the other, even though the other holds the subject key in its warm
+cache; a consent revoked on one denies on the other at once."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TOKENS, write_config
+from tests.conftest import BACKENDS, TOKENS, write_config
 from tests.support.serve import start_serving, stop_serving
 from vault_service.client import VaultClient
 from vault_service.errors import NotFound
 
 
-@pytest.fixture
-def two_servers(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    config = write_config(tmp_path, keys__cache_max_age_seconds="3600.0")
+@pytest.fixture(params=BACKENDS)
+def two_servers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    extra = {}
+    if request.param == "postgres":
+        dsn = request.getfixturevalue("pg_dsn")
+        extra = {"storage__backend": '"postgres"', "storage__postgres_dsn": f'"{dsn}"'}
+    config = write_config(tmp_path, keys__cache_max_age_seconds="3600.0", **extra)
     a, addr_a = start_serving(config)
     b, addr_b = start_serving(config)
     yield addr_a, addr_b

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, test_policy_text, write_config
+from tests.support.db import TestDatabase
 from vault_service.clock import FixedClock
 from vault_service.errors import LegalHoldActive, NotFound
 from vault_service.key_providers import LocalKeyProvider, create_keyring
 from vault_service.policy import Principal, load_policy
 from vault_service.service import CallContext, VaultService
-from vault_service.storage import FilesystemBlobStore, SqliteRecordStore
+from vault_service.storage import FilesystemBlobStore, RecordStore
 
 HOUR, DAY = 3600.0, 86400.0
 APP = CallContext(Principal("app", "application"), "t")
@@ -49,11 +50,9 @@ def _policy_text() -> str:
     return text + EXTRA
 
 
-def _service(home: Path, clock: FixedClock) -> VaultService:
+def _service(home: Path, clock: FixedClock, store: RecordStore) -> VaultService:
     if not (home / "ring.json").exists():
         create_keyring(home / "ring.json", None, 0.0)
-    store = SqliteRecordStore(home / "v.db")
-    store.migrate()
     return VaultService(
         store,
         FilesystemBlobStore(home / "b"),
@@ -64,11 +63,10 @@ def _service(home: Path, clock: FixedClock) -> VaultService:
 
 
 @pytest.fixture
-def vault(tmp_path: Path) -> Iterator[tuple[VaultService, FixedClock]]:
+def vault(tmp_path: Path, database: TestDatabase) -> Iterator[tuple[VaultService, FixedClock]]:
+    """A service on each backend in turn."""
     clock = FixedClock()
-    svc = _service(tmp_path, clock)
-    yield svc, clock
-    svc.store.close()
+    yield _service(tmp_path, clock, database.store()), clock
 
 
 def test_after_creation_at_its_boundary(vault: tuple[VaultService, FixedClock]) -> None:
@@ -169,15 +167,15 @@ def test_a_record_hold_blocks_only_that_record(vault: tuple[VaultService, FixedC
         svc.erase_subject(APP, "m-1")
 
 
-def test_concurrent_sweepers_shred_each_record_once(tmp_path: Path) -> None:
+def test_concurrent_sweepers_shred_each_record_once(tmp_path: Path, database: TestDatabase) -> None:
     clock = FixedClock()
-    writer = _service(tmp_path, clock)
+    writer = _service(tmp_path, clock, database.store())
     ids = [
         writer.put_record(APP, f"p-{i}", "scan", {"modality": "MR"}, content=b"x")[0] for i in range(60)
     ]
     clock.advance(2 * DAY)
     results: list[list[tuple[str, str]]] = []
-    sweepers = [_service(tmp_path, clock) for _ in range(3)]
+    sweepers = [_service(tmp_path, clock, database.store()) for _ in range(3)]
     threads = [
         threading.Thread(target=lambda s=s: results.append(s.sweep_retention(batch=7))) for s in sweepers
     ]
@@ -189,8 +187,6 @@ def test_concurrent_sweepers_shred_each_record_once(tmp_path: Path) -> None:
     assert sorted(shredded) == sorted(ids)  # every one, exactly once
     jobs = [r for r in writer.store.audit_rows(10000) if r.action == "job.retention"]
     assert len(jobs) == 60
-    for s in [writer, *sweepers]:
-        s.store.close()
 
 
 def test_sweeper_killed_mid_batch_then_rerun(tmp_path: Path) -> None:

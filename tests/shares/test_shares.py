@@ -4,7 +4,6 @@ subject, and no revival by editing the database."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import TOKENS, test_policy_text
+from tests.support.db import TestDatabase
 from vault_service.clock import FixedClock
 from vault_service.errors import InvalidArgument, NotFound, PermissionDenied
 from vault_service.key_providers import LocalKeyProvider, create_keyring
 from vault_service.policy import Principal, load_policy
 from vault_service.service import CallContext, VaultService
-from vault_service.storage import FilesystemBlobStore, SqliteRecordStore
+from vault_service.storage import FilesystemBlobStore
 
 DAY = 86400.0
 APP = CallContext(Principal("app", "application"), "t")
@@ -27,10 +27,12 @@ CONCERN = {"text": "rhinoplasty", "budget": "3000000", "body_area": "nose"}
 
 
 @pytest.fixture
-def vault(tmp_path: Path) -> Iterator[tuple[VaultService, FixedClock, Path]]:
+def vault(
+    tmp_path: Path, database: TestDatabase
+) -> Iterator[tuple[VaultService, FixedClock, TestDatabase]]:
+    """A service on each backend in turn, and its database for direct edits."""
     create_keyring(tmp_path / "ring.json", None, 0.0)
-    store = SqliteRecordStore(tmp_path / "v.db")
-    store.migrate()
+    store = database.store()
     clock = FixedClock()
     policy = load_policy(
         test_policy_text() + '\n[principals.clinic-b]\nrole = "clinic"\ncert_cn = "clinic-b"\n'
@@ -42,8 +44,7 @@ def vault(tmp_path: Path) -> Iterator[tuple[VaultService, FixedClock, Path]]:
         policy,
         clock,
     )
-    yield svc, clock, tmp_path / "v.db"
-    store.close()
+    yield svc, clock, database
 
 
 def _setup(
@@ -69,7 +70,7 @@ def _read(svc: VaultService, call: CallContext, share_id: str) -> list[Any]:
     return list(svc.shares.read_share(call, share_id))
 
 
-def test_expiry_at_its_boundary(vault: tuple[VaultService, FixedClock, Path]) -> None:
+def test_expiry_at_its_boundary(vault: tuple[VaultService, FixedClock, TestDatabase]) -> None:
     svc, clock, _ = vault
     ids = _setup(svc, clock)
     share = svc.shares.create_share(
@@ -85,7 +86,7 @@ def test_expiry_at_its_boundary(vault: tuple[VaultService, FixedClock, Path]) ->
     assert svc.store.get_share(share.share_id) is None
 
 
-def test_six_months_after_match_completed(vault: tuple[VaultService, FixedClock, Path]) -> None:
+def test_six_months_after_match_completed(vault: tuple[VaultService, FixedClock, TestDatabase]) -> None:
     svc, clock, _ = vault
     ids = _setup(svc, clock)
     share = svc.shares.create_share(
@@ -112,7 +113,9 @@ def test_six_months_after_match_completed(vault: tuple[VaultService, FixedClock,
     assert svc.shares.sweep() == 1
 
 
-def test_an_edited_event_time_ends_the_share(vault: tuple[VaultService, FixedClock, Path]) -> None:
+def test_an_edited_event_time_ends_the_share(
+    vault: tuple[VaultService, FixedClock, TestDatabase],
+) -> None:
     svc, clock, db = vault
     ids = _setup(svc, clock)
     share = svc.shares.create_share(
@@ -126,8 +129,7 @@ def test_an_edited_event_time_ends_the_share(vault: tuple[VaultService, FixedClo
         event_period=180 * DAY,
     )
     svc.shares.record_event(APP, "m-1", "match_completed")
-    svc.store.close()
-    with sqlite3.connect(db) as conn:  # push the event into the future to extend the share
+    with db.raw() as conn:  # push the event into the future to extend the share
         conn.execute("UPDATE subject_events SET at = at + 1000 * 86400")
     with pytest.raises(PermissionDenied):
         _read(svc, CLINIC, share.share_id)
@@ -135,7 +137,7 @@ def test_an_edited_event_time_ends_the_share(vault: tuple[VaultService, FixedClo
 
 
 def test_revocation_stops_a_streaming_read_before_the_next_chunk(
-    vault: tuple[VaultService, FixedClock, Path],
+    vault: tuple[VaultService, FixedClock, TestDatabase],
 ) -> None:
     svc, clock, _ = vault
     photo = bytes(range(256)) * 4096  # 1 MiB: 16 pieces of 64 KiB
@@ -185,7 +187,7 @@ def test_streaming_read_over_grpc_stops_after_revocation(app: Any, running: Any)
     assert received < len(photo)
 
 
-def test_only_the_named_recipient_reads(vault: tuple[VaultService, FixedClock, Path]) -> None:
+def test_only_the_named_recipient_reads(vault: tuple[VaultService, FixedClock, TestDatabase]) -> None:
     svc, clock, _ = vault
     ids = _setup(svc, clock)
     share = svc.shares.create_share(
@@ -202,7 +204,7 @@ def test_only_the_named_recipient_reads(vault: tuple[VaultService, FixedClock, P
     assert [s.recipient for s in svc.shares.list_shares(APP, "m-1")] == ["clinic"]
 
 
-def test_only_the_fields_in_the_subset(vault: tuple[VaultService, FixedClock, Path]) -> None:
+def test_only_the_fields_in_the_subset(vault: tuple[VaultService, FixedClock, TestDatabase]) -> None:
     svc, clock, _ = vault
     ids = _setup(svc, clock)
     share = svc.shares.create_share(
@@ -224,7 +226,7 @@ def test_only_the_fields_in_the_subset(vault: tuple[VaultService, FixedClock, Pa
 
 
 def test_creation_needs_consent_and_the_subjects_records(
-    vault: tuple[VaultService, FixedClock, Path],
+    vault: tuple[VaultService, FixedClock, TestDatabase],
 ) -> None:
     svc, clock, _ = vault
     rid = svc.put_record(APP, "m-2", "concern_text", CONCERN)[0]
@@ -241,7 +243,7 @@ def test_creation_needs_consent_and_the_subjects_records(
         svc.shares.create_share(APP, "m-3", "clinic", "clinic_proposal", other, ["text"])
 
 
-def test_a_share_dies_with_its_subject(vault: tuple[VaultService, FixedClock, Path]) -> None:
+def test_a_share_dies_with_its_subject(vault: tuple[VaultService, FixedClock, TestDatabase]) -> None:
     svc, clock, _ = vault
     ids = _setup(svc, clock)
     share = svc.shares.create_share(
@@ -254,7 +256,7 @@ def test_a_share_dies_with_its_subject(vault: tuple[VaultService, FixedClock, Pa
 
 
 def test_an_expired_share_cannot_be_revived_by_editing_the_database(
-    vault: tuple[VaultService, FixedClock, Path],
+    vault: tuple[VaultService, FixedClock, TestDatabase],
 ) -> None:
     svc, clock, db = vault
     ids = _setup(svc, clock)
@@ -263,20 +265,18 @@ def test_an_expired_share_cannot_be_revived_by_editing_the_database(
     )
     saved_key = svc.store.get_share(share.share_id).share_key  # type: ignore[union-attr]
     clock.advance(2 * DAY)
-    svc.store.close()
-    with sqlite3.connect(db) as conn:  # before the sweeper: extend the expiry column
+    with db.raw() as conn:  # before the sweeper: extend the expiry column
         conn.execute("UPDATE shares SET expires_at = expires_at + 365 * 86400")
     with pytest.raises(PermissionDenied):
         _read(svc, CLINIC, share.share_id)
     svc.shares.sweep()
-    svc.store.close()
-    with sqlite3.connect(db) as conn:  # after it: put the row and even the old key back
+    with db.raw() as conn:  # after it: put the row and even the old key back
         conn.execute(
             "INSERT INTO shares (share_id, subject_ref, recipient, purpose, record_count,"
             " fields, expires_at, event_name, event_period, created_by, created_at,"
             " revoked_at, sealed_terms) SELECT ?, subject_ref, 'clinic', 'clinic_proposal', 1,"
-            " '[\"text\"]', ?, '', NULL, 'app', 0, NULL, x'00' FROM subjects",
-            (share.share_id, clock.now() + 365 * DAY),
+            " '[\"text\"]', ?, '', NULL, 'app', 0, NULL, ? FROM subjects",
+            (share.share_id, clock.now() + 365 * DAY, b"\x00"),
         )
         conn.execute("INSERT INTO share_keys VALUES (?, ?)", (share.share_id, saved_key))
     with pytest.raises(PermissionDenied):

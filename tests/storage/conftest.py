@@ -1,5 +1,5 @@
-"""One contract suite per storage interface, run on every implementation (``--store`` later adds
-PostgreSQL; each implementation is one more fixture param)."""
+"""One contract suite per storage interface, run on every implementation (each implementation is
+one more fixture param)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,15 @@ import pytest
 from vault_service.storage import BlobStore, FilesystemBlobStore, RecordStore, SqliteRecordStore
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecordStore]:
-    s = SqliteRecordStore(tmp_path / "db" / "vault.db")
+    s: RecordStore
+    if request.param == "postgres":
+        from vault_service.storage.postgres import PostgresRecordStore
+
+        s = PostgresRecordStore(request.getfixturevalue("pg_dsn"), max_connections=20)
+    else:
+        s = SqliteRecordStore(tmp_path / "db" / "vault.db")
     s.migrate()
     yield s
     s.close()

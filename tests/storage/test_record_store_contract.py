@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -192,3 +193,124 @@ def test_root_version_states(store: RecordStore) -> None:
     }
     assert store.root_version_states("aws-kms") == {}
     assert store.audit_rows()[-1] == AUDIT
+
+
+def test_job_lease_one_holder_until_expiry(store: RecordStore) -> None:
+    assert store.acquire_lease("epochs", "a", 100.0, 30.0) is True
+    assert store.acquire_lease("epochs", "b", 110.0, 30.0) is False
+    assert store.acquire_lease("epochs", "a", 125.0, 30.0) is True  # renewed to 155
+    assert store.acquire_lease("epochs", "b", 154.9, 30.0) is False
+    assert store.acquire_lease("checkpoints", "b", 154.9, 30.0) is True  # another lease
+    assert store.acquire_lease("epochs", "b", 155.0, 30.0) is True  # expired: taken over
+    assert store.acquire_lease("epochs", "a", 160.0, 30.0) is False
+
+
+# --- concurrency: what SQLite gets from serialized writers, PostgreSQL gets from row locks ---------
+
+
+def _race(n: int, fn: Callable[[int], object]) -> list[object]:
+    """Run fn(0..n-1) in n threads released together; returns results or raised exceptions."""
+    barrier = threading.Barrier(n)
+    results: list[object] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = fn(i)
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_concurrent_audited_writes_form_one_unbroken_chain(store: RecordStore) -> None:
+    from vault_service.audit.chain import GENESIS, entry_hash
+
+    _subject(store)
+
+    def write(i: int) -> None:
+        for j in range(10):
+            if j % 2:
+                store.append_audit(AUDIT)
+            else:
+                store.insert_record(_version(), float(i), None, AUDIT)
+
+    assert not [r for r in _race(8, write) if isinstance(r, Exception)]
+    entries = store.audit_entries(0, 1000)
+    assert [e.seq for e in entries] == list(range(1, 81))
+    prev = GENESIS
+    for e in entries:
+        assert e.prev_hash == prev and e.entry_hash == entry_hash(prev, e.seq, e.row)
+        prev = e.entry_hash
+
+
+def test_concurrent_updates_of_one_version_have_one_winner(store: RecordStore) -> None:
+    _subject(store)
+    v1 = _version()
+    store.insert_record(v1, 1.0, None, None)
+    results = _race(
+        6, lambda i: store.replace_version(_version(version=2, record_id=v1.record_id), 1, 2.0, AUDIT)
+    )
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(isinstance(r, FailedPrecondition) for r in results if isinstance(r, Exception))
+    got = store.get_record(v1.record_id)
+    assert got is not None and got.meta.version == 2 and set(got.payloads) == {"text", "mood"}
+
+
+def test_concurrent_deletes_shred_once(store: RecordStore) -> None:
+    _subject(store)
+    v = _version(blob="x")
+    store.insert_record(v, 1.0, None, None)
+    before = len(store.audit_rows())
+    results = _race(6, lambda i: store.delete_record(v.record_id, AUDIT))
+    assert sum(r is not None for r in results) == 1
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert len(store.audit_rows()) == before + 1
+
+
+def test_concurrent_uses_of_one_idempotency_key_store_one_record(store: RecordStore) -> None:
+    _subject(store)
+    idem = Idempotency("p", "same-key", b"digest")
+    results = _race(6, lambda i: store.insert_record(_version(), 1.0, idem, AUDIT))
+    assert len(set(results)) == 1 and isinstance(results[0], str)
+    assert len(store.list_records(REF, 10, None)) == 1
+
+
+def test_concurrent_purges_take_each_record_once(store: RecordStore) -> None:
+    _subject(store)
+    ids = [store.insert_record(_version(blob=f"b{i}"), 1.0, None, None) for i in range(50)]
+    store.erase_subject(REF, 2.0, None)
+
+    def purge(i: int) -> list[str]:
+        taken: list[str] = []
+        while batch := store.purge_erased(5):
+            taken += [p.record_id for p in batch]
+        return taken
+
+    results = _race(4, purge)
+    taken = [rid for r in results for rid in r]  # type: ignore[attr-defined]
+    assert sorted(taken) == sorted(ids)
+
+
+def test_writes_racing_an_erasure_leave_nothing_readable(store: RecordStore) -> None:
+    _subject(store)
+
+    def act(i: int) -> object:
+        if i == 0:
+            return store.erase_subject(REF, 5.0, AUDIT)
+        return [store.insert_record(_version(), 1.0, None, AUDIT) for _ in range(5)]
+
+    results = _race(5, act)
+    assert results[0] is True
+    for r in results[1:]:
+        assert isinstance(r, (list, FailedPrecondition))
+        for rid in r if isinstance(r, list) else []:
+            assert store.get_record(rid) is None
+    assert store.list_records(REF, 100, None) == []
+    with pytest.raises(FailedPrecondition):
+        store.insert_record(_version(), 6.0, None, None)

@@ -44,9 +44,20 @@ def test_environment_overrides(tmp_path: Path) -> None:
         ("[server]\nlisten = 5\n", {}, "server.listen: expected a str"),
         ("[server]\nbogus = 1\n", {}, "c.toml: server.bogus: unknown key"),
         ("[nope]\n", {}, "c.toml: nope: unknown section or key"),
-        ("[storage]\nbackend = 'mysql'\n", {}, "storage.backend: 'mysql' is not one of sqlite"),
+        (
+            "[storage]\nbackend = 'mysql'\n",
+            {},
+            "storage.backend: 'mysql' is not one of postgres, sqlite",
+        ),
         ("", {"VAULT_SERVER_WORKERS": "many"}, "VAULT_SERVER_WORKERS: expected a int"),
         ("[server]\nworkers = 0\n", {}, "must be >= 1"),
+        ("[server]\nprocesses = 0\n", {}, "server.processes"),
+        ("[storage]\nbackend = 'postgres'\n", {}, "storage.postgres_dsn is required"),
+        (
+            "[storage]\npostgres_pool_min = 5\npostgres_pool_max = 2\n",
+            {},
+            "storage.postgres_pool_max must be >= max(1, postgres_pool_min)",
+        ),
         ("[server]\nlisten = 'nohost'\n", {}, "server.listen: expected host:port"),
         (
             "[keys]\nprovider = 'hsm'\n",

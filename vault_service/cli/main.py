@@ -47,10 +47,14 @@ def _provider(config: Config, env: Mapping[str, str]) -> Any:
 
 
 def _store(config: Config) -> Any:
-    from vault_service.storage import SqliteRecordStore
+    from vault_service.storage.factory import open_record_store
 
-    store = SqliteRecordStore(config.path(config.storage.sqlite_path))
-    store.migrate()
+    store = open_record_store(config)
+    try:
+        store.migrate()
+    except Exception:
+        store.close()
+        raise
     return store
 
 
@@ -755,9 +759,19 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> in
         handler = logging.FileHandler(log_path)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    # pid: several worker processes may write one log
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s pid=%(process)d %(levelname)s %(name)s %(message)s")
+    )
     logging.basicConfig(level=config.logging.level, handlers=[handler], force=True)
-    return serve(config, env)
+    processes = args.workers or config.server.processes
+    if processes < 1:
+        raise ConfigError("--workers must be >= 1")
+    if processes > 1 and not args.worker:
+        from vault_service.rpc.workers import serve_workers
+
+        return serve_workers(config, Path(args.config), env, processes)
+    return serve(config, env, worker=args.worker)
 
 
 # record -------------------------------------------------------------------------------------------
@@ -1103,7 +1117,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("serve", help="run the gRPC server").set_defaults(fn=cmd_serve)
+    serve = sub.add_parser("serve", help="run the gRPC server")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="server processes sharing the port (SO_REUSEPORT); default: server.processes",
+    )
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    serve.set_defaults(fn=cmd_serve)
     _add_keys(sub)
     _add_audit(sub)
     _add_consent(sub)

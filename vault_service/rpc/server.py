@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -41,12 +42,15 @@ from vault_service.rpc.auth import Authenticator, token_digest
 from vault_service.rpc.interceptor import VaultInterceptor
 from vault_service.rpc.servicer import VaultServicer
 from vault_service.service import Limits, VaultService
-from vault_service.storage import BlobStore, FilesystemBlobStore, SqliteRecordStore
+from vault_service.storage import BlobStore, FilesystemBlobStore, RecordStore
+from vault_service.storage.factory import open_record_store
 
 log = logging.getLogger("vault_service.server")
 
 SERVICE_NAME = vault_pb2.DESCRIPTOR.services_by_name["Vault"].full_name
 DEV_PRINCIPAL = "developer"
+#: the lease under which one replica at a time runs checkpoints, epochs and the dormancy sweep
+MAINTENANCE_LEASE = "maintenance"
 
 
 def _is_loopback(listen: str) -> bool:
@@ -128,7 +132,7 @@ class Assembly:
     """Everything :func:`build_service` made, so that callers can close it."""
 
     service: VaultService
-    store: SqliteRecordStore
+    store: RecordStore
     checkpoints: CheckpointStore
     dev_token: str | None = None
 
@@ -147,10 +151,12 @@ def build_service(config: Config, env: Mapping[str, str], clock: Clock | None = 
         policy = policy.with_principal(
             PrincipalEntry(Principal(DEV_PRINCIPAL, config.server.dev_role), token_digest(dev_token))
         )
-    store = SqliteRecordStore(
-        config.path(config.storage.sqlite_path), synchronous=config.storage.sqlite_synchronous
-    )
-    store.migrate()
+    store = open_record_store(config)
+    try:
+        store.migrate()
+    except Exception:
+        store.close()
+        raise
     blobs = build_blob_store(config, env)
     blobs.remove_partials(config.storage.partial_upload_max_age_seconds)
     provider = build_provider(config, env, clock)
@@ -197,6 +203,8 @@ class RunningServer:
         self._unhealthy_after = config.keys.unhealthy_after_seconds
         self._stop = threading.Event()
         self._serving = True
+        #: this process among the replicas (for job leases); says nothing about its data
+        self.replica_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._threads = [
             threading.Thread(
                 target=self._purge_loop,
@@ -237,12 +245,24 @@ class RunningServer:
                 log.warning("purge of erased subjects failed; will retry")
 
     def _audit_loop(self, config: Config) -> None:
-        """Sign the head of the audit chain every checkpoint interval; prune past retention;
-        run the root-key epoch job every epoch check interval."""
+        """Maintenance that one replica at a time runs, under the ``maintenance`` lease: sign the
+        head of the audit chain every checkpoint interval, prune past retention, run the
+        root-key epoch job and the dormancy sweep every epoch check interval. Another replica
+        takes the lease over when this one stops renewing it."""
         svc = self.service
+        interval = config.audit.checkpoint_interval_seconds
         last_prune = 0.0
         last_epoch = time.monotonic()
-        while not self._stop.wait(config.audit.checkpoint_interval_seconds):
+        while not self._stop.wait(interval):
+            try:
+                held = svc.store.acquire_lease(
+                    MAINTENANCE_LEASE, self.replica_id, svc.clock.now(), 2.5 * interval
+                )
+            except Exception:
+                log.warning("maintenance lease unavailable; will retry")
+                continue
+            if not held:
+                continue
             try:
                 now = svc.clock.now()
                 audit_log.write_checkpoint(svc.store, self.assembly.checkpoints, svc.signing_key, now)
@@ -334,8 +354,11 @@ def start_server(
     env: Mapping[str, str],
     clock: Clock | None = None,
     assembly: Assembly | None = None,
+    reuse_port: bool = False,
 ) -> RunningServer:
-    """Build the service and start a gRPC server on ``config.server.listen``."""
+    """Build the service and start a gRPC server on ``config.server.listen``. With
+    ``reuse_port``, other processes may listen on the same port (SO_REUSEPORT) and the kernel
+    spreads connections among them."""
     tls = config.tls
     if not tls.cert_file and not _is_loopback(config.server.listen):
         raise ConfigError(
@@ -347,7 +370,7 @@ def start_server(
     options = [
         ("grpc.max_receive_message_length", config.server.max_message_bytes),
         ("grpc.max_send_message_length", config.server.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="rpc"),
@@ -373,20 +396,38 @@ def start_server(
     return running
 
 
-def serve(config: Config, env: Mapping[str, str], out: TextIO | None = None) -> int:
-    """Run until SIGTERM or SIGINT. Prints the address (and the development token, if any)."""
-    stream = out or sys.stdout
-    running = start_server(config, env)
-    host = config.server.listen.rsplit(":", 1)[0]
-    lines = [f"vault-service listening on {host}:{running.port}"]
-    if running.assembly.dev_token:
+WORKER_READY = "vault-service worker ready"
+
+
+def listening_lines(host: str, port: int, dev_token: str | None, processes: int = 1) -> list[str]:
+    """What ``vaultctl serve`` prints once it serves: the address, and in development the token
+    and an example call."""
+    workers = f" ({processes} worker processes)" if processes > 1 else ""
+    lines = [f"vault-service listening on {host}:{port}{workers}"]
+    if dev_token:
         lines += [
-            f"development token (principal {DEV_PRINCIPAL!r}): {running.assembly.dev_token}",
+            f"development token (principal {DEV_PRINCIPAL!r}): {dev_token}",
             "example:",
-            f"  export VAULT_SERVICE_TOKEN={running.assembly.dev_token}",
-            f"  .venv/bin/vaultctl record put --address {host}:{running.port} --subject member-1 "
+            f"  export VAULT_SERVICE_TOKEN={dev_token}",
+            f"  .venv/bin/vaultctl record put --address {host}:{port} --subject member-1 "
             "--category concern_text --field text='hello'",
         ]
+    return lines
+
+
+def serve(
+    config: Config, env: Mapping[str, str], out: TextIO | None = None, *, worker: bool = False
+) -> int:
+    """Run until SIGTERM or SIGINT. Prints the address (and the development token, if any); as
+    one of several worker processes (``worker``), binds with SO_REUSEPORT and prints one
+    readiness line for its supervisor instead."""
+    stream = out or sys.stdout
+    running = start_server(config, env, reuse_port=worker)
+    host = config.server.listen.rsplit(":", 1)[0]
+    if worker:
+        lines = [f"{WORKER_READY} pid={os.getpid()}"]
+    else:
+        lines = listening_lines(host, running.port, running.assembly.dev_token)
     print("\n".join(lines), file=stream, flush=True)
     done = threading.Event()
 

@@ -1,7 +1,7 @@
 """Schema migrations, shared by every SQL record store. Append only: never edit a shipped step.
 
-Each step is (version, statements). Types are chosen to mean the same in SQLite and PostgreSQL
-(BLOB is mapped to BYTEA by the PostgreSQL store).
+Each step is (version, statements), written in SQLite's type names; the PostgreSQL store translates
+them (BLOB -> BYTEA, REAL -> DOUBLE PRECISION, INTEGER -> BIGINT: see storage/postgres.py).
 """
 
 from __future__ import annotations
@@ -142,6 +142,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         [
             # Activity (writes, and reads at most once a day) drives dormancy.
             "ALTER TABLE subjects ADD COLUMN last_activity REAL",
+        ],
+    ),
+    (
+        9,
+        [
+            # Leases for jobs that one replica at a time should run (root-key epochs, audit
+            # checkpoints); the holder renews before expires_at, another takes over after it.
+            "CREATE TABLE job_leases ("
+            " name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL)",
         ],
     ),
 ]

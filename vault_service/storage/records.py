@@ -426,6 +426,12 @@ class RecordStore(abc.ABC):
         """Compare-and-set for a service key."""
 
     @abc.abstractmethod
+    def acquire_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` until ``now + ttl``; False while
+        another holder's lease has not expired. Replicas use it for jobs that should run in one
+        of them at a time."""
+
+    @abc.abstractmethod
     def root_version_states(self, provider: str) -> dict[str, RootVersionState]:
         """Recorded lifecycle states of the provider's root versions."""
 
