@@ -48,6 +48,7 @@ lint: proto-check
 	$(PY) tools/check_layering.py
 
 bench: proto
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m benchmarks.run
 
 clean:

@@ -15,7 +15,13 @@ from pathlib import Path
 
 from benchmarks.harness import Result
 
-MODULES = ["benchmarks.bench_keys", "benchmarks.bench_large_objects", "benchmarks.bench_lifecycle"]
+MODULES = [
+    "benchmarks.bench_rpc",
+    "benchmarks.bench_envelope",
+    "benchmarks.bench_keys",
+    "benchmarks.bench_large_objects",
+    "benchmarks.bench_lifecycle",
+]
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
 
 
@@ -57,9 +63,22 @@ def main(argv: list[str]) -> int:
         f"{r.ratio:.3f} | {r.note} |"
         for r in results
     ]
-    (OUT / "results.md").write_text("\n".join(lines) + "\n")
+    table = "\n".join(lines) + "\n"
+    (OUT / "results.md").write_text(table)
     print(f"wrote {OUT / 'results.json'} and {OUT / 'results.md'}")
+    if modules == MODULES:  # a full run: the README shows the latest table
+        _update_readme(table)
     return 0
+
+
+def _update_readme(table: str) -> None:
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->\n", "<!-- bench:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + table + rest[rest.index(end) :])
+        print(f"updated the table in {readme}")
 
 
 if __name__ == "__main__":
