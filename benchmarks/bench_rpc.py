@@ -133,57 +133,44 @@ def run() -> list[Result]:
         cluster.stop()
     by = {t.name: t for t in targets}
     echo, s1, p1, p2, s2 = (by[n] for n in ("echo", "sqlite-1", "postgres-1", "postgres-2", "sqlite-2"))
-    results: list[Result] = []
     goals = {"put": "goal >= 0.6", "get": "goal >= 0.7"}
+    results: list[Result] = []
     for op in ("put", "get"):
-        results += [
+        title = op.title()
+        results.append(
             Result(
-                f"{op.title()} 1 KiB, 64 in flight (SQLite, 1 process)",
+                f"{title} 1 KiB, 64 in flight (SQLite, 1 process)",
                 s1.median(op, "ops_per_s"),
                 "ops/s",
                 f"echo {op}",
                 echo.median(op, "ops_per_s"),
                 goals[op],
-            ),
+            )
+        )
+        results += [
             Result(
-                f"{op.title()} p50 latency (SQLite, 1 process)",
-                s1.median(op, "p50_ms"),
+                f"{title} {pct} latency (SQLite, 1 process)",
+                s1.median(op, f"{pct}_ms"),
                 "ms",
-                f"echo {op} p50",
-                echo.median(op, "p50_ms"),
+                f"echo {op} {pct}",
+                echo.median(op, f"{pct}_ms"),
                 "ratio > 1 = slower",
-            ),
+            )
+            for pct in ("p50", "p99")
+        ]
+        results += [
             Result(
-                f"{op.title()} p99 latency (SQLite, 1 process)",
-                s1.median(op, "p99_ms"),
-                "ms",
-                f"echo {op} p99",
-                echo.median(op, "p99_ms"),
-                "ratio > 1 = slower",
-            ),
-            Result(
-                f"{op.title()} on PostgreSQL (1 process)",
-                p1.median(op, "ops_per_s"),
+                f"{title} on {target_name}",
+                target.median(op, "ops_per_s"),
                 "ops/s",
-                f"{op} on SQLite, 1 process",
-                s1.median(op, "ops_per_s"),
-                f"p50 {p1.median(op, 'p50_ms'):.1f} ms, p99 {p1.median(op, 'p99_ms'):.1f} ms",
-            ),
-            Result(
-                f"{op.title()} on PostgreSQL, 2 worker processes",
-                p2.median(op, "ops_per_s"),
-                "ops/s",
-                f"{op} on PostgreSQL, 1 process",
-                p1.median(op, "ops_per_s"),
-                f"p50 {p2.median(op, 'p50_ms'):.1f} ms, p99 {p2.median(op, 'p99_ms'):.1f} ms",
-            ),
-            Result(
-                f"{op.title()} on SQLite, 2 worker processes",
-                s2.median(op, "ops_per_s"),
-                "ops/s",
-                f"{op} on SQLite, 1 process",
-                s1.median(op, "ops_per_s"),
-                f"p50 {s2.median(op, 'p50_ms'):.1f} ms, p99 {s2.median(op, 'p99_ms'):.1f} ms",
-            ),
+                f"{op} on {base_name}",
+                base.median(op, "ops_per_s"),
+                f"p50 {target.median(op, 'p50_ms'):.1f} ms, p99 {target.median(op, 'p99_ms'):.1f} ms",
+            )
+            for target_name, target, base_name, base in (
+                ("PostgreSQL (1 process)", p1, "SQLite, 1 process", s1),
+                ("PostgreSQL, 2 worker processes", p2, "PostgreSQL, 1 process", p1),
+                ("SQLite, 2 worker processes", s2, "SQLite, 1 process", s1),
+            )
         ]
     return results

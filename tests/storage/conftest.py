@@ -9,21 +9,14 @@ from typing import Any
 
 import pytest
 
-from vault_service.storage import BlobStore, FilesystemBlobStore, RecordStore, SqliteRecordStore
+from tests.support.db import TestDatabase
+from vault_service.storage import BlobStore, FilesystemBlobStore, RecordStore
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecordStore]:
-    s: RecordStore
-    if request.param == "postgres":
-        from vault_service.storage.postgres import PostgresRecordStore
-
-        s = PostgresRecordStore(request.getfixturevalue("pg_dsn"), max_connections=20)
-    else:
-        s = SqliteRecordStore(tmp_path / "db" / "vault.db")
-    s.migrate()
-    yield s
-    s.close()
+@pytest.fixture
+def store(database: TestDatabase) -> RecordStore:
+    """A migrated store on each backend in turn (the ``database`` fixture's params)."""
+    return database.store()
 
 
 @pytest.fixture(scope="session")

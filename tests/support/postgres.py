@@ -70,16 +70,17 @@ class PostgresCluster:
         self._user = _unprivileged_user()
 
     def _run_as(self) -> dict[str, Any]:
+        """Popen arguments: the unprivileged user (if we are root) and a minimal environment."""
+        env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "HOME": str(self.dir)}
         if self._user is None:
-            return {}
-        return {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
+            return {"env": env}
+        return {"env": env, "user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
 
     def start(self) -> PostgresCluster:
         bindir = postgres_bindir()
         if self._user is not None:
             os.chown(self.dir, self._user.pw_uid, self._user.pw_gid)
         data = self.dir / "data"
-        env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "HOME": str(self.dir)}
         subprocess.run(
             [
                 str(bindir / "initdb"),
@@ -88,7 +89,6 @@ class PostgresCluster:
             ],
             check=True,
             capture_output=True,
-            env=env,
             cwd=self.dir,
             **self._run_as(),
         )
@@ -109,13 +109,11 @@ class PostgresCluster:
         args = [str(postgres_bindir() / "postgres"), "-D", str(self.dir / "data")]
         for setting in settings:
             args += ["-c", setting]
-        env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "HOME": str(self.dir)}
         log = open(self.dir / "server.log", "ab")  # noqa: SIM115 - the server process owns it
         self._proc = subprocess.Popen(
             args,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
             cwd=self.dir,
             start_new_session=True,
             **self._run_as(),

@@ -47,15 +47,9 @@ def _provider(config: Config, env: Mapping[str, str]) -> Any:
 
 
 def _store(config: Config) -> Any:
-    from vault_service.storage.factory import open_record_store
+    from vault_service.storage.factory import open_migrated_store
 
-    store = open_record_store(config)
-    try:
-        store.migrate()
-    except Exception:
-        store.close()
-        raise
-    return store
+    return open_migrated_store(config)
 
 
 def cmd_keys_init(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:

@@ -43,7 +43,7 @@ from vault_service.rpc.interceptor import VaultInterceptor
 from vault_service.rpc.servicer import VaultServicer
 from vault_service.service import Limits, VaultService
 from vault_service.storage import BlobStore, FilesystemBlobStore, RecordStore
-from vault_service.storage.factory import open_record_store
+from vault_service.storage.factory import open_migrated_store
 
 log = logging.getLogger("vault_service.server")
 
@@ -61,6 +61,16 @@ def _is_loopback(listen: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def dev_token_for(config: Config) -> str | None:
+    """The development token, if ``server.dev_token_file`` is set (loopback only): read from the
+    file, or created in it. Worker processes share it because their supervisor creates it first."""
+    if not config.server.dev_token_file:
+        return None
+    if not _is_loopback(config.server.listen):
+        raise ConfigError("server.dev_token_file is only allowed on a loopback address")
+    return _dev_token(config.path(config.server.dev_token_file))
 
 
 def _dev_token(path: Path) -> str:
@@ -141,22 +151,14 @@ def build_service(config: Config, env: Mapping[str, str], clock: Clock | None = 
     """Open storage (migrating it), the key provider and the policy; no network."""
     clock = clock or SystemClock()
     policy = load_policy_file(config)
-    dev_token = None
-    if config.server.dev_token_file:
-        if not _is_loopback(config.server.listen):
-            raise ConfigError("server.dev_token_file is only allowed on a loopback address")
+    dev_token = dev_token_for(config)
+    if dev_token is not None:
         if config.server.dev_role not in policy.roles:
             raise ConfigError(f"server.dev_role: unknown role {config.server.dev_role!r}")
-        dev_token = _dev_token(config.path(config.server.dev_token_file))
         policy = policy.with_principal(
             PrincipalEntry(Principal(DEV_PRINCIPAL, config.server.dev_role), token_digest(dev_token))
         )
-    store = open_record_store(config)
-    try:
-        store.migrate()
-    except Exception:
-        store.close()
-        raise
+    store = open_migrated_store(config)
     blobs = build_blob_store(config, env)
     blobs.remove_partials(config.storage.partial_upload_max_age_seconds)
     provider = build_provider(config, env, clock)

@@ -29,8 +29,8 @@ from typing import TextIO
 
 from vault_service.config import Config
 from vault_service.errors import ConfigError
-from vault_service.rpc.server import WORKER_READY, _dev_token, _is_loopback, listening_lines
-from vault_service.storage.factory import open_record_store
+from vault_service.rpc.server import WORKER_READY, dev_token_for, listening_lines
+from vault_service.storage.factory import open_migrated_store
 
 log = logging.getLogger("vault_service.workers")
 
@@ -78,22 +78,10 @@ def serve_workers(
 ) -> int:
     """Supervise ``processes`` workers until SIGTERM/SIGINT; 0 when all stopped cleanly."""
     stream = out or sys.stdout
-    dev_token = None
-    if config.server.dev_token_file:
-        if not _is_loopback(config.server.listen):
-            raise ConfigError("server.dev_token_file is only allowed on a loopback address")
-        dev_token = _dev_token(config.path(config.server.dev_token_file))
-    store = open_record_store(config)
-    try:
-        store.migrate()
-    finally:
-        store.close()
+    dev_token = dev_token_for(config)
+    open_migrated_store(config).close()
     reservation, host, port = _reserve_port(config.server.listen)
-    child_env = {
-        **env,
-        "VAULT_SERVER_LISTEN": f"{host}:{port}",
-        "VAULT_SERVER_PROCESSES": "1",
-    }
+    child_env = {**env, "VAULT_SERVER_LISTEN": f"{host}:{port}"}
     argv = [sys.executable, "-m", "vault_service.cli.main", "--config", str(config_path)]
     argv += ["serve", "--worker"]
     stopping = threading.Event()

@@ -23,3 +23,14 @@ def open_record_store(config: Config) -> RecordStore:
     from vault_service.storage.sqlite import SqliteRecordStore
 
     return SqliteRecordStore(config.path(storage.sqlite_path), synchronous=storage.sqlite_synchronous)
+
+
+def open_migrated_store(config: Config) -> RecordStore:
+    """:func:`open_record_store`, migrated; closed again if the migration fails."""
+    store = open_record_store(config)
+    try:
+        store.migrate()
+    except Exception:
+        store.close()
+        raise
+    return store
