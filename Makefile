@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/dev.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install proto proto-check run test lint bench clean
+.PHONY: help install proto proto-check run test lint bench clean system-deps
 
 help:
 	@echo "make run      set up and serve on 127.0.0.1:50051 (SQLite, filesystem blobs, local keyring)"
@@ -36,8 +36,12 @@ run: proto
 	$(VENV)/bin/vaultctl --config $(CONFIG) keys init --if-missing
 	$(VENV)/bin/vaultctl --config $(CONFIG) serve
 
+# Debian packages the tests run for real (PostgreSQL, Chromium, Node.js): installed when missing.
+system-deps:
+	@tools/system_deps.sh
+
 # pytest exits 5 when it collected no tests: that is a failure here, never a silent pass.
-test: proto
+test: proto system-deps
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; fi; exit $$rc
 

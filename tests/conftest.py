@@ -94,7 +94,7 @@ def write_config(home: Path, **overrides: str) -> Path:
     }
     for key, value in overrides.items():
         section, _, name = key.partition("__")
-        sections[section][name] = value
+        sections.setdefault(section, {})[name] = value
     text = 'policy = "policy.toml"\n'
     for section, values in sections.items():
         text += f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
@@ -137,12 +137,12 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 def running(vault_home: Path) -> Any:
     import logging
 
+    from vault_service import logs
     from vault_service.config import load_config
     from vault_service.rpc.server import start_server
 
     config = load_config(vault_home / "vault.toml", {})
-    (vault_home / "logs").mkdir(exist_ok=True)
-    handler = logging.FileHandler(vault_home / "logs" / "vault.log")
+    handler = logs.handler_for(vault_home / "logs" / "vault.log", "json")
     root = logging.getLogger()
     root.addHandler(handler)
     old_level = root.level

@@ -191,6 +191,28 @@ class LoggingConfig:
     """DEBUG, INFO, WARNING or ERROR. No level ever logs plaintext."""
     file: str = ""
     """Log file; empty means standard error."""
+    format: str = "json"
+    """"json": one object per line with a correlation id per call (for log pipelines); "text":
+    the same facts as key=value for a terminal. Neither ever carries PHI (docs/operations.md)."""
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]"""
+
+    listen: str = ""
+    """host:port of the Prometheus ``/metrics`` endpoint (plain HTTP; it carries no PHI). Empty:
+    no endpoint. With several worker processes, worker i listens on port + i."""
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """[security]"""
+
+    repeated_denials_threshold: int = 10
+    """Refusals of one principal within the window that raise a ``repeated_denials`` event."""
+    repeated_denials_window_seconds: float = 60.0
+    """The sliding window of the repeated-denials event."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +228,8 @@ class Config:
     logging: LoggingConfig
     policy_path: Path
     base_dir: Path
+    metrics: MetricsConfig = MetricsConfig()
+    security: SecurityConfig = SecurityConfig()
 
     def path(self, value: str) -> Path:
         """Resolve a configured path against the config file's directory."""
@@ -221,6 +245,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "audit": AuditConfig,
     "lifecycle": LifecycleConfig,
     "logging": LoggingConfig,
+    "metrics": MetricsConfig,
+    "security": SecurityConfig,
 }
 _CHOICES = {
     ("storage", "backend"): {"sqlite", "postgres"},
@@ -229,6 +255,7 @@ _CHOICES = {
     ("keys", "provider"): {"local", "aws-kms", "vault-transit"},
     ("keys", "transit_binding"): {"derived", "associated_data"},
     ("logging", "level"): {"DEBUG", "INFO", "WARNING", "ERROR"},
+    ("logging", "format"): {"json", "text"},
 }
 
 
@@ -307,6 +334,8 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
         built["logging"],
         policy_path,
         base,
+        built["metrics"],
+        built["security"],
     )
 
 
@@ -339,6 +368,14 @@ def _check_sections(source: str, built: Mapping[str, Any]) -> None:
     if audit.retention_days <= 0 or audit.checkpoint_interval_seconds <= 0:
         raise ConfigError(
             f"{source}: audit.retention_days and audit.checkpoint_interval_seconds must be > 0"
+        )
+    metrics: MetricsConfig = built["metrics"]
+    if metrics.listen and ":" not in metrics.listen:
+        raise ConfigError(f"{source}: metrics.listen: expected host:port")
+    security: SecurityConfig = built["security"]
+    if security.repeated_denials_threshold < 1 or security.repeated_denials_window_seconds <= 0:
+        raise ConfigError(
+            f"{source}: security.repeated_denials_threshold must be >= 1 and the window > 0"
         )
     tls: TlsConfig = built["tls"]
     if bool(tls.cert_file) != bool(tls.key_file):

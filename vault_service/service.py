@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from vault_service import metrics, security_events
 from vault_service.audit.model import AuditEntry
 from vault_service.clock import Clock
 from vault_service.crypto import (
@@ -57,10 +58,12 @@ from vault_service.key_providers.base import KeyProvider, KeyState, WrappedKey
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.lifecycle.ledger import ErasureLedger
 from vault_service.lifecycle.verification import ErasureCheck, verify_erasures
+from vault_service.logs import fields
 from vault_service.policy import AccessRequest, Action, Category, Policy, Principal, decide
 from vault_service.policy.decide import Decision, needs_subject_state
 from vault_service.policy.deidentify import scrub_text
 from vault_service.policy.model import CONTENT_FIELD, Grant, RetentionRule
+from vault_service.security_events import DenialWatch
 from vault_service.shares import ShareOperations
 from vault_service.storage import (
     AuditQuery,
@@ -165,6 +168,8 @@ class VaultService:
         self.cache = cache or SubjectKeyCache(CacheLimits(max_entries=0), clock)
         #: erasures recorded outside the store (None only in unit tests of other parts)
         self.ledger = ledger
+        #: raises ``repeated_denials``; the server sets its threshold and window from the config
+        self.denials = DenialWatch()
         self._touched: dict[bytes, int] = {}
         self._touch_lock = threading.Lock()
         #: bound on how long any process may keep an unwrapped subject key cached
@@ -211,7 +216,7 @@ class VaultService:
         try:
             return fn()
         except IntegrityError:
-            log.error("security_event=integrity_failure what=wrapped_key")
+            security_events.emit("integrity_failure", what="wrapped_key")
             raise DataLoss() from None
 
     def _subject_key(self, ref: bytes, wrapped: WrappedKey) -> SubjectKey:
@@ -305,6 +310,8 @@ class VaultService:
         ref: bytes | None = None,
         record_id: str = "",
     ) -> AuditRow:
+        if decision == "deny":
+            self._denied(call, action, reason)
         return AuditRow(
             at=self.clock.now(),
             principal=call.principal.name,
@@ -316,6 +323,13 @@ class VaultService:
             record_id=record_id,
             correlation_id=call.correlation_id,
         )
+
+    def _denied(self, call: CallContext, action: Action, reason: str) -> None:
+        """Every refusal: logged (reason only), counted by action and reason, and watched for a
+        principal refused again and again."""
+        log.info("denied", extra=fields(action=action.value, reason=reason))
+        metrics.DENIED.labels(action.value, reason).inc()
+        self.denials.denied(call.principal.name)
 
     def _authorize(
         self,
@@ -337,12 +351,6 @@ class VaultService:
                     ref=ref,
                     record_id=record_id,
                 )
-            )
-            log.info(
-                "decision=deny action=%s reason=%s correlation_id=%s",
-                request.action.value,
-                decision.reason,
-                call.correlation_id,
             )
             raise PermissionDenied()
         return decision.fields
@@ -410,7 +418,7 @@ class VaultService:
             try:
                 self.blobs.delete(ref)
             except Exception:  # the key is gone already; the orphan sweep retries
-                log.warning("blob delete deferred record_id=%s", shredded.record_id)
+                log.warning("blob delete deferred", extra=fields(record_id=shredded.record_id))
 
     def _request_digest(
         self,
@@ -598,12 +606,6 @@ class VaultService:
                     record_id=stored.meta.record_id,
                 )
             )
-            log.info(
-                "decision=deny action=%s reason=%s correlation_id=%s",
-                action.value,
-                decision.reason,
-                call.correlation_id,
-            )
             raise PermissionDenied()
         return decision
 
@@ -620,9 +622,7 @@ class VaultService:
         """Decrypt what ``decision`` allows, audit the release, then return it (fail closed)."""
         meta = stored.meta
         visible = decision.fields
-        subject_key = self._key_of(meta.subject_ref, stored.key_kind, stored.subject_key)
-        ctx = record_context("data-key", meta.subject_ref, meta.record_id, meta.version, meta.category)
-        data_key = self._unwrap(lambda: unwrap_key(subject_key, stored.data_key, ctx, DataKey))
+        data_key = self._data_key(stored)
         base = record_context("payload", meta.subject_ref, meta.record_id, meta.version, meta.category)
         try:
             released = {
@@ -638,9 +638,7 @@ class VaultService:
                     raise IntegrityError() from None
                 content = open_payload(data_key, base.with_items(field=CONTENT_FIELD), sealed)
         except IntegrityError:
-            log.error(
-                "security_event=integrity_failure what=payload correlation_id=%s", call.correlation_id
-            )
+            security_events.emit("integrity_failure", what="payload")
             raise DataLoss() from None
         finally:
             data_key.destroy()
@@ -664,7 +662,12 @@ class VaultService:
         return RecordView(meta, released, content, pseudonym)
 
     def _data_key(self, stored: StoredRecord) -> DataKey:
+        """The record's data key, unwrapped; DATA_LOSS if it fails authentication or the record's
+        rows are older than the audit chain witnessed (rolled back to an earlier version)."""
         meta = stored.meta
+        if stored.witnessed_version is not None and stored.witnessed_version != meta.version:
+            security_events.emit("integrity_failure", what="rolled_back_record")
+            raise DataLoss()
         subject_key = self._key_of(meta.subject_ref, stored.key_kind, stored.subject_key)
         ctx = record_context("data-key", meta.subject_ref, meta.record_id, meta.version, meta.category)
         return self._unwrap(lambda: unwrap_key(subject_key, stored.data_key, ctx, DataKey))
@@ -740,9 +743,10 @@ class VaultService:
         )
         yield from self._content_pieces(stored, offset, length or None, piece)
 
-    def _security_event(self, name: str) -> None:
-        """A distinct, countable security event in the log (never with PHI)."""
-        log.error("security_event=%s", name)
+    @staticmethod
+    def _security_event(name: str) -> None:
+        """A distinct, counted security event (vault_service.security_events; never with PHI)."""
+        security_events.emit(name)
 
     def purpose_pseudonym(self, purpose: str, subject_ref: bytes) -> str:
         """A stable pseudonym of a subject for one purpose (de-identified views): the same subject
@@ -819,7 +823,7 @@ class VaultService:
                     call,
                     Action.RECORD_UPDATE,
                     "allow",
-                    "new version",
+                    f"version {new.version}",
                     ref=meta.subject_ref,
                     record_id=record_id,
                 ),
@@ -1310,6 +1314,43 @@ class VaultService:
                         done.append((record_id, label))
                         fault_point("retention.after_delete")
         return done
+
+    def retention_forecast(self, horizon: float, batch: int = 500) -> list[tuple[float, str]]:
+        """When the retention sweep will shred each record due within ``horizon`` seconds from
+        now: [(due time, category)], overdue ones (due time <= now) included. Held records are
+        left out (a hold stops the clock); so are after-event records whose event has not
+        happened (no date is known). Reads only."""
+        now = self.clock.now()
+        out: list[tuple[float, str]] = []
+        for category in self.policy.categories.values():
+            rule = category.retention
+            if rule.kind not in ("after_creation", "after_event"):
+                continue
+            after = ""
+            while True:
+                rows = self.store.due_records(
+                    category.name,
+                    now + horizon - rule.period if rule.kind == "after_creation" else None,
+                    rule.event,
+                    after,
+                    batch,
+                    include_erased=rule.survives_erasure,
+                )
+                if not rows:
+                    break
+                after = rows[-1][0]
+                for record_id, ref, _ in rows:
+                    if rule.kind == "after_creation":
+                        meta = self.store.get_meta(record_id)
+                        born = meta.created_at if meta is not None else None
+                    else:
+                        try:
+                            born = self.shares.event_time(ref, rule.event)
+                        except IntegrityError:
+                            born = now - rule.period  # an edited event is due now (see _event_due)
+                    if born is not None and born + rule.period <= now + horizon:
+                        out.append((born + rule.period, category.name))
+        return sorted(out)
 
     def _event_due(self, ref: bytes, rule: RetentionRule, event_at: float | None, now: float) -> bool:
         try:

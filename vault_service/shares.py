@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vault_service import metrics
 from vault_service.crypto import DataKey, open_payload, seal_payload, unwrap_key, wrap_key
 from vault_service.crypto.context import Context
 from vault_service.errors import (
@@ -382,12 +383,16 @@ class ShareOperations:
         else:
             verdict, terms = self._judge(row)
             reason = _READ_DENIALS.get(verdict, "")
+            if terms is None:
+                metrics.SHARE_READS.labels(verdict.replace(" ", "_")).inc()
             if verdict in ("tampered", "expired"):
                 self._v._security_event(
                     "share_tampered" if verdict == "tampered" else "expired_share_read"
                 )
                 self._v.store.revoke_share(share_id, self._v.clock.now(), None)
         if terms is None or row is None:
+            if row is None or row.recipient != call.principal.name:
+                metrics.SHARE_READS.labels("not_recipient").inc()
             self._v.store.append_audit(
                 self._v._audit(call, Action.SHARE_READ, "deny", reason, record_id=share_id)
             )
@@ -408,6 +413,7 @@ class ShareOperations:
             )
             raise PermissionDenied()
         row, terms = self._open_share(call, share_id)
+        metrics.SHARE_READS.labels("served").inc()
         self._v._authorize(
             call,
             self._v._request(call, Action.SHARE_READ, purpose=terms.purpose),

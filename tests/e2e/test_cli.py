@@ -121,7 +121,7 @@ def test_serve_put_get_and_sigterm(tmp_path: Path) -> None:
     finally:
         assert stop_serving(proc) == 0
     log = (tmp_path / "logs" / "vault.log").read_text()
-    assert "status=UNAUTHENTICATED" in log and "hello from the cli" not in log
+    assert '"status":"UNAUTHENTICATED"' in log and "hello from the cli" not in log
 
 
 def test_bad_config_is_reported_with_file_and_key(tmp_path: Path) -> None:

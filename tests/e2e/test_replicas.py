@@ -4,6 +4,7 @@ back. (Erasure and revocation across two replicas: test_two_processes.py, on bot
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -64,7 +65,9 @@ def test_workers_share_one_port_restart_and_stop_cleanly(tmp_path: Path, pg_dsn:
                     c.get_record(new_record_id(), "matching")
         log = (tmp_path / "logs" / "vault.log").read_text()
         served_by = {
-            int(p) for p in re.findall(r"pid=(\d+) INFO vault_service.rpc rpc=\S+ status=NOT_FOUND", log)
+            line["pid"]
+            for line in map(json.loads, log.splitlines())
+            if line.get("status") == "NOT_FOUND" and line["logger"] == "vault_service.rpc"
         }
         assert served_by == workers  # both workers took calls
 

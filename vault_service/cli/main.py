@@ -272,6 +272,18 @@ def cmd_keys_destroy(args: argparse.Namespace, env: Mapping[str, str], out: _Out
 
 
 # audit --------------------------------------------------------------------------------------------
+def _logging(config: Config) -> None:
+    """Log as the server does (level, format, file from the config): operator jobs that raise
+    security events (audit verification, deletion verification) reach the same log pipeline."""
+    from vault_service import logs
+
+    logs.configure(
+        config.logging.level,
+        config.logging.format,
+        config.path(config.logging.file) if config.logging.file else None,
+    )
+
+
 def _assembly(config: Config, env: Mapping[str, str]) -> Any:
     from vault_service.rpc.server import build_service
 
@@ -282,6 +294,7 @@ def cmd_audit_verify(args: argparse.Namespace, env: Mapping[str, str], out: _Out
     from vault_service.lifecycle.audit_log import verify
 
     config = _config(args, env)
+    _logging(config)
     assembly = _assembly(config, env)
     try:
         public_key = (
@@ -309,6 +322,10 @@ def cmd_audit_verify(args: argparse.Namespace, env: Mapping[str, str], out: _Out
     )
     if report.first_bad_seq is not None:
         text += f"\n  first bad entry: {report.first_bad_seq}"
+    if not report.ok:
+        from vault_service import security_events
+
+        security_events.emit("audit_verification_failed", stage="verify")
     out.emit(data, text)
     return 0 if report.ok else 1
 
@@ -685,6 +702,7 @@ def cmd_hold(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int
 # deletion verification ----------------------------------------------------------------------------
 def cmd_verify_deletion(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
     config = _config(args, env)
+    _logging(config)
     assembly = _assembly(config, env)
     try:
         results = assembly.service.verify_deletions()
@@ -740,24 +758,11 @@ def cmd_verify_certificate(args: argparse.Namespace, env: Mapping[str, str], out
 
 # serve --------------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
-    import logging
-
     from vault_service.rpc.server import serve
 
     config = _config(args, env)
     os.umask(0o077)  # every file the server writes (logs, database, blobs) is private
-    handler: logging.Handler
-    if config.logging.file:
-        log_path = config.path(config.logging.file)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_path)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    # pid: several worker processes may write one log
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s pid=%(process)d %(levelname)s %(name)s %(message)s")
-    )
-    logging.basicConfig(level=config.logging.level, handlers=[handler], force=True)
+    _logging(config)
     processes = args.workers or config.server.processes
     if processes < 1:
         raise ConfigError("--workers must be >= 1")
@@ -1045,6 +1050,38 @@ def _add_lifecycle(sub: Any) -> None:
     listing.set_defaults(fn=cmd_hold)
 
 
+def cmd_report(args: argparse.Namespace, env: Mapping[str, str], out: _Out) -> int:
+    from vault_service.cli.report import gather, render_html
+
+    if args.report_json:
+        out = _Out(True)
+    if not args.html and not args.json_out and not out.as_json:
+        raise ConfigError("report: give --html PATH, --json-out PATH or --json")
+    config = _config(args, env)
+    _logging(config)
+    assembly = _assembly(config, env)
+    try:
+        data = gather(assembly, args.days)
+    finally:
+        assembly.store.close()
+    written = []
+    if args.html:
+        Path(args.html).write_text(render_html(data), encoding="utf-8")
+        written.append(args.html)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(data, indent=2, sort_keys=True))
+        written.append(args.json_out)
+    audit = "verified" if data["audit_chain"]["ok"] else "FAILED"
+    summary = (
+        f"report: {sum(c['records'] for c in data['categories'])} records, "
+        f"{data['deletions_due']['total']} deletions due in {args.days} days, "
+        f"{data['erasures']['total']} erasures, audit chain {audit}"
+        + (f"; written to {', '.join(written)}" if written else "")
+    )
+    out.emit(data, summary)
+    return 0 if data["audit_chain"]["ok"] else 1
+
+
 def _add_verification(sub: Any) -> None:
     """vaultctl verify-deletion and verify-certificate"""
     verify = sub.add_parser(
@@ -1056,6 +1093,17 @@ def _add_verification(sub: Any) -> None:
     cert.add_argument("file")
     cert.add_argument("--public-key", help="the vault's signing key (hex) to pin")
     cert.set_defaults(fn=cmd_verify_certificate)
+    report = sub.add_parser(
+        "report",
+        help="compliance report for the privacy officer (--html PATH, --json-out PATH, --json)",
+    )
+    report.add_argument("--html", metavar="PATH", help="write one self-contained HTML page")
+    report.add_argument("--json-out", metavar="PATH", help="write the report's data as JSON")
+    report.add_argument(
+        "--json", dest="report_json", action="store_true", help="print the report's data as JSON"
+    )
+    report.add_argument("--days", type=int, default=30, help="deletion forecast horizon (days)")
+    report.set_defaults(fn=cmd_report)
 
 
 def _add_record(sub: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from vault_service.audit.chain import Checkpoint
+from vault_service.audit.chain import Checkpoint, entry_hash
 from vault_service.audit.checkpoints import CheckpointStore
 from vault_service.audit.model import AuditEntry, AuditRow
 from vault_service.audit.verify import VerifyReport, verify_chain
@@ -26,16 +26,46 @@ def _sign(signer: SigningKey, kind: str, seq: int, hash_hex: str, now: float) ->
     )
 
 
+class ChainBroken(Exception):
+    """The entries written since the latest signed head do not chain onto it: refuse to sign
+    them (a security event; ``vaultctl audit verify`` finds the first bad entry)."""
+
+
+def _check_tail(store: RecordStore, last: Checkpoint | None, head_seq: int) -> None:
+    """Every entry after ``last`` (the latest signed head) links to its predecessor and hashes
+    to what it says, up to ``head_seq``; else :class:`ChainBroken`."""
+    prev: bytes | None = None
+    after = 0
+    if last is not None:
+        anchor = store.audit_entry(last.seq)
+        if anchor is None or anchor.entry_hash.hex() != last.entry_hash:
+            raise ChainBroken()
+        prev, after = anchor.entry_hash, last.seq
+    while after < head_seq:
+        page = store.audit_entries(after, PAGE)
+        if not page:
+            raise ChainBroken()
+        for entry in page:
+            if prev is not None and entry.prev_hash != prev:
+                raise ChainBroken()
+            if entry.entry_hash != entry_hash(entry.prev_hash, entry.seq, entry.row):
+                raise ChainBroken()
+            prev, after = entry.entry_hash, entry.seq
+
+
 def write_checkpoint(
     store: RecordStore, checkpoints: CheckpointStore, signer: SigningKey, now: float
 ) -> Checkpoint | None:
-    """Sign the current head of the chain, unless the latest checkpoint already covers it."""
+    """Sign the current head of the chain, unless the latest checkpoint already covers it.
+    What was written since the latest signed head is verified first: a broken chain is never
+    signed (:class:`ChainBroken`)."""
     head = store.audit_head()
     if head is None:
         return None
     heads = [c for c in checkpoints.all() if c.kind == "head"]
     if heads and heads[-1].seq == head.seq:
         return None
+    _check_tail(store, heads[-1] if heads else None, head.seq)
     checkpoint = _sign(signer, "head", head.seq, head.entry_hash.hex(), now)
     checkpoints.append(checkpoint)
     return checkpoint

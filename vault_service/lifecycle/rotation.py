@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vault_service import security_events
 from vault_service.crypto.context import service_key_context, subject_key_context
 from vault_service.errors import DataLoss, FailedPrecondition, IntegrityError
 from vault_service.key_providers.base import DestroyResult, KeyProvider, KeyState, WrappedKey
@@ -108,7 +109,7 @@ def rewrap_keys(
                 try:
                     fresh.append(provider.rewrap(*item))
                 except IntegrityError:
-                    log.error("security_event=integrity_failure what=subject_key_rewrap")
+                    security_events.emit("integrity_failure", what="subject_key_rewrap")
                     fresh.append(None)
         changes = []
         for (ref, old), new in zip(batch, fresh, strict=True):

@@ -6,7 +6,10 @@ Every handler of the Vault service is wrapped so that, in the worker thread that
 2. the bearer token is checked and the principal put in :data:`current_call`;
 3. a :class:`~vault_service.errors.VaultError` becomes its status and public message; any other
    exception becomes INTERNAL with a generic message carrying only the correlation id, and its
-   traceback goes to the server log. No exception text ever reaches a client.
+   stack (frames only, never the exception's text) goes to the server log. No exception text
+   ever reaches a client;
+4. the call is counted and timed by method and status (vault_service.metrics), and every log
+   line written while serving it carries its correlation id (vault_service.logs).
 
 Health and reflection services are public (no token), as load balancers expect.
 """
@@ -15,13 +18,16 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 
-from vault_service.errors import PermissionDenied, VaultError
+from vault_service import logs, metrics
+from vault_service.errors import InvalidArgument, PermissionDenied, Status, VaultError
 from vault_service.ids import new_correlation_id
+from vault_service.logs import fields
 from vault_service.rpc.actions import action_of
 from vault_service.rpc.auth import Authenticator
 from vault_service.service import CallContext
@@ -33,19 +39,67 @@ current_call: contextvars.ContextVar[CallContext] = contextvars.ContextVar("curr
 _PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
+def _status_of(exc: BaseException) -> str:
+    return exc.status.value if isinstance(exc, VaultError) else Status.INTERNAL.value
+
+
 def _abort(context: grpc.ServicerContext, exc: BaseException, correlation_id: str, method: str) -> None:
     if isinstance(exc, VaultError):
         code = getattr(grpc.StatusCode, exc.status.value)
-        log.info("rpc=%s status=%s correlation_id=%s", method, exc.status.value, correlation_id)
+        log.info("rpc failed", extra=fields(rpc=method, status=exc.status.value))
         context.abort(code, exc.public_message)
     log.error(
-        "rpc=%s status=INTERNAL correlation_id=%s error_type=%s",
-        method,
-        correlation_id,
-        type(exc).__name__,
+        "rpc failed",
+        extra=fields(rpc=method, status="INTERNAL"),
         exc_info=(type(exc), exc, exc.__traceback__),
     )
     context.abort(grpc.StatusCode.INTERNAL, f"internal error (correlation id {correlation_id})")
+
+
+def _observe(method: str, status: str, started: float) -> None:
+    name = method.rsplit("/", 1)[-1]
+    metrics.RPC_REQUESTS.labels(name, status).inc()
+    metrics.RPC_LATENCY.labels(name, status).observe(time.perf_counter() - started)
+
+
+class _Undecodable:
+    """Stands for a request message whose bytes did not parse."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """The handler's deserializer, returning :data:`_UNDECODABLE` instead of raising, so that
+    bytes that are not the request message (invalid UTF-8 in a string, a truncated field) get
+    INVALID_ARGUMENT from the handler rather than grpcio's INTERNAL."""
+    if deserialize is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except Exception:
+            return _UNDECODABLE
+
+    return parse
+
+
+def _decoded(request: Any, streaming: bool) -> Any:
+    """The request (or, for client streams, an iterator of requests) with undecodable messages
+    turned into INVALID_ARGUMENT."""
+    if not streaming:
+        if request is _UNDECODABLE:
+            raise InvalidArgument("the request message could not be decoded")
+        return request
+
+    def each() -> Iterator[Any]:
+        for message in request:
+            if message is _UNDECODABLE:
+                raise InvalidArgument("a request message could not be decoded")
+            yield message
+
+    return each()
 
 
 class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
@@ -62,24 +116,24 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(handler.stream_unary, method),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(handler.stream_unary, method, streaming=True),
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap_stream(handler.stream_stream, method),
-            request_deserializer=handler.request_deserializer,
+            self._wrap_stream(handler.stream_stream, method, streaming=True),
+            request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -90,21 +144,27 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         authentication failure carries it), authentication, the declared action, and the call
         context for the handler."""
         ids[0] = new_correlation_id()
+        logs.correlation_id.set(ids[0])
         context.set_trailing_metadata((("x-correlation-id", ids[0]),))
         principal = self._auth.authenticate(context.invocation_metadata(), context.auth_context())
         if action_of(method) is None:  # every RPC must declare its action
             raise PermissionDenied()
         return current_call.set(CallContext(principal, ids[0]))
 
-    def _wrap_unary(self, fn: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
+    def _wrap_unary(
+        self, fn: Callable[[Any, Any], Any], method: str, streaming: bool = False
+    ) -> Callable[[Any, Any], Any]:
         def call(request: Any, context: grpc.ServicerContext) -> Any:
-            ids, token = ["-"], None
+            ids, token, status, started = ["-"], None, "OK", time.perf_counter()
             try:
                 token = self._enter(context, method, ids)
-                return fn(request, context)
+                return fn(_decoded(request, streaming), context)
             except Exception as exc:  # mapped, never leaked
+                status = _status_of(exc)
                 _abort(context, exc, ids[0], method)
             finally:
+                _observe(method, status, started)
+                logs.correlation_id.set("")
                 if token is not None:
                     current_call.reset(token)
             return None
@@ -112,16 +172,22 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return call
 
     def _wrap_stream(
-        self, fn: Callable[[Any, Any], Iterator[Any]], method: str
+        self, fn: Callable[[Any, Any], Iterator[Any]], method: str, streaming: bool = False
     ) -> Callable[[Any, Any], Iterator[Any]]:
         def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            ids, token = ["-"], None
+            ids, token, status, started = ["-"], None, "OK", time.perf_counter()
             try:
                 token = self._enter(context, method, ids)
-                yield from fn(request, context)
+                yield from fn(_decoded(request, streaming), context)
+            except GeneratorExit:  # the client went away mid-stream
+                status = "CANCELLED"
+                raise
             except Exception as exc:  # mapped, never leaked
+                status = _status_of(exc)
                 _abort(context, exc, ids[0], method)
             finally:
+                _observe(method, status, started)
+                logs.correlation_id.set("")
                 if token is not None:
                     current_call.reset(token)
 

@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from vault_service import metrics, security_events
 from vault_service.api.v1 import vault_pb2, vault_pb2_grpc
 from vault_service.audit.checkpoints import CheckpointStore, FilesystemCheckpointStore
 from vault_service.clock import Clock, SystemClock
@@ -36,11 +37,15 @@ from vault_service.errors import ConfigError
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.key_providers.factory import build_provider
 from vault_service.lifecycle import audit_log, rotation
+from vault_service.lifecycle.audit_log import ChainBroken
 from vault_service.lifecycle.ledger import ErasureLedger, LedgerTampered
+from vault_service.logs import fields
+from vault_service.metrics import MetricsEndpoint
 from vault_service.policy import Policy, Principal, PrincipalEntry, load_policy
 from vault_service.rpc.auth import Authenticator, token_digest
 from vault_service.rpc.interceptor import VaultInterceptor
 from vault_service.rpc.servicer import VaultServicer
+from vault_service.security_events import DenialWatch
 from vault_service.service import Limits, VaultService
 from vault_service.storage import BlobStore, FilesystemBlobStore, RecordStore
 from vault_service.storage.factory import open_migrated_store
@@ -176,19 +181,36 @@ def build_service(config: Config, env: Mapping[str, str], clock: Clock | None = 
     )
     ledger = ErasureLedger(config.path(config.lifecycle.ledger_path))
     service = VaultService(store, blobs, provider, policy, clock, limits, cache, ledger)
+    service.denials = DenialWatch(
+        config.security.repeated_denials_threshold, config.security.repeated_denials_window_seconds
+    )
     try:
         replayed = service.replay_erasure_ledger()  # before anything is served
     except LedgerTampered as exc:
         raise ConfigError(f"{ledger.path}: {exc}; refusing to start") from None
     if replayed:
-        log.warning("erasure ledger replay erased %d subjects again", replayed)
+        log.warning("erasure ledger replay erased subjects again", extra=fields(subjects=replayed))
     checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
     return Assembly(service, store, checkpoints, dev_token)
 
 
+def _job(name: str, fn: Callable[[], object]) -> bool:
+    """Run one background job, counting the run by outcome; False (logged, no detail) if it
+    failed: the next round retries."""
+    try:
+        fn()
+    except Exception as exc:
+        metrics.SWEEPER_RUNS.labels(name, "failed").inc()
+        log.warning("job failed; will retry", extra=fields(job=name, error_type=type(exc).__name__))
+        return False
+    metrics.SWEEPER_RUNS.labels(name, "ok").inc()
+    return True
+
+
 class RunningServer:
-    """A started server: its port, health servicer, and two background loops: the purge of erased
-    subjects and the key-provider health monitor."""
+    """A started server: its port, health servicer, the metrics endpoint if configured, and
+    three background loops: purges and sweeps, the key-provider health monitor, and maintenance
+    under a lease (checkpoints, prune, key epochs, dormancy)."""
 
     def __init__(
         self,
@@ -205,6 +227,8 @@ class RunningServer:
         self._unhealthy_after = config.keys.unhealthy_after_seconds
         self._stop = threading.Event()
         self._serving = True
+        #: the ``/metrics`` endpoint, when ``metrics.listen`` is set
+        self.metrics: MetricsEndpoint | None = None
         #: this process among the replicas (for job leases); says nothing about its data
         self.replica_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._threads = [
@@ -230,21 +254,24 @@ class RunningServer:
         return self.assembly.service
 
     def _purge_loop(self, interval: float, blob_age: float) -> None:
+        svc = self.service
         last_blob_sweep = time.monotonic()
         while not self._stop.wait(interval):
             if time.monotonic() - last_blob_sweep >= min(blob_age, 3600.0):
                 last_blob_sweep = time.monotonic()
-                try:
-                    self.service.sweep_blobs(blob_age)
-                except Exception:
-                    log.warning("blob sweep failed; will retry")
-            try:
-                while self.service.purge_erased() > 0:
-                    pass
-                self.service.shares.sweep()
-                self.service.sweep_retention()
-            except Exception:  # next round retries; failures are logged without detail
-                log.warning("purge of erased subjects failed; will retry")
+                _job("blob_sweep", lambda: svc.sweep_blobs(blob_age))
+            _job("purge_erased", self._purge_all)
+            _job("share_sweep", svc.shares.sweep)
+            _job("retention_sweep", svc.sweep_retention)
+            # what is due and still there after the sweep: held records are not counted
+            _job(
+                "retention_backlog",
+                lambda: metrics.set_backlog("retention", len(svc.sweep_retention(dry_run=True))),
+            )
+
+    def _purge_all(self) -> None:
+        while self.service.purge_erased() > 0:
+            pass
 
     def _audit_loop(self, config: Config) -> None:
         """Maintenance that one replica at a time runs, under the ``maintenance`` lease: sign the
@@ -261,7 +288,7 @@ class RunningServer:
                     MAINTENANCE_LEASE, self.replica_id, svc.clock.now(), 2.5 * interval
                 )
             except Exception:
-                log.warning("maintenance lease unavailable; will retry")
+                log.warning("maintenance lease unavailable; will retry", extra=fields(job="lease"))
                 continue
             if not held:
                 continue
@@ -277,8 +304,14 @@ class RunningServer:
                         now,
                     )
                     last_prune = now
+            except ChainBroken:
+                metrics.SWEEPER_RUNS.labels("audit_checkpoint", "failed").inc()
+                security_events.emit("audit_verification_failed", stage="checkpoint")
             except Exception:
-                log.error("security_event=audit_checkpoint_failed")
+                metrics.SWEEPER_RUNS.labels("audit_checkpoint", "failed").inc()
+                security_events.emit("audit_checkpoint_failed")
+            else:
+                metrics.SWEEPER_RUNS.labels("audit_checkpoint", "ok").inc()
             if time.monotonic() - last_epoch >= config.lifecycle.epoch_check_interval_seconds:
                 last_epoch = time.monotonic()
                 try:
@@ -296,7 +329,10 @@ class RunningServer:
                         lc.dormant_destroy_after_days * 86400,
                     )
                 except Exception:
-                    log.error("security_event=key_epoch_job_failed")
+                    metrics.SWEEPER_RUNS.labels("key_epochs", "failed").inc()
+                    security_events.emit("key_epoch_job_failed")
+                else:
+                    metrics.SWEEPER_RUNS.labels("key_epochs", "ok").inc()
 
     def _health_loop(self) -> None:
         """NOT_SERVING once the key provider has failed for ``unhealthy_after_seconds``; while
@@ -307,7 +343,7 @@ class RunningServer:
             since = stats.failing_since
             failing = since is not None and time.monotonic() - since >= self._unhealthy_after
             if failing and self._serving:
-                log.error("security_event=key_provider_down health=NOT_SERVING")
+                security_events.emit("key_provider_down", health="NOT_SERVING")
                 self._set(False)
             if not self._serving:
                 try:
@@ -316,7 +352,7 @@ class RunningServer:
                     log.info("key provider probe failed; still NOT_SERVING")
                     continue
                 if not self._stop.is_set():
-                    log.warning("key provider recovered health=SERVING")
+                    log.warning("key provider recovered", extra=fields(health="SERVING"))
                     self._set(True)
 
     def _set(self, serving: bool) -> None:
@@ -328,6 +364,31 @@ class RunningServer:
         )
         for name in ("", SERVICE_NAME):
             self.health.set(name, status)
+
+    def start_metrics(self, listen: str) -> MetricsEndpoint:
+        """Serve ``/metrics`` on ``listen`` (host:port; port 0 picks one): the process-wide
+        counters plus this server's state gauges."""
+        svc = self.service
+        stats = svc.provider.stats
+
+        def provider_calls() -> dict[str, int]:
+            return {
+                "encrypt": stats.encrypt_calls,
+                "decrypt": stats.decrypt_calls,
+                "rewrap": stats.rewrap_calls,
+                "failed": stats.failures,
+            }
+
+        def cache_stats() -> tuple[int, int]:
+            cs = svc.cache.stats()
+            return cs.hits, cs.misses
+
+        state = metrics.StateCollector(
+            svc.store.records_by_category, provider_calls, cache_stats, lambda: self._serving
+        )
+        host, _, port = listen.rpartition(":")
+        self.metrics = MetricsEndpoint(host.strip("[]"), int(port), metrics.server_registry(state))
+        return self.metrics
 
     def set_serving(self, serving: bool) -> None:
         """Force the health status (start-up and shutdown)."""
@@ -346,8 +407,12 @@ class RunningServer:
             audit_log.write_checkpoint(
                 svc.store, self.assembly.checkpoints, svc.signing_key, svc.clock.now()
             )
+        except ChainBroken:
+            security_events.emit("audit_verification_failed", stage="checkpoint")
         except Exception:
-            log.error("security_event=audit_checkpoint_failed")
+            security_events.emit("audit_checkpoint_failed")
+        if self.metrics is not None:
+            self.metrics.close()
         self.assembly.store.close()
 
 
@@ -394,6 +459,12 @@ def start_server(
         raise ConfigError(f"server.listen: cannot bind {config.server.listen}")
     server.start()
     running = RunningServer(server, port, health_servicer, assembly, config)
+    if config.metrics.listen:
+        try:
+            running.start_metrics(config.metrics.listen)
+        except OSError:
+            running.stop(0)
+            raise ConfigError(f"metrics.listen: cannot bind {config.metrics.listen}") from None
     running.set_serving(True)
     return running
 
@@ -430,6 +501,9 @@ def serve(
         lines = [f"{WORKER_READY} pid={os.getpid()}"]
     else:
         lines = listening_lines(host, running.port, running.assembly.dev_token)
+        if running.metrics is not None:
+            metrics_host = config.metrics.listen.rpartition(":")[0]
+            lines.append(f"metrics on http://{metrics_host}:{running.metrics.port}/metrics")
     print("\n".join(lines), file=stream, flush=True)
     done = threading.Event()
 
@@ -439,6 +513,6 @@ def serve(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     done.wait()
-    log.info("shutting down")
+    log.info("shutting down", extra=fields(grace_seconds=config.server.grace_seconds))
     running.stop(config.server.grace_seconds)
     return 0

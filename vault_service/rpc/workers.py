@@ -29,6 +29,7 @@ from typing import TextIO
 
 from vault_service.config import Config
 from vault_service.errors import ConfigError
+from vault_service.logs import fields
 from vault_service.rpc.server import WORKER_READY, dev_token_for, listening_lines
 from vault_service.storage.factory import open_migrated_store
 
@@ -36,6 +37,16 @@ log = logging.getLogger("vault_service.workers")
 
 #: a worker that dies sooner than this after its start is restarted only after this long
 _RESTART_BACKOFF_SECONDS = 1.0
+
+
+def _worker_env(env: dict[str, str], config: Config, index: int) -> dict[str, str]:
+    """Worker ``index``'s environment: its own metrics port (``metrics.listen`` port + index),
+    since each process counts only its own calls."""
+    if not config.metrics.listen:
+        return env
+    host, _, port = config.metrics.listen.rpartition(":")
+    mine = int(port) + index if int(port) else 0  # port 0: each picks a free one
+    return {**env, "VAULT_METRICS_LISTEN": f"{host}:{mine}"}
 
 
 def _reserve_port(listen: str) -> tuple[socket.socket, str, int]:
@@ -93,8 +104,8 @@ def serve_workers(
     signal.signal(signal.SIGINT, on_signal)
     workers: list[_Worker] = []
     try:
-        for _ in range(processes):
-            worker = _Worker(argv, child_env)
+        for i in range(processes):
+            worker = _Worker(argv, _worker_env(child_env, config, i))
             workers.append(worker)
             if not worker.wait_ready(60.0):
                 raise ConfigError("a worker process did not start; see the log")
@@ -105,11 +116,12 @@ def serve_workers(
                 if worker.proc.poll() is None:
                     continue
                 log.error(
-                    "worker pid=%d exited with %s; restarting", worker.proc.pid, worker.proc.returncode
+                    "worker exited; restarting",
+                    extra=fields(worker_pid=worker.proc.pid, exit_code=worker.proc.returncode),
                 )
                 if time.monotonic() - worker.started < _RESTART_BACKOFF_SECONDS:
                     time.sleep(_RESTART_BACKOFF_SECONDS)
-                workers[i] = _Worker(argv, child_env)
+                workers[i] = _Worker(argv, _worker_env(child_env, config, i))
                 workers[i].wait_ready(60.0)
     finally:
         clean = _stop_all(workers, config.server.grace_seconds + 10.0)

@@ -153,4 +153,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL)",
         ],
     ),
+    (
+        10,
+        [
+            # Reads find the version the audit chain last witnessed for a record (rollback check).
+            "CREATE INDEX audit_by_record ON audit_log(record_id, seq)",
+        ],
+    ),
 ]

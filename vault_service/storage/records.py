@@ -74,6 +74,10 @@ class StoredRecord:
     grants: tuple[Grant, ...] = ()
     #: "subject": the data key is wrapped by the subject key; "legal": by the legal key
     key_kind: str = "subject"
+    #: the version the audit chain last recorded for this record (put: 1; update: its new
+    #: version), read in the same transaction; None once those entries are pruned. A stored
+    #: version other than this one means the record's rows were rolled back.
+    witnessed_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -391,6 +395,20 @@ class RecordStore(abc.ABC):
         """Entries matching every set field of ``query``, seq > ``after_seq``, in order."""
 
     # inventory and rotation --------------------------------------------------------------------
+    # aggregates (metrics and the compliance report: counts only, never identities) ------------
+    @abc.abstractmethod
+    def records_by_category(self) -> dict[str, int]:
+        """How many record rows each category holds (erased subjects' rows until purged)."""
+
+    @abc.abstractmethod
+    def active_grants_by_purpose(self, now: float) -> dict[str, int]:
+        """Consent grants in force at ``now`` (started, not ended, not revoked), per purpose."""
+
+    @abc.abstractmethod
+    def live_shares_by_purpose(self) -> dict[tuple[str, str], int]:
+        """Shares not revoked whose key still exists, per (purpose, recipient principal). Expiry
+        is judged from the sealed terms, not here: an expired share counts until the sweep."""
+
     @abc.abstractmethod
     def subject_keys_by_root_version(self) -> dict[str, int]:
         """How many subject keys each root-key version protects."""

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Protocol
 
+from vault_service import metrics, security_events
 from vault_service.audit.chain import GENESIS, entry_hash
 from vault_service.audit.model import AuditEntry, AuditRow
 from vault_service.errors import AlreadyExists, FailedPrecondition, LegalHoldActive
@@ -54,7 +55,9 @@ def _live_joins(hex_ref: str) -> str:
         " LEFT JOIN subject_keys sk ON sk.subject_ref = r.subject_ref AND r.key_kind = 'subject'"
         f" LEFT JOIN service_keys lk ON lk.name = 'legal:' || {hex_ref}"
         " AND r.key_kind = 'legal'"
-        " JOIN record_keys rk ON rk.record_id = r.record_id AND rk.version = r.version"
+        # LEFT: a record row whose current version lost its key row was tampered with; it is
+        # still found, and reading it fails authentication (DATA_LOSS), not NOT_FOUND
+        " LEFT JOIN record_keys rk ON rk.record_id = r.record_id AND rk.version = r.version"
     )
 
 
@@ -67,7 +70,7 @@ _LIVE_WHERE = (
 def _meta(row: Any) -> RecordMeta:
     return RecordMeta(
         record_id=row[0],
-        subject_ref=bytes(row[1]),
+        subject_ref=_blob(row[1]),
         category=row[2],
         version=row[3],
         content_type=row[4],
@@ -80,6 +83,30 @@ def _meta(row: Any) -> RecordMeta:
 
 def _field_names(new: RecordVersion) -> str:
     return "\x1f".join(sorted(new.payloads))
+
+
+def _blob(value: Any) -> bytes:
+    """A BLOB column's value as bytes. Someone editing the database can store any type in any
+    SQLite column: a text value where ciphertext belongs is taken as its bytes, so that it fails
+    authentication (DATA_LOSS) like any other tampering instead of failing as a type error."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return bytes(value)
+
+
+def _witnessed_version(entry: Any) -> int | None:
+    """The version an audit entry of a put ("stored": 1) or an update ("version N") records."""
+    if entry is None:
+        return None
+    if entry[0] == "record.put":
+        return 1
+    _, _, number = str(entry[1]).partition("version ")
+    return int(number) if number.isdigit() else None
+
+
+def _shredded(kind: str, audit: AuditRow | None) -> None:
+    """Count one crypto-shred by what went and the audited action that did it."""
+    metrics.SHREDS.labels(kind, audit.action if audit else "unaudited").inc()
 
 
 class Connection(Protocol):
@@ -141,7 +168,7 @@ class SqlRecordStore(RecordStore):
                 (subject_ref, event.name, event.at, event.mac),
             ).rowcount
             if added:
-                self._insert_audit(conn, audit)
+                self._audited(conn, audit)
         return bool(added)
 
     def get_event(self, subject_ref: bytes, name: str) -> EventRow | None:
@@ -150,7 +177,7 @@ class SqlRecordStore(RecordStore):
                 "SELECT name, at, mac FROM subject_events WHERE subject_ref = ? AND name = ?",
                 (subject_ref, name),
             ).fetchone()
-        return EventRow(row[0], row[1], bytes(row[2])) if row else None
+        return EventRow(row[0], row[1], _blob(row[2])) if row else None
 
     _SHARE_COLUMNS = (
         "sh.share_id, sh.subject_ref, sh.recipient, sh.purpose, sh.record_count, sh.fields,"
@@ -163,7 +190,7 @@ class SqlRecordStore(RecordStore):
     def _share(r: Any, **extra: Any) -> ShareRow:
         return ShareRow(
             share_id=r[0],
-            subject_ref=bytes(r[1]),
+            subject_ref=_blob(r[1]),
             recipient=r[2],
             purpose=r[3],
             record_count=int(r[4]),
@@ -174,7 +201,7 @@ class SqlRecordStore(RecordStore):
             created_by=r[9],
             created_at=r[10],
             revoked_at=r[11],
-            sealed_terms=bytes(r[12]),
+            sealed_terms=_blob(r[12]),
             **extra,
         )
 
@@ -200,7 +227,7 @@ class SqlRecordStore(RecordStore):
                 ),
             )
             conn.execute("INSERT INTO share_keys VALUES (?, ?)", (share.share_id, wrapped_key))
-            self._insert_audit(conn, audit)
+            self._audited(conn, audit)
 
     def get_share(self, share_id: str) -> ShareRow | None:
         with self._read() as conn:
@@ -214,10 +241,10 @@ class SqlRecordStore(RecordStore):
             ).fetchone()
         if row is None:
             return None
-        subject_key = WrappedKey(row[14], bytes(row[15])) if row[15] is not None else None
+        subject_key = WrappedKey(row[14], _blob(row[15])) if row[15] is not None else None
         return self._share(
             row,
-            share_key=bytes(row[13]) if row[13] is not None else None,
+            share_key=_blob(row[13]) if row[13] is not None else None,
             subject_key=subject_key,
             subject_state=row[16],
         )
@@ -249,11 +276,13 @@ class SqlRecordStore(RecordStore):
                 "UPDATE shares SET revoked_at = COALESCE(revoked_at, ?) WHERE share_id = ?",
                 (now, share_id),
             )
-            conn.execute("DELETE FROM share_keys WHERE share_id = ?", (share_id,))
+            keys = conn.execute("DELETE FROM share_keys WHERE share_id = ?", (share_id,)).rowcount
             row = conn.execute(f"{self._SHARE} WHERE sh.share_id = ?", (share_id,)).fetchone()
             if row is None:
                 return None
-            self._insert_audit(conn, audit)
+            self._audited(conn, audit)
+        if keys:
+            _shredded("share_key", audit)
         return self._share(row)
 
     def share_ids(self, after: str, limit: int) -> list[str]:
@@ -266,10 +295,13 @@ class SqlRecordStore(RecordStore):
 
     def purge_shares(self, share_ids: Sequence[str]) -> int:
         with self._write() as conn:
-            conn.executemany("DELETE FROM share_keys WHERE share_id = ?", [(d,) for d in share_ids])
+            keys = 0
             gone = 0
             for d in share_ids:
+                keys += conn.execute("DELETE FROM share_keys WHERE share_id = ?", (d,)).rowcount
                 gone += conn.execute("DELETE FROM shares WHERE share_id = ?", (d,)).rowcount
+        if keys:
+            metrics.SHREDS.labels("share_key", "job.share_sweep").inc(keys)
         return gone
 
     def _require_live_subject(self, conn: Connection, subject_ref: bytes) -> None:
@@ -283,6 +315,16 @@ class SqlRecordStore(RecordStore):
             raise FailedPrecondition("no such subject (unknown or erased)")
 
     # audit -------------------------------------------------------------------------------------
+    def _audited(self, conn: Connection, row: AuditRow | None) -> None:
+        """:meth:`_insert_audit`, counting and reporting a failure (the caller's transaction,
+        and so the operation being audited, fails with it)."""
+        try:
+            self._insert_audit(conn, row)
+        except Exception:
+            metrics.AUDIT_WRITE_FAILURES.inc()
+            security_events.emit("audit_write_failed")
+            raise
+
     def _insert_audit(self, conn: Connection, row: AuditRow | None) -> None:
         """Append ``row`` to the hash chain inside the caller's write transaction. The chain
         lock is held from reading the head to the commit, so appends are race-free; callers take
@@ -291,7 +333,7 @@ class SqlRecordStore(RecordStore):
             return
         self._serialize(conn, AUDIT_CHAIN_LOCK)
         head = conn.execute("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (int(head[0]) + 1, bytes(head[1])) if head else (1, GENESIS)
+        seq, prev = (int(head[0]) + 1, _blob(head[1])) if head else (1, GENESIS)
         conn.execute(
             "INSERT INTO audit_log (seq, at, principal, action, purpose, subject_pseudonym,"
             " record_id, decision, reason, correlation_id, prev_hash, entry_hash)"
@@ -314,7 +356,7 @@ class SqlRecordStore(RecordStore):
 
     def append_audit(self, audit: AuditRow) -> None:
         with self._write() as conn:
-            self._insert_audit(conn, audit)
+            self._audited(conn, audit)
 
     _ENTRY = (
         "SELECT seq, at, principal, action, decision, reason, purpose, subject_pseudonym,"
@@ -323,7 +365,7 @@ class SqlRecordStore(RecordStore):
 
     @staticmethod
     def _entry(r: Any) -> AuditEntry:
-        return AuditEntry(int(r[0]), AuditRow(*r[1:10]), bytes(r[10]), bytes(r[11]))
+        return AuditEntry(int(r[0]), AuditRow(*r[1:10]), _blob(r[10]), _blob(r[11]))
 
     def audit_rows(self, limit: int = 1000) -> list[AuditRow]:
         with self._read() as conn:
@@ -383,7 +425,7 @@ class SqlRecordStore(RecordStore):
             row = conn.execute(
                 "SELECT root_version, wrapped FROM service_keys WHERE name = ?", (name,)
             ).fetchone()
-        return WrappedKey(row[0], bytes(row[1])) if row else None
+        return WrappedKey(row[0], _blob(row[1])) if row else None
 
     def put_service_key_if_absent(self, name: str, wrapped: WrappedKey, now: float) -> WrappedKey:
         with self._write() as conn:
@@ -394,7 +436,7 @@ class SqlRecordStore(RecordStore):
             row = conn.execute(
                 "SELECT root_version, wrapped FROM service_keys WHERE name = ?", (name,)
             ).fetchone()
-        return WrappedKey(row[0], bytes(row[1]))
+        return WrappedKey(row[0], _blob(row[1]))
 
     # subjects ----------------------------------------------------------------------------------
     def subject_state(self, subject_ref: bytes) -> SubjectState | None:
@@ -412,7 +454,7 @@ class SqlRecordStore(RecordStore):
                 " WHERE sk.subject_ref = ?",
                 (subject_ref,),
             ).fetchone()
-        return WrappedKey(row[0], bytes(row[1])) if row else None
+        return WrappedKey(row[0], _blob(row[1])) if row else None
 
     def create_subject_key(self, subject_ref: bytes, wrapped: WrappedKey, now: float) -> WrappedKey:
         with self._write() as conn:
@@ -434,7 +476,7 @@ class SqlRecordStore(RecordStore):
                 "SELECT root_version, wrapped FROM subject_keys WHERE subject_ref = ?",
                 (subject_ref,),
             ).fetchone()
-        return WrappedKey(key[0], bytes(key[1]))
+        return WrappedKey(key[0], _blob(key[1]))
 
     _HELD = (
         "SELECT 1 FROM legal_holds WHERE released_at IS NULL AND subject_ref = ?"
@@ -472,7 +514,7 @@ class SqlRecordStore(RecordStore):
                 ),
             )
             if audit is not None:
-                self._insert_audit(
+                self._audited(
                     conn, replace(audit, decision="deferred", reason="legal hold: deletion recorded")
                 )
         return True
@@ -501,9 +543,11 @@ class SqlRecordStore(RecordStore):
                     " WHERE subject_ref = ? AND state != 'erased'",
                     (now, now, subject_ref),
                 ).rowcount
-                self._insert_audit(conn, audit)
+                self._audited(conn, audit)
         if held:
             raise LegalHoldActive()
+        if deleted:
+            _shredded("subject_key", audit)
         return bool(deleted or flipped)
 
     def purge_erased(self, limit: int) -> list[ShreddedRecord]:
@@ -544,7 +588,7 @@ class SqlRecordStore(RecordStore):
                     (idempotency.principal, idempotency.key),
                 ).fetchone()
                 if row is not None:
-                    if bytes(row[0]) != idempotency.request_digest:
+                    if _blob(row[0]) != idempotency.request_digest:
                         raise AlreadyExists("idempotency key already used for another request")
                     return str(row[1])
             live = conn.execute(
@@ -589,7 +633,7 @@ class SqlRecordStore(RecordStore):
                         now,
                     ),
                 )
-            self._insert_audit(conn, audit)
+            self._audited(conn, audit)
         return new.record_id
 
     def get_record(self, record_id: str, grants_for: str | None = None) -> StoredRecord | None:
@@ -606,16 +650,22 @@ class SqlRecordStore(RecordStore):
                 "SELECT field, ciphertext FROM record_payloads WHERE record_id = ? AND version = ?",
                 (record_id, row[3]),
             ).fetchall()
-            grants = self._grants(conn, bytes(row[1]), grants_for) if grants_for is not None else []
+            grants = self._grants(conn, _blob(row[1]), grants_for) if grants_for is not None else []
+            witness = conn.execute(
+                "SELECT action, reason FROM audit_log WHERE record_id = ? AND decision = 'allow'"
+                " AND action IN ('record.put', 'record.update') ORDER BY seq DESC LIMIT 1",
+                (record_id,),
+            ).fetchone()
         return StoredRecord(
             meta=_meta(row),
-            subject_key=WrappedKey(row[9], bytes(row[10])),
-            data_key=bytes(row[11]),
-            payloads={p[0]: bytes(p[1]) for p in payloads},
+            subject_key=WrappedKey(row[9], _blob(row[10])),
+            data_key=_blob(row[11]) if row[11] is not None else b"",
+            payloads={p[0]: _blob(p[1]) for p in payloads},
             blob_ref=row[12],
             subject_state=SubjectState(row[13]),
             grants=tuple(grants),
             key_kind=row[14],
+            witnessed_version=_witnessed_version(witness),
         )
 
     # subjects: state and grants ------------------------------------------------------------------
@@ -631,7 +681,7 @@ class SqlRecordStore(RecordStore):
                 (state.value, now, subject_ref),
             ).rowcount
             if changed:
-                self._insert_audit(conn, audit)
+                self._audited(conn, audit)
         return bool(changed)
 
     @staticmethod
@@ -700,7 +750,7 @@ class SqlRecordStore(RecordStore):
                     None,
                 ),
             )
-            self._insert_audit(conn, audit)
+            self._audited(conn, audit)
 
     def revoke_grant(
         self, grant_id: str, now: float, audit: AuditRow | None
@@ -715,8 +765,8 @@ class SqlRecordStore(RecordStore):
             ).fetchone()
             if row is None:
                 return None
-            self._insert_audit(conn, audit)
-        return bytes(row[0]), self._grant(row[1:])
+            self._audited(conn, audit)
+        return _blob(row[0]), self._grant(row[1:])
 
     def get_meta(self, record_id: str) -> RecordMeta | None:
         with self._read() as conn:
@@ -765,7 +815,7 @@ class SqlRecordStore(RecordStore):
                 "DELETE FROM record_keys WHERE record_id = ? AND version = ?",
                 (new.record_id, expected_version),
             )
-            self._insert_audit(conn, audit)
+            self._audited(conn, audit)
         return ShreddedRecord(new.record_id, (old[0],) if old[0] else ())
 
     def referenced_blobs(self, refs: Sequence[str]) -> set[str]:
@@ -793,7 +843,7 @@ class SqlRecordStore(RecordStore):
             ).fetchone()
             if row is None:
                 return None
-            if self._defer_if_held(conn, bytes(row[1]), record_id, deferred, audit):
+            if self._defer_if_held(conn, _blob(row[1]), record_id, deferred, audit):
                 held = True
             else:
                 conn.execute("DELETE FROM record_keys WHERE record_id = ?", (record_id,))
@@ -802,11 +852,12 @@ class SqlRecordStore(RecordStore):
                 conn.execute(
                     "DELETE FROM service_keys WHERE name = ? AND NOT EXISTS (SELECT 1 FROM"
                     " records WHERE subject_ref = ? AND key_kind = 'legal')",
-                    (f"legal:{bytes(row[1]).hex()}", row[1]),
+                    (f"legal:{_blob(row[1]).hex()}", row[1]),
                 )
-                self._insert_audit(conn, audit)
+                self._audited(conn, audit)
         if held:
             raise LegalHoldActive()
+        _shredded("record", audit)
         return ShreddedRecord(record_id, (row[0],) if row[0] else ())
 
     # legal holds and retention -----------------------------------------------------------------
@@ -825,7 +876,7 @@ class SqlRecordStore(RecordStore):
                     hold.created_at,
                 ),
             )
-            self._insert_audit(conn, audit)
+            self._audited(conn, audit)
 
     _HOLD = (
         "SELECT hold_id, subject_ref, record_id, reason, case_reference, created_by, created_at,"
@@ -834,7 +885,7 @@ class SqlRecordStore(RecordStore):
 
     @staticmethod
     def _hold(r: Any) -> HoldRow:
-        return HoldRow(r[0], bytes(r[1]), r[2] or "", r[3], r[4], r[5], r[6], r[7])
+        return HoldRow(r[0], _blob(r[1]), r[2] or "", r[3], r[4], r[5], r[6], r[7])
 
     def release_hold(self, hold_id: str, now: float, audit: AuditRow | None) -> HoldRow | None:
         with self._write() as conn:
@@ -845,7 +896,7 @@ class SqlRecordStore(RecordStore):
             row = conn.execute(f"{self._HOLD} WHERE hold_id = ?", (hold_id,)).fetchone()
             if row is None:
                 return None
-            self._insert_audit(conn, audit)
+            self._audited(conn, audit)
         return self._hold(row)
 
     def list_holds(self, subject_ref: bytes) -> list[HoldRow]:
@@ -889,7 +940,7 @@ class SqlRecordStore(RecordStore):
                 " AND COALESCE(last_activity, created_at) <= ? ORDER BY subject_ref LIMIT ?",
                 (state.value, after, before, limit),
             ).fetchall()
-        return [bytes(r[0]) for r in rows]
+        return [_blob(r[0]) for r in rows]
 
     def subject_held(self, subject_ref: bytes) -> bool:
         with self._read() as conn:
@@ -919,7 +970,7 @@ class SqlRecordStore(RecordStore):
                 " FROM pending_deletions WHERE subject_ref = ? ORDER BY requested_at, pending_id",
                 (subject_ref,),
             ).fetchall()
-        return [PendingDeletion(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
+        return [PendingDeletion(r[0], r[1], _blob(r[2]), r[3], r[4], r[5]) for r in rows]
 
     def drop_pending(self, pending_id: str) -> None:
         with self._write() as conn:
@@ -958,7 +1009,30 @@ class SqlRecordStore(RecordStore):
                     " ORDER BY r.record_id LIMIT ?",
                     (category, created_before, after, limit),
                 ).fetchall()
-        return [(r[0], bytes(r[1]), r[2]) for r in rows]
+        return [(r[0], _blob(r[1]), r[2]) for r in rows]
+
+    def records_by_category(self) -> dict[str, int]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT category, COUNT(*) FROM records GROUP BY category").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def active_grants_by_purpose(self, now: float) -> dict[str, int]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT purpose, COUNT(*) FROM consent_grants WHERE revoked_at IS NULL"
+                " AND valid_from <= ? AND (valid_until IS NULL OR valid_until > ?) GROUP BY purpose",
+                (now, now),
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def live_shares_by_purpose(self) -> dict[tuple[str, str], int]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT sh.purpose, sh.recipient, COUNT(*) FROM shares sh"
+                " JOIN share_keys k ON k.share_id = sh.share_id WHERE sh.revoked_at IS NULL"
+                " GROUP BY sh.purpose, sh.recipient"
+            ).fetchall()
+        return {(r[0], r[1]): int(r[2]) for r in rows}
 
     def subject_keys_by_root_version(self) -> dict[str, int]:
         with self._read() as conn:
@@ -983,12 +1057,12 @@ class SqlRecordStore(RecordStore):
                 " WHERE root_version != ? AND subject_ref > ? ORDER BY subject_ref LIMIT ?",
                 (version, after or b"", limit),
             ).fetchall()
-        return [(bytes(r[0]), WrappedKey(r[1], bytes(r[2]))) for r in rows]
+        return [(_blob(r[0]), WrappedKey(r[1], _blob(r[2]))) for r in rows]
 
     def service_keys(self) -> list[tuple[str, WrappedKey]]:
         with self._read() as conn:
             rows = conn.execute("SELECT name, root_version, wrapped FROM service_keys").fetchall()
-        return [(r[0], WrappedKey(r[1], bytes(r[2]))) for r in rows]
+        return [(r[0], WrappedKey(r[1], _blob(r[2]))) for r in rows]
 
     def replace_subject_keys(
         self, changes: Sequence[tuple[bytes, WrappedKey, WrappedKey]]
@@ -1044,4 +1118,4 @@ class SqlRecordStore(RecordStore):
                 " detail = excluded.detail",
                 (provider, state.version, state.state, state.updated_at, state.destroy_at, state.detail),
             )
-            self._insert_audit(conn, audit)
+            self._audited(conn, audit)

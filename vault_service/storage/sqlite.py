@@ -22,6 +22,15 @@ from vault_service.storage.migrations import MIGRATIONS
 from vault_service.storage.sql import Connection, SqlRecordStore
 
 
+def _text(raw: bytes) -> str | bytes:
+    """TEXT values as str; one that is not UTF-8 (only an edit of the database makes one) as its
+    bytes, rather than sqlite3's decoding error, which would read as an outage (UNAVAILABLE)."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
+
+
 @contextlib.contextmanager
 def _mapped_errors() -> Iterator[None]:
     try:
@@ -78,6 +87,7 @@ class SqliteRecordStore(SqlRecordStore):
                     timeout=self._busy_timeout_ms / 1000,
                     check_same_thread=False,
                 )
+                conn.text_factory = _text
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self._synchronous}")
                 conn.execute("PRAGMA secure_delete=ON")

@@ -1,0 +1,180 @@
+"""Structured logs: JSON lines with the caller's correlation id, levels from the config, and no
+PHI at any level, on success and on every error path (a unique marker is written everywhere a
+caller can put a value, and must never appear in the log)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from tests.conftest import TOKENS, write_config
+from tests.support.db import RawDb
+from tests.support.serve import start_serving, stop_serving
+from vault_service.api.v1 import vault_pb2 as pb
+from vault_service.client import VaultClient
+from vault_service.errors import VaultError
+from vault_service.ids import new_record_id
+
+
+def _lines(home: Path) -> list[dict[str, Any]]:
+    text = (home / "logs" / "vault.log").read_text()
+    return [json.loads(line) for line in text.splitlines()]  # every line is one JSON object
+
+
+def _exercise(addr: str, home: Path, marker: str) -> list[str]:
+    """Calls that put the marker in every place a caller controls, on success and error paths;
+    returns the correlation ids the client got for its failed calls."""
+    correlation_ids = []
+    subject = f"member-{marker}"
+
+    def expect_error(fn: Any, *args: Any, names_echoed: bool = False, **kw: Any) -> None:
+        with pytest.raises(VaultError) as err:
+            fn(*args, **kw)
+        # a caller's own undeclared category or field *name* may be named back to it; a value never
+        assert names_echoed or marker not in str(err.value)
+        correlation_ids.append(err.value.correlation_id)
+
+    with VaultClient(addr, TOKENS["app"]) as app:
+        rid = app.put_record(
+            subject,
+            "concern_text",
+            {"text": f"text {marker}", "budget": marker},
+            idempotency_key=f"idem-{marker}",
+        ).record_id
+        photo = app.put_record(
+            subject, "concern_photo", {"caption": marker}, content=marker.encode() * 100
+        ).record_id
+        assert marker in app.get_record(rid, "matching").fields["text"]
+        app.update_record(rid, {"text": f"new {marker}"})
+        app.grant_consent(
+            subject,
+            "clinic_proposal",
+            {"concern_text": None},
+            evidence_reference=f"evidence-{marker}",
+            grantee_principal="clinic",
+        )
+        share = app.create_share(
+            subject, "clinic", "clinic_proposal", [rid], ["text"], expires_at=2_000_000_000.0
+        )
+        with VaultClient(addr, TOKENS["clinic"]) as clinic:
+            assert list(clinic.read_share(share.share_id))
+        # error paths, each with the marker in what the caller sent
+        expect_error(app.put_record, subject, f"category-{marker}", {"text": "x"}, names_echoed=True)
+        expect_error(
+            app.put_record, subject, "concern_text", {f"field-{marker}": "x"}, names_echoed=True
+        )
+        expect_error(app.put_record, marker * 100, "concern_text", {"text": marker})  # too long
+        expect_error(app.get_record, rid, f"purpose-{marker}", names_echoed=True)
+        expect_error(app.get_record, marker, "matching")
+        expect_error(app.get_record, new_record_id(), "matching")
+        expect_error(app.get_record, rid, "customer_support", fields=[f"f-{marker}"], names_echoed=True)
+        expect_error(
+            app.put_record, subject, "concern_text", {"text": "other"}, idempotency_key=f"idem-{marker}"
+        )
+        expect_error(app.create_share, subject, f"clinic-{marker}", "matching", [rid], ["text"])
+        with RawDb(home) as db:  # tampering: DATA_LOSS
+            db.execute(
+                "UPDATE record_payloads SET ciphertext = (SELECT ciphertext FROM record_payloads"
+                " WHERE record_id = ? AND field = 'caption') WHERE record_id = ?",
+                (photo, rid),
+            )
+        expect_error(app.get_record, rid, "matching")
+        expect_error(app.erase_subject, marker * 100)
+    with VaultClient(addr, f"token-{marker}") as stranger:
+        expect_error(stranger.get_record, rid, "matching")
+    # a raw request the SDK would not send: a non-UTF-8 string field's bytes carry the marker
+    with grpc.insecure_channel(addr) as channel:
+        request = pb.PutRecordRequest(subject_id=subject, category="concern_text")
+        content_type = marker.encode() + b"\xff"  # field 4, a string: invalid UTF-8
+        raw = request.SerializeToString() + b"\x22" + bytes([len(content_type)]) + content_type
+        call = channel.unary_unary(
+            "/vault.v1.Vault/PutRecord", request_serializer=None, response_deserializer=None
+        )
+        with pytest.raises(grpc.RpcError) as rpc_err:
+            call(raw, metadata=(("authorization", f"Bearer {TOKENS['app']}"),), timeout=10)
+        assert marker not in (rpc_err.value.details() or "")
+    return correlation_ids
+
+
+def test_no_marker_in_logs_at_debug_and_every_error_path_has_its_correlation_id(tmp_path: Path) -> None:
+    config = write_config(tmp_path)  # logging.level DEBUG, JSON, to logs/vault.log
+    marker = "phi" + secrets.token_hex(8)
+    proc, addr = start_serving(config)
+    try:
+        correlation_ids = _exercise(addr, tmp_path, marker)
+    finally:
+        assert stop_serving(proc) == 0
+    text = (tmp_path / "logs" / "vault.log").read_text()
+    assert marker not in text
+    assert marker.encode().hex() not in text
+    lines = _lines(tmp_path)
+    assert {"ts", "level", "logger", "pid", "msg"} <= set(lines[0])
+    logged = {line.get("correlation_id") for line in lines if line["msg"] == "rpc failed"}
+    assert set(correlation_ids) - {""} <= logged  # every failure the client saw is in the log
+    assert any(line.get("security_event") == "integrity_failure" for line in lines)
+    # the lines written while serving a call carry its id (the denial, then the failure)
+    denial = [line for line in lines if line["msg"] == "denied"]
+    assert denial and all(line.get("correlation_id") for line in denial)
+
+
+def test_unexpected_exception_is_logged_by_type_and_frames_never_its_text(
+    running: Any, vault_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = "phi" + secrets.token_hex(8)
+
+    def broken(*args: Any, **kw: Any) -> Any:
+        raise RuntimeError(f"value {marker} leaked by a bug")
+
+    monkeypatch.setattr(running.service, "put_record", broken)
+    with (
+        VaultClient(f"127.0.0.1:{running.port}", TOKENS["app"]) as app,
+        pytest.raises(VaultError) as err,
+    ):
+        app.put_record("member-1", "concern_text", {"text": marker})
+    assert err.value.status.value == "INTERNAL" and marker not in str(err.value)
+    text = (vault_home / "logs" / "vault.log").read_text()
+    assert marker not in text
+    internal = [line for line in _lines(vault_home) if line.get("status") == "INTERNAL"]
+    assert len(internal) == 1
+    assert internal[0]["level"] == "ERROR"
+    assert internal[0]["error_type"] == "RuntimeError"
+    assert internal[0]["correlation_id"] == err.value.correlation_id
+    assert any("broken" in frame for frame in internal[0]["stack"])
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_level_and_format_come_from_the_config(tmp_path: Path, fmt: str) -> None:
+    config = write_config(tmp_path, logging__level='"WARNING"', logging__format=f'"{fmt}"')
+    proc, addr = start_serving(config)
+    try:
+        with VaultClient(addr, TOKENS["app"]) as app, pytest.raises(VaultError):
+            app.get_record(new_record_id(), "matching")  # NOT_FOUND: logged at INFO
+    finally:
+        assert stop_serving(proc) == 0
+    text = (tmp_path / "logs" / "vault.log").read_text()
+    assert "rpc failed" not in text  # INFO is below WARNING
+    write_config(tmp_path, logging__level='"INFO"', logging__format=f'"{fmt}"')
+    proc, addr = start_serving(config)
+    try:
+        with VaultClient(addr, TOKENS["app"]) as app, pytest.raises(VaultError) as err:
+            app.get_record(new_record_id(), "matching")
+    finally:
+        assert stop_serving(proc) == 0
+    failed = [
+        line
+        for line in (tmp_path / "logs" / "vault.log").read_text().splitlines()
+        if "rpc failed" in line
+    ]
+    assert len(failed) == 1
+    if fmt == "json":
+        line = json.loads(failed[0])
+        assert line["status"] == "NOT_FOUND" and line["correlation_id"] == err.value.correlation_id
+    else:
+        assert (
+            "status=NOT_FOUND" in failed[0] and f"correlation_id={err.value.correlation_id}" in failed[0]
+        )

@@ -1,0 +1,184 @@
+"""The Prometheus endpoint of a real server: it counts what happened, by method, status, reason
+and category, and no label ever carries an identity or a value."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import TOKENS, write_config
+from tests.support.db import RawDb
+from vault_service.client import VaultClient
+from vault_service.config import load_config
+from vault_service.errors import ConfigError, DataLoss, NotFound, PermissionDenied
+from vault_service.ids import new_record_id
+from vault_service.rpc.server import RunningServer, start_server
+
+
+def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of the endpoint: {(name, labels): value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        assert resp.status == 200
+        text = resp.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+@pytest.fixture
+def metered(tmp_path: Path) -> Iterator[RunningServer]:
+    write_config(
+        tmp_path,
+        metrics__listen='"127.0.0.1:0"',
+        server__purge_interval_seconds="0.2",
+        security__repeated_denials_threshold="1000",
+    )
+    server = start_server(load_config(tmp_path / "vault.toml", {}), {})
+    yield server
+    server.stop(0)
+
+
+def _client(server: RunningServer, who: str) -> VaultClient:
+    return VaultClient(f"127.0.0.1:{server.port}", TOKENS[who], timeout=10)
+
+
+def test_rpcs_records_denials_shreds_and_sweeps_are_counted(
+    metered: RunningServer, tmp_path: Path
+) -> None:
+    assert metered.metrics is not None
+    port = metered.metrics.port
+    before = scrape(port)
+    subject, marker = "member-metrics-7731", "value-metrics-7731"
+    with _client(metered, "app") as app:
+        ids = [app.put_record(subject, "concern_text", {"text": marker}).record_id for _ in range(3)]
+        pay = app.put_record(subject, "payment_record", {"amount": "10", "currency": "KRW"}).record_id
+        for rid in ids:
+            app.get_record(rid, "matching")
+        with pytest.raises(NotFound):
+            app.get_record(new_record_id(), "matching")
+        with pytest.raises(PermissionDenied):  # the application may not read for this purpose
+            app.get_record(ids[0], "subject_access")
+        app.delete_record(ids[2])
+        app.grant_consent(
+            subject,
+            "clinic_proposal",
+            {"concern_text": None},
+            evidence_reference="ev-1",
+            grantee_principal="clinic",
+        )
+        share = app.create_share(
+            subject,
+            "clinic",
+            "clinic_proposal",
+            [ids[0]],
+            ["text"],
+            expires_at=metered.service.clock.now() + 3600,
+        )
+        with _client(metered, "clinic") as clinic:
+            assert list(clinic.read_share(share.share_id))
+        with RawDb(tmp_path) as db:  # tamper one payload: DATA_LOSS, a security event
+            db.execute(
+                "UPDATE record_payloads SET ciphertext = (SELECT ciphertext FROM record_payloads"
+                " WHERE record_id = ?) WHERE record_id = ?",
+                (ids[0], ids[1]),
+            )
+        with pytest.raises(DataLoss):
+            app.get_record(ids[1], "matching")
+        app.erase_subject("member-other")  # unknown subject: nothing to shred
+        app.put_record("member-gone", "concern_text", {"text": "t"})
+        assert app.erase_subject("member-gone")
+    time.sleep(1.0)  # a few purge-loop rounds
+    after = scrape(port)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("vault_rpc_requests_total", method="PutRecord", status="OK") == 5
+    assert delta("vault_rpc_requests_total", method="GetRecord", status="OK") == 3
+    assert delta("vault_rpc_requests_total", method="GetRecord", status="NOT_FOUND") == 1
+    assert delta("vault_rpc_requests_total", method="GetRecord", status="PERMISSION_DENIED") == 1
+    assert delta("vault_rpc_requests_total", method="GetRecord", status="DATA_LOSS") == 1
+    assert delta("vault_rpc_duration_seconds_count", method="PutRecord", status="OK") == 5
+    assert delta("vault_rpc_requests_total", method="ReadShare", status="OK") == 1
+    assert delta("vault_denied_total", action="record.get", reason="purpose not permitted for role") == 1
+    assert delta("vault_denied_total", action="record.get", reason="not found") == 1
+    assert delta("vault_share_reads_total", outcome="served") == 1
+    assert delta("vault_shreds_total", kind="record", reason="record.delete") == 1
+    assert delta("vault_shreds_total", kind="subject_key", reason="subject.erase") == 1
+    assert delta("vault_security_events_total", event="integrity_failure") == 1
+    assert delta("vault_sweeper_runs_total", job="retention_sweep", outcome="ok") >= 1
+    assert delta("vault_sweeper_runs_total", job="purge_erased", outcome="ok") >= 1
+    assert value(after, "vault_sweeper_backlog", job="retention") == 0
+    # state gauges, read at scrape time
+    assert value(after, "vault_records", category="concern_text") == 2  # 3 - 1 deleted; erased purged
+    assert value(after, "vault_records", category="payment_record") == 1
+    assert value(after, "vault_serving") == 1
+    assert value(after, "vault_key_provider_calls", operation="encrypt") >= 1
+    hits, misses = value(after, "vault_key_cache_hits"), value(after, "vault_key_cache_misses")
+    assert hits > 0 and misses > 0
+    assert value(after, "vault_key_cache_hit_ratio") == pytest.approx(hits / (hits + misses))
+    # no label value is an id, a subject, a principal or a field value
+    secrets = {subject, marker, "member-gone", pay, share.share_id, *ids, *TOKENS, "ev-1"}
+    labels = {v for (_, ls) in after for (_, v) in ls}
+    assert not {s for s in secrets for v in labels if s in v}
+    assert all(len(v) < 64 for v in labels)
+
+
+def test_audit_write_failures_are_counted(metered: RunningServer) -> None:
+    import sqlite3
+
+    assert metered.metrics is not None
+    store: Any = metered.service.store
+    original = store._insert_audit
+
+    def disk_full(conn: Any, row: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    before = scrape(metered.metrics.port)
+    store._insert_audit = disk_full
+    try:
+        with _client(metered, "app") as app, pytest.raises(Exception) as err:
+            app.put_record("member-1", "concern_text", {"text": "t"})
+        assert err.value.status.value == "UNAVAILABLE"  # type: ignore[attr-defined]
+    finally:
+        store._insert_audit = original
+    after = scrape(metered.metrics.port)
+    assert (
+        value(after, "vault_audit_write_failures_total")
+        - value(before, "vault_audit_write_failures_total")
+        == 1
+    )
+    assert (
+        value(after, "vault_security_events_total", event="audit_write_failed")
+        - value(before, "vault_security_events_total", event="audit_write_failed")
+        == 1
+    )
+
+
+def test_a_taken_metrics_port_is_a_config_error(metered: RunningServer, tmp_path: Path) -> None:
+    assert metered.metrics is not None
+    home = tmp_path / "second"
+    home.mkdir()
+    write_config(home, metrics__listen=f'"127.0.0.1:{metered.metrics.port}"')
+    with pytest.raises(ConfigError, match=r"metrics\.listen"):
+        start_server(load_config(home / "vault.toml", {}), {})
+
+
+def test_metrics_listen_is_validated(tmp_path: Path) -> None:
+    write_config(tmp_path, metrics__listen='"9464"')
+    with pytest.raises(ConfigError, match=r"metrics\.listen"):
+        load_config(tmp_path / "vault.toml", {})
