@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/dev.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install proto proto-check run test lint bench clean system-deps
+.PHONY: help install proto proto-check run test lint bench soak clean system-deps
 
 help:
 	@echo "make run      set up and serve on 127.0.0.1:50051 (SQLite, filesystem blobs, local keyring)"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint     ruff, mypy --strict, layering check, generated-code drift check"
 	@echo "make proto    regenerate the gRPC code from protos/"
 	@echo "make bench    run the benchmarks (results in bench-results/)"
+	@echo "make soak     64 clients for SOAK_SECONDS (120): no INTERNAL, no lost write, flat memory"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,8 +41,13 @@ run: proto
 system-deps:
 	@tools/system_deps.sh
 
+# The independent gRPC client of the interoperability test (tests/interop/node), from npm.
+NODE_DEPS := tests/interop/node/node_modules/.package-lock.json
+$(NODE_DEPS): tests/interop/node/package-lock.json | system-deps
+	cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error
+
 # pytest exits 5 when it collected no tests: that is a failure here, never a silent pass.
-test: proto system-deps
+test: proto system-deps $(NODE_DEPS)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; fi; exit $$rc
 
@@ -50,6 +56,11 @@ lint: proto-check
 	$(VENV)/bin/ruff format --check vault_service tests tools benchmarks
 	$(VENV)/bin/mypy
 	$(PY) tools/check_layering.py
+
+# 64 concurrent clients mixing put, get, share and erase for SOAK_SECONDS (bench-results/soak.json)
+SOAK_SECONDS ?= 120
+soak: proto
+	$(PY) tools/soak.py --clients 64 --seconds $(SOAK_SECONDS)
 
 bench: proto
 	$(PY) -m pip install -q -e '.[dev,bench]'

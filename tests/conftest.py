@@ -87,7 +87,11 @@ def write_config(home: Path, **overrides: str) -> Path:
 
     (home / "policy.toml").write_text(test_policy_text())
     sections: dict[str, dict[str, str]] = {
-        "server": {"listen": '"127.0.0.1:0"', "purge_interval_seconds": "3600.0"},
+        "server": {
+            "listen": '"127.0.0.1:0"',
+            "purge_interval_seconds": "3600.0",
+            "drain_seconds": "0.0",
+        },
         "storage": {"sqlite_path": '"data/vault.db"', "blob_dir": '"data/blobs"'},
         "keys": {"keyring_path": '"keys/keyring.json"'},
         "logging": {"level": '"DEBUG"', "file": '"logs/vault.log"'},

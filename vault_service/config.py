@@ -42,6 +42,9 @@ class ServerConfig:
     """How often erased subjects' record rows are purged in the background."""
     grace_seconds: float = 5.0
     """On SIGTERM, how long in-flight calls may finish."""
+    drain_seconds: float = 1.0
+    """On SIGTERM, how long health says NOT_SERVING while calls are still taken, so that load
+    balancers stop sending new calls before the server refuses them."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class StorageConfig:
     """SQLite database file."""
     sqlite_synchronous: str = "NORMAL"
     """NORMAL survives process crashes; FULL also survives power loss (about 3x slower commits)."""
+    sqlite_busy_timeout_seconds: float = 5.0
+    """How long a write waits for a lock another process holds before UNAVAILABLE."""
     postgres_dsn: str = ""
     """postgres: libpq connection string or URI, e.g. "host=db.internal dbname=vault user=vault
     sslmode=verify-full". Keep the password out of this file: use PGPASSFILE (~/.pgpass) or set

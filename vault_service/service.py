@@ -471,6 +471,7 @@ class VaultService:
         new = self._seal_version(
             ref, subject_key, record_id, 1, category, fields, content_type, content, key_kind
         )
+        fault_point("put.after_wrap")  # keys wrapped, payloads sealed, blob written; no commit
         idem = None
         if idempotency_key:
             # Stored as a keyed hash: callers may put anything in their keys.
@@ -494,6 +495,7 @@ class VaultService:
         except Exception:
             self._remove_blobs(ShreddedRecord(record_id, (new.blob_ref,) if new.blob_ref else ()))
             raise
+        fault_point("put.after_commit")  # committed; the caller has not heard back
         if stored_id != record_id:  # an idempotent retry: the first write stands
             self._remove_blobs(ShreddedRecord(record_id, (new.blob_ref,) if new.blob_ref else ()))
         return stored_id, 1

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from vault_service import security_events
 from vault_service.crypto.context import service_key_context, subject_key_context
 from vault_service.errors import DataLoss, FailedPrecondition, IntegrityError
+from vault_service.faults import fault_point
 from vault_service.key_providers.base import DestroyResult, KeyProvider, KeyState, WrappedKey
 from vault_service.storage import AuditRow, RecordStore, RootVersionState
 
@@ -111,6 +112,7 @@ def rewrap_keys(
                 except IntegrityError:
                     security_events.emit("integrity_failure", what="subject_key_rewrap")
                     fresh.append(None)
+        fault_point("rewrap.mid_batch")  # the provider rewrapped this batch; nothing stored yet
         changes = []
         for (ref, old), new in zip(batch, fresh, strict=True):
             if new is None:

@@ -513,6 +513,13 @@ def serve(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     done.wait()
-    log.info("shutting down", extra=fields(grace_seconds=config.server.grace_seconds))
+    log.info(
+        "shutting down",
+        extra=fields(
+            drain_seconds=config.server.drain_seconds, grace_seconds=config.server.grace_seconds
+        ),
+    )
+    running.set_serving(False)  # health first: balancers move away while calls are still taken
+    time.sleep(config.server.drain_seconds)
     running.stop(config.server.grace_seconds)
     return 0

@@ -22,7 +22,11 @@ def open_record_store(config: Config) -> RecordStore:
         )
     from vault_service.storage.sqlite import SqliteRecordStore
 
-    return SqliteRecordStore(config.path(storage.sqlite_path), synchronous=storage.sqlite_synchronous)
+    return SqliteRecordStore(
+        config.path(storage.sqlite_path),
+        synchronous=storage.sqlite_synchronous,
+        busy_timeout_ms=int(storage.sqlite_busy_timeout_seconds * 1000),
+    )
 
 
 def open_migrated_store(config: Config) -> RecordStore:
