@@ -14,7 +14,7 @@ help:
 	@echo "make lint     ruff, mypy --strict, layering check, generated-code drift check"
 	@echo "make proto    regenerate the gRPC code from protos/"
 	@echo "make bench    run the benchmarks (results in bench-results/)"
-	@echo "make soak     64 clients for SOAK_SECONDS (120): no INTERNAL, no lost write, flat memory"
+	@echo "make soak     64 clients for SOAK_SECONDS (300): no INTERNAL, no lost write, flat memory"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,7 +58,7 @@ lint: proto-check
 	$(PY) tools/check_layering.py
 
 # 64 concurrent clients mixing put, get, share and erase for SOAK_SECONDS (bench-results/soak.json)
-SOAK_SECONDS ?= 120
+SOAK_SECONDS ?= 300
 soak: proto
 	$(PY) tools/soak.py --clients 64 --seconds $(SOAK_SECONDS)
 

@@ -59,6 +59,9 @@ class StorageConfig:
     """NORMAL survives process crashes; FULL also survives power loss (about 3x slower commits)."""
     sqlite_busy_timeout_seconds: float = 5.0
     """How long a write waits for a lock another process holds before UNAVAILABLE."""
+    sqlite_cache_mib: int = 64
+    """SQLite's page cache per connection (one per server thread): memory grows with the
+    database up to this bound, then stays flat."""
     postgres_dsn: str = ""
     """postgres: libpq connection string or URI, e.g. "host=db.internal dbname=vault user=vault
     sslmode=verify-full". Keep the password out of this file: use PGPASSFILE (~/.pgpass) or set

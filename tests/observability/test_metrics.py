@@ -182,3 +182,60 @@ def test_metrics_listen_is_validated(tmp_path: Path) -> None:
     write_config(tmp_path, metrics__listen='"9464"')
     with pytest.raises(ConfigError, match=r"metrics\.listen"):
         load_config(tmp_path / "vault.toml", {})
+
+
+def _two_free_ports() -> int:
+    """A port p such that p and p + 1 are free right now."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return int(port)
+    raise AssertionError("no two consecutive free ports")
+
+
+def test_each_worker_process_serves_its_own_metrics_port(tmp_path: Path) -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    port = _two_free_ports()
+    config = write_config(tmp_path, metrics__listen=f'"127.0.0.1:{port}"')
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vault_service.cli.main",
+            "--config",
+            str(config),
+            "serve",
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        m = re.search(r"listening on (127\.0\.0\.1:\d+)", proc.stdout.readline())
+        assert m
+        for i in range(20):  # fresh connections: the kernel spreads them over the workers
+            with VaultClient(m.group(1), TOKENS["app"]) as c:
+                c.put_record(f"m-{i}", "concern_text", {"text": "t"})
+        puts = [
+            value(scrape(p), "vault_rpc_requests_total", method="PutRecord", status="OK")
+            for p in (port, port + 1)
+        ]
+        assert sum(puts) == 20  # each worker counts its own calls; together, all of them
+        assert all(value(scrape(p), "vault_serving") == 1 for p in (port, port + 1))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0

@@ -76,8 +76,11 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSe
 
 
 def _text(record_ids: list[str]) -> st.SearchStrategy[str]:
-    return st.one_of(
-        st.sampled_from(KNOWN + record_ids),
+    known = st.sampled_from(KNOWN + record_ids)
+    return st.one_of(  # half the time a value the vault knows, so that calls get past validation
+        known,
+        known,
+        known,
         st.text(max_size=40),
         st.text(alphabet=st.sampled_from("\x00\n\t /\\'\"%;é한\U0001f600"), max_size=20),
         st.integers(0, 70_000).map(lambda n: "x" * n),  # past every length limit
@@ -177,7 +180,9 @@ def _varint(n: int) -> bytes:
 def mangled(draw: st.DrawFn, base: bytes, descriptor: Descriptor) -> bytes:
     """``base`` as it is, or with unknown fields, a known field in the wrong wire type, a string
     field that is not UTF-8, truncated, or replaced by arbitrary bytes."""
-    kind = draw(st.sampled_from(["as-is", "unknown", "wire-type", "utf8", "truncated", "garbage"]))
+    kind = draw(
+        st.sampled_from(["as-is"] * 5 + ["unknown", "wire-type", "utf8", "truncated", "garbage"])
+    )
     numbers = [f.number for f in descriptor.fields]
     if kind == "unknown":
         number = draw(st.integers(100, 2**29 - 1))
@@ -268,7 +273,7 @@ def test_undecodable_bytes_are_invalid_argument(fuzzed: tuple[RunningServer, lis
 def test_the_server_is_healthy_and_serving_after_the_fuzzing(
     fuzzed: tuple[RunningServer, list[str]], tmp_path: Path
 ) -> None:
-    server, ids = fuzzed
+    server, _ = fuzzed  # (its records may be gone: the fuzzer deletes and erases with known ids)
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         status = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=""), timeout=5
@@ -277,4 +282,3 @@ def test_the_server_is_healthy_and_serving_after_the_fuzzing(
     with VaultClient(f"127.0.0.1:{server.port}", TOKENS["app"]) as app:
         rid = app.put_record("member-after", "concern_text", {"text": "still here"}).record_id
         assert app.get_record(rid, "matching").fields["text"] == "still here"
-        assert app.get_record(ids[0], "matching").fields["text"] == "t"

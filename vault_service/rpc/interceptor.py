@@ -39,6 +39,9 @@ current_call: contextvars.ContextVar[CallContext] = contextvars.ContextVar("curr
 _PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
+_WARN = frozenset({Status.UNAVAILABLE, Status.DATA_LOSS, Status.RESOURCE_EXHAUSTED})
+
+
 def _status_of(exc: BaseException) -> str:
     return exc.status.value if isinstance(exc, VaultError) else Status.INTERNAL.value
 
@@ -46,7 +49,10 @@ def _status_of(exc: BaseException) -> str:
 def _abort(context: grpc.ServicerContext, exc: BaseException, correlation_id: str, method: str) -> None:
     if isinstance(exc, VaultError):
         code = getattr(grpc.StatusCode, exc.status.value)
-        log.info("rpc failed", extra=fields(rpc=method, status=exc.status.value))
+        # a dependency down or stored data failing its check wants attention; the rest is the
+        # caller's business (bad input, no permission, not found)
+        level = logging.WARNING if exc.status in _WARN else logging.INFO
+        log.log(level, "rpc failed", extra=fields(rpc=method, status=exc.status.value))
         context.abort(code, exc.public_message)
     log.error(
         "rpc failed",

@@ -26,6 +26,7 @@ def open_record_store(config: Config) -> RecordStore:
         config.path(storage.sqlite_path),
         synchronous=storage.sqlite_synchronous,
         busy_timeout_ms=int(storage.sqlite_busy_timeout_seconds * 1000),
+        cache_kib=storage.sqlite_cache_mib * 1024,
     )
 
 
