@@ -195,3 +195,18 @@ def test_renders_in_headless_chromium_with_a_screenshot(
         assert f'id="{section}"' in page
     assert page.count('class="bar"') == 6 + 30  # one bar per category, one per day
     assert "Deletions due per day" in page and "Records per category" in page
+
+
+def test_a_running_vault_with_no_checkpoint_yet_reports_a_verified_chain(tmp_path: Path) -> None:
+    """The server signs its first checkpoint after an interval; the report signs one itself
+    (verifying the chain first) instead of reporting 'no signed checkpoint' as a failure."""
+    config = write_config(tmp_path)
+    proc, addr = start_serving(config)
+    try:
+        with VaultClient(addr, TOKENS["app"]) as app:
+            app.put_record("member-1", "concern_text", {"text": "t"})
+        r = _vaultctl(tmp_path, "report", "--json")
+    finally:
+        assert stop_serving(proc) == 0
+    assert r.returncode == 0, r.stdout[-500:]
+    assert json.loads(r.stdout)["audit_chain"]["ok"] is True

@@ -91,7 +91,7 @@ def test_excess_concurrency_gets_resource_exhausted_quickly(tmp_path: Path) -> N
 
 
 def test_sigterm_drains_then_refuses_while_in_flight_calls_finish(tmp_path: Path) -> None:
-    config = write_config(tmp_path, server__drain_seconds="1.0", server__grace_seconds="20.0")
+    config = write_config(tmp_path, server__drain_seconds="2.0", server__grace_seconds="20.0")
     proc, addr = start_serving(config)
     content = os.urandom(48 << 20)
     rid = _big_record(addr, content)
@@ -143,6 +143,11 @@ def test_sigterm_drains_then_refuses_while_in_flight_calls_finish(tmp_path: Path
                 )
             except grpc.RpcError as err:
                 note(f"new call {err.code().name}")
+            try:  # and what a load balancer's probe sees meanwhile
+                status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2)
+                note(f"check {health_pb2.HealthCheckResponse.ServingStatus.Name(status.status)}")
+            except grpc.RpcError:
+                note("check refused")
         time.sleep(0.05)
     for t in threads:
         t.join(30)
@@ -163,5 +168,7 @@ def test_sigterm_drains_then_refuses_while_in_flight_calls_finish(tmp_path: Path
         "new call NOT_FOUND",
         "new call UNAVAILABLE",
     }
+    checks = [e for t, e in events if e.startswith("check") and t > sigterm + 0.05]
+    assert "check NOT_SERVING" in checks and "check SERVING" not in checks  # never back to SERVING
     complete = next(t for t, e in events if e == "download complete")
     assert complete > min(refused)  # it was still in flight when new calls were refused

@@ -226,6 +226,8 @@ class RunningServer:
         self.assembly = assembly
         self._unhealthy_after = config.keys.unhealthy_after_seconds
         self._stop = threading.Event()
+        #: set on SIGTERM: health stays NOT_SERVING whatever the provider monitor finds
+        self._draining = threading.Event()
         self._serving = True
         #: the ``/metrics`` endpoint, when ``metrics.listen`` is set
         self.metrics: MetricsEndpoint | None = None
@@ -351,7 +353,7 @@ class RunningServer:
                 except Exception:
                     log.info("key provider probe failed; still NOT_SERVING")
                     continue
-                if not self._stop.is_set():
+                if not self._stop.is_set() and not self._draining.is_set():
                     log.warning("key provider recovered", extra=fields(health="SERVING"))
                     self._set(True)
 
@@ -389,6 +391,11 @@ class RunningServer:
         host, _, port = listen.rpartition(":")
         self.metrics = MetricsEndpoint(host.strip("[]"), int(port), metrics.server_registry(state))
         return self.metrics
+
+    def drain(self) -> None:
+        """Health NOT_SERVING for good (shutdown has begun); calls are still taken."""
+        self._draining.set()
+        self._set(False)
 
     def set_serving(self, serving: bool) -> None:
         """Force the health status (start-up and shutdown)."""
@@ -519,7 +526,7 @@ def serve(
             drain_seconds=config.server.drain_seconds, grace_seconds=config.server.grace_seconds
         ),
     )
-    running.set_serving(False)  # health first: balancers move away while calls are still taken
+    running.drain()  # health first: balancers move away while calls are still taken
     time.sleep(config.server.drain_seconds)
     running.stop(config.server.grace_seconds)
     return 0
