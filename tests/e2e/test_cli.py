@@ -9,24 +9,10 @@ import sys
 from pathlib import Path
 
 from tests.conftest import TOKENS, write_config
-from tests.support.serve import start_serving, stop_serving
+from tests.support.serve import start_serving, stop_serving, vaultctl
 
 VAULTCTL = [sys.executable, "-m", "vault_service.cli.main"]
-
-
-def run(
-    home: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [*VAULTCTL, "--config", str(home / "vault.toml"), *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=60,
-    )
+run = vaultctl
 
 
 def test_keys_init_mode_and_refusals(tmp_path: Path) -> None:

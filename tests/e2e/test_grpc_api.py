@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import BACKENDS
-from tests.support.db import RawDb
+from tests.support.db import RawDb, copy_ciphertext
 from vault_service.api.v1 import vault_pb2 as pb
 from vault_service.api.v1 import vault_pb2_grpc as pb_grpc
 from vault_service.errors import (
@@ -194,12 +194,7 @@ def test_erased_subject_every_record_not_found_at_once(app: Any, running: Any, v
 def test_payload_row_copied_onto_another_record_is_data_loss(app: Any, vault_home: Path) -> None:
     a = app.put_record("member-a", "concern_text", {"text": "secret-A-plaintext"}).record_id
     b = app.put_record("member-a", "concern_text", {"text": "secret-B-plaintext"}).record_id
-    with db(vault_home) as conn:
-        conn.execute(
-            "UPDATE record_payloads SET ciphertext = (SELECT ciphertext FROM record_payloads"
-            " WHERE record_id = ?) WHERE record_id = ?",
-            (a, b),
-        )
+    copy_ciphertext(vault_home, a, b)
     with pytest.raises(DataLoss) as err:
         app.get_record(b, "matching")
     assert "secret" not in str(err.value)

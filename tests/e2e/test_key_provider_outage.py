@@ -74,28 +74,11 @@ def _exercise_outage(
 def test_transit_sealed(tmp_path: Path) -> None:
     transit = TransitTestServer().start()
     try:
-        write_config(
-            tmp_path,
-            keys__provider='"vault-transit"',
-            keys__transit_url=f'"{transit.url}"',
-            keys__provider_max_attempts="2",
-            keys__unhealthy_after_seconds="0.3",
+        server = transit.serve_vault(
+            tmp_path, keys__provider_max_attempts="2", keys__unhealthy_after_seconds="0.3"
         )
-        env = {"VAULT_TOKEN": transit.token}
-        config = load_config(tmp_path / "vault.toml", env)
-        from vault_service.key_providers.factory import build_provider
-
-        build_provider(config, env).initialize()  # type: ignore[attr-defined]
-        server = start_server(config, env)
-
-        def seal() -> None:
-            transit.state.sealed = True
-
-        def unseal() -> None:
-            transit.state.sealed = False
-
         try:
-            _exercise_outage(tmp_path, server, seal, unseal)
+            _exercise_outage(tmp_path, server, transit.seal, transit.unseal)
         finally:
             server.stop(0)
     finally:

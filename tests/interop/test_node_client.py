@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, TOKENS
-from tests.support.db import RawDb
+from tests.support.db import copy_ciphertext
 
 NODE_DIR = ROOT / "tests" / "interop" / "node"
 PROTO = ROOT / "protos" / "vault_service" / "api" / "v1" / "vault.proto"
@@ -28,12 +28,7 @@ def test_node_grpc_js_client_runs_the_main_flows_and_error_paths(
         pytest.fail("Node.js and the client's npm packages are required: `make test` installs both")
     a = app.put_record("member-py", "concern_text", {"text": "victim"}).record_id
     b = app.put_record("member-py", "concern_text", {"text": "donor"}).record_id
-    with RawDb(vault_home) as db:  # b's ciphertext onto a: DATA_LOSS for the Node client
-        db.execute(
-            "UPDATE record_payloads SET ciphertext = (SELECT ciphertext FROM record_payloads"
-            " WHERE record_id = ?) WHERE record_id = ?",
-            (b, a),
-        )
+    copy_ciphertext(vault_home, b, a)  # DATA_LOSS for the Node client
     result = subprocess.run(
         [node, str(NODE_DIR / "client.js")],
         capture_output=True,

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from tests.conftest import TOKENS, write_config
-from tests.support.db import RawDb
+from tests.support.db import copy_ciphertext
 from tests.support.serve import start_serving, stop_serving
 from vault_service.api.v1 import vault_pb2 as pb
 from vault_service.client import VaultClient
@@ -77,12 +77,7 @@ def _exercise(addr: str, home: Path, marker: str) -> list[str]:
             app.put_record, subject, "concern_text", {"text": "other"}, idempotency_key=f"idem-{marker}"
         )
         expect_error(app.create_share, subject, f"clinic-{marker}", "matching", [rid], ["text"])
-        with RawDb(home) as db:  # tampering: DATA_LOSS
-            db.execute(
-                "UPDATE record_payloads SET ciphertext = (SELECT ciphertext FROM record_payloads"
-                " WHERE record_id = ? AND field = 'caption') WHERE record_id = ?",
-                (photo, rid),
-            )
+        copy_ciphertext(home, photo, rid)  # tampering: DATA_LOSS
         expect_error(app.get_record, rid, "matching")
         expect_error(app.erase_subject, marker * 100)
     with VaultClient(addr, f"token-{marker}") as stranger:

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TOKENS, write_config
-from tests.support.db import RawDb
+from tests.support.db import copy_ciphertext
 from vault_service.client import VaultClient
 from vault_service.config import load_config
 from vault_service.errors import ConfigError, DataLoss, NotFound, PermissionDenied
@@ -90,12 +90,7 @@ def test_rpcs_records_denials_shreds_and_sweeps_are_counted(
         )
         with _client(metered, "clinic") as clinic:
             assert list(clinic.read_share(share.share_id))
-        with RawDb(tmp_path) as db:  # tamper one payload: DATA_LOSS, a security event
-            db.execute(
-                "UPDATE record_payloads SET ciphertext = (SELECT ciphertext FROM record_payloads"
-                " WHERE record_id = ?) WHERE record_id = ?",
-                (ids[0], ids[1]),
-            )
+        copy_ciphertext(tmp_path, ids[0], ids[1])  # tampering: DATA_LOSS, a security event
         with pytest.raises(DataLoss):
             app.get_record(ids[1], "matching")
         app.erase_subject("member-other")  # unknown subject: nothing to shred
@@ -239,3 +234,39 @@ def test_each_worker_process_serves_its_own_metrics_port(tmp_path: Path) -> None
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_retention_backlog_counts_what_a_failing_sweep_left(tmp_path: Path) -> None:
+    from vault_service.errors import Unavailable
+
+    write_config(tmp_path, metrics__listen='"127.0.0.1:0"', server__purge_interval_seconds="0.2")
+    with (tmp_path / "policy.toml").open("a") as f:
+        f.write(
+            '\n[categories.intake_scan]\nfields = ["caption"]\n'
+            'retention = { after = "creation", hours = 0.0001 }\n'
+        )
+    server = start_server(load_config(tmp_path / "vault.toml", {}), {})
+    store: Any = server.service.store
+    working = store.delete_record
+
+    def broken(*args: Any, **kw: Any) -> Any:
+        raise Unavailable()
+
+    try:
+        assert server.metrics is not None
+        store.delete_record = broken
+        with _client(server, "app") as app:
+            for i in range(3):
+                app.put_record(f"m-{i}", "intake_scan", {"caption": "c"})
+        time.sleep(1.5)  # due after 0.36 s; several failing sweeps
+        during = scrape(server.metrics.port)
+        assert value(during, "vault_sweeper_backlog", job="retention") == 3
+        assert value(during, "vault_sweeper_runs_total", job="retention_sweep", outcome="failed") >= 1
+        store.delete_record = working
+        time.sleep(1.0)
+        after = scrape(server.metrics.port)
+        assert value(after, "vault_sweeper_backlog", job="retention") == 0
+        assert value(after, "vault_records", category="intake_scan") == 0
+    finally:
+        store.delete_record = working
+        server.stop(0)

@@ -8,7 +8,6 @@ import json
 import shutil
 import struct
 import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, TOKENS, write_config
-from tests.support.serve import start_serving, stop_serving
+from tests.support.serve import start_serving, stop_serving, vaultctl
 from vault_service.client import VaultClient
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -32,15 +31,6 @@ description = "Notes kept for a second (overdue at once)."
 fields = ["note"]
 retention = { after = "creation", hours = 0.0002 }
 """
-
-
-def _vaultctl(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vault_service.cli.main", "--config", str(home / "vault.toml"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +74,7 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
         assert stop_serving(proc) == 0
     time.sleep(1.0)  # the scratch notes are due now
     html_path, json_path = home / "report.html", home / "report.json"
-    r = _vaultctl(home, "report", "--html", str(html_path), "--json-out", str(json_path))
+    r = vaultctl(home, "report", "--html", str(html_path), "--json-out", str(json_path))
     assert r.returncode == 0, r.stderr
     assert "audit chain verified" in r.stdout
     return home, {"html": html_path, "data": json.loads(json_path.read_text()), "subjects": subjects}
@@ -127,9 +117,9 @@ def test_report_names_no_one(populated: tuple[Path, dict[str, Any]]) -> None:
 
 def test_json_on_stdout_and_usage_errors(populated: tuple[Path, dict[str, Any]]) -> None:
     home, _ = populated
-    r = _vaultctl(home, "report", "--json")
+    r = vaultctl(home, "report", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["format"] == "vault-service/compliance-report/v1"
-    r = _vaultctl(home, "report")
+    r = vaultctl(home, "report")
     assert r.returncode == 2 and "--html" in r.stderr
 
 
@@ -205,7 +195,7 @@ def test_a_running_vault_with_no_checkpoint_yet_reports_a_verified_chain(tmp_pat
     try:
         with VaultClient(addr, TOKENS["app"]) as app:
             app.put_record("member-1", "concern_text", {"text": "t"})
-        r = _vaultctl(tmp_path, "report", "--json")
+        r = vaultctl(tmp_path, "report", "--json")
     finally:
         assert stop_serving(proc) == 0
     assert r.returncode == 0, r.stdout[-500:]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import TOKENS, write_config
-from tests.support.db import RawDb
+from tests.support.db import RawDb, copy_ciphertext
+from tests.support.serve import vaultctl
 from vault_service import logs, metrics
 from vault_service.client import VaultClient
 from vault_service.config import load_config
@@ -59,12 +58,7 @@ def test_integrity_failure_and_repeated_denials(tmp_path: Path) -> None:
         with VaultClient(f"127.0.0.1:{server.port}", TOKENS["app"]) as app:
             a = app.put_record("member-1", "concern_text", {"text": "a"}).record_id
             b = app.put_record("member-2", "concern_text", {"text": "b"}).record_id
-            with RawDb(tmp_path) as db:  # member-2's wrapped record key onto member-1's record
-                db.execute(
-                    "UPDATE record_keys SET wrapped = (SELECT wrapped FROM record_keys"
-                    " WHERE record_id = ?) WHERE record_id = ?",
-                    (b, a),
-                )
+            copy_ciphertext(tmp_path, b, a, "record_keys")  # member-2's data key onto member-1's
             with pytest.raises(DataLoss):
                 app.get_record(a, "matching")
             for _ in range(4):
@@ -130,20 +124,7 @@ def test_a_broken_audit_chain_is_never_signed_and_is_an_event(running: Any, vaul
     running.stop(0)
     assert _count("audit_verification_failed") - before == 1
     # and so does the operator's verification, in its own log
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vault_service.cli.main",
-            "--config",
-            str(vault_home / "vault.toml"),
-            "audit",
-            "verify",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    r = vaultctl(vault_home, "audit", "verify")
     assert r.returncode == 1 and "FAILED" in r.stdout
     names = [e["security_event"] for e in _events(vault_home)]
     assert names.count("audit_verification_failed") == 2

@@ -20,8 +20,6 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TOKENS, write_config
+from tests.support.serve import start_serving, vaultctl
 from vault_service.client import VaultClient
 from vault_service.config import load_config
 from vault_service.errors import Unavailable, VaultError
@@ -50,16 +49,6 @@ def _home(tmp_path: Path) -> Path:
     with (tmp_path / "policy.toml").open("a") as f:
         f.write(EXTRA_CATEGORIES)
     return tmp_path
-
-
-def _vaultctl(home: Path, fault: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vault_service.cli.main", "--config", str(home / "vault.toml"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "VAULT_FAULTS": fault},
-    )
 
 
 class _Server:
@@ -160,7 +149,6 @@ def _put_until_killed(
 @pytest.mark.parametrize("point", ["put.after_wrap", "put.after_commit"])
 @pytest.mark.parametrize("seed", SEEDS)
 def test_put_killed(point: str, seed: int, tmp_path: Path, recovered: list[_Server]) -> None:
-    from tests.support.serve import start_serving
 
     rng = random.Random(f"{point}-{seed}")
     home = _home(tmp_path)
@@ -209,9 +197,8 @@ def test_rewrap_killed_mid_batch(seed: int, tmp_path: Path, recovered: list[_Ser
     rotation.rotate(svc.store, svc.provider, svc.clock.now())
     server.close()
     batch = rng.randint(2, 5)
-    crashed = _vaultctl(
-        home, f"rewrap.mid_batch:{rng.randint(1, 3)}", "keys", "rewrap", "--batch-size", str(batch)
-    )
+    fault = f"rewrap.mid_batch:{rng.randint(1, 3)}"
+    crashed = vaultctl(home, "keys", "rewrap", "--batch-size", str(batch), env={"VAULT_FAULTS": fault})
     assert crashed.returncode == -9, crashed.stderr
     server = _Server(home)
     recovered.append(server)
@@ -251,13 +238,9 @@ def test_retention_sweep_killed(seed: int, tmp_path: Path, recovered: list[_Serv
             kept[rid] = f"k{i}"
     server.close()
     time.sleep(0.5)  # the scans are due
-    crashed = _vaultctl(
-        home,
-        f"retention.after_delete:{rng.randint(1, len(due) - 1)}",
-        "retention",
-        "sweep",
-        "--batch-size",
-        str(rng.randint(2, 6)),
+    fault = f"retention.after_delete:{rng.randint(1, len(due) - 1)}"
+    crashed = vaultctl(
+        home, "retention", "sweep", "--batch-size", str(rng.randint(2, 6)), env={"VAULT_FAULTS": fault}
     )
     assert crashed.returncode == -9, crashed.stderr
     server = _Server(home)
@@ -291,7 +274,7 @@ def test_fault_points_are_inert_unless_armed(tmp_path: Path) -> None:
     svc = server.running.service
     rotation.rotate(svc.store, svc.provider, svc.clock.now())
     server.close()
-    r = _vaultctl(home, "", "keys", "rewrap", "--batch-size", "1")
+    r = vaultctl(home, "keys", "rewrap", "--batch-size", "1")
     assert r.returncode == 0, r.stderr
     server = _Server(home)
     assert server.client.get_record(rid, "matching").fields["text"] == "t"

@@ -93,29 +93,14 @@ def transit() -> Iterator[TransitTestServer]:
 
 
 def test_key_provider_sealed_twice(tmp_path: Path, transit: TransitTestServer) -> None:
-    write_config(
+    server = transit.serve_vault(
         tmp_path,
-        keys__provider='"vault-transit"',
-        keys__transit_url=f'"{transit.url}"',
         keys__provider_max_attempts="1",
         keys__cache_max_entries="0",  # every write needs the provider
         logging__level='"WARNING"',
     )
-    env = {"VAULT_TOKEN": transit.token}
-    config = load_config(tmp_path / "vault.toml", env)
-    from vault_service.key_providers.factory import build_provider
-
-    build_provider(config, env).initialize()  # type: ignore[attr-defined]
-    server = start_server(config, env)
-
-    def seal() -> None:
-        transit.state.sealed = True
-
-    def unseal() -> None:
-        transit.state.sealed = False
-
     try:
-        _run(server, seal, unseal)
+        _run(server, transit.seal, transit.unseal)
     finally:
         server.stop(0)
 

@@ -52,6 +52,18 @@ class RawDb:
         self.conn.close()
 
 
+def copy_ciphertext(home: Path, source: str, target: str, table: str = "record_payloads") -> None:
+    """Tampering as someone with database access could: record ``source``'s stored ciphertext
+    (``record_payloads``) or wrapped data key (``record_keys``) written over ``target``'s."""
+    column = {"record_payloads": "ciphertext", "record_keys": "wrapped"}[table]
+    with RawDb(home) as db:
+        db.execute(
+            f"UPDATE {table} SET {column} = (SELECT {column} FROM {table} WHERE record_id = ?"
+            " LIMIT 1) WHERE record_id = ?",
+            (source, target),
+        )
+
+
 @dataclass
 class TestDatabase:
     """One empty database of a backend: stores opened on it (several = several replicas) are

@@ -1,4 +1,5 @@
-"""Run `vaultctl serve` as a real subprocess for tests: start it, learn its address, stop it."""
+"""`vaultctl` as real subprocesses for tests: one command, or `serve` started, its address learnt,
+and stopped."""
 
 from __future__ import annotations
 
@@ -8,6 +9,19 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
+
+def vaultctl(
+    home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``vaultctl --config home/vault.toml ARGS`` as a subprocess (``env`` added to ours)."""
+    return subprocess.run(
+        [sys.executable, "-m", "vault_service.cli.main", "--config", str(home / "vault.toml"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def start_serving(config: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:

@@ -20,12 +20,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+if TYPE_CHECKING:
+    from vault_service.rpc.server import RunningServer
 
 _CT = re.compile(r"^vault:v(\d+):(.+)$")
 
@@ -286,3 +290,26 @@ class TransitTestServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def seal(self) -> None:
+        """Every request fails from now on, as a sealed Vault answers (503)."""
+        self.state.sealed = True
+
+    def unseal(self) -> None:
+        self.state.sealed = False
+
+    def serve_vault(self, home: Path, **overrides: str) -> RunningServer:
+        """A vault server in this process on a config in ``home`` whose key provider is this
+        Transit server (its root key created); ``overrides`` as for ``write_config``."""
+        from tests.conftest import write_config
+        from vault_service.config import load_config
+        from vault_service.key_providers.factory import build_provider
+        from vault_service.rpc.server import start_server
+
+        write_config(
+            home, keys__provider='"vault-transit"', keys__transit_url=f'"{self.url}"', **overrides
+        )
+        env = {"VAULT_TOKEN": self.token}
+        config = load_config(home / "vault.toml", env)
+        build_provider(config, env).initialize()  # type: ignore[attr-defined]
+        return start_server(config, env)

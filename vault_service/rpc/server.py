@@ -264,12 +264,13 @@ class RunningServer:
                 _job("blob_sweep", lambda: svc.sweep_blobs(blob_age))
             _job("purge_erased", self._purge_all)
             _job("share_sweep", svc.shares.sweep)
-            _job("retention_sweep", svc.sweep_retention)
-            # what is due and still there after the sweep: held records are not counted
-            _job(
-                "retention_backlog",
-                lambda: metrics.set_backlog("retention", len(svc.sweep_retention(dry_run=True))),
-            )
+            if _job("retention_sweep", svc.sweep_retention):
+                metrics.set_backlog("retention", 0)  # it shredded everything due (held: not due)
+            else:  # what is due and still there: counted only when the sweep did not finish
+                _job(
+                    "retention_backlog",
+                    lambda: metrics.set_backlog("retention", len(svc.sweep_retention(dry_run=True))),
+                )
 
     def _purge_all(self) -> None:
         while self.service.purge_erased() > 0:
