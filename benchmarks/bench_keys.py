@@ -16,6 +16,7 @@ from vault_service.key_providers import LocalKeyProvider, create_keyring
 from vault_service.key_providers.base import KeyProvider
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.key_providers.vault_transit import TransitSettings, VaultTransitKeyProvider
+from vault_service.lifecycle.ledger import DestructionLedger
 from vault_service.lifecycle.rotation import rewrap_keys
 from vault_service.policy import Principal, load_policy
 from vault_service.service import CallContext, VaultService
@@ -42,6 +43,7 @@ def _provider_calls(cache_entries: int) -> float:
             provider,
             load_policy(scratch_policy()),
             SystemClock(),
+            ledger=DestructionLedger(home / "ledger.jsonl"),
         )
         ids = [svc.put_record(CALL, f"s{i}", "concern_text", {"text": "t"})[0] for i in range(SUBJECTS)]
         # a fresh process: cold cache, then steady-state reads spread over the subjects
@@ -62,7 +64,7 @@ def _rewrap(provider: KeyProvider, home: Path) -> tuple[float, float]:
     for i in range(REWRAP_KEYS):
         ref = i.to_bytes(32, "big")
         wrapped = provider.wrap(SubjectKey.generate(), subject_key_context(ref))
-        store.create_subject_key(ref, wrapped, 0.0)
+        store.create_subject_key(ref, wrapped, 0.0, provider=provider.name)
         items.append((wrapped, subject_key_context(ref)))
     provider.rotate()
     bare = rate(

@@ -13,6 +13,7 @@ from benchmarks.harness import Result, scratch_policy
 from vault_service.clock import FixedClock
 from vault_service.ids import new_record_id
 from vault_service.key_providers import LocalKeyProvider, create_keyring
+from vault_service.lifecycle.ledger import DestructionLedger
 from vault_service.policy import Principal, load_policy
 from vault_service.service import CallContext, VaultService
 from vault_service.storage import FilesystemBlobStore, RecordVersion, SqliteRecordStore
@@ -35,6 +36,7 @@ def _vault(home: Path, clock: FixedClock) -> VaultService:
         LocalKeyProvider(home / "ring.json"),
         load_policy(POLICY),
         clock,
+        ledger=DestructionLedger(home / "ledger.jsonl"),
     )
 
 

@@ -10,6 +10,7 @@ cryptography) are translated into this tree once, at the adapter that calls the 
 from __future__ import annotations
 
 import enum
+import unicodedata
 
 
 class Status(enum.Enum):
@@ -93,6 +94,14 @@ class LegalHoldActive(FailedPrecondition):
     )
 
 
+class RootVersionRetired(FailedPrecondition):
+    """A key was wrapped under a root version that the operator has retired or is destroying
+    (another process changed the key state): the store refused to keep it. The key hierarchy
+    refreshes its provider and wraps again; callers only see it if that keeps failing."""
+
+    default_message = "root key version is retired; retry"
+
+
 class Unavailable(VaultError):
     """A dependency (key provider, database, audit sink) is down. Nothing was written; retry."""
 
@@ -133,3 +142,20 @@ class Internal(VaultError):
     """A bug. The message is generic; details go to the server log under a correlation id."""
 
     status = Status.INTERNAL
+
+
+#: the most of a caller's value an error message repeats
+SHOWN_CHARS = 64
+
+
+def shown(value: str) -> str:
+    """A caller's value as an error message may repeat it: at most :data:`SHOWN_CHARS`
+    characters, control and other non-printable characters replaced, quoted. Messages never echo
+    more of what a caller sent (it may be PHI typed into the wrong place, or an attack on logs)."""
+    clean = "".join(
+        c if c.isprintable() and unicodedata.category(c)[0] != "C" else "\ufffd"
+        for c in value[: SHOWN_CHARS + 1]
+    )
+    if len(clean) > SHOWN_CHARS:
+        clean = clean[: SHOWN_CHARS - 1] + "\u2026"
+    return "'" + clean.replace("'", "\u2019") + "'"

@@ -36,6 +36,13 @@ EVENTS = frozenset(
         "erasure_replayed",  # a restored database had a ledgered erasure undone; redone
         "key_provider_down",  # the key provider failed long enough to turn NOT_SERVING
         "key_epoch_job_failed",  # the root-key rotation/destruction job failed
+        "dormancy_job_failed",  # dormancy notices, separation or destruction did not run
+        "retention_job_failed",  # records due under their retention rule were not shredded
+        "purge_job_failed",  # erased subjects' rows and blobs were not purged
+        "share_sweep_job_failed",  # expired or revoked shares' keys were not destroyed
+        "blob_sweep_job_failed",  # partial uploads or orphan blobs were not removed
+        "audit_prune_job_failed",  # audit entries past their retention were not pruned
+        "ledger_write_failed",  # a committed destruction could not be added to the ledger
     }
 )
 

@@ -12,6 +12,7 @@ from tests.conftest import ROOT
 from vault_service.clock import FixedClock
 from vault_service.errors import InvalidArgument, NotFound, PermissionDenied
 from vault_service.key_providers import LocalKeyProvider, create_keyring
+from vault_service.lifecycle.ledger import DestructionLedger
 from vault_service.policy import Principal, load_policy
 from vault_service.service import CallContext, VaultService
 from vault_service.storage import FilesystemBlobStore, SqliteRecordStore
@@ -41,6 +42,7 @@ def _service(tmp_path: Path, policy_file: str) -> Iterator[tuple[VaultService, F
         LocalKeyProvider(tmp_path / "ring.json"),
         policy,
         clock,
+        ledger=DestructionLedger(tmp_path / "ledger.jsonl"),
     )
     yield svc, clock
     store.close()
@@ -126,7 +128,7 @@ def test_clinic_matching_seed_000(matching: tuple[VaultService, FixedClock]) -> 
             app, "m-1", "clinic-a", "clinic_proposal", [profile], ["email"], expires_at=clock.now() + DAY
         )
     # 6 months after the match completes, the clinic's view ends
-    svc.shares.record_event(app, "m-1", "match_completed")
+    svc.record_event(app, "m-1", "match_completed")
     clock.advance(180 * DAY)
     with pytest.raises(PermissionDenied):
         list(svc.shares.read_share(clinic, share.share_id))

@@ -53,9 +53,9 @@ def test_every_decision_and_mutation_is_recorded(app: Any, clinic: Any, running:
 
 
 def test_verify_cli_passes_then_names_the_first_bad_entry(tmp_path: Path) -> None:
+    from vault_service.app import build_service
     from vault_service.config import load_config
     from vault_service.policy import Principal
-    from vault_service.rpc.server import build_service
     from vault_service.service import CallContext
 
     write_config(tmp_path)
@@ -81,8 +81,8 @@ def test_verify_cli_passes_then_names_the_first_bad_entry(tmp_path: Path) -> Non
 
 
 def test_audit_hash_prints_the_pseudonym_entries_use(tmp_path: Path) -> None:
+    from vault_service.app import build_service
     from vault_service.config import load_config
-    from vault_service.rpc.server import build_service
 
     write_config(tmp_path)
     r = run(tmp_path, "--json", "audit", "hash", "member-42")

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import TOKENS
+from vault_service.app import build_service
 from vault_service.audit.model import AuditRow
 from vault_service.client import VaultClient
 from vault_service.config import load_config
 from vault_service.errors import Unavailable, VaultError
-from vault_service.rpc.server import RunningServer, build_service, start_server
+from vault_service.rpc.server import RunningServer, start_server
 from vault_service.storage import SqliteRecordStore
 
 
@@ -47,11 +48,9 @@ class BlockingAudit(SqliteRecordStore):
 
 def _server(home: Path, store_cls: type[SqliteRecordStore]) -> RunningServer:
     config = load_config(home / "vault.toml", {})
-    assembly = build_service(config, {})
-    assembly.store.close()
     store = store_cls(config.path(config.storage.sqlite_path))
-    assembly.store = assembly.service.store = store
-    return start_server(config, {}, assembly=assembly)
+    store.migrate()
+    return start_server(config, {}, assembly=build_service(config, {}, store=store))
 
 
 def _count(home: Path, table: str) -> int:

@@ -17,6 +17,13 @@ from vault_service.crypto.signing import SigningKey
 from vault_service.lifecycle import audit_log
 from vault_service.storage import SqliteRecordStore
 
+#: the chained columns of an entry, in their table order (the rollback witness column is not
+#: written by these entries)
+COLUMNS = (
+    "seq, at, principal, action, purpose, subject_pseudonym, record_id, decision, reason,"
+    " correlation_id, prev_hash, entry_hash"
+)
+
 
 class Log:
     """A store with N chained entries, a checkpoint file and a signing key."""
@@ -56,7 +63,7 @@ class Log:
 
     def rows(self) -> list[tuple[object, ...]]:
         with sqlite3.connect(self.db) as conn:
-            return conn.execute("SELECT * FROM audit_log ORDER BY seq").fetchall()
+            return conn.execute(f"SELECT {COLUMNS} FROM audit_log ORDER BY seq").fetchall()
 
 
 @pytest.fixture
@@ -98,7 +105,7 @@ def test_inserted_entry(log: Log) -> None:
     prev = bytes.fromhex(log.store.audit_entry(4).entry_hash.hex())  # type: ignore[union-attr]
     forged = AuditRow(at=1004.5, principal="app", action="record.get", decision="allow")
     log.sql(
-        "INSERT INTO audit_log VALUES (5, ?, ?, ?, '', '', '', ?, '', '', ?, ?)",
+        f"INSERT INTO audit_log ({COLUMNS}) VALUES (5, ?, ?, ?, '', '', '', ?, '', '', ?, ?)",
         (forged.at, forged.principal, forged.action, forged.decision, prev, entry_hash(prev, 5, forged)),
     )
     report = log.verify()
@@ -121,7 +128,7 @@ def test_reordered_entries(log: Log) -> None:
 
 def test_duplicated_entry(log: Log) -> None:
     row = next(r for r in log.rows() if r[0] == 12)
-    log.sql("INSERT INTO audit_log VALUES (21, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row[1:])
+    log.sql(f"INSERT INTO audit_log ({COLUMNS}) VALUES (21, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row[1:])
     report = log.verify()
     assert (report.ok, report.first_bad_seq) == (False, 21)
 

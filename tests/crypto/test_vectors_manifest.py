@@ -25,4 +25,6 @@ def test_every_vector_file_is_listed_with_its_digest() -> None:
 
 def test_upstream_license_and_commit_are_recorded() -> None:
     assert "Apache License" in (VECTORS / "LICENSE").read_text()
-    assert re.search(r"C2SP/wycheproof\*\*, commit\s+`[0-9a-f]{40}`", (VECTORS / "MANIFEST.md").read_text())
+    assert re.search(
+        r"C2SP/wycheproof\*\*, commit\s+`[0-9a-f]{40}`", (VECTORS / "MANIFEST.md").read_text()
+    )

@@ -120,9 +120,9 @@ def test_bad_config_is_reported_with_file_and_key(tmp_path: Path) -> None:
 
 
 def test_rotation_cli_end_to_end(tmp_path: Path) -> None:
+    from vault_service.app import build_service
     from vault_service.config import load_config
     from vault_service.policy import Principal
-    from vault_service.rpc.server import build_service
     from vault_service.service import CallContext
 
     write_config(tmp_path)
@@ -180,9 +180,9 @@ def test_rotation_cli_end_to_end(tmp_path: Path) -> None:
 def test_rewrap_prints_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     import pty
 
+    from vault_service.app import build_service
     from vault_service.config import load_config
     from vault_service.policy import Principal
-    from vault_service.rpc.server import build_service
     from vault_service.service import CallContext
 
     write_config(tmp_path)

@@ -321,20 +321,19 @@ def test_database_locked_fails_closed_with_unavailable(vault_home: Path) -> None
     """A lock held elsewhere (SQLite: an exclusive transaction; PostgreSQL: a table lock) longer
     than the store waits: UNAVAILABLE, nothing written, and writes work again once it is gone."""
     from tests.conftest import TOKENS
+    from vault_service.app import build_service
     from vault_service.client import VaultClient
     from vault_service.config import load_config
     from vault_service.errors import Unavailable
-    from vault_service.rpc.server import build_service, start_server
+    from vault_service.rpc.server import start_server
     from vault_service.storage import SqliteRecordStore
 
     config = load_config(vault_home / "vault.toml", {"VAULT_STORAGE_POSTGRES_TIMEOUT_SECONDS": "0.3"})
-    assembly = build_service(config, {})
+    store = None
     if config.storage.backend == "sqlite":
-        assembly.store.close()
-        assembly.service.store = assembly.store = SqliteRecordStore(
-            config.path(config.storage.sqlite_path), busy_timeout_ms=100
-        )
-    server = start_server(config, {}, assembly=assembly)
+        store = SqliteRecordStore(config.path(config.storage.sqlite_path), busy_timeout_ms=100)
+        store.migrate()
+    server = start_server(config, {}, assembly=build_service(config, {}, store=store))
     try:
         with VaultClient(f"127.0.0.1:{server.port}", TOKENS["app"]) as c:
             c.put_record("m", "concern_text", {"text": "before"})

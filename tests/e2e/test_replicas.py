@@ -89,9 +89,9 @@ def _due_records(home: Path, dsn: str, count: int) -> tuple[list[str], str]:
     """``count`` records that are due for deletion (created three days ago under a 24 h rule)
     and one that is not; returns (due ids, kept id)."""
     from tests.lifecycle.test_retention import APP, _policy_text
+    from vault_service.app import build_service
     from vault_service.clock import FixedClock
     from vault_service.config import load_config
-    from vault_service.rpc.server import build_service
 
     config = _pg_config(home, dsn)
     (home / "policy.toml").write_text(_policy_text())

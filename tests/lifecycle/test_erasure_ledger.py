@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, write_config
+from vault_service.app import build_service
 from vault_service.clock import FixedClock
 from vault_service.config import load_config
 from vault_service.errors import ConfigError, NotFound, Unavailable
 from vault_service.lifecycle import rotation
 from vault_service.policy import Principal
-from vault_service.rpc.server import build_service
 from vault_service.service import CallContext
 
 APP = CallContext(Principal("app", "application"), "t")
@@ -49,7 +49,7 @@ def test_restoring_a_backup_does_not_resurrect_an_erased_subject(tmp_path: Path)
         with pytest.raises(NotFound):
             third.service.get_record(APP, gone, "matching")
         assert third.service.get_record(APP, kept, "matching").fields == {"text": "t"}
-        assert ("subject.erase", "erasure ledger replay (restored backup?)") in [
+        assert ("subject.erase", "destruction ledger replay (restored backup?)") in [
             (r.action, r.reason) for r in third.store.audit_rows()
         ]
     finally:
@@ -77,9 +77,9 @@ def test_a_tampered_ledger_stops_start_up(tmp_path: Path) -> None:
     a.service.erase_subject(APP, "member-1")
     path = a.service.ledger.path  # type: ignore[union-attr]
     a.store.close()
-    entry = json.loads(path.read_text())
-    entry["subject_ref"] = "00" * 32
-    path.write_text(json.dumps(entry) + "\n")
+    line = json.loads(path.read_text().splitlines()[-1])
+    line["entries"][0]["subject_ref"] = "00" * 32
+    path.write_text(json.dumps(line) + "\n")
     with pytest.raises(ConfigError, match="invalid signature"):
         _build(tmp_path)
 
@@ -93,7 +93,9 @@ def test_verification_pending_then_verified_with_an_offline_certificate(tmp_path
     svc.put_record(APP, "member-2", "concern_text", {"text": "t"})
     svc.erase_subject(APP, "member-1")
     (check,) = svc.verify_deletions()
-    assert check.status == "PENDING" and check.pending_until is None  # root version 1 is live
+    # root version 1 is live: the epoch schedule (rotation every 30 days, backup window 35 days)
+    # destroys it 65 days after it was created
+    assert check.status == "PENDING" and check.pending_until == 1_800_000_000.0 + 65 * 86400
     assert check.checks["key"] == "destroyed"
     assert any("root version 1 not yet destroyed" in r for r in check.reasons)
     while svc.purge_erased():

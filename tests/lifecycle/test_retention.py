@@ -19,6 +19,7 @@ from tests.support.db import TestDatabase
 from vault_service.clock import FixedClock
 from vault_service.errors import LegalHoldActive, NotFound
 from vault_service.key_providers import LocalKeyProvider, create_keyring
+from vault_service.lifecycle.ledger import DestructionLedger
 from vault_service.policy import Principal, load_policy
 from vault_service.service import CallContext, VaultService
 from vault_service.storage import FilesystemBlobStore, RecordStore
@@ -59,6 +60,7 @@ def _service(home: Path, clock: FixedClock, store: RecordStore) -> VaultService:
         LocalKeyProvider(home / "ring.json"),
         load_policy(_policy_text()),
         clock,
+        ledger=DestructionLedger(home / "ledger.jsonl"),
     )
 
 
@@ -93,7 +95,7 @@ def test_six_months_after_match_completed(vault: tuple[VaultService, FixedClock]
     other = svc.put_record(APP, "m-2", "concern_text", {"text": "t"})[0]
     clock.advance(400 * DAY)
     assert svc.sweep_retention() == []  # no match completed yet: kept
-    svc.shares.record_event(APP, "m-1", "match_completed")
+    svc.record_event(APP, "m-1", "match_completed")
     clock.advance(180 * DAY - 1)
     assert svc.sweep_retention() == []
     clock.advance(1)
@@ -139,15 +141,17 @@ def test_a_hold_blocks_every_deletion_path_and_release_carries_them_out(
         svc.erase_subject(APP, "p-1")
     clock.advance(2 * DAY)
     assert svc.sweep_retention() == []  # retention: skipped
+    # read-once: released once, then kept (consumed, never released again) until the release
     assert svc.get_record(APP, face, "simulation", include_content=True).content == b"face"
-    assert svc.get_record(APP, face, "simulation").fields == {"note": "n"}  # read-once kept
+    with pytest.raises(NotFound):
+        svc.get_record(APP, face, "simulation", include_content=True)
     assert svc.get_record(APP, note, "matching") and svc.get_record(APP, scan, "simulation")
     pending = svc.store.pending_deletions(svc.subject_ref("p-1"))
-    assert sorted(p.kind for p in pending) == ["record", "record", "record", "subject"]
+    assert sorted(p.kind for p in pending) == ["record", "record", "subject"]
     deferred = [r for r in svc.store.audit_rows() if r.decision == "deferred"]
-    assert len(deferred) == 4
+    assert len(deferred) == 3
     _, carried = svc.release_hold(LEGAL, hold.hold_id)
-    assert carried == 4
+    assert carried == 3
     for rid, purpose in ((note, "matching"), (face, "simulation"), (scan, "simulation")):
         with pytest.raises(NotFound):
             svc.get_record(APP, rid, purpose)
@@ -192,8 +196,8 @@ def test_concurrent_sweepers_shred_each_record_once(tmp_path: Path, database: Te
 def test_sweeper_killed_mid_batch_then_rerun(tmp_path: Path) -> None:
     write_config(tmp_path)
     (tmp_path / "policy.toml").write_text(_policy_text())
+    from vault_service.app import build_service
     from vault_service.config import load_config
-    from vault_service.rpc.server import build_service
 
     past = FixedClock(time.time() - 3 * DAY)
     assembly = build_service(load_config(tmp_path / "vault.toml", {}), {}, past)

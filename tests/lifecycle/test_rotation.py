@@ -18,6 +18,7 @@ from vault_service.errors import FailedPrecondition
 from vault_service.key_providers import LocalKeyProvider, create_keyring
 from vault_service.key_providers.base import KeyProvider
 from vault_service.lifecycle import rotation
+from vault_service.lifecycle.ledger import DestructionLedger
 from vault_service.policy import Principal, load_policy
 from vault_service.service import CallContext, VaultService
 from vault_service.storage import FilesystemBlobStore, SqliteRecordStore
@@ -43,6 +44,7 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VaultSer
         provider,
         load_policy(test_policy_text()),
         FixedClock(),
+        ledger=DestructionLedger(tmp_path / "ledger.jsonl"),
     )
     yield svc
     store.close()

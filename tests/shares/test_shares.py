@@ -15,6 +15,7 @@ from tests.support.db import TestDatabase
 from vault_service.clock import FixedClock
 from vault_service.errors import InvalidArgument, NotFound, PermissionDenied
 from vault_service.key_providers import LocalKeyProvider, create_keyring
+from vault_service.lifecycle.ledger import DestructionLedger
 from vault_service.policy import Principal, load_policy
 from vault_service.service import CallContext, VaultService
 from vault_service.storage import FilesystemBlobStore
@@ -43,6 +44,7 @@ def vault(
         LocalKeyProvider(tmp_path / "ring.json"),
         policy,
         clock,
+        ledger=DestructionLedger(tmp_path / "ledger.jsonl"),
     )
     yield svc, clock, database
 
@@ -102,8 +104,8 @@ def test_six_months_after_match_completed(vault: tuple[VaultService, FixedClock,
     clock.advance(10 * DAY)
     assert _read(svc, CLINIC, share.share_id)  # no end known until the match completes
     assert svc.shares.sweep() == 0
-    assert svc.shares.record_event(APP, "m-1", "match_completed") is True
-    assert svc.shares.record_event(APP, "m-1", "match_completed") is False  # the first stands
+    assert svc.record_event(APP, "m-1", "match_completed") is True
+    assert svc.record_event(APP, "m-1", "match_completed") is False  # the first stands
     completed = clock.now()
     clock.set(completed + 180 * DAY - 1)
     assert _read(svc, CLINIC, share.share_id)
@@ -128,7 +130,7 @@ def test_an_edited_event_time_ends_the_share(
         event_name="match_completed",
         event_period=180 * DAY,
     )
-    svc.shares.record_event(APP, "m-1", "match_completed")
+    svc.record_event(APP, "m-1", "match_completed")
     with db.raw() as conn:  # push the event into the future to extend the share
         conn.execute("UPDATE subject_events SET at = at + 1000 * 86400")
     with pytest.raises(PermissionDenied):

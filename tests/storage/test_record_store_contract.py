@@ -17,6 +17,7 @@ from vault_service.storage import (
     RecordVersion,
     SubjectState,
 )
+from vault_service.storage.rows import PendingDeletion, PendingKind
 
 REF = b"\x01" * 32
 OTHER = b"\x02" * 32
@@ -38,8 +39,13 @@ def _version(
     )
 
 
+def _pending(record_id: str, version: int = 1) -> PendingDeletion:
+    """The deletion an update records for a hold's release (used only if a hold applies)."""
+    return PendingDeletion(new_record_id(), PendingKind.VERSION, REF, record_id, "p", 1.0, version)
+
+
 def _subject(store: RecordStore, ref: bytes = REF) -> WrappedKey:
-    return store.create_subject_key(ref, WrappedKey("1", b"w" * 61), 1.0)
+    return store.create_subject_key(ref, WrappedKey("1", b"w" * 61), 1.0, provider="local")
 
 
 def test_migrate_is_idempotent(store: RecordStore) -> None:
@@ -47,8 +53,8 @@ def test_migrate_is_idempotent(store: RecordStore) -> None:
 
 
 def test_subject_key_create_is_race_safe(store: RecordStore) -> None:
-    first = store.create_subject_key(REF, WrappedKey("1", b"a" * 61), 1.0)
-    second = store.create_subject_key(REF, WrappedKey("1", b"b" * 61), 2.0)
+    first = store.create_subject_key(REF, WrappedKey("1", b"a" * 61), 1.0, provider="local")
+    second = store.create_subject_key(REF, WrappedKey("1", b"b" * 61), 2.0, provider="local")
     assert first == second == store.get_subject_key(REF)
     assert store.subject_state(REF) is SubjectState.ACTIVE
     assert store.subject_state(OTHER) is None
@@ -58,7 +64,9 @@ def test_concurrent_subject_creation_yields_one_key(store: RecordStore) -> None:
     results: list[WrappedKey] = []
 
     def create(i: int) -> None:
-        results.append(store.create_subject_key(OTHER, WrappedKey("1", bytes([i]) * 61), 1.0))
+        results.append(
+            store.create_subject_key(OTHER, WrappedKey("1", bytes([i]) * 61), 1.0, provider="local")
+        )
 
     threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
     for t in threads:
@@ -133,12 +141,14 @@ def test_replace_version_shreds_old(store: RecordStore) -> None:
     v1 = _version(blob="old")
     store.insert_record(v1, 1.0, None, None)
     v2 = _version(version=2, record_id=v1.record_id, blob="new")
-    shredded = store.replace_version(v2, 1, 2.0, AUDIT)
-    assert shredded.blob_refs == ("old",)
+    change = store.replace_version(v2, 1, 2.0, AUDIT, _pending(v1.record_id))
+    assert change.shredded is not None and change.shredded.blob_refs == ("old",)
     got = store.get_record(v1.record_id)
     assert got is not None and got.meta.version == 2 and got.blob_ref == "new"
     with pytest.raises(FailedPrecondition):
-        store.replace_version(_version(version=2, record_id=v1.record_id), 1, 3.0, None)
+        store.replace_version(
+            _version(version=2, record_id=v1.record_id), 1, 3.0, None, _pending(v1.record_id)
+        )
 
 
 def test_delete_record(store: RecordStore) -> None:
@@ -160,15 +170,15 @@ def test_pagination_and_inventory(store: RecordStore) -> None:
 
 def test_service_keys_first_writer_wins(store: RecordStore) -> None:
     assert store.get_service_key("idx") is None
-    a = store.put_service_key_if_absent("idx", WrappedKey("1", b"a"), 1.0)
-    b = store.put_service_key_if_absent("idx", WrappedKey("1", b"b"), 1.0)
+    a = store.put_service_key_if_absent("idx", WrappedKey("1", b"a"), 1.0, provider="local")
+    b = store.put_service_key_if_absent("idx", WrappedKey("1", b"b"), 1.0, provider="local")
     assert a == b == store.get_service_key("idx") == WrappedKey("1", b"a")
 
 
 def test_rewrap_queries_and_batched_compare_and_set(store: RecordStore) -> None:
     refs = [bytes([i]) * 32 for i in range(1, 6)]
     for ref in refs:
-        store.create_subject_key(ref, WrappedKey("1", ref[:1] * 61), 1.0)
+        store.create_subject_key(ref, WrappedKey("1", ref[:1] * 61), 1.0, provider="local")
     page = store.subject_keys_not_at("2", 3, None)
     assert [r for r, _ in page] == refs[:3]
     assert [r for r, _ in store.subject_keys_not_at("2", 10, refs[2])] == refs[3:]
@@ -254,7 +264,10 @@ def test_concurrent_updates_of_one_version_have_one_winner(store: RecordStore) -
     v1 = _version()
     store.insert_record(v1, 1.0, None, None)
     results = _race(
-        6, lambda i: store.replace_version(_version(version=2, record_id=v1.record_id), 1, 2.0, AUDIT)
+        6,
+        lambda i: store.replace_version(
+            _version(version=2, record_id=v1.record_id), 1, 2.0, AUDIT, _pending(v1.record_id)
+        ),
     )
     assert sum(not isinstance(r, Exception) for r in results) == 1
     assert all(isinstance(r, FailedPrecondition) for r in results if isinstance(r, Exception))

@@ -1,6 +1,8 @@
 """moto's server mode as a subprocess on a free port (KMS and S3 speak real HTTP to it), and a fault
 proxy in front of it that answers chosen KMS operations with a chosen error for a number of
-requests, so that botocore's real retry logic runs."""
+requests, so that botocore's real retry logic runs, and (``key_states=True``) refuses the
+cryptographic operations on disabled and pending-deletion keys the way KMS does (moto 5 serves
+them)."""
 
 from __future__ import annotations
 
@@ -63,12 +65,34 @@ class MotoServer:
             self._proc = None
 
 
+#: KMS's answer to a cryptographic operation on a key in this state
+_REFUSED_STATES = {"PendingDeletion": "KMSInvalidStateException", "Disabled": "DisabledException"}
+_CRYPTO_OPERATIONS = {"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey"}
+_KEY_FIELDS = ("KeyId", "SourceKeyId", "DestinationKeyId")
+
+
+def _moto_kms_client(port: int) -> Any:
+    import boto3
+
+    return boto3.client(
+        "kms",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
 class KmsFaultProxy:
     """Forwards to moto, except that ``fail(operation, code, times)`` makes the next ``times``
-    requests for ``operation`` (e.g. "Encrypt") answer with that KMS error code."""
+    requests for ``operation`` (e.g. "Encrypt") answer with that KMS error code, and that with
+    ``key_states=True`` an Encrypt, Decrypt, ReEncrypt or GenerateDataKey naming a disabled or
+    pending-deletion key answers DisabledException or KMSInvalidStateException, as KMS does."""
 
-    def __init__(self, upstream_port: int, port: int = 0) -> None:
+    def __init__(self, upstream_port: int, port: int = 0, key_states: bool = False) -> None:
         self.upstream_port = upstream_port
+        self.key_states = key_states
+        self._kms: Any = _moto_kms_client(upstream_port) if key_states else None
         self.faults: dict[str, tuple[str, int, int]] = {}
         self.seen: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -87,12 +111,11 @@ class KmsFaultProxy:
                     if fault and fault[2] > 0:
                         proxy.faults[op] = (fault[0], fault[1], fault[2] - 1)
                 if fault and fault[2] > 0:
-                    payload = json.dumps({"__type": fault[0], "message": "injected"}).encode()
-                    self.send_response(fault[1])
-                    self.send_header("Content-Type", "application/x-amz-json-1.1")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self._refuse(fault[0], fault[1])
+                    return
+                refusal = proxy.key_state_refusal(op, body)
+                if refusal:
+                    self._refuse(refusal, 400)
                     return
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=10)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
@@ -108,11 +131,35 @@ class KmsFaultProxy:
                 self.wfile.write(data)
                 conn.close()
 
+            def _refuse(self, code: str, status: int) -> None:
+                payload = json.dumps({"__type": code, "message": "injected"}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def key_state_refusal(self, operation: str, body: bytes) -> str:
+        """With ``key_states``: the error code KMS answers ``operation`` with because a key it
+        names is disabled or pending deletion (asked of moto with DescribeKey); else ""."""
+        if not self.key_states or operation not in _CRYPTO_OPERATIONS:
+            return ""
+        request = json.loads(body or b"{}")
+        for field in _KEY_FIELDS:
+            if request.get(field):
+                state = self._describe(request[field]).get("KeyState", "")
+                if state in _REFUSED_STATES:
+                    return _REFUSED_STATES[state]
+        return ""
+
+    def _describe(self, key_id: str) -> dict[str, Any]:
+        return dict(self._kms.describe_key(KeyId=key_id)["KeyMetadata"])
 
     def fail(self, operation: str, code: str, times: int, status: int = 400) -> None:
         with self.lock:

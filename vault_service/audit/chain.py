@@ -3,7 +3,8 @@
 Each entry's hash covers its sequence number, the previous entry's hash and every field, encoded
 with length prefixes (so no two different entries encode alike)::
 
-    entry_hash = SHA-256("vault-audit/v1" || prev_hash || u64(seq) || lp(at) || lp(principal) ...)
+    entry_hash = SHA-256("vault-audit/v1" || prev_hash || u64(seq) || lp(at) || lp(principal) ...
+                         [|| 0x01 || u64(witnessed_version)])   the last part only when set
 
 The first entry follows :data:`GENESIS`. Editing, deleting, inserting, reordering or duplicating an
 entry breaks the chain at that entry. Rewriting the whole chain from some point on is what signed
@@ -48,6 +49,9 @@ def entry_hash(prev_hash: bytes, seq: int, row: AuditRow) -> bytes:
         row.correlation_id,
     ):
         h.update(_lp(value))
+    if row.witnessed_version is not None:
+        # entries written before the field existed hash as they always did
+        h.update(b"\x01" + _U64.pack(row.witnessed_version))
     return h.digest()
 
 

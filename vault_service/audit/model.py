@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: the principal of every background job's audit entries (retention, purge, dormancy, replay ...)
+JOB_PRINCIPAL = "vault-service"
+#: the principal of operator commands run outside the server (vaultctl keys, audit, sweeps)
+OPERATOR_PRINCIPAL = "operator-cli"
+
 
 @dataclass(frozen=True)
 class AuditRow:
@@ -19,6 +24,24 @@ class AuditRow:
     subject_pseudonym: str = ""
     record_id: str = ""
     correlation_id: str = ""
+    #: the record version a put (1) or an update (its new version) wrote: the rollback witness
+    #: reads it back (a typed field, covered by the entry hash; never parsed from ``reason``)
+    witnessed_version: int | None = None
+
+
+def job_row(
+    action: str, reason: str, at: float, *, subject_pseudonym: str = "", record_id: str = ""
+) -> AuditRow:
+    """The audit entry of a background job's step."""
+    return AuditRow(
+        at=at,
+        principal=JOB_PRINCIPAL,
+        action=action,
+        decision="allow",
+        reason=reason,
+        subject_pseudonym=subject_pseudonym,
+        record_id=record_id,
+    )
 
 
 @dataclass(frozen=True)

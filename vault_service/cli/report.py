@@ -17,10 +17,10 @@ import html
 from collections import Counter
 from typing import Any
 
+from vault_service.app import Assembly
 from vault_service.lifecycle.audit_log import ChainBroken, verify, write_checkpoint
 from vault_service.lifecycle.rotation import inventory
 from vault_service.policy.model import RetentionRule
-from vault_service.rpc.server import Assembly
 from vault_service.storage import AuditRow
 
 DAY = 86400.0

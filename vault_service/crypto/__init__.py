@@ -7,6 +7,7 @@ Recipe-level calls only; ``_primitives`` is the one module that touches ``crypto
 - :mod:`.keywrap`: AES-256-GCM key wrapping bound to a context.
 - :mod:`.chunked`: c2sp.org/chunked-encryption (HKDF-SHA-512, AES-256-GCM), streaming and ranges.
 - :mod:`.payload`: seal/open a record payload under a data key and a context.
+- :mod:`.derive`: every keyed derivation (subject references, pseudonyms, digests, event MACs).
 """
 
 from vault_service.crypto.context import Context, decode_context
@@ -16,8 +17,10 @@ from vault_service.crypto.payload import (
     PayloadDecryptor,
     PayloadReader,
     open_payload,
+    open_value,
     seal_payload,
     seal_stream,
+    seal_value,
 )
 
 __all__ = [
@@ -31,8 +34,10 @@ __all__ = [
     "SubjectKey",
     "decode_context",
     "open_payload",
+    "open_value",
     "seal_payload",
     "seal_stream",
+    "seal_value",
     "unwrap_key",
     "wrap_key",
 ]

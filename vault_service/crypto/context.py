@@ -127,3 +127,23 @@ def record_context(
             "category": category,
         },
     )
+
+
+def share_key_context(subject_ref: bytes, share_id: str) -> Context:
+    """What a share's own key is wrapped under (by the subject key)."""
+    return Context("share-key", {"subject": subject_ref.hex(), "share": share_id})
+
+
+def share_terms_context(subject_ref: bytes, share_id: str) -> Context:
+    """What a share's sealed terms are bound to."""
+    return Context("share-terms", {"subject": subject_ref.hex(), "share": share_id})
+
+
+def consent_evidence_context(subject_ref: bytes, grant_id: str) -> Context:
+    """What a consent grant's sealed evidence reference is bound to (under the subject key)."""
+    return Context("consent-evidence", {"subject": subject_ref.hex(), "grant": grant_id})
+
+
+def hold_context(subject_ref: bytes, hold_id: str) -> Context:
+    """What a legal hold's sealed reason and case reference are bound to (under the subject key)."""
+    return Context("legal-hold", {"subject": subject_ref.hex(), "hold": hold_id})

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 
 from vault_service.crypto import chunked
 from vault_service.crypto.context import Context
-from vault_service.crypto.keys import DataKey
+from vault_service.crypto.keys import DataKey, SubjectKey
 
 
 def seal_payload(key: DataKey, context: Context, plaintext: bytes) -> bytes:
@@ -20,6 +20,17 @@ def seal_payload(key: DataKey, context: Context, plaintext: bytes) -> bytes:
 
 def open_payload(key: DataKey, context: Context, ciphertext: bytes) -> bytes:
     """Authenticate and decrypt a whole payload; releases nothing unless all of it is valid."""
+    return chunked.decrypt(key.unsafe_bytes(), context.encode(), ciphertext)
+
+
+def seal_value(key: SubjectKey, context: Context, plaintext: bytes) -> bytes:
+    """Encrypt a small value that belongs to a subject but to no record (a consent's evidence
+    reference) directly under the subject key: it dies with the subject key."""
+    return chunked.encrypt(key.unsafe_bytes(), context.encode(), plaintext)
+
+
+def open_value(key: SubjectKey, context: Context, ciphertext: bytes) -> bytes:
+    """Authenticate and decrypt a value sealed by :func:`seal_value`."""
     return chunked.decrypt(key.unsafe_bytes(), context.encode(), ciphertext)
 
 

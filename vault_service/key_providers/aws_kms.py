@@ -224,6 +224,9 @@ class AwsKmsKeyProvider(KeyProvider):
             else:
                 self._client.update_alias(AliasName=self._settings.alias, TargetKeyId=key_id)
 
+    def refresh(self) -> None:
+        self._refresh()
+
     def primary_version(self) -> str:
         if self._primary is None:
             self._refresh()

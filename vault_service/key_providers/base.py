@@ -174,6 +174,11 @@ class KeyProvider(abc.ABC):
         if self.unwrap(self.wrap(probe, context), context, SecretKey) != probe:
             raise IntegrityError()
 
+    def refresh(self) -> None:  # noqa: B027 (a hook: providers without a cached view need nothing)
+        """Re-read what this process knows of the root versions (the primary, which exist),
+        after another process may have changed them (``vaultctl keys rotate``...). Providers
+        whose server picks the version itself (Transit) need nothing."""
+
     # hooks for subclasses ----------------------------------------------------------------------
     def _rewrap(self, items: Sequence[tuple[WrappedKey, Context]]) -> list[WrappedKey]:
         """Default rewrap: decrypt and encrypt here. Providers with server-side rewrap override."""

@@ -22,6 +22,9 @@ from vault_service.clock import Clock
 from vault_service.crypto import SubjectKey
 from vault_service.key_providers.base import WrappedKey
 
+#: the kind of a subject's own key in the cache (the legal key is cached under another kind)
+SUBJECT = "subject"
+
 
 @dataclass(frozen=True)
 class CacheLimits:
@@ -55,7 +58,7 @@ class SubjectKeyCache:
     def __init__(self, limits: CacheLimits, clock: Clock) -> None:
         self._limits = limits
         self._clock = clock
-        self._entries: OrderedDict[tuple[bytes, str, bytes], _Entry] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, bytes, str, bytes], _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._hits = self._misses = self._evictions = 0
 
@@ -65,12 +68,17 @@ class SubjectKeyCache:
         return self._limits.max_age_seconds if self._limits.max_entries > 0 else 0.0
 
     def get(
-        self, subject_ref: bytes, wrapped: WrappedKey, unwrap: Callable[[], SubjectKey]
+        self,
+        subject_ref: bytes,
+        wrapped: WrappedKey,
+        unwrap: Callable[[], SubjectKey],
+        kind: str = SUBJECT,
     ) -> SubjectKey:
-        """The cached key for exactly this wrapped key, or ``unwrap()`` (then cached)."""
+        """The cached key for exactly this wrapped key, or ``unwrap()`` (then cached). ``kind``
+        keeps a subject's other keys (its legal key) apart from its subject key."""
         if self._limits.max_entries <= 0:
             return unwrap()
-        k = (subject_ref, wrapped.root_version, wrapped.ciphertext)
+        k = (kind, subject_ref, wrapped.root_version, wrapped.ciphertext)
         now = self._clock.now()
         with self._lock:
             entry = self._entries.get(k)
@@ -96,16 +104,17 @@ class SubjectKeyCache:
     def forget_subject(self, subject_ref: bytes) -> int:
         """Drop every entry of a subject (after an erasure in this process); returns how many."""
         with self._lock:
-            doomed = [k for k in self._entries if k[0] == subject_ref]
+            doomed = [k for k in self._entries if k[1] == subject_ref]
             for k in doomed:
                 del self._entries[k]
             self._evictions += len(doomed)
         return len(doomed)
 
     def holds_subject(self, subject_ref: bytes) -> bool:
-        """Whether any entry of the subject is cached (deletion verification asks this)."""
+        """Whether the subject's *subject* key is cached (deletion verification asks this: a
+        cached legal key is not the erased key)."""
         with self._lock:
-            return any(k[0] == subject_ref for k in self._entries)
+            return any(k[0] == SUBJECT and k[1] == subject_ref for k in self._entries)
 
     def clear(self) -> None:
         """Drop everything."""

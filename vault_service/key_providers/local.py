@@ -159,9 +159,16 @@ def load_keyring(path: Path, passphrase: bytes | None) -> LocalKeyring:
     return LocalKeyring.from_json(doc, str(path))
 
 
+def _identity(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 class LocalKeyProvider(KeyProvider):
-    """Root keys from a local keyring file. Re-reads the file when it sees an unknown version, so a
-    rotation by ``vaultctl keys rotate`` reaches a running server."""
+    """Root keys from a local keyring file. Another process (``vaultctl keys rotate``, ``keys
+    destroy``) rewrites the file atomically; this one re-reads it whenever the file changed
+    (one ``stat`` per wrap or version query), so a running server never wraps under a version
+    the operator has moved away from."""
 
     name = "local"
 
@@ -171,6 +178,7 @@ class LocalKeyProvider(KeyProvider):
         self._clock = clock or SystemClock()
         self._passphrase = passphrase
         self._lock = threading.Lock()
+        self._seen = _identity(path) if path.exists() else (0, 0, 0)
         self._ring = load_keyring(path, passphrase)
 
     @classmethod
@@ -183,14 +191,26 @@ class LocalKeyProvider(KeyProvider):
 
     def reload(self) -> None:
         """Re-read the keyring file."""
+        seen = _identity(self._path)
         ring = load_keyring(self._path, self._passphrase)
         with self._lock:
-            self._ring = ring
+            self._ring, self._seen = ring, seen
+
+    def refresh(self) -> None:
+        """Re-read the keyring file if another process changed it."""
+        try:
+            changed = _identity(self._path) != self._seen
+        except OSError:
+            return  # unreadable now: the next use reports it
+        if changed:
+            self.reload()
 
     def primary_version(self) -> str:
+        self.refresh()
         return self._ring.primary
 
     def versions(self) -> list[KeyVersion]:
+        self.refresh()
         ring = self._ring
         return [
             KeyVersion(
@@ -217,7 +237,7 @@ class LocalKeyProvider(KeyProvider):
             )
             ring.primary = new
             _save(self._path, ring, self._passphrase)
-            self._ring = ring
+            self._ring, self._seen = ring, _identity(self._path)
         return new
 
     def destroy_version(self, version: str) -> DestroyResult:
@@ -233,7 +253,7 @@ class LocalKeyProvider(KeyProvider):
             entry["state"] = KeyState.DESTROYED.value
             entry["destroyed_at"] = self._clock.now()
             _save(self._path, ring, self._passphrase)
-            self._ring = ring
+            self._ring, self._seen = ring, _identity(self._path)
         return DestroyResult(
             version,
             KeyState.DESTROYED,
@@ -251,11 +271,13 @@ class LocalKeyProvider(KeyProvider):
         return material
 
     def _encrypt(self, plaintext: bytes, context: Context) -> tuple[str, bytes]:
+        self.refresh()
         version = self._ring.primary
         kek = self._material(version)
         return version, wrap_key(kek, _Raw(plaintext), context.with_items(root_version=version))
 
     def _decrypt(self, wrapped: WrappedKey, context: Context) -> bytes:
+        self.refresh()  # a version destroyed by another process is gone here too
         kek = self._material(wrapped.root_version)
         raw = unwrap_key(
             kek, wrapped.ciphertext, context.with_items(root_version=wrapped.root_version), _Raw

@@ -1,112 +1,212 @@
-"""The erasure ledger: a record of every erased subject, kept outside the record store.
+"""The destruction ledger: every destruction the vault owes, kept outside the record store.
 
-A database restored from a backup taken before an erasure still holds the subject's wrapped key.
-The ledger lives on other storage (``[lifecycle] ledger_path``), is append-only, and is replayed at
-start-up before the server serves: any subject it lists that the database still knows as live is
-erased again. Each entry is signed with the service's Ed25519 key, so an entry cannot be forged
-or edited without detection (a bad entry stops the replay: the server refuses to start rather
-than guess).
+A database restored from a backup still holds whatever was destroyed after the backup was taken:
+an erased subject's wrapped key, a shredded record's data key, a replaced version, a revoked
+share's key. The ledger lives on other storage (``[lifecycle] ledger_path``), is append-only, and
+is replayed at start-up before the server serves (:mod:`.replay`): whatever it says was destroyed
+is destroyed again.
 
-An entry is written (and fsynced) **before** the database erasure: if the ledger cannot be
-written, nothing is erased (UNAVAILABLE); if the database erasure then fails, the replay finishes
-it. Entries also record the root-key versions that could have wrapped the subject key, which the
-deletion verification job checks for destruction.
+Every destruction is appended **before** the store changes (if the ledger cannot be written,
+nothing is destroyed: UNAVAILABLE), with its state:
+
+- ``done``: carried out now (no legal hold applied);
+- ``deferred``: asked for while a legal hold applied; the store recorded it for the hold's
+  release, which carries it out (and appends ``done``).
+
+The last entry of an object wins. Objects: a ``subject`` (erasure; with the root-key versions that
+could have wrapped its key, for deletion verification), a ``record`` (delete, retention, read-once,
+dormancy), a record ``version`` (the one an update replaced), a ``share`` (revoked or expired).
+
+Format: JSON lines, each a signed batch of entries (one fsync per batch, so a retention sweep of
+many records costs one sync)::
+
+    {"format": "vault-destruction-ledger/v2", "entries": [...], "public_key": hex, "signature": hex}
+
+signed with the service's Ed25519 key over ``"vault-destruction-ledger/v2\\0" || canonical JSON``.
+Lines of the first format (one signed subject erasure each, ``vault-erasure-ledger/v1``) are read as
+``done`` subject erasures. A bad signature or a malformed line stops the replay: the server refuses
+to start rather than guess.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vault_service.crypto.signing import SigningKey, verify_signature
 from vault_service.errors import Unavailable
 
+FORMAT = "vault-destruction-ledger/v2"
+_V1_PREFIX = b"vault-erasure-ledger/v1\x00"
+
 
 class LedgerTampered(Exception):
-    """An entry's signature does not verify: the ledger was edited."""
+    """A line's signature does not verify, or a line is malformed: the ledger was edited."""
+
+
+class Kind(enum.StrEnum):
+    """What was destroyed."""
+
+    SUBJECT = "subject"
+    RECORD = "record"
+    VERSION = "version"
+    SHARE = "share"
+
+
+class State(enum.StrEnum):
+    """Whether the destruction was carried out or waits for a legal hold's release."""
+
+    DONE = "done"
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True)
-class ErasureEntry:
-    """One erasure."""
+class Destruction:
+    """One ledger entry. ``object_id`` is the record or share id ("" for a subject); ``version``
+    the destroyed version of a ``version`` entry (0 otherwise)."""
 
-    subject_ref: str
-    erased_at: float
-    root_versions: tuple[str, ...]
-    public_key: str
-    signature: str = ""
+    kind: Kind
+    subject_ref: bytes
+    state: State
+    at: float
+    object_id: str = ""
+    version: int = 0
+    #: for subject erasures: every root version that could have wrapped the subject key
+    root_versions: tuple[str, ...] = ()
+    #: why, for people reading the ledger ("erasure", "retention", "read-once", "update" ...)
+    cause: str = ""
 
-    def signed_bytes(self) -> bytes:
-        body = {k: v for k, v in asdict(self).items() if k != "signature"}
-        body["root_versions"] = list(self.root_versions)
-        return b"vault-erasure-ledger/v1\x00" + json.dumps(body, sort_keys=True).encode()
+    @property
+    def key(self) -> tuple[str, bytes, str, int]:
+        """The destroyed object (its last entry is its state)."""
+        return (self.kind.value, self.subject_ref, self.object_id, self.version)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "subject_ref": self.subject_ref.hex(),
+            "state": self.state.value,
+            "at": self.at,
+            "object_id": self.object_id,
+            "version": self.version,
+            "root_versions": list(self.root_versions),
+            "cause": self.cause,
+        }
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> Destruction:
+        return Destruction(
+            Kind(d["kind"]),
+            bytes.fromhex(d["subject_ref"]),
+            State(d["state"]),
+            float(d["at"]),
+            str(d["object_id"]),
+            int(d["version"]),
+            tuple(str(v) for v in d["root_versions"]),
+            str(d["cause"]),
+        )
 
 
-class ErasureLedger:
-    """Append-only JSON lines at ``path`` (mode 0600)."""
+def _signed_bytes(entries: list[dict[str, Any]], public_key: str) -> bytes:
+    body = json.dumps({"entries": entries, "public_key": public_key}, sort_keys=True)
+    return FORMAT.encode() + b"\x00" + body.encode()
+
+
+def _v1_signed_bytes(d: dict[str, Any]) -> bytes:
+    body = {k: d[k] for k in ("subject_ref", "erased_at", "root_versions", "public_key")}
+    return _V1_PREFIX + json.dumps(body, sort_keys=True).encode()
+
+
+class DestructionLedger:
+    """Append-only signed JSON lines at ``path`` (mode 0600). Thread-safe appends (one write
+    call per line, O_APPEND)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def __repr__(self) -> str:
-        return f"ErasureLedger({str(self.path)!r})"
+        return f"DestructionLedger({str(self.path)!r})"
 
-    def append(
-        self, signer: SigningKey, subject_ref: bytes, erased_at: float, root_versions: list[str]
-    ) -> ErasureEntry:
-        """Sign and durably append an entry; Unavailable if it cannot be written."""
-        unsigned = ErasureEntry(
-            subject_ref.hex(), erased_at, tuple(root_versions), signer.public_key().hex()
-        )
-        entry = ErasureEntry(
-            unsigned.subject_ref,
-            erased_at,
-            unsigned.root_versions,
-            unsigned.public_key,
-            signer.sign(unsigned.signed_bytes()).hex(),
-        )
-        data = dict(asdict(entry))
-        data["root_versions"] = list(entry.root_versions)
-        line = (json.dumps(data, sort_keys=True) + "\n").encode()
+    def append(self, signer: SigningKey, entries: Sequence[Destruction]) -> None:
+        """Sign and durably append ``entries`` as one line; Unavailable if it cannot be written."""
+        if not entries:
+            return
+        body = [e.to_json() for e in entries]
+        public = signer.public_key().hex()
+        line = {
+            "format": FORMAT,
+            "entries": body,
+            "public_key": public,
+            "signature": signer.sign(_signed_bytes(body, public)).hex(),
+        }
+        data = (json.dumps(line, sort_keys=True) + "\n").encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                os.write(fd, line)
+                os.write(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError:
-            raise Unavailable("erasure ledger unavailable") from None
-        return entry
+            raise Unavailable("destruction ledger unavailable") from None
 
-    def entries(self, public_key: bytes) -> list[ErasureEntry]:
-        """Every entry, each verified against ``public_key``; LedgerTampered on a bad one."""
+    def entries(self, public_key: bytes) -> list[Destruction]:
+        """Every entry in order, each line verified against ``public_key``; LedgerTampered on a
+        bad one."""
         try:
             text = self.path.read_text()
         except FileNotFoundError:
             return []
-        out = []
+        out: list[Destruction] = []
         for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                entry = ErasureEntry(
-                    str(d["subject_ref"]),
-                    float(d["erased_at"]),
-                    tuple(str(v) for v in d["root_versions"]),
-                    str(d["public_key"]),
-                    str(d["signature"]),
-                )
-                bytes.fromhex(entry.subject_ref)
-            except (ValueError, KeyError, TypeError):
-                raise LedgerTampered(f"erasure ledger line {n} is malformed") from None
-            if entry.public_key != public_key.hex() or not verify_signature(
-                public_key, bytes.fromhex(entry.signature), entry.signed_bytes()
-            ):
-                raise LedgerTampered(f"erasure ledger line {n} has an invalid signature")
-            out.append(entry)
+            if line.strip():
+                out.extend(_parse(line, n, public_key))
         return out
+
+    def latest(self, public_key: bytes) -> list[Destruction]:
+        """The last entry of every object, in the order of those last entries."""
+        last: dict[tuple[str, bytes, str, int], Destruction] = {}
+        for entry in self.entries(public_key):
+            last.pop(entry.key, None)
+            last[entry.key] = entry
+        return list(last.values())
+
+    def subject_erasures(self, public_key: bytes) -> list[Destruction]:
+        """The latest entry of every subject erasure (done or deferred)."""
+        return [e for e in self.latest(public_key) if e.kind is Kind.SUBJECT]
+
+
+def _parse(line: str, n: int, public_key: bytes) -> Iterable[Destruction]:
+    try:
+        d = json.loads(line)
+        if d.get("format") == FORMAT:
+            if set(d) != {"format", "entries", "public_key", "signature"}:
+                raise ValueError("unexpected keys")
+            signed = _signed_bytes(d["entries"], d["public_key"])
+            entries = [Destruction.from_json(e) for e in d["entries"]]
+        else:  # a line of the first format: one subject erasure
+            if set(d) != {"subject_ref", "erased_at", "root_versions", "public_key", "signature"}:
+                raise ValueError("unexpected keys")
+            signed = _v1_signed_bytes(d)
+            entries = [
+                Destruction(
+                    Kind.SUBJECT,
+                    bytes.fromhex(str(d["subject_ref"])),
+                    State.DONE,
+                    float(d["erased_at"]),
+                    root_versions=tuple(str(v) for v in d["root_versions"]),
+                    cause="erasure",
+                )
+            ]
+        signer, signature = str(d["public_key"]), bytes.fromhex(str(d["signature"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise LedgerTampered(f"destruction ledger line {n} is malformed") from None
+    if signer != public_key.hex() or not verify_signature(public_key, signature, signed):
+        raise LedgerTampered(f"destruction ledger line {n} has an invalid signature")
+    return entries

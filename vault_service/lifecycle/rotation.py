@@ -3,8 +3,16 @@
 The life of a root version::
 
     active (primary) --rotate--> active --rewrap moves every key off it--> retire --> mark
-        --> destroy (local: material removed; Transit: min_decryption_version raised and trimmed;
-                     KMS: key deletion scheduled, destroyed at the end of the pending window)
+        --> destroying --> destroy (local: material removed; Transit: min_decryption_version
+                raised and trimmed; KMS: key deletion scheduled, destroyed at the end of the
+                pending window)
+
+Other processes (a running server, its replicas) keep working while an operator does this: the
+store refuses, in the transaction that would write it, any new key wrapped under a version that
+is retired, marked or being destroyed (the writer then refreshes its provider and wraps under the
+new primary); and retire, mark and destroy each count the keys still under the version in the
+same transaction that records the new state, so "nothing depends on it" is true at that moment,
+not at the time of an earlier inventory.
 
 Rewrap never re-encrypts data: only subject keys and service keys are re-wrapped, in batches, each
 row replaced by compare-and-set (so an erasure or a concurrent rewrap in between is simply skipped).
@@ -19,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vault_service import security_events
+from vault_service.audit.model import OPERATOR_PRINCIPAL
 from vault_service.crypto.context import service_key_context, subject_key_context
 from vault_service.errors import DataLoss, FailedPrecondition, IntegrityError
 from vault_service.faults import fault_point
@@ -29,6 +38,7 @@ log = logging.getLogger("vault_service.rotation")
 
 RETIRED = "retired"
 MARKED = "marked_for_destruction"
+DESTROYING = "destroying"
 DESTROYED = "destroyed"
 PENDING = "pending_destruction"
 
@@ -69,7 +79,7 @@ class VersionStatus:
 
 
 def _audit(action: str, reason: str, now: float) -> AuditRow:
-    return AuditRow(at=now, principal="operator-cli", action=action, decision="allow", reason=reason)
+    return AuditRow(at=now, principal=OPERATOR_PRINCIPAL, action=action, decision="allow", reason=reason)
 
 
 def rewrap_keys(
@@ -189,7 +199,7 @@ def retire(store: RecordStore, provider: KeyProvider, version: str, now: float) 
         )
     if status.lifecycle in (DESTROYED, PENDING):
         raise FailedPrecondition(f"root version {version} is already destroyed")
-    store.set_root_version_state(
+    store.close_root_version(
         provider.name,
         RootVersionState(version, RETIRED, now, None, ""),
         _audit("keys.retire", f"version {version}", now),
@@ -206,7 +216,7 @@ def mark_for_destruction(
         raise FailedPrecondition(f"root version {version} must be retired before it is marked")
     if status.in_use:
         raise FailedPrecondition(f"root version {version} is in use again: rewrap and retire")
-    store.set_root_version_state(
+    store.close_root_version(
         provider.name,
         RootVersionState(version, MARKED, now, None, ""),
         _audit("keys.mark", f"version {version}", now),
@@ -218,7 +228,7 @@ def destroy(store: RecordStore, provider: KeyProvider, version: str, now: float)
     """Second step: destroy a marked version at the provider. Refuses without the mark, and (for
     providers that destroy every older version too, i.e. Transit) while an older one is in use."""
     status = _status(store, provider, version)
-    if status.lifecycle != MARKED:
+    if status.lifecycle not in (MARKED, DESTROYING):  # DESTROYING: an interrupted destroy
         raise FailedPrecondition(
             f"root version {version} is not marked for destruction: run keys destroy --mark first"
         )
@@ -233,6 +243,12 @@ def destroy(store: RecordStore, provider: KeyProvider, version: str, now: float)
                 f"Transit destroys every version up to {version}; versions {older_in_use} are "
                 "still in use"
             )
+    # counted again in the transaction that records it: nothing may be under it at this moment
+    store.close_root_version(
+        provider.name,
+        RootVersionState(version, DESTROYING, now, None, ""),
+        _audit("keys.destroying", f"version {version}", now),
+    )
     try:
         result = provider.destroy_version(version)
     except IntegrityError:
@@ -274,10 +290,12 @@ def run_epochs(
         if status.primary or status.in_use or status.lifecycle in (DESTROYED, PENDING):
             continue
         recorded = store.root_version_states(provider.name).get(status.version)
-        if status.lifecycle not in (RETIRED, MARKED):
+        if status.lifecycle not in (RETIRED, MARKED, DESTROYING):
             retire(store, provider, status.version, now)
             retired.append(status.version)
-        elif recorded is not None and now - recorded.updated_at >= backup_window:
+        elif recorded is not None and (
+            status.lifecycle == DESTROYING or now - recorded.updated_at >= backup_window
+        ):
             if status.lifecycle == RETIRED:
                 mark_for_destruction(store, provider, status.version, now)
             destroy(store, provider, status.version, now)

@@ -12,24 +12,35 @@ Checks per erasure:
 - **legal retention**: records kept by law after the erasure (payment records) are still there
   until their time: PENDING_UNTIL that date;
 - **root versions**: every root version that could have wrapped the key (recorded in the ledger)
-  is destroyed, or scheduled for destruction (KMS pending window: the date is reported).
+  is destroyed, or scheduled for destruction: by the provider (KMS pending window) or by the
+  root-key epoch schedule (an active version is rotated out and destroyed a backup window after
+  it was retired; the date is reported);
+- **legal hold**: an erasure a hold deferred is PENDING until the hold's release carries it out.
 
-Result: VERIFIED (a certificate is issued), PENDING_UNTIL <date> (or PENDING with no date while a
-root version is still active), or FAILED with the reason.
+Result: VERIFIED (a certificate is issued), PENDING_UNTIL <date>, PENDING (no date: a hold
+applies, or rotation is off and a root version is still active), or FAILED with the reason.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vault_service import security_events
+from vault_service.audit.model import AuditRow
+from vault_service.clock import Clock
+from vault_service.crypto.derive import audit_pseudonym
 from vault_service.crypto.signing import SigningKey, verify_signature
+from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.key_providers.base import KeyState, KeyVersion
-from vault_service.lifecycle.ledger import ErasureEntry
-from vault_service.storage import RecordStore
+from vault_service.lifecycle.ledger import Destruction, DestructionLedger, State
+from vault_service.lifecycle.rotation import DESTROYING, MARKED, RETIRED
+from vault_service.lifecycle.shredding import Shredder
+from vault_service.policy import Policy
+from vault_service.storage import RecordStore, RootVersionState
 
 CERT_FORMAT = "vault-service/deletion-certificate/v1"
 VERIFIED, PENDING, FAILED = "VERIFIED", "PENDING", "FAILED"
@@ -51,13 +62,13 @@ class ErasureCheck:
     #: when each pending condition clears (None: no date known yet)
     pending_dates: list[float | None] = field(default_factory=list)
 
-    def _pending(self, what: str, until: float | None) -> None:
+    def mark_pending(self, what: str, until: float | None) -> None:
         self.reasons.append(what)
         self.pending_dates.append(until)
         if self.status != FAILED:
             self.status = PENDING
 
-    def _fail(self, what: str) -> None:
+    def mark_failed(self, what: str) -> None:
         self.reasons.append(what)
         self.status = FAILED
 
@@ -78,7 +89,7 @@ class ErasureCheck:
 
 
 def verify_erasures(
-    entries: Sequence[ErasureEntry],
+    entries: Sequence[Destruction],
     store: RecordStore,
     versions: list[KeyVersion],
     pseudonym: Callable[[bytes], str],
@@ -88,64 +99,95 @@ def verify_erasures(
     now: float,
     legal_until: Callable[[bytes], float | None] = lambda ref: None,
     orphan_blobs: int = 0,
+    destroyed_by: Callable[[KeyVersion], float | None] = lambda v: None,
 ) -> list[ErasureCheck]:
-    """Check every erasure (see the module docstring); VERIFIED ones get a certificate."""
+    """Check every subject erasure of the ledger (see the module docstring); VERIFIED ones get a
+    certificate. ``destroyed_by(version)`` is when the epoch schedule will have destroyed an
+    active root version (None if it will not: rotation is off)."""
     by_version = {v.version: v for v in versions}
     out = []
     for entry in entries:
-        ref = bytes.fromhex(entry.subject_ref)
-        check = ErasureCheck(pseudonym(ref), entry.erased_at)
-        key_row, records = store.subject_residue(ref)
-        if key_row:
-            check._fail("the subject key row still exists")
-            check.checks["key"] = "present"
-        else:
-            check.checks["key"] = "destroyed"
-        if records:
-            check.checks["records"] = f"{records} rows left"
-            if now - entry.erased_at > PURGE_DEADLINE:
-                check._fail(f"{records} record rows not purged")
-            else:
-                check._pending("record rows being purged", entry.erased_at + PURGE_DEADLINE)
-        else:
-            check.checks["records"] = "purged"
-            # a purged record's blob is deleted with it, or left as an orphan for the blob sweep:
-            # with no orphan blob anywhere, none of this subject's blobs can remain
-            if orphan_blobs:
-                check.checks["blobs"] = f"{orphan_blobs} orphan blobs awaiting the blob sweep"
-                check._pending("orphan blobs awaiting the blob sweep", None)
-            else:
-                check.checks["blobs"] = "gone"
+        ref = entry.subject_ref
+        check = ErasureCheck(pseudonym(ref), entry.at)
+        if entry.state is State.DEFERRED:
+            check.mark_pending("deferred by a legal hold: carried out at its release", None)
+            check.checks["legal_hold"] = "deferred"
+            out.append(check)
+            continue
+        erased_at = entry.at
+        _check_rows(check, store, ref, erased_at, now, orphan_blobs)
         kept_until = legal_until(ref)
         if kept_until is not None:
             check.checks["legal_retention"] = "kept until its time"
-            check._pending("records under legal retention are kept until their time", kept_until)
+            check.mark_pending("records under legal retention are kept until their time", kept_until)
         if cached_here(ref):
-            check._fail("this process still caches the subject key")
-        aged_out = entry.erased_at + cache_max_age
+            check.mark_failed("this process still caches the subject key")
+        aged_out = erased_at + cache_max_age
         if now < aged_out:
-            check._pending("other processes' caches age out", aged_out)
+            check.mark_pending("other processes' caches age out", aged_out)
             check.checks["cache"] = "aging out"
         else:
             check.checks["cache"] = "aged out"
-        for version in entry.root_versions:
-            known = by_version.get(version)
-            if known is None or known.state is KeyState.DESTROYED:
-                check.checks[f"root_version_{version}"] = "destroyed"
-            elif known.state is KeyState.PENDING_DESTRUCTION and known.destroy_at:
-                check.checks[f"root_version_{version}"] = "scheduled"
-                check._pending(f"root version {version} scheduled for destruction", known.destroy_at)
-            else:
-                check.checks[f"root_version_{version}"] = known.state.value
-                check._pending(
-                    f"root version {version} not yet destroyed (rotate, rewrap, "
-                    "retire and destroy it after the backup window)",
-                    None,
-                )
+        _check_root_versions(check, entry.root_versions, by_version, destroyed_by)
         if check.status == VERIFIED:
             check.certificate = issue_certificate(check, entry, signer, now)
         out.append(check)
     return out
+
+
+def _check_rows(
+    check: ErasureCheck,
+    store: RecordStore,
+    ref: bytes,
+    erased_at: float,
+    now: float,
+    orphan_blobs: int,
+) -> None:
+    """The key row, the record rows and the blobs of an erased subject."""
+    key_row, records = store.subject_residue(ref)
+    if key_row:
+        check.mark_failed("the subject key row still exists")
+        check.checks["key"] = "present"
+    else:
+        check.checks["key"] = "destroyed"
+    if records:
+        check.checks["records"] = f"{records} rows left"
+        if now - erased_at > PURGE_DEADLINE:
+            check.mark_failed(f"{records} record rows not purged")
+        else:
+            check.mark_pending("record rows being purged", erased_at + PURGE_DEADLINE)
+    else:
+        check.checks["records"] = "purged"
+        # a purged record's blob is deleted with it, or left as an orphan for the blob sweep:
+        # with no orphan blob anywhere, none of this subject's blobs can remain
+        if orphan_blobs:
+            check.checks["blobs"] = f"{orphan_blobs} orphan blobs awaiting the blob sweep"
+            check.mark_pending("orphan blobs awaiting the blob sweep", None)
+        else:
+            check.checks["blobs"] = "gone"
+
+
+def _check_root_versions(
+    check: ErasureCheck,
+    root_versions: Sequence[str],
+    by_version: Mapping[str, KeyVersion],
+    destroyed_by: Callable[[KeyVersion], float | None],
+) -> None:
+    """Every root version that could have wrapped the subject key: destroyed, or when."""
+    for version in root_versions:
+        known = by_version.get(version)
+        if known is None or known.state is KeyState.DESTROYED:
+            check.checks[f"root_version_{version}"] = "destroyed"
+        elif known.state is KeyState.PENDING_DESTRUCTION and known.destroy_at:
+            check.checks[f"root_version_{version}"] = "scheduled"
+            check.mark_pending(f"root version {version} scheduled for destruction", known.destroy_at)
+        else:
+            check.checks[f"root_version_{version}"] = known.state.value
+            check.mark_pending(
+                f"root version {version} not yet destroyed (the epoch schedule rotates, "
+                "rewraps, retires and destroys it after the backup window)",
+                destroyed_by(known),
+            )
 
 
 def _signed_bytes(body: dict[str, Any]) -> bytes:
@@ -154,14 +196,14 @@ def _signed_bytes(body: dict[str, Any]) -> bytes:
 
 
 def issue_certificate(
-    check: ErasureCheck, entry: ErasureEntry, signer: SigningKey, now: float
+    check: ErasureCheck, entry: Destruction, signer: SigningKey, now: float
 ) -> dict[str, Any]:
     """A deletion certificate: what was checked, when, signed with Ed25519."""
     body: dict[str, Any] = {
         "format": CERT_FORMAT,
         "certificate_id": f"{check.subject_pseudonym}-{int(now)}",
         "subject_pseudonym": check.subject_pseudonym,
-        "erased_at": entry.erased_at,
+        "erased_at": entry.at,
         "verified_at": now,
         "status": VERIFIED,
         "checks": dict(sorted(check.checks.items())),
@@ -187,3 +229,95 @@ def check_certificate(cert: dict[str, Any], public_key: bytes | None = None) -> 
     if not verify_signature(key, signature, _signed_bytes(cert)):
         return False, "invalid signature"
     return True, "valid"
+
+
+def epoch_schedule(
+    states: Mapping[str, RootVersionState], rotate_every: float, backup_window: float, now: float
+) -> Callable[[KeyVersion], float | None]:
+    """When the root-key epoch job will have destroyed each active version: a retired one a
+    backup window after it was retired; the primary one a backup window after its rotation
+    is due; another active one a backup window after the next run retires it. None when
+    rotation is off (nothing will destroy an active version by itself)."""
+
+    def destroyed_by(version: KeyVersion) -> float | None:
+        recorded = states.get(version.version)
+        if recorded is not None and recorded.state == DESTROYING:
+            return recorded.updated_at  # a destroy in progress (or interrupted, and retried)
+        if recorded is not None and recorded.state in (RETIRED, MARKED):
+            return recorded.updated_at + backup_window
+        if rotate_every <= 0:
+            return None
+        if version.primary:
+            return max(now, version.created_at + rotate_every) + backup_window
+        return now + backup_window
+
+    return destroyed_by
+
+
+class DeletionVerifier:
+    """The deletion verification job: gathers what :func:`verify_erasures` checks, runs it,
+    audits the run and raises ``deletion_verification_failed`` for every FAILED erasure."""
+
+    def __init__(
+        self,
+        store: RecordStore,
+        ledger: DestructionLedger,
+        keys: KeyHierarchy,
+        shredder: Shredder,
+        policy: Policy,
+        clock: Clock,
+        schedule: tuple[float, float] = (0.0, 0.0),
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.keys = keys
+        self.shredder = shredder
+        self.policy = policy
+        self.clock = clock
+        #: (rotate_every, backup_window) seconds of the epoch job
+        self.schedule = schedule
+
+    def legal_until(self, ref: bytes) -> float | None:
+        """When the subject's last record under legal retention is due (None if none)."""
+        ends = [
+            created + self.policy.categories[cat].retention.period
+            for cat, created in self.store.legal_records(ref)
+            if cat in self.policy.categories
+        ]
+        return max(ends) if ends else None
+
+    def run(self, principal: str) -> list[ErasureCheck]:
+        signer = self.keys.signing_key
+        now = self.clock.now()
+        provider = self.keys.provider
+        versions = provider.versions()
+        rotate_every, backup_window = self.schedule
+        results = verify_erasures(
+            self.ledger.subject_erasures(signer.public_key()),
+            self.store,
+            versions,
+            audit_pseudonym,
+            self.keys.holds_subject_key,
+            self.keys.cache_max_age,
+            signer,
+            now,
+            self.legal_until,
+            self.shredder.orphan_blobs(),
+            epoch_schedule(
+                self.store.root_version_states(provider.name), rotate_every, backup_window, now
+            ),
+        )
+        counts = {s: sum(r.status == s for r in results) for s in (VERIFIED, PENDING, FAILED)}
+        self.store.append_audit(
+            AuditRow(
+                at=now,
+                principal=principal,
+                action="job.verify_deletion",
+                decision="allow",
+                reason=", ".join(f"{k.lower()} {v}" for k, v in counts.items()),
+            )
+        )
+        for r in results:
+            if r.status == FAILED:
+                security_events.emit("deletion_verification_failed")
+        return results

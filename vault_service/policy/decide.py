@@ -32,6 +32,8 @@ class AccessRequest:
     fields: frozenset[str] | None = None
     #: the subject's processing is restricted (reads only for restriction-exempt purposes)
     subject_restricted: bool = False
+    #: the subject was erased: only records kept by law remain, for retained-access purposes
+    subject_erased: bool = False
     #: the subject is dormant (reads only for reactivation purposes)
     subject_dormant: bool = False
     #: the subject's consent grants for this purpose (active or not: decide checks the window)
@@ -83,6 +85,8 @@ def decide(request: AccessRequest, policy: Policy) -> Decision:
         visible -= {CONTENT_FIELD}  # images cannot be scrubbed: never in a de-identified view
     if request.fields is not None and not request.fields <= visible:
         return _deny("field not permitted for purpose")
+    if request.subject_erased and not purpose.retained_access:
+        return _deny("subject erased")
     if request.subject_restricted and not purpose.restriction_exempt:
         return _deny("subject restricted")
     if request.subject_dormant and not purpose.reactivation:

@@ -27,7 +27,9 @@ from vault_service.policy.model import (
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_TOP = {"version", "categories", "purposes", "roles", "principals"}
+_TOP = {"version", "events", "categories", "purposes", "roles", "principals"}
+#: business event names (the same rule as the RecordEvent call's)
+_EVENT = re.compile(r"^[a-z0-9_]{1,64}$")
 
 
 class _Ctx:
@@ -97,6 +99,8 @@ def _retention(ctx: _Ctx, raw: Any, key: str) -> RetentionRule:
         event = t.get("event")
         if not isinstance(event, str) or not event:
             raise ctx.fail(f"{key}.event", "the business event the period follows is required")
+        if not _EVENT.match(event):
+            raise ctx.fail(f"{key}.event", "event names are 1-64 of a-z, 0-9 and _")
         return RetentionRule("after_event", period, event)
     if "event" in t:
         raise ctx.fail(f"{key}.event", 'only with after = "event"')
@@ -157,11 +161,18 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
                 "consent_required",
                 "deidentified",
                 "restriction_exempt",
+                "retained_access",
                 "reactivation",
             },
         )
         flags = {}
-        for flag in ("consent_required", "deidentified", "restriction_exempt", "reactivation"):
+        for flag in (
+            "consent_required",
+            "deidentified",
+            "restriction_exempt",
+            "retained_access",
+            "reactivation",
+        ):
             value = t.get(flag, False)
             if not isinstance(value, bool):
                 raise ctx.fail(f"{key}.{flag}", "must be true or false")
@@ -218,4 +229,9 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
             Principal(name, role), bytes.fromhex(digest) if digest else None, cert_cn
         )
 
-    return Policy(categories, purposes, roles, principals, source)
+    declared = ctx.names(doc.get("events", []), "events")
+    for i, event in enumerate(sorted(declared)):
+        if not _EVENT.match(event):
+            raise ctx.fail(f"events[{i}]", "event names are 1-64 of a-z, 0-9 and _")
+    events = declared | {c.retention.event for c in categories.values() if c.retention.event}
+    return Policy(categories, purposes, roles, principals, source, frozenset(events))

@@ -7,6 +7,7 @@ for every request. Nothing here does I/O.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -95,8 +96,12 @@ class Purpose:
     consent_required: bool = False
     #: reads only ever get a de-identified view (identifier fields dropped, free text scrubbed)
     deidentified: bool = False
-    #: reads are allowed while the subject's processing is restricted (legal obligations)
+    #: reads are allowed while the subject's processing is restricted (legal obligations, the
+    #: subject's own access)
     restriction_exempt: bool = False
+    #: may read the records kept under legal retention after the subject's erasure (only the
+    #: legal purpose that keeps them; never the subject-access export)
+    retained_access: bool = False
     #: the only kind of purpose that may read a dormant subject's records (bringing it back)
     reactivation: bool = False
 
@@ -123,6 +128,11 @@ class Principal:
     role: str
 
 
+def token_digest(token: str) -> bytes:
+    """The digest a policy stores for a bearer token (``token_sha256``): never the token."""
+    return hashlib.sha256(token.encode()).digest()
+
+
 @dataclass(frozen=True)
 class PrincipalEntry:
     """A principal as declared in the policy: its token's SHA-256 (never the token) and/or the
@@ -142,6 +152,9 @@ class Policy:
     roles: Mapping[str, Role]
     principals: Mapping[str, PrincipalEntry]
     source: str = "<policy>"
+    #: business events the policy knows: those its retention rules name, and its ``events``
+    #: list (a share may only end at a known event)
+    events: frozenset[str] = frozenset()
 
     def with_principal(self, entry: PrincipalEntry) -> Policy:
         """A copy with one more principal (the development token of ``make run``)."""
@@ -153,6 +166,7 @@ class Policy:
             self.roles,
             {**self.principals, entry.principal.name: entry},
             self.source,
+            self.events,
         )
 
 
@@ -172,7 +186,10 @@ class Grant:
     #: per category, the only fields covered; a category absent here covers all its fields
     fields: Mapping[str, frozenset[str]] = field(default_factory=dict)
     revoked_at: float | None = None
+    #: where the consent was collected; stored only sealed under the subject key
     evidence_reference: str = ""
+    #: the evidence reference as stored (sealed under the subject key; opaque here)
+    sealed_evidence: bytes = field(default=b"", repr=False)
 
     def active_at(self, now: float) -> bool:
         """Valid at ``now``: started, not expired, not revoked."""

@@ -9,20 +9,15 @@ certificate alone is enough when the policy maps its name to a principal.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vault_service.errors import Unauthenticated
 from vault_service.policy import Policy, Principal
+from vault_service.policy.model import token_digest
 
 _PREFIX = "bearer "
-
-
-def token_digest(token: str) -> bytes:
-    """The digest stored in the policy for ``token``."""
-    return hashlib.sha256(token.encode()).digest()
 
 
 class Authenticator:

@@ -16,7 +16,7 @@ from vault_service.policy.model import Grant
 from vault_service.rpc.interceptor import current_call
 from vault_service.service import ContentStream, RecordView, VaultService
 from vault_service.storage import AuditQuery, RecordMeta
-from vault_service.storage.shares import HoldRow, ShareRow
+from vault_service.storage.rows import HoldRow, ShareRow
 
 
 def _consent(g: Grant) -> pb.Consent:
@@ -200,7 +200,7 @@ class VaultServicer(pb_grpc.VaultServicer):
             yield _view(view)
 
     def RecordEvent(self, request: pb.RecordEventRequest, context: Any) -> pb.RecordEventResponse:
-        recorded = self._svc.shares.record_event(
+        recorded = self._svc.record_event(
             current_call.get(), request.subject_id, request.name, request.at or None
         )
         return pb.RecordEventResponse(recorded=recorded)
@@ -257,6 +257,9 @@ class VaultServicer(pb_grpc.VaultServicer):
                 if kind == "data":
                     yield chunk.data
                 elif kind == "end":
+                    # the end marker ends the upload: anything after it would be dropped
+                    if next(request_iterator, None) is not None:
+                        raise InvalidArgument("messages after the end marker: nothing was stored")
                     return
                 else:
                     raise InvalidArgument("an upload has exactly one header")

@@ -27,10 +27,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from vault_service.app import dev_token_for
 from vault_service.config import Config
 from vault_service.errors import ConfigError
 from vault_service.logs import fields
-from vault_service.rpc.server import WORKER_READY, dev_token_for, listening_lines
+from vault_service.rpc.server import WORKER_READY, listening_lines
 from vault_service.storage.factory import open_migrated_store
 
 log = logging.getLogger("vault_service.workers")

@@ -170,4 +170,56 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " WHERE decision = 'allow' AND action IN ('record.put', 'record.update')",
         ],
     ),
+    (
+        12,
+        [
+            # The rollback witness as a typed column (covered by the entry hash), no longer parsed
+            # from the reason text. Entries written before it have none: a record first gets a
+            # witness again at its next update.
+            "ALTER TABLE audit_log ADD COLUMN witnessed_version INTEGER",
+            "DROP INDEX audit_record_versions",
+            "CREATE INDEX audit_witness ON audit_log(record_id, seq)"
+            " WHERE witnessed_version IS NOT NULL",
+        ],
+    ),
+    (
+        13,
+        [
+            # A read-once record claimed under a legal hold: never released again, destroyed at
+            # the hold's release.
+            "ALTER TABLE records ADD COLUMN consumed_at REAL",
+            # Each data key knows its version's blob, so that a version kept under a hold keeps
+            # (and at the release destroys) its own content.
+            "ALTER TABLE record_keys ADD COLUMN blob_ref TEXT",
+            "UPDATE record_keys SET blob_ref = (SELECT r.blob_ref FROM records r"
+            " WHERE r.record_id = record_keys.record_id AND r.version = record_keys.version)",
+            "CREATE INDEX record_keys_by_blob ON record_keys(blob_ref)",
+        ],
+    ),
+    (
+        14,
+        [
+            # Pending deletions of a replaced version ('version', with its number).
+            "CREATE TABLE pending_deletions_v2 ("
+            " pending_id TEXT PRIMARY KEY,"
+            " kind TEXT NOT NULL CHECK (kind IN ('record','subject','version')),"
+            " subject_ref BLOB NOT NULL, record_id TEXT NOT NULL, requested_by TEXT NOT NULL,"
+            " requested_at REAL NOT NULL, version INTEGER NOT NULL DEFAULT 0)",
+            "INSERT INTO pending_deletions_v2 (pending_id, kind, subject_ref, record_id,"
+            " requested_by, requested_at) SELECT pending_id, kind, subject_ref, record_id,"
+            " requested_by, requested_at FROM pending_deletions",
+            "DROP TABLE pending_deletions",
+            "ALTER TABLE pending_deletions_v2 RENAME TO pending_deletions",
+            "CREATE INDEX pending_deletions_by_subject ON pending_deletions(subject_ref)",
+        ],
+    ),
+    (
+        15,
+        [
+            # Consent evidence references and hold reasons, sealed under the subject key (older
+            # rows' plaintext evidence is sealed at start-up, then blanked).
+            "ALTER TABLE consent_grants ADD COLUMN evidence_sealed BLOB",
+            "ALTER TABLE legal_holds ADD COLUMN sealed BLOB",
+        ],
+    ),
 ]

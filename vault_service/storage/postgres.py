@@ -161,8 +161,9 @@ class PostgresRecordStore(SqlRecordStore):
     def _read(self) -> contextlib.AbstractContextManager[Connection]:
         return self._transaction(read_only=True)
 
-    def _serialize(self, conn: Connection, name: str) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (name,)).fetchone()
+    def _serialize(self, conn: Connection, name: str, *, shared: bool = False) -> None:
+        lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        conn.execute(f"SELECT {lock}(hashtextextended(?, 0))", (name,)).fetchone()
 
     def close(self) -> None:
         self._pool.close()

@@ -18,123 +18,49 @@ Correctness rules every implementation keeps (the contract suite checks them):
 from __future__ import annotations
 
 import abc
-import enum
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 from vault_service.audit.model import AuditEntry, AuditRow
 from vault_service.key_providers.base import WrappedKey
 from vault_service.policy.model import Grant
-from vault_service.storage.shares import EventRow, HoldRow, PendingDeletion, ShareRow
 
+# The row types live in storage.rows; they are re-exported here because callers have always
+# imported them from this module (``from vault_service.storage.records import RecordMeta``).
+from vault_service.storage.rows import (
+    AuditQuery,
+    EventRow,
+    HoldRow,
+    Idempotency,
+    PendingDeletion,
+    ReadOnceClaim,
+    RecordMeta,
+    RecordOwner,
+    RecordVersion,
+    RootVersionState,
+    ShareRow,
+    ShreddedRecord,
+    StoredRecord,
+    SubjectKeyRow,
+    SubjectState,
+    VersionChange,
+)
 
-class SubjectState(enum.Enum):
-    """States of a data subject."""
-
-    ACTIVE = "active"
-    RESTRICTED = "restricted"
-    DORMANT = "dormant"
-    ERASED = "erased"
-
-
-@dataclass(frozen=True)
-class SubjectKeyRow:
-    """A subject's wrapped key."""
-
-    subject_ref: bytes
-    wrapped: WrappedKey
-
-
-@dataclass(frozen=True)
-class RecordMeta:
-    """What may be listed about a record: no field values, no keys."""
-
-    record_id: str
-    subject_ref: bytes
-    category: str
-    version: int
-    content_type: str
-    content_length: int | None
-    field_names: tuple[str, ...]
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True)
-class StoredRecord:
-    """A record's current version as stored: metadata, wrapped keys and ciphertexts, and (read in
-    the same transaction) its subject's state and consent grants for the requested purpose."""
-
-    meta: RecordMeta
-    subject_key: WrappedKey
-    data_key: bytes
-    payloads: Mapping[str, bytes]
-    blob_ref: str | None
-    subject_state: SubjectState = SubjectState.ACTIVE
-    grants: tuple[Grant, ...] = ()
-    #: "subject": the data key is wrapped by the subject key; "legal": by the legal key
-    key_kind: str = "subject"
-    #: the version the audit chain last recorded for this record (put: 1; update: its new
-    #: version), read in the same transaction; None once those entries are pruned. A stored
-    #: version other than this one means the record's rows were rolled back.
-    witnessed_version: int | None = None
-
-
-@dataclass(frozen=True)
-class RecordVersion:
-    """A new version to write: everything already encrypted and wrapped by the service."""
-
-    record_id: str
-    subject_ref: bytes
-    category: str
-    version: int
-    content_type: str
-    data_key: bytes
-    payloads: Mapping[str, bytes]
-    blob_ref: str | None = None
-    content_length: int | None = None
-    key_kind: str = "subject"
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    """An idempotency key scoped to a principal (``key`` is already a keyed hash of the caller's
-    key), with a keyed digest of the request."""
-
-    principal: str
-    key: str
-    request_digest: bytes
-
-
-@dataclass(frozen=True)
-class ShreddedRecord:
-    """What a shred left for the caller to remove outside the database (blobs)."""
-
-    record_id: str
-    blob_refs: tuple[str, ...] = field(default_factory=tuple)
-
-
-@dataclass(frozen=True)
-class AuditQuery:
-    """Filters of an auditor's query; empty fields match everything."""
-
-    subject_pseudonym: str = ""
-    principal: str = ""
-    action: str = ""
-    decision: str = ""
-    since: float | None = None
-    until: float | None = None
-
-
-@dataclass(frozen=True)
-class RootVersionState:
-    """The operator lifecycle of one root-key version, as recorded by the rotation CLI."""
-
-    version: str
-    state: str
-    updated_at: float
-    destroy_at: float | None
-    detail: str
+__all__ = [
+    "AuditQuery",
+    "EventRow",
+    "HoldRow",
+    "Idempotency",
+    "PendingDeletion",
+    "RecordMeta",
+    "RecordStore",
+    "RecordVersion",
+    "RootVersionState",
+    "ShareRow",
+    "ShreddedRecord",
+    "StoredRecord",
+    "SubjectKeyRow",
+    "SubjectState",
+]
 
 
 class RecordStore(abc.ABC):
@@ -158,8 +84,12 @@ class RecordStore(abc.ABC):
         """A wrapped service-level key (e.g. the subject index key)."""
 
     @abc.abstractmethod
-    def put_service_key_if_absent(self, name: str, wrapped: WrappedKey, now: float) -> WrappedKey:
-        """Store ``wrapped`` unless a key of that name exists; returns the stored one (race-safe)."""
+    def put_service_key_if_absent(
+        self, name: str, wrapped: WrappedKey, now: float, *, provider: str
+    ) -> WrappedKey:
+        """Store ``wrapped`` unless a key of that name exists; returns the stored one (race-safe).
+        RootVersionRetired if ``wrapped`` is under a root version of ``provider`` that is
+        retired, marked or being destroyed (checked in the same transaction)."""
 
     # subjects ----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -171,9 +101,12 @@ class RecordStore(abc.ABC):
         """The wrapped subject key, or None if absent or erased."""
 
     @abc.abstractmethod
-    def create_subject_key(self, subject_ref: bytes, wrapped: WrappedKey, now: float) -> WrappedKey:
+    def create_subject_key(
+        self, subject_ref: bytes, wrapped: WrappedKey, now: float, *, provider: str
+    ) -> WrappedKey:
         """Create the subject with this key unless it exists; returns the stored key (race-safe).
-        Raises FailedPrecondition if the subject was erased."""
+        Raises FailedPrecondition if the subject was erased, RootVersionRetired if ``wrapped`` is
+        under a root version of ``provider`` that is retired, marked or being destroyed."""
 
     @abc.abstractmethod
     def erase_subject(
@@ -189,7 +122,8 @@ class RecordStore(abc.ABC):
 
     @abc.abstractmethod
     def purge_erased(self, limit: int) -> list[ShreddedRecord]:
-        """Delete up to ``limit`` record rows of erased subjects; returns their blob refs."""
+        """Delete up to ``limit`` record rows of erased subjects, and what else they left
+        (consent grants); returns the records' blob refs."""
 
     # records -----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -228,6 +162,15 @@ class RecordStore(abc.ABC):
         """Store a grant. FailedPrecondition if the subject is unknown or erased."""
 
     @abc.abstractmethod
+    def plaintext_evidence(self, after: str, limit: int) -> list[tuple[str, bytes, str]]:
+        """(grant_id, subject_ref, evidence) of grants whose evidence reference an older version
+        stored in plaintext, by grant id after ``after``."""
+
+    @abc.abstractmethod
+    def seal_evidence(self, grant_id: str, sealed: bytes) -> None:
+        """Replace a grant's plaintext evidence reference by its sealed form ("" if none)."""
+
+    @abc.abstractmethod
     def revoke_grant(
         self, grant_id: str, now: float, audit: AuditRow | None
     ) -> tuple[bytes, Grant] | None:
@@ -243,14 +186,46 @@ class RecordStore(abc.ABC):
 
     @abc.abstractmethod
     def replace_version(
-        self, new: RecordVersion, expected_version: int, now: float, audit: AuditRow | None
-    ) -> ShreddedRecord:
+        self,
+        new: RecordVersion,
+        expected_version: int,
+        now: float,
+        audit: AuditRow | None,
+        deferred: PendingDeletion,
+    ) -> VersionChange:
         """Write ``new`` (version ``expected_version + 1``) and destroy the old version's data key
-        and payloads. Raises FailedPrecondition if the record changed since ``expected_version``."""
+        and payloads; under an active legal hold keep them and record ``deferred`` for the
+        release instead. An update is activity (a dormant subject becomes active). Raises
+        FailedPrecondition if the record changed since ``expected_version``."""
+
+    @abc.abstractmethod
+    def delete_version(
+        self, record_id: str, version: int, audit: AuditRow | None
+    ) -> ShreddedRecord | None:
+        """Destroy one kept (not current) version's data key and payloads; None if it is gone.
+        LegalHoldActive while a hold applies."""
+
+    @abc.abstractmethod
+    def record_owner(self, record_id: str) -> RecordOwner | None:
+        """Whose the record is and which versions exist, whatever its state; None if absent."""
+
+    @abc.abstractmethod
+    def consume_read_once(
+        self,
+        record_id: str,
+        now: float,
+        audits: tuple[AuditRow, AuditRow],
+        deferred: PendingDeletion,
+    ) -> ReadOnceClaim | None:
+        """Claim a read-once record for its one release, in one transaction with the audit
+        entries of the release and of the destruction: destroy it (data keys, payloads, row), or
+        under a legal hold mark it consumed (no read finds it again) and record ``deferred`` (the
+        destruction's entry then says it was deferred). None if it is consumed or gone already."""
 
     @abc.abstractmethod
     def referenced_blobs(self, refs: Sequence[str]) -> set[str]:
-        """Which of ``refs`` a record (any version) still points to."""
+        """Which of ``refs`` a record still points to (its current version, or a version kept
+        under a hold)."""
 
     @abc.abstractmethod
     def delete_record(
@@ -305,6 +280,20 @@ class RecordStore(abc.ABC):
     @abc.abstractmethod
     def drop_pending(self, pending_id: str) -> None:
         """Forget a pending deletion (after it was carried out, or found moot)."""
+
+    @abc.abstractmethod
+    def ensure_pending(self, pending: PendingDeletion) -> None:
+        """Record ``pending`` unless the same deletion (kind, subject, record, version) is."""
+
+    @abc.abstractmethod
+    def holds_cover(self, subject_ref: bytes, record_id: str = "") -> bool:
+        """Whether an active hold applies to the record (on it or its subject), or with no
+        ``record_id`` to the subject (on it or any of its records)."""
+
+    @abc.abstractmethod
+    def release_stale_holds(self, subject_ref: bytes, record_id: str, audit: AuditRow | None) -> int:
+        """Mark released every active hold :meth:`holds_cover` finds (a ledger replay found them
+        in a restored backup, older than a destruction carried out without them)."""
 
     @abc.abstractmethod
     def due_records(
@@ -452,6 +441,12 @@ class RecordStore(abc.ABC):
     @abc.abstractmethod
     def root_version_states(self, provider: str) -> dict[str, RootVersionState]:
         """Recorded lifecycle states of the provider's root versions."""
+
+    @abc.abstractmethod
+    def close_root_version(self, provider: str, state: RootVersionState, audit: AuditRow | None) -> None:
+        """Record that no new key may be wrapped under ``state.version`` (retired, marked,
+        destroying), in one transaction that counts the keys still under it: FailedPrecondition
+        if any is. From then on the store refuses keys wrapped under it."""
 
     @abc.abstractmethod
     def set_root_version_state(

@@ -126,7 +126,7 @@ class SqliteRecordStore(SqlRecordStore):
             finally:
                 conn.execute("COMMIT")
 
-    def _serialize(self, conn: Connection, name: str) -> None:
+    def _serialize(self, conn: Connection, name: str, *, shared: bool = False) -> None:
         """Nothing to do: ``BEGIN IMMEDIATE`` already serializes every writer."""
 
     def close(self) -> None:

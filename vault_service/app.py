@@ -1,0 +1,189 @@
+"""The composition root: builds the vault once from a :class:`~vault_service.config.Config`, for
+the server, the CLI and the compliance report alike.
+
+:func:`build_service` opens storage (migrating it), the blob store, the key provider and the
+policy, wires them into a :class:`~vault_service.service.VaultService`, and makes the store agree
+with the destruction ledger before anything is served (a restored backup must not bring back what
+was destroyed). No network is opened here; :mod:`vault_service.rpc.server` serves what this builds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from vault_service.audit.checkpoints import CheckpointStore, FilesystemCheckpointStore
+from vault_service.clock import Clock, SystemClock
+from vault_service.config import Config
+from vault_service.errors import ConfigError
+from vault_service.key_providers.base import KeyProvider
+from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
+from vault_service.key_providers.factory import build_provider
+from vault_service.lifecycle.ledger import DestructionLedger, LedgerTampered
+from vault_service.logs import fields
+from vault_service.policy import Policy, Principal, PrincipalEntry, load_policy
+from vault_service.policy.model import token_digest
+from vault_service.security_events import DenialWatch
+from vault_service.service import Limits, VaultService
+from vault_service.storage import BlobStore, FilesystemBlobStore, RecordStore
+from vault_service.storage.factory import open_migrated_store
+
+log = logging.getLogger("vault_service.app")
+
+#: the principal of the development token (``make run``)
+DEV_PRINCIPAL = "developer"
+_DAY = 86400.0
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether a ``host:port`` listens on a loopback address only."""
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def dev_token_for(config: Config) -> str | None:
+    """The development token, if ``server.dev_token_file`` is set (loopback only): read from the
+    file, or created in it. Worker processes share it because their supervisor creates it first."""
+    if not config.server.dev_token_file:
+        return None
+    if not is_loopback(config.server.listen):
+        raise ConfigError("server.dev_token_file is only allowed on a loopback address")
+    path = config.path(config.server.dev_token_file)
+    if path.exists():
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(f"{path}: development token file must be mode 0600")
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = "dev-" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def build_blob_store(config: Config, env: Mapping[str, str]) -> BlobStore:
+    """The configured blob store."""
+    st = config.storage
+    if st.blob_backend == "s3":
+        if not st.s3_bucket:
+            raise ConfigError('storage.s3_bucket: required with blob_backend = "s3"')
+        from vault_service.storage.s3 import S3BlobStore
+
+        return S3BlobStore(
+            st.s3_bucket,
+            prefix=st.s3_prefix,
+            endpoint_url=st.s3_endpoint_url or None,
+            region=st.s3_region,
+            env=env,
+        )
+    return FilesystemBlobStore(config.path(st.blob_dir))
+
+
+def load_policy_file(config: Config) -> Policy:
+    """Read and validate the policy file named by the config."""
+    try:
+        text = config.policy_path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{config.policy_path}: policy file not found") from None
+    return load_policy(text, str(config.policy_path))
+
+
+def open_store(config: Config) -> RecordStore:
+    """The configured record store, migrated (for commands that need only the store)."""
+    return open_migrated_store(config)
+
+
+def open_provider(config: Config, env: Mapping[str, str], clock: Clock | None = None) -> KeyProvider:
+    """The configured key provider (for commands that need only the provider)."""
+    return build_provider(config, env, clock)
+
+
+def open_ledger(config: Config) -> DestructionLedger:
+    """The destruction ledger named by the config (kept apart from the data directory)."""
+    return DestructionLedger(config.path(config.lifecycle.ledger_path))
+
+
+@dataclass
+class Assembly:
+    """Everything :func:`build_service` made, so that callers can use and close it."""
+
+    service: VaultService
+    store: RecordStore
+    checkpoints: CheckpointStore
+    dev_token: str | None = None
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build_service(
+    config: Config,
+    env: Mapping[str, str],
+    clock: Clock | None = None,
+    *,
+    store: RecordStore | None = None,
+) -> Assembly:
+    """Build the vault from ``config`` (see the module docstring). ``store``, if given, is used
+    instead of the configured one (already migrated; tests wrap a store to inject faults)."""
+    clock = clock or SystemClock()
+    policy = load_policy_file(config)
+    dev_token = dev_token_for(config)
+    if dev_token is not None:
+        if config.server.dev_role not in policy.roles:
+            raise ConfigError(f"server.dev_role: unknown role {config.server.dev_role!r}")
+        policy = policy.with_principal(
+            PrincipalEntry(Principal(DEV_PRINCIPAL, config.server.dev_role), token_digest(dev_token))
+        )
+    store = store or open_store(config)
+    blobs = build_blob_store(config, env)
+    blobs.remove_partials(config.storage.partial_upload_max_age_seconds)
+    provider = open_provider(config, env, clock)
+    cache = SubjectKeyCache(
+        CacheLimits(
+            max_entries=config.keys.cache_max_entries,
+            max_age_seconds=config.keys.cache_max_age_seconds,
+            max_uses=config.keys.cache_max_uses,
+        ),
+        clock,
+    )
+    limits = Limits(
+        max_content_bytes=max(config.server.max_message_bytes - 64 * 1024, 0),
+        max_object_bytes=config.storage.max_object_bytes,
+    )
+    ledger = open_ledger(config)
+    lc = config.lifecycle
+    service = VaultService(
+        store,
+        blobs,
+        provider,
+        policy,
+        clock,
+        limits,
+        cache,
+        ledger=ledger,
+        schedule=(lc.rotate_every_days * _DAY, lc.backup_window_days * _DAY),
+    )
+    service.denials = DenialWatch(
+        config.security.repeated_denials_threshold, config.security.repeated_denials_window_seconds
+    )
+    try:
+        report = service.replay_ledger()  # before anything is served
+    except LedgerTampered as exc:
+        raise ConfigError(f"{ledger.path}: {exc}; refusing to start") from None
+    if report.total or report.re_deferred:
+        log.warning(
+            "destruction ledger replay destroyed again what a restored backup brought back",
+            extra=fields(destroyed=report.total, deferred=report.re_deferred, **report.redone),
+        )
+    service.seal_legacy_evidence()
+    checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
+    return Assembly(service, store, checkpoints, dev_token)

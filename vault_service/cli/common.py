@@ -1,0 +1,95 @@
+"""What the command groups of vaultctl share: output, configuration, and the way to the vault.
+
+Contract: :class:`Output` prints a command's result as text or (``--json``) as one JSON object, and
+errors to stderr; :func:`config_of` loads the configuration a command names; :func:`store_of`,
+:func:`provider_of` and :func:`assembly_of` open the vault's parts in-process (operator jobs), while
+:func:`client_of` reaches a running server over gRPC with a bearer token, whose flags
+:func:`add_client_args` adds. Everything heavy (the service, the client, the key providers) is
+imported inside the function that needs it: the CLI starts fast, and each command loads only its
+own dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from vault_service.config import Config, load_config
+from vault_service.errors import ConfigError
+
+
+class Output:
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def emit(self, data: Mapping[str, Any], text: str) -> None:
+        print(json.dumps(data, sort_keys=True) if self.as_json else text)
+
+    def error(self, status: str, message: str) -> None:
+        if self.as_json:
+            print(json.dumps({"error": {"status": status, "message": message}}), file=sys.stderr)
+        else:
+            print(f"error ({status}): {message}", file=sys.stderr)
+
+
+def config_of(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
+    return load_config(Path(args.config), env)
+
+
+def provider_of(config: Config, env: Mapping[str, str]) -> Any:
+    from vault_service.app import open_provider
+
+    return open_provider(config, env)
+
+
+def store_of(config: Config) -> Any:
+    from vault_service.app import open_store
+
+    return open_store(config)
+
+
+def assembly_of(config: Config, env: Mapping[str, str]) -> Any:
+    from vault_service.app import build_service
+
+    return build_service(config, env)
+
+
+def configure_logging(config: Config) -> None:
+    """Log as the server does (level, format, file from the config): operator jobs that raise
+    security events (audit verification, deletion verification) reach the same log pipeline."""
+    from vault_service import logs
+
+    logs.configure(
+        config.logging.level,
+        config.logging.format,
+        config.path(config.logging.file) if config.logging.file else None,
+    )
+
+
+def client_of(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
+    from vault_service.client import VaultClient
+
+    token = env.get("VAULT_SERVICE_TOKEN", "")
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    if not token:
+        raise ConfigError("no token: set VAULT_SERVICE_TOKEN or pass --token-file")
+    return VaultClient(args.address, token, timeout=args.timeout)
+
+
+def add_client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", default="127.0.0.1:50051")
+    p.add_argument("--token-file", help="file holding the bearer token (else $VAULT_SERVICE_TOKEN)")
+    p.add_argument("--timeout", type=float, default=10.0)
+
+
+def fmt_time(ts: float | None) -> str:
+    import datetime
+
+    if ts is None:
+        return ""
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")

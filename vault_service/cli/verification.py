@@ -1,0 +1,131 @@
+"""vaultctl verify-deletion, verify-certificate and report: evidence that the vault keeps its
+promises.
+
+Contract: verify-deletion checks every erasure in-process and writes its certificates (exit 0 all
+verified, 3 some pending, 1 any failed); verify-certificate checks one certificate offline; report
+writes the compliance report (:mod:`vault_service.cli.report`) and exits 1 if the audit chain did
+not verify.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from vault_service.cli.common import Output, assembly_of, config_of, configure_logging
+from vault_service.errors import ConfigError
+
+
+def cmd_verify_deletion(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
+    config = config_of(args, env)
+    configure_logging(config)
+    assembly = assembly_of(config, env)
+    try:
+        results = assembly.service.verify_deletions()
+    finally:
+        assembly.store.close()
+    rows = []
+    for r in results:
+        cert_file = None
+        if r.certificate is not None and args.out_dir:
+            Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+            cert_file = str(Path(args.out_dir) / f"{r.certificate['certificate_id']}.json")
+            Path(cert_file).write_text(json.dumps(r.certificate, indent=2, sort_keys=True))
+        rows.append(
+            {
+                "subject_pseudonym": r.subject_pseudonym,
+                "erased_at": r.erased_at,
+                "result": r.label,
+                "reasons": r.reasons,
+                "checks": r.checks,
+                "certificate_id": r.certificate["certificate_id"] if r.certificate else None,
+                "certificate_file": cert_file,
+            }
+        )
+    text = (
+        "\n".join(
+            f"{x['subject_pseudonym']}  {x['result']}"
+            + (f"  ({'; '.join(x['reasons'])})" if x["reasons"] else "")
+            for x in rows
+        )
+        or "no erasures"
+    )
+    out.emit({"erasures": rows}, text)
+    if any(r.status == "FAILED" for r in results):
+        return 1
+    return 3 if any(r.status == "PENDING" for r in results) else 0
+
+
+def cmd_verify_certificate(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
+    from vault_service.lifecycle.verification import check_certificate
+
+    try:
+        cert = json.loads(Path(args.file).read_text())
+    except (OSError, ValueError):
+        out.emit({"valid": False, "reason": "unreadable"}, "certificate INVALID: unreadable")
+        return 1
+    ok, reason = check_certificate(cert, bytes.fromhex(args.public_key) if args.public_key else None)
+    out.emit(
+        {"valid": ok, "reason": reason, "subject_pseudonym": cert.get("subject_pseudonym")},
+        f"certificate {'VALID' if ok else 'INVALID'}: {reason}",
+    )
+    return 0 if ok else 1
+
+
+def cmd_report(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
+    from vault_service.cli.report import gather, render_html
+
+    if args.report_json:
+        out = Output(True)
+    if not args.html and not args.json_out and not out.as_json:
+        raise ConfigError("report: give --html PATH, --json-out PATH or --json")
+    config = config_of(args, env)
+    configure_logging(config)
+    assembly = assembly_of(config, env)
+    try:
+        data = gather(assembly, args.days)
+    finally:
+        assembly.store.close()
+    written = []
+    if args.html:
+        Path(args.html).write_text(render_html(data), encoding="utf-8")
+        written.append(args.html)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(data, indent=2, sort_keys=True))
+        written.append(args.json_out)
+    audit = "verified" if data["audit_chain"]["ok"] else "FAILED"
+    summary = (
+        f"report: {sum(c['records'] for c in data['categories'])} records, "
+        f"{data['deletions_due']['total']} deletions due in {args.days} days, "
+        f"{data['erasures']['total']} erasures, audit chain {audit}"
+        + (f"; written to {', '.join(written)}" if written else "")
+    )
+    out.emit(data, summary)
+    return 0 if data["audit_chain"]["ok"] else 1
+
+
+def add_parser(sub: Any) -> None:
+    """vaultctl verify-deletion, verify-certificate and report"""
+    verify = sub.add_parser(
+        "verify-deletion", help="check every erasure; exit 0 all verified, 3 some pending, 1 any failed"
+    )
+    verify.add_argument("--out-dir", help="write the deletion certificates here")
+    verify.set_defaults(fn=cmd_verify_deletion)
+    cert = sub.add_parser("verify-certificate", help="check a deletion certificate offline")
+    cert.add_argument("file")
+    cert.add_argument("--public-key", help="the vault's signing key (hex) to pin")
+    cert.set_defaults(fn=cmd_verify_certificate)
+    report = sub.add_parser(
+        "report",
+        help="compliance report for the privacy officer (--html PATH, --json-out PATH, --json)",
+    )
+    report.add_argument("--html", metavar="PATH", help="write one self-contained HTML page")
+    report.add_argument("--json-out", metavar="PATH", help="write the report's data as JSON")
+    report.add_argument(
+        "--json", dest="report_json", action="store_true", help="print the report's data as JSON"
+    )
+    report.add_argument("--days", type=int, default=30, help="deletion forecast horizon (days)")
+    report.set_defaults(fn=cmd_report)

@@ -1,0 +1,70 @@
+"""A subject's rights and lifecycle: erasure and its verification, restriction of processing,
+export (subject access and portability), and the business events that end retention periods and
+shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from vault_service.api.v1 import vault_pb2 as pb
+from vault_service.client.results import Record, RecordInfo
+from vault_service.client.transport import Transport
+
+
+class SubjectsMixin(Transport):
+    """The subject methods of ``VaultClient``."""
+
+    def erase_subject(self, subject_id: str, timeout: float | None = None) -> bool:
+        """Erase a subject (its key is destroyed; every record unreadable at once)."""
+        resp = self._call(
+            self._stub.EraseSubject, pb.EraseSubjectRequest(subject_id=subject_id), timeout
+        )
+        return bool(resp.erased)
+
+    def verify_deletion(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Verify every erasure (deletion-verification jobs); VERIFIED ones carry a certificate."""
+        resp = self._call(self._stub.VerifyDeletion, pb.VerifyDeletionRequest(), timeout)
+        return [
+            {
+                "subject_pseudonym": e.subject_pseudonym,
+                "erased_at": e.erased_at,
+                "result": e.result,
+                "reasons": list(e.reasons),
+                "certificate_json": e.certificate_json or None,
+            }
+            for e in resp.erasures
+        ]
+
+    def restrict_processing(
+        self, subject_id: str, restricted: bool = True, timeout: float | None = None
+    ) -> bool:
+        """Restrict (or, with ``restricted=False``, lift) a subject's processing."""
+        resp = self._call(
+            self._stub.RestrictProcessing,
+            pb.RestrictProcessingRequest(subject_id=subject_id, restricted=restricted),
+            timeout,
+        )
+        return bool(resp.changed)
+
+    def export_subject(
+        self, subject_id: str, purpose: str = "subject_access", timeout: float | None = None
+    ) -> Iterator[Record]:
+        """Every record of a subject, decrypted (subject access and portability), streamed."""
+        for resp in self._stream(
+            self._stub.ExportSubject,
+            pb.ExportSubjectRequest(subject_id=subject_id, purpose=purpose),
+            self._deadline(timeout),
+        ):
+            yield Record(RecordInfo.from_pb(resp.metadata), dict(resp.fields), resp.content or None)
+
+    def record_event(
+        self, subject_id: str, name: str, at: float = 0.0, timeout: float | None = None
+    ) -> bool:
+        """Record a business event (e.g. "match_completed"); False if already recorded."""
+        resp = self._call(
+            self._stub.RecordEvent,
+            pb.RecordEventRequest(subject_id=subject_id, name=name, at=at),
+            timeout,
+        )
+        return bool(resp.recorded)

@@ -1,0 +1,80 @@
+"""Keyed derivations under the service's index key: every HMAC the vault computes, in one place.
+
+Each derivation has its own domain label, so no two of them can ever produce the same input to the
+MAC. The labels are part of the stored format (docs/format.md): changing one orphans what was
+derived with it (a subject whose reference changed is no longer found).
+
+===================  =================================  =====================================
+label                input after the label              used for
+===================  =================================  =====================================
+subject-ref/v1       subject id (UTF-8)                 the stored reference of a subject
+purpose-pseudonym/v1 purpose, 0x00, subject reference   a de-identified view's subject name
+idempotency/v1       the caller's idempotency key       the stored idempotency key
+put-request/v1       length-prefixed request parts      the digest an idempotent retry matches
+event/v1             subject ref, name, time (repr)     the MAC of a business event's time
+===================  =================================  =====================================
+
+Every label is followed by a 0x00 byte. The audit pseudonym of a subject is not a MAC of its
+own: it is a prefix of the (already keyed) subject reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from collections.abc import Iterable
+
+from vault_service.crypto.keys import IndexKey
+
+SUBJECT_REF = b"subject-ref/v1"
+PURPOSE_PSEUDONYM = b"purpose-pseudonym/v1"
+IDEMPOTENCY = b"idempotency/v1"
+PUT_REQUEST = b"put-request/v1"
+EVENT = b"event/v1"
+
+#: every label above: the tests check they are distinct and none is a prefix of another
+DOMAINS = (SUBJECT_REF, PURPOSE_PSEUDONYM, IDEMPOTENCY, PUT_REQUEST, EVENT)
+
+_U32 = struct.Struct(">I")
+
+
+def _mac(key: IndexKey, label: bytes, *parts: bytes) -> hmac.HMAC:
+    mac = hmac.new(key.unsafe_bytes(), label + b"\x00", hashlib.sha256)
+    for part in parts:
+        mac.update(part)
+    return mac
+
+
+def subject_ref(key: IndexKey, subject_id: str) -> bytes:
+    """The stored reference of a subject (the caller's id is never stored)."""
+    return _mac(key, SUBJECT_REF, subject_id.encode()).digest()
+
+
+def audit_pseudonym(ref: bytes) -> str:
+    """How audit entries and logs name a subject: the first 128 bits of its reference, in hex."""
+    return ref.hex()[:32]
+
+
+def purpose_pseudonym(key: IndexKey, purpose: str, ref: bytes) -> str:
+    """A subject's stable name within one purpose (de-identified views): values of two purposes
+    do not link."""
+    return _mac(key, PURPOSE_PSEUDONYM, purpose.encode(), b"\x00", ref).hexdigest()[:32]
+
+
+def idempotency_ref(key: IndexKey, idempotency_key: str) -> str:
+    """The stored form of a caller's idempotency key (callers may put anything in it)."""
+    return _mac(key, IDEMPOTENCY, idempotency_key.encode()).hexdigest()
+
+
+def request_digest(key: IndexKey, parts: Iterable[bytes]) -> bytes:
+    """A keyed digest of a request's parts, each length-prefixed (so no two part lists collide)."""
+    mac = _mac(key, PUT_REQUEST)
+    for part in parts:
+        mac.update(_U32.pack(len(part)) + part)
+    return mac.digest()
+
+
+def event_mac(key: IndexKey, ref: bytes, name: str, at: float) -> bytes:
+    """The MAC that makes an edited business-event time detectable."""
+    return _mac(key, EVENT, ref, b"\x00", name.encode(), b"\x00", repr(at).encode()).digest()

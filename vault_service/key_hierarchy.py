@@ -1,0 +1,187 @@
+"""The key hierarchy: service keys, subject keys, legal keys and record data keys, and their cache.
+
+::
+
+    root key (provider, versioned)
+      wraps  service keys      "service-key" {name}: the index key, the audit signing key, and
+                               the legal key of each subject with records under legal retention
+      wraps  subject key       "subject-key" {subject}
+        wraps  data key        "data-key"    {subject, record, version, category}
+
+Every unwrap that fails authentication is DATA_LOSS and an ``integrity_failure`` event; a stored
+record whose version differs from the one the audit chain witnessed (its rows were rolled back) is
+DATA_LOSS too. Unwrapped subject and legal keys are cached with bounds; the cache never decides
+correctness (the wrapped key comes from the query that checked the subject is live), and a legal
+key is cached apart from the subject key, so that "this process still holds the subject key" is
+about the subject key only.
+
+Root versions: new keys are wrapped under the provider's primary version. The store refuses a key
+wrapped under a version the operator retired or is destroying (another process may have done so
+since this one last looked); then the provider is refreshed and the key wrapped again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from vault_service import security_events
+from vault_service.clock import Clock
+from vault_service.crypto import Context, DataKey, IndexKey, SubjectKey, unwrap_key
+from vault_service.crypto.context import record_context, service_key_context, subject_key_context
+from vault_service.crypto.keys import SecretKey
+from vault_service.crypto.signing import SigningKey
+from vault_service.errors import DataLoss, IntegrityError, RootVersionRetired
+from vault_service.key_providers.base import KeyProvider, WrappedKey
+from vault_service.key_providers.cache import SubjectKeyCache
+from vault_service.storage import RecordStore, StoredRecord
+from vault_service.storage.rows import KeyKind, legal_key_name
+
+T = TypeVar("T")
+K = TypeVar("K", bound=SecretKey)
+
+INDEX_KEY_NAME = "subject-index"
+SIGNING_KEY_NAME = "audit-signing"
+#: how often a write retries after the store refused a retired root version (each retry first
+#: refreshes the provider's view of its versions)
+_WRAP_ATTEMPTS = 3
+
+
+def unwrapped(fn: Callable[[], T]) -> T:
+    """Run an unwrap: an authentication failure becomes DATA_LOSS and an integrity event."""
+    try:
+        return fn()
+    except IntegrityError:
+        security_events.emit("integrity_failure", what="wrapped_key")
+        raise DataLoss() from None
+
+
+class KeyHierarchy:
+    """Gets, creates and unwraps the vault's keys (see the module docstring). Thread-safe."""
+
+    def __init__(
+        self, store: RecordStore, provider: KeyProvider, cache: SubjectKeyCache, clock: Clock
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.cache = cache
+        self.clock = clock
+        #: derives subject references, pseudonyms, digests and event MACs (crypto/derive.py)
+        self.index_key = self.service_key(INDEX_KEY_NAME, IndexKey)
+        #: signs audit checkpoints, ledger entries and deletion certificates
+        self.signing_key = self.service_key(SIGNING_KEY_NAME, SigningKey)
+
+    # wrapping under the current primary root version --------------------------------------------
+    def _store_wrapped(self, key: SecretKey, context: Context, put: Callable[[WrappedKey], T]) -> T:
+        """Wrap ``key`` under the primary version and ``put`` it; if the store refuses the
+        version (retired or being destroyed by another process), refresh and wrap again."""
+        for attempt in range(_WRAP_ATTEMPTS):
+            wrapped = self.provider.wrap(key, context)
+            try:
+                return put(wrapped)
+            except RootVersionRetired:
+                if attempt == _WRAP_ATTEMPTS - 1:
+                    raise
+                self.provider.refresh()
+        raise AssertionError("unreachable")
+
+    # service keys --------------------------------------------------------------------------------
+    def wrapped_service_key(self, name: str, key_type: type[SecretKey]) -> WrappedKey:
+        """The stored service key ``name``; a fresh one is made and stored on first use (the first
+        writer wins when several replicas start at once)."""
+        wrapped = self.store.get_service_key(name)
+        if wrapped is not None:
+            return wrapped
+        fresh = key_type.generate()
+        return self._store_wrapped(
+            fresh,
+            service_key_context(name),
+            lambda w: self.store.put_service_key_if_absent(
+                name, w, self.clock.now(), provider=self.provider.name
+            ),
+        )
+
+    def service_key(self, name: str, key_type: type[K]) -> K:
+        """A service key, unwrapped (created on first use)."""
+        stored = self.wrapped_service_key(name, key_type)
+        return unwrapped(lambda: self.provider.unwrap(stored, service_key_context(name), key_type))
+
+    # subject and legal keys ----------------------------------------------------------------------
+    def subject_key(self, ref: bytes, wrapped: WrappedKey) -> SubjectKey:
+        """The subject key, from the cache or the provider."""
+        return self.cache.get(
+            ref,
+            wrapped,
+            lambda: unwrapped(
+                lambda: self.provider.unwrap(wrapped, subject_key_context(ref), SubjectKey)
+            ),
+        )
+
+    def legal_key(self, ref: bytes, wrapped: WrappedKey) -> SubjectKey:
+        """The subject's legal key (records under legal retention), cached apart from the
+        subject key."""
+        ctx = service_key_context(legal_key_name(ref))
+        return self.cache.get(
+            ref,
+            wrapped,
+            lambda: unwrapped(lambda: self.provider.unwrap(wrapped, ctx, SubjectKey)),
+            kind=KeyKind.LEGAL,
+        )
+
+    def subject_key_for_write(self, ref: bytes) -> SubjectKey:
+        """The subject key, creating the subject and its key on first use. FailedPrecondition
+        if the subject was erased."""
+        wrapped = self.store.get_subject_key(ref)
+        if wrapped is None:
+            fresh = SubjectKey.generate()
+            wrapped = self._store_wrapped(
+                fresh,
+                subject_key_context(ref),
+                lambda w: self.store.create_subject_key(
+                    ref, w, self.clock.now(), provider=self.provider.name
+                ),
+            )
+        return self.subject_key(ref, wrapped)
+
+    def key_for_write(self, ref: bytes, survives_erasure: bool) -> tuple[SubjectKey, KeyKind]:
+        """The key a new record version's data key is wrapped under: the subject key, or for
+        records kept by law after an erasure, the subject's legal key (created on first use; the
+        subject must exist and be live)."""
+        subject_key = self.subject_key_for_write(ref)
+        if not survives_erasure:
+            return subject_key, KeyKind.SUBJECT
+        wrapped = self.wrapped_service_key(legal_key_name(ref), SubjectKey)
+        return self.legal_key(ref, wrapped), KeyKind.LEGAL
+
+    def record_key(self, stored: StoredRecord) -> SubjectKey:
+        """The key that wraps a stored record's data key."""
+        ref = stored.meta.subject_ref
+        if stored.key_kind is KeyKind.LEGAL:
+            return self.legal_key(ref, stored.subject_key)
+        return self.subject_key(ref, stored.subject_key)
+
+    # data keys -----------------------------------------------------------------------------------
+    def data_key(self, stored: StoredRecord) -> DataKey:
+        """The record's data key, unwrapped. DATA_LOSS if it fails authentication, or if the
+        record's rows are not at the version the audit chain last witnessed (rolled back)."""
+        meta = stored.meta
+        if stored.witnessed_version is not None and stored.witnessed_version != meta.version:
+            security_events.emit("integrity_failure", what="rolled_back_record")
+            raise DataLoss()
+        key = self.record_key(stored)
+        ctx = record_context("data-key", meta.subject_ref, meta.record_id, meta.version, meta.category)
+        return unwrapped(lambda: unwrap_key(key, stored.data_key, ctx, DataKey))
+
+    # the cache -----------------------------------------------------------------------------------
+    def forget_subject(self, ref: bytes) -> None:
+        """Drop every cached key of the subject (after its erasure in this process)."""
+        self.cache.forget_subject(ref)
+
+    def holds_subject_key(self, ref: bytes) -> bool:
+        """Whether this process still caches the subject's *subject* key (deletion verification)."""
+        return self.cache.holds_subject(ref)
+
+    @property
+    def cache_max_age(self) -> float:
+        """How long any process may keep an unwrapped key cached."""
+        return self.cache.max_age

@@ -1,0 +1,38 @@
+"""Audit queries: an auditor's paged search of the audit trail (the query is audited too)."""
+
+from __future__ import annotations
+
+from vault_service.audit.model import AuditEntry
+from vault_service.errors import InvalidArgument
+from vault_service.policy import Action
+from vault_service.service import validate
+from vault_service.service.access import Access
+from vault_service.service.types import CallContext
+from vault_service.storage import AuditQuery, RecordStore
+
+
+class AuditQueries:
+    """Pages of audit entries for the auditor role."""
+
+    def __init__(self, access: Access, store: RecordStore) -> None:
+        self.access = access
+        self.store = store
+
+    def query(
+        self, call: CallContext, query: AuditQuery, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[AuditEntry], str]:
+        """A page of entries matching ``query``; returns (entries, next_page_token)."""
+        if not 0 <= page_size <= validate.MAX_AUDIT_PAGE:
+            raise InvalidArgument(f"page_size must be between 0 and {validate.MAX_AUDIT_PAGE}")
+        if page_token and not page_token.isdigit():
+            raise InvalidArgument("page_token is malformed")
+        if query.decision not in ("", "allow", "deny"):
+            raise InvalidArgument("decision must be 'allow' or 'deny'")
+        for bound, what in ((query.since, "since"), (query.until, "until")):
+            if bound is not None:
+                validate.time(bound, what)
+        self.access.allow(call, Action.AUDIT_QUERY)
+        self.store.append_audit(self.access.row(call, Action.AUDIT_QUERY, "audit queried"))
+        size = page_size or 100
+        rows = self.store.query_audit(query, int(page_token or 0), size + 1)
+        return rows[:size], str(rows[size - 1].seq) if len(rows) > size else ""

@@ -1,0 +1,172 @@
+"""Consent: grant, revoke and list a subject's consent grants.
+
+A grant covers a purpose, a grantee (a principal or a role), categories (and optionally only some
+fields of each) and a validity window. Reads check grants in the same transaction that fetches the
+record; revocation takes effect at the next read in every process.
+
+The evidence reference (where the consent was collected: a form id, a signed document) can name
+the person, so it is stored sealed under the subject key ("consent-evidence" {subject, grant}):
+it is readable while the subject is live and dies with the subject key at erasure; the purge then
+deletes the grant rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from functools import partial
+
+from vault_service.clock import Clock
+from vault_service.crypto import open_value, seal_value
+from vault_service.crypto.context import consent_evidence_context
+from vault_service.crypto.derive import subject_ref
+from vault_service.errors import DataLoss, InvalidArgument, NotFound, shown
+from vault_service.ids import new_record_id
+from vault_service.key_hierarchy import KeyHierarchy, unwrapped
+from vault_service.policy import Action, Policy
+from vault_service.policy.model import Grant
+from vault_service.service import validate
+from vault_service.service.access import Access
+from vault_service.service.types import CallContext
+from vault_service.storage import RecordStore
+
+
+class Consent:
+    """Consent grants (see the module docstring)."""
+
+    def __init__(
+        self, access: Access, keys: KeyHierarchy, store: RecordStore, policy: Policy, clock: Clock
+    ) -> None:
+        self.access = access
+        self.keys = keys
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+
+    def _check_scope(
+        self, purpose: str, categories: Mapping[str, frozenset[str] | None]
+    ) -> dict[str, frozenset[str]]:
+        spec = self.policy.purposes.get(purpose)
+        if spec is None:
+            raise InvalidArgument("unknown purpose")
+        if not categories:
+            raise InvalidArgument("a grant covers at least one category")
+        fields: dict[str, frozenset[str]] = {}
+        for name, subset in categories.items():
+            if name not in spec.categories:
+                raise InvalidArgument(f"category {shown(name)} is not part of the purpose")
+            if subset:
+                if not subset <= self.policy.categories[name].fields:
+                    raise InvalidArgument(f"unknown field in category {shown(name)}")
+                fields[name] = subset
+        return fields
+
+    def grant(
+        self,
+        call: CallContext,
+        subject_id: str,
+        purpose: str,
+        categories: Mapping[str, frozenset[str] | None],
+        valid_from: float,
+        valid_until: float | None,
+        evidence_reference: str,
+        grantee_principal: str = "",
+        grantee_role: str = "",
+    ) -> Grant:
+        """Record a subject's consent (for a principal or a role) over categories (and, per
+        category, optionally only some fields), valid in [valid_from, valid_until)."""
+        validate.subject_id(subject_id)
+        fields = self._check_scope(purpose, categories)
+        if bool(grantee_principal) == bool(grantee_role):
+            raise InvalidArgument("name exactly one grantee: a principal or a role")
+        if grantee_principal and grantee_principal not in self.policy.principals:
+            raise InvalidArgument("unknown grantee principal")
+        if grantee_role and grantee_role not in self.policy.roles:
+            raise InvalidArgument("unknown grantee role")
+        validate.time(valid_from, "valid_from")
+        if valid_until is not None:
+            validate.time(valid_until, "valid_until")
+            if valid_until <= valid_from:
+                raise InvalidArgument("valid_until must be after valid_from")
+        validate.reference(evidence_reference, "evidence_reference")
+        ref = subject_ref(self.keys.index_key, subject_id)
+        self.access.allow(call, Action.CONSENT_GRANT, ref=ref)
+        grant_id = new_record_id(self.clock.now())
+        subject_key = self.keys.subject_key_for_write(ref)  # a grant may come before any record
+        sealed = seal_value(
+            subject_key, consent_evidence_context(ref, grant_id), evidence_reference.encode()
+        )
+        grant = Grant(
+            grant_id=grant_id,
+            purpose=purpose,
+            categories=frozenset(categories),
+            fields=fields,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            grantee_principal=grantee_principal,
+            grantee_role=grantee_role,
+            sealed_evidence=sealed,
+        )
+        audit = self.access.row(
+            call, Action.CONSENT_GRANT, f"grant {grant_id}", purpose=purpose, ref=ref
+        )
+        self.store.insert_grant(ref, grant, call.principal.name, self.clock.now(), audit)
+        return replace(grant, evidence_reference=evidence_reference)
+
+    def _opened(self, ref: bytes, grants: list[Grant]) -> list[Grant]:
+        """The grants with their evidence references decrypted (while the subject is live)."""
+        wrapped = self.store.get_subject_key(ref)
+        if wrapped is None:
+            return grants
+        key = self.keys.subject_key(ref, wrapped)
+        out = []
+        for sealed in grants:
+            grant = sealed
+            if sealed.sealed_evidence:
+                ctx = consent_evidence_context(ref, sealed.grant_id)
+                evidence = unwrapped(partial(open_value, key, ctx, sealed.sealed_evidence))
+                grant = replace(sealed, evidence_reference=evidence.decode())
+            out.append(grant)
+        return out
+
+    def revoke(self, call: CallContext, grant_id: str) -> Grant:
+        """Revoke a grant: the next read in every process is denied."""
+        validate.record_id(grant_id, "grant_id")
+        self.access.allow(call, Action.CONSENT_REVOKE)
+        done = self.store.revoke_grant(
+            grant_id,
+            self.clock.now(),
+            self.access.row(call, Action.CONSENT_REVOKE, f"grant {grant_id}"),
+        )
+        if done is None:
+            raise NotFound()
+        ref, grant = done
+        return self._opened(ref, [grant])[0]
+
+    def list(self, call: CallContext, subject_id: str) -> list[Grant]:
+        """Every grant of a subject, revoked and expired ones included."""
+        validate.subject_id(subject_id)
+        ref = subject_ref(self.keys.index_key, subject_id)
+        self.access.allow(call, Action.CONSENT_LIST, ref=ref)
+        return self._opened(ref, self.store.subject_grants(ref))
+
+    def seal_legacy_evidence(self, batch: int = 500) -> int:
+        """Seal the evidence references that older versions stored in plaintext (at start-up):
+        under the subject key while it lives, else (erased) they are blanked. Returns how many."""
+        done = 0
+        after = ""
+        while rows := self.store.plaintext_evidence(after, batch):
+            for grant_id, ref, evidence in rows:
+                wrapped = self.store.get_subject_key(ref)
+                sealed = b""
+                if wrapped is not None:
+                    try:
+                        key = self.keys.subject_key(ref, wrapped)
+                    except DataLoss:
+                        continue  # a tampered key row: left for the operator (integrity event)
+                    ctx = consent_evidence_context(ref, grant_id)
+                    sealed = seal_value(key, ctx, evidence.encode())
+                self.store.seal_evidence(grant_id, sealed)
+                done += 1
+            after = rows[-1][0]
+        return done

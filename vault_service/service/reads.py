@@ -1,0 +1,374 @@
+"""Reads: THE one release step that every read path goes through.
+
+GetRecord, DownloadContent, ExportSubject and share reads all fetch a record's current version
+(:meth:`Reads.fetch` or their own listing), decide it (:meth:`Reads.decide`: the policy, the
+subject's state and consent, in the data the fetch read in one transaction) and release it with
+:meth:`Reads.release`, which:
+
+1. refuses a read that would narrow a read-once record (FAILED_PRECONDITION: a read-once record
+   is released whole, once: every field the purpose may see, and its content);
+2. decrypts what the decision allows (an integrity failure is DATA_LOSS, and nothing is released
+   or destroyed);
+3. puts the release on the audit record before anything leaves (fail closed); for a read-once
+   record, in the same transaction that destroys it (:meth:`Shredder.consume_read_once`: the
+   first release wins; another read finds nothing);
+4. records the subject's activity (dormancy);
+5. hands out the fields, and the content inline or as a stream of decrypted pieces (constant
+   memory; only the chunks a range covers are decrypted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from vault_service import security_events
+from vault_service.clock import Clock
+from vault_service.crypto import DataKey, PayloadReader, open_payload
+from vault_service.crypto.context import record_context
+from vault_service.crypto.derive import purpose_pseudonym
+from vault_service.errors import (
+    DataLoss,
+    FailedPrecondition,
+    IntegrityError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from vault_service.key_hierarchy import KeyHierarchy
+from vault_service.lifecycle.dormancy import Activity
+from vault_service.lifecycle.shredding import Requester, Shredder
+from vault_service.policy import Action, Policy, decide
+from vault_service.policy.decide import Decision, needs_subject_state
+from vault_service.policy.deidentify import scrub_text
+from vault_service.policy.model import CONTENT_FIELD
+from vault_service.service import validate
+from vault_service.service.access import Access
+from vault_service.service.types import CallContext, RecordView
+from vault_service.storage import BlobStore, RecordStore, StoredRecord, SubjectState
+from vault_service.storage.rows import ReadOnceClaim
+
+#: decrypted pieces of streamed content
+STREAM_PIECE = 1024 * 1024
+#: the audited reason of a read-once record's destruction by the read that released it
+READ_ONCE = "read-once: destroyed"
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a read asks of one record."""
+
+    #: the fields asked for; None: every field the purpose allows
+    fields: frozenset[str] | None = None
+    #: the content, inline in the view
+    content: bool = False
+    #: the content, as a stream of pieces (of [offset, offset + length); length None: to the
+    #: end), after the view with the fields asked for
+    stream: bool = False
+    offset: int = 0
+    length: int | None = None
+    piece: int = STREAM_PIECE
+    #: whether the caller chose the narrowing (GetRecord, DownloadContent), rather than the
+    #: policy or a share's terms: only a caller's narrowing of a read-once record is refused
+    narrowable: bool = False
+
+    def wanted(self) -> frozenset[str] | None:
+        """The fields to decide for (the content counts as the field "content")."""
+        if (self.content or self.stream) and self.fields is not None:
+            return self.fields | {CONTENT_FIELD}
+        return self.fields
+
+    @property
+    def ranged(self) -> bool:
+        return self.stream and (self.offset > 0 or self.length is not None)
+
+
+@dataclass
+class Release:
+    """A released record: its view, and its content pieces if they were asked for as a stream."""
+
+    view: RecordView
+    pieces: Iterator[tuple[int, bytes]] | None = None
+
+
+class Reads:
+    """Fetches, decides and releases records (see the module docstring)."""
+
+    def __init__(
+        self,
+        access: Access,
+        keys: KeyHierarchy,
+        store: RecordStore,
+        blobs: BlobStore,
+        shredder: Shredder,
+        activity: Activity,
+        policy: Policy,
+        clock: Clock,
+    ) -> None:
+        self.access = access
+        self.keys = keys
+        self.store = store
+        self.blobs = blobs
+        self.shredder = shredder
+        self.activity = activity
+        self.policy = policy
+        self.clock = clock
+
+    # fetch and decide ----------------------------------------------------------------------------
+    def missing(self, call: CallContext, action: Action, purpose: str, record_id: str) -> Exception:
+        """The audited answer for a record the caller may not see as existing: NOT_FOUND, or for
+        purposes that depend on per-subject state (consent) PERMISSION_DENIED (no oracle)."""
+        self.store.append_audit(
+            self.access.row(
+                call, action, "not found", decision="deny", purpose=purpose, record_id=record_id
+            )
+        )
+        return PermissionDenied() if needs_subject_state(purpose, self.policy) else NotFound()
+
+    def fetch(self, call: CallContext, record_id: str, purpose: str, action: Action) -> StoredRecord:
+        """The record's current version with the grants ``purpose`` needs, once the caller may
+        read for ``purpose`` at all. (A record kept by law after its subject's erasure is still
+        found; :meth:`decide` lets only purposes with retained access read it.)"""
+        self.access.check(call, self.access.request(call, action, purpose=purpose), record_id=record_id)
+        stored = self.store.get_record(record_id, grants_for=purpose)
+        if stored is None:
+            raise self.missing(call, action, purpose, record_id)
+        return stored
+
+    def decide(
+        self,
+        call: CallContext,
+        action: Action,
+        purpose: str,
+        stored: StoredRecord,
+        wanted: frozenset[str] | None,
+        *,
+        quiet: bool = False,
+        restriction_applies: bool = True,
+    ) -> Decision:
+        """The policy decision for releasing ``wanted`` of ``stored`` under ``purpose``. A denial
+        is audited and raised, unless ``quiet`` (an export skips what it may not release)."""
+        state = stored.subject_state
+        request = self.access.request(
+            call,
+            action,
+            purpose=purpose,
+            category=stored.meta.category,
+            fields=wanted,
+            subject_restricted=restriction_applies and state is SubjectState.RESTRICTED,
+            subject_erased=state is SubjectState.ERASED,
+            subject_dormant=state is SubjectState.DORMANT,
+            grants=stored.grants,
+        )
+        if quiet:
+            return decide(request, self.policy)
+        return self.access.check(
+            call, request, ref=stored.meta.subject_ref, record_id=stored.meta.record_id
+        )
+
+    # the release step ----------------------------------------------------------------------------
+    def release(
+        self,
+        call: CallContext,
+        action: Action,
+        purpose: str,
+        stored: StoredRecord,
+        decision: Decision,
+        ask: Ask,
+        reason: str = "",
+    ) -> Release:
+        """Release what ``decision`` allows of ``stored`` (see the module docstring)."""
+        meta = stored.meta
+        visible = decision.fields
+        if ask.stream and stored.blob_ref is None:
+            raise NotFound("the record has no content")
+        read_once = self.policy.categories[meta.category].retention.kind == "read_once"
+        if read_once and ask.narrowable:
+            self._refuse_narrowing(call, action, purpose, stored, decision, ask)
+        data_key = self.keys.data_key(stored)
+        try:
+            fields, content = self._open(stored, data_key, visible, ask)
+        except BaseException:
+            data_key.destroy()
+            raise
+        pseudonym = ""
+        if decision.deidentified:
+            fields = {k: scrub_text(v) for k, v in fields.items()}
+            pseudonym = purpose_pseudonym(self.keys.index_key, purpose, meta.subject_ref)
+        default = "released de-identified" if decision.deidentified else "released"
+        audit = self.access.row(
+            call,
+            action,
+            reason or default,
+            purpose=purpose,
+            ref=meta.subject_ref,
+            record_id=meta.record_id,
+        )
+        claim: ReadOnceClaim | None = None
+        try:
+            if read_once:  # the release and the destruction, on the record together
+                destroyed = replace(audit, action=Action.RECORD_DELETE.value, reason=READ_ONCE)
+                claim = self.shredder.consume_read_once(
+                    meta.record_id,
+                    meta.subject_ref,
+                    (audit, destroyed),
+                    Requester(call.principal.name, "read-once"),
+                )
+                if claim is None:  # another read released it first
+                    raise self.missing(call, action, purpose, meta.record_id)
+            else:
+                self.store.append_audit(audit)
+        except BaseException:
+            data_key.destroy()
+            raise
+        self.activity.read(meta.subject_ref, stored.subject_state is SubjectState.DORMANT)
+        view = RecordView(meta, fields, content, pseudonym)
+        if not ask.stream or CONTENT_FIELD not in visible:
+            data_key.destroy()
+            if claim is not None:
+                self.shredder.remove_blobs(claim.shredded)
+            return Release(view)
+        return Release(view, self._pieces(stored, data_key, ask, claim))
+
+    def _refuse_narrowing(
+        self,
+        call: CallContext,
+        action: Action,
+        purpose: str,
+        stored: StoredRecord,
+        decision: Decision,
+        ask: Ask,
+    ) -> None:
+        """FAILED_PRECONDITION (audited) if this read would release less of a read-once record
+        than its purpose may see: the rest would be destroyed unreleased."""
+        whole = self.decide(call, action, purpose, stored, None, quiet=True).fields
+        has = set(stored.payloads) | ({CONTENT_FIELD} if stored.blob_ref else set())
+        could = whole & has
+        released = set(stored.payloads) & decision.fields
+        if (ask.content or ask.stream) and stored.blob_ref and CONTENT_FIELD in decision.fields:
+            released.add(CONTENT_FIELD)
+        if ask.ranged or released != could:
+            self.store.append_audit(
+                self.access.row(
+                    call,
+                    action,
+                    "read-once record asked for in part",
+                    decision="deny",
+                    purpose=purpose,
+                    ref=stored.meta.subject_ref,
+                    record_id=stored.meta.record_id,
+                )
+            )
+            raise FailedPrecondition(
+                "a read-once record is released whole, once: ask for every field it has and its "
+                "content, without a range"
+            )
+
+    def _open(
+        self, stored: StoredRecord, data_key: DataKey, visible: frozenset[str], ask: Ask
+    ) -> tuple[dict[str, str], bytes | None]:
+        """The visible fields (and the inline content, if asked for), decrypted."""
+        meta = stored.meta
+        base = record_context("payload", meta.subject_ref, meta.record_id, meta.version, meta.category)
+        try:
+            fields = {
+                name: open_payload(data_key, base.with_items(field=name), ct).decode()
+                for name, ct in stored.payloads.items()
+                if name in visible
+            }
+            content = None
+            if ask.content and CONTENT_FIELD in visible and stored.blob_ref:
+                try:
+                    sealed = self.blobs.get(stored.blob_ref)
+                except FileNotFoundError:
+                    raise IntegrityError() from None
+                content = open_payload(data_key, base.with_items(field=CONTENT_FIELD), sealed)
+        except IntegrityError:
+            security_events.emit("integrity_failure", what="payload")
+            raise DataLoss() from None
+        return fields, content
+
+    def _pieces(
+        self, stored: StoredRecord, data_key: DataKey, ask: Ask, claim: ReadOnceClaim | None
+    ) -> Iterator[tuple[int, bytes]]:
+        """The content (or its range) decrypted piece by piece: (offset, bytes). The data key is
+        destroyed, and a read-once record's blob removed, when the stream ends however it ends."""
+        meta = stored.meta
+        assert stored.blob_ref is not None
+        base = record_context("payload", meta.subject_ref, meta.record_id, meta.version, meta.category)
+        try:
+            try:
+                blob = self.blobs.open(stored.blob_ref)
+            except FileNotFoundError:
+                security_events.emit("integrity_failure", what="payload")
+                raise DataLoss() from None
+            try:
+                reader = PayloadReader(data_key, base.with_items(field=CONTENT_FIELD), blob, blob.length)
+                end = (
+                    reader.length if ask.length is None else min(reader.length, ask.offset + ask.length)
+                )
+                position = ask.offset
+                while position < end:
+                    data = reader.read(position, min(ask.piece, end - position))
+                    if not data:
+                        break
+                    yield position, data
+                    position += len(data)
+            except IntegrityError:
+                security_events.emit("integrity_failure", what="payload")
+                raise DataLoss() from None
+            finally:
+                blob.close()
+        finally:
+            data_key.destroy()
+            if claim is not None:
+                self.shredder.remove_blobs(claim.shredded)
+
+    # the read calls ------------------------------------------------------------------------------
+    def get_record(
+        self,
+        call: CallContext,
+        record_id: str,
+        purpose: str,
+        fields: frozenset[str] | None = None,
+        include_content: bool = False,
+    ) -> RecordView:
+        """Decrypt a record's current version for ``purpose``: only the fields the purpose, the
+        subject's consent and its restriction state allow; de-identified where the purpose says."""
+        validate.purpose(self.policy, purpose)
+        validate.record_id(record_id)
+        stored = self.fetch(call, record_id, purpose, Action.RECORD_GET)
+        ask = Ask(fields=fields, content=include_content, narrowable=True)
+        decision = self.decide(call, Action.RECORD_GET, purpose, stored, ask.wanted())
+        return self.release(call, Action.RECORD_GET, purpose, stored, decision, ask).view
+
+    def download_content(
+        self,
+        call: CallContext,
+        record_id: str,
+        purpose: str,
+        offset: int = 0,
+        length: int = 0,
+        piece: int = STREAM_PIECE,
+    ) -> Iterator[tuple[int, bytes]]:
+        """Stream a record's content (or a byte range: ``length`` 0 means to the end) for
+        ``purpose``. The release is audited before the first byte leaves."""
+        validate.purpose(self.policy, purpose)
+        validate.record_id(record_id)
+        if offset < 0 or length < 0:
+            raise InvalidArgument("offset and length must be >= 0")
+        stored = self.fetch(call, record_id, purpose, Action.RECORD_GET)
+        ask = Ask(
+            fields=frozenset(),
+            stream=True,
+            offset=offset,
+            length=length or None,
+            piece=piece,
+            narrowable=True,
+        )
+        decision = self.decide(call, Action.RECORD_GET, purpose, stored, ask.wanted())
+        size = stored.meta.content_length or 0
+        reason = f"content bytes {offset}-{offset + length if length else size}"
+        released = self.release(call, Action.RECORD_GET, purpose, stored, decision, ask, reason)
+        assert released.pieces is not None
+        yield from released.pieces

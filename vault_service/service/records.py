@@ -1,0 +1,243 @@
+"""Records: put, update, delete and list (reads are in :mod:`.reads`).
+
+A put or an update seals a complete version under a fresh data key, wrapped by the subject key
+(or, for records kept by law after an erasure, the subject's legal key); payloads are
+c2sp.org/chunked-encryption messages bound to (subject, record, version, category, field); content
+goes to the blob store, streamed in constant memory. The version and its audit entry (which
+witnesses the version, for rollback detection) commit in one transaction. An update destroys the
+previous version in that transaction, unless a legal hold applies: then the old version is kept
+until the hold's release. A delete goes through the one shred path (:mod:`..lifecycle.shredding`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from vault_service.clock import Clock
+from vault_service.crypto import DataKey, SubjectKey, seal_payload, seal_stream, wrap_key
+from vault_service.crypto.context import record_context
+from vault_service.crypto.derive import idempotency_ref, request_digest, subject_ref
+from vault_service.errors import FailedPrecondition, InvalidArgument, NotFound
+from vault_service.faults import fault_point
+from vault_service.ids import new_record_id
+from vault_service.key_hierarchy import KeyHierarchy
+from vault_service.lifecycle.shredding import Requester, Shredder
+from vault_service.policy import Action, Policy
+from vault_service.policy.model import CONTENT_FIELD
+from vault_service.service import validate
+from vault_service.service.access import Access
+from vault_service.service.types import CallContext, ContentStream, Limits
+from vault_service.storage import BlobStore, Idempotency, RecordMeta, RecordStore, RecordVersion
+from vault_service.storage.rows import KeyKind, ShreddedRecord
+
+
+class Records:
+    """Writes and lists of records (see the module docstring)."""
+
+    def __init__(
+        self,
+        access: Access,
+        keys: KeyHierarchy,
+        store: RecordStore,
+        blobs: BlobStore,
+        shredder: Shredder,
+        policy: Policy,
+        clock: Clock,
+        limits: Limits,
+    ) -> None:
+        self.access = access
+        self.keys = keys
+        self.store = store
+        self.blobs = blobs
+        self.shredder = shredder
+        self.policy = policy
+        self.clock = clock
+        self.limits = limits
+
+    # sealing one version -------------------------------------------------------------------------
+    def _seal(
+        self,
+        ref: bytes,
+        key: SubjectKey,
+        kind: KeyKind,
+        record_id: str,
+        version: int,
+        category: str,
+        fields: Mapping[str, str],
+        content_type: str,
+        content: bytes | ContentStream | None,
+    ) -> RecordVersion:
+        """Encrypt a complete version; its content (if any) is written to the blob store now."""
+        data_key = DataKey.generate()
+        wrapped = wrap_key(key, data_key, record_context("data-key", ref, record_id, version, category))
+        base = record_context("payload", ref, record_id, version, category)
+        payloads = {
+            name: seal_payload(data_key, base.with_items(field=name), value.encode())
+            for name, value in fields.items()
+        }
+        blob_ref = None
+        length = None
+        if content is not None:
+            blob_ref = f"{record_id}.v{version}"
+            context = base.with_items(field=CONTENT_FIELD)
+            if isinstance(content, ContentStream):
+                # encrypted chunk by chunk as the blob store consumes it: constant memory
+                limited = content.limited(self.limits.max_object_bytes)
+                self.blobs.put(blob_ref, seal_stream(data_key, context, limited))
+                length = content.received
+            else:
+                self.blobs.put(blob_ref, [seal_payload(data_key, context, content)])
+                length = len(content)
+        data_key.destroy()
+        return RecordVersion(
+            record_id=record_id,
+            subject_ref=ref,
+            category=category,
+            version=version,
+            content_type=content_type,
+            data_key=wrapped,
+            payloads=payloads,
+            blob_ref=blob_ref,
+            content_length=length,
+            key_kind=kind,
+        )
+
+    def _unwritten(self, new: RecordVersion) -> None:
+        """Remove the blob of a version that was not (or not newly) stored."""
+        self.shredder.remove_blobs(
+            ShreddedRecord(new.record_id, (new.blob_ref,) if new.blob_ref else ())
+        )
+
+    def _digest(
+        self,
+        ref: bytes,
+        category: str,
+        fields: Mapping[str, str],
+        content_type: str,
+        content: bytes | ContentStream | None,
+    ) -> bytes:
+        """What an idempotent retry must match (a streamed upload is identified by its header:
+        its content is not known before the write)."""
+        if isinstance(content, ContentStream):
+            digest = b"stream"
+        else:
+            digest = hashlib.sha256(content).digest() if content is not None else b"-"
+        parts = [ref, category.encode(), content_type.encode(), digest]
+        for name in sorted(fields):
+            parts += [name.encode(), fields[name].encode()]
+        return request_digest(self.keys.index_key, parts)
+
+    # operations ----------------------------------------------------------------------------------
+    def put(
+        self,
+        call: CallContext,
+        subject_id: str,
+        category: str,
+        fields: Mapping[str, str],
+        content_type: str = "",
+        content: bytes | ContentStream | None = None,
+        idempotency_key: str = "",
+    ) -> tuple[str, int]:
+        """Store a new record; returns (record_id, version)."""
+        validate.subject_id(subject_id)
+        cat = validate.category(self.policy, category)
+        validate.payload(self.limits, cat, fields, content)
+        validate.idempotency_key(idempotency_key)
+        ref = subject_ref(self.keys.index_key, subject_id)
+        self.access.check(call, self.access.request(call, Action.RECORD_PUT, category=category), ref=ref)
+        key, kind = self.keys.key_for_write(ref, cat.retention.survives_erasure)
+        record_id = new_record_id(self.clock.now())
+        new = self._seal(ref, key, kind, record_id, 1, category, fields, content_type, content)
+        fault_point("put.after_wrap")  # keys wrapped, payloads sealed, blob written; no commit
+        idem = None
+        if idempotency_key:
+            idem = Idempotency(
+                call.principal.name,
+                idempotency_ref(self.keys.index_key, idempotency_key),
+                self._digest(ref, category, fields, content_type, content),
+            )
+        audit = self.access.row(
+            call, Action.RECORD_PUT, "stored", ref=ref, record_id=record_id, witnessed_version=1
+        )
+        try:
+            stored_id = self.store.insert_record(new, self.clock.now(), idem, audit)
+        except Exception:
+            self._unwritten(new)
+            raise
+        fault_point("put.after_commit")  # committed; the caller has not heard back
+        if stored_id != record_id:  # an idempotent retry: the first write stands
+            self._unwritten(new)
+        return stored_id, 1
+
+    def update(
+        self,
+        call: CallContext,
+        record_id: str,
+        fields: Mapping[str, str],
+        content_type: str = "",
+        content: bytes | ContentStream | None = None,
+        expected_version: int = 0,
+    ) -> tuple[str, int]:
+        """Write a new complete version and shred the previous one (kept until the release of a
+        legal hold that applies); returns (id, version)."""
+        validate.record_id(record_id)
+        if expected_version < 0:
+            raise InvalidArgument("expected_version must be >= 0")
+        self.access.allow(call, Action.RECORD_UPDATE, record_id=record_id)
+        meta = self.store.get_meta(record_id)
+        if meta is None:
+            raise NotFound()
+        if expected_version and expected_version != meta.version:
+            raise FailedPrecondition("record is not at the expected version")
+        cat = validate.category(self.policy, meta.category)
+        validate.payload(self.limits, cat, fields, content)
+        ref = meta.subject_ref
+        request = self.access.request(call, Action.RECORD_UPDATE, category=meta.category)
+        self.access.check(call, request, ref=ref, record_id=record_id)
+        if self.store.get_subject_key(ref) is None:
+            raise NotFound()
+        key, kind = self.keys.key_for_write(ref, cat.retention.survives_erasure)
+        version = meta.version + 1
+        new = self._seal(
+            ref, key, kind, record_id, version, meta.category, fields, content_type, content
+        )
+        audit = self.access.row(
+            call,
+            Action.RECORD_UPDATE,
+            f"version {version}",
+            ref=ref,
+            record_id=record_id,
+            witnessed_version=version,
+        )
+        try:
+            self.shredder.replace_version(
+                new, meta.version, audit, Requester(call.principal.name, "update")
+            )
+        except Exception:
+            self._unwritten(new)
+            raise
+        return record_id, version
+
+    def delete(self, call: CallContext, record_id: str) -> None:
+        """Crypto-shred a record (every version): keys, payloads, row, then blobs. Under a legal
+        hold the deletion is recorded and carried out at the hold's release; the caller gets
+        FAILED_PRECONDITION."""
+        validate.record_id(record_id)
+        self.access.allow(call, Action.RECORD_DELETE, record_id=record_id)
+        audit = self.access.row(call, Action.RECORD_DELETE, "shredded", record_id=record_id)
+        if self.shredder.record(record_id, audit, Requester(call.principal.name, "delete")) is None:
+            raise NotFound()
+
+    def list(
+        self, call: CallContext, subject_id: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[RecordMeta], str]:
+        """A page of a subject's record metadata; returns (records, next_page_token)."""
+        validate.subject_id(subject_id)
+        validate.page(page_size, page_token, validate.MAX_PAGE_SIZE)
+        ref = subject_ref(self.keys.index_key, subject_id)
+        self.access.allow(call, Action.RECORD_LIST, ref=ref)
+        size = page_size or 100
+        rows = self.store.list_records(ref, size + 1, page_token or None)
+        next_token = rows[size - 1].record_id if len(rows) > size else ""
+        return rows[:size], next_token

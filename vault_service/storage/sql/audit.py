@@ -1,0 +1,143 @@
+"""The audit chain: the queries of the ``audit_log`` table.
+
+Contract: every entry is appended inside the transaction of the operation it records (so a
+mutation without its entry never commits), with its sequence number and the hash linking it to
+the previous entry computed under the chain lock (:data:`AUDIT_CHAIN_LOCK`), so appends from
+concurrent writers form one unbroken chain; reads return entries in sequence order; pruning
+deletes only a prefix of the chain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vault_service import metrics, security_events
+from vault_service.audit.chain import GENESIS, entry_hash
+from vault_service.audit.model import AuditEntry, AuditRow
+from vault_service.storage.rows import AuditQuery
+from vault_service.storage.sql.base import Connection, SqlStoreBase, as_bytes
+
+#: the name under which the audit chain's appends are serialized
+AUDIT_CHAIN_LOCK = "audit-chain"
+
+
+class SqlAudit(SqlStoreBase):
+    """Appends to the audit chain and its reads."""
+
+    def _audited(self, conn: Connection, row: AuditRow | None) -> None:
+        """:meth:`_insert_audit`, counting and reporting a failure (the caller's transaction,
+        and so the operation being audited, fails with it)."""
+        try:
+            self._insert_audit(conn, row)
+        except Exception:
+            metrics.AUDIT_WRITE_FAILURES.inc()
+            security_events.emit("audit_write_failed")
+            raise
+
+    def _insert_audit(self, conn: Connection, row: AuditRow | None) -> None:
+        """Append ``row`` to the hash chain inside the caller's write transaction. The chain
+        lock is held from reading the head to the commit, so appends are race-free; callers take
+        it last, after any row locks, so that it is held as briefly as possible."""
+        if row is None:
+            return
+        self._serialize(conn, AUDIT_CHAIN_LOCK)
+        head = conn.execute("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (int(head[0]) + 1, as_bytes(head[1])) if head else (1, GENESIS)
+        conn.execute(
+            "INSERT INTO audit_log (seq, at, principal, action, purpose, subject_pseudonym,"
+            " record_id, decision, reason, correlation_id, prev_hash, entry_hash,"
+            " witnessed_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                seq,
+                row.at,
+                row.principal,
+                row.action,
+                row.purpose,
+                row.subject_pseudonym,
+                row.record_id,
+                row.decision,
+                row.reason,
+                row.correlation_id,
+                prev,
+                entry_hash(prev, seq, row),
+                row.witnessed_version,
+            ),
+        )
+
+    def append_audit(self, audit: AuditRow) -> None:
+        with self._write() as conn:
+            self._audited(conn, audit)
+
+    _ENTRY = (
+        "SELECT seq, at, principal, action, decision, reason, purpose, subject_pseudonym,"
+        " record_id, correlation_id, prev_hash, entry_hash, witnessed_version FROM audit_log"
+    )
+
+    @staticmethod
+    def _entry(r: Any) -> AuditEntry:
+        witnessed = int(r[12]) if r[12] is not None else None
+        row = AuditRow(
+            at=r[1],
+            principal=r[2],
+            action=r[3],
+            decision=r[4],
+            reason=r[5],
+            purpose=r[6],
+            subject_pseudonym=r[7],
+            record_id=r[8],
+            correlation_id=r[9],
+            witnessed_version=witnessed,
+        )
+        return AuditEntry(int(r[0]), row, as_bytes(r[10]), as_bytes(r[11]))
+
+    def audit_rows(self, limit: int = 1000) -> list[AuditRow]:
+        with self._read() as conn:
+            rows = conn.execute(f"{self._ENTRY} ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+        return [self._entry(r).row for r in reversed(rows)]
+
+    def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{self._ENTRY} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+            ).fetchall()
+        return [self._entry(r) for r in rows]
+
+    def audit_head(self) -> AuditEntry | None:
+        with self._read() as conn:
+            row = conn.execute(f"{self._ENTRY} ORDER BY seq DESC LIMIT 1").fetchone()
+        return self._entry(row) if row else None
+
+    def audit_entry(self, seq: int) -> AuditEntry | None:
+        with self._read() as conn:
+            row = conn.execute(f"{self._ENTRY} WHERE seq = ?", (seq,)).fetchone()
+        return self._entry(row) if row else None
+
+    def audit_first_seq_since(self, at: float) -> int | None:
+        with self._read() as conn:
+            row = conn.execute("SELECT MIN(seq) FROM audit_log WHERE at >= ?", (at,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def delete_audit_before(self, seq: int) -> int:
+        with self._write() as conn:
+            return int(conn.execute("DELETE FROM audit_log WHERE seq < ?", (seq,)).rowcount)
+
+    def query_audit(self, query: AuditQuery, after_seq: int, limit: int) -> list[AuditEntry]:
+        where: list[str] = ["seq > ?"]
+        args: list[object] = [after_seq]
+        for column in ("subject_pseudonym", "principal", "action", "decision"):
+            value = getattr(query, column)
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.since is not None:
+            where.append("at >= ?")
+            args.append(query.since)
+        if query.until is not None:
+            where.append("at < ?")
+            args.append(query.until)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{self._ENTRY} WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [self._entry(r) for r in rows]

@@ -1,0 +1,332 @@
+"""Records: the queries of the ``records``, ``record_keys``, ``record_payloads`` and
+``idempotency`` tables.
+
+Contract: a record is written with its first version, its data key and payloads and (if given) its
+idempotency key in one transaction, only while its subject is live; a new version replaces the
+old one and destroys the old data key in the same transaction (compare-and-set on the version);
+reads return only live records (:func:`~.base._live_joins`), with the subject's key, state and
+grants and the audit chain's witness of the version read in the same snapshot; a delete
+crypto-shreds, unless a legal hold defers it. Under a hold an update keeps the replaced version
+(its data key row remembers its blob) and a read-once claim only marks the record consumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vault_service.audit.model import AuditRow
+from vault_service.errors import AlreadyExists, FailedPrecondition, LegalHoldActive
+from vault_service.key_providers.base import WrappedKey
+from vault_service.storage.rows import (
+    Idempotency,
+    KeyKind,
+    PendingDeletion,
+    ReadOnceClaim,
+    RecordMeta,
+    RecordOwner,
+    RecordVersion,
+    ShreddedRecord,
+    StoredRecord,
+    SubjectState,
+    VersionChange,
+    legal_key_name,
+)
+from vault_service.storage.sql.base import (
+    LIVE_WHERE,
+    META_COLUMNS,
+    Connection,
+    SqlStoreBase,
+    as_bytes,
+    count_shred,
+    meta_of,
+)
+
+
+def _field_names(new: RecordVersion) -> str:
+    return "\x1f".join(sorted(new.payloads))
+
+
+class SqlRecords(SqlStoreBase):
+    """Records, their versions and idempotency keys."""
+
+    @staticmethod
+    def _write_version(conn: Connection, new: RecordVersion) -> None:
+        conn.execute(
+            "INSERT INTO record_keys (record_id, version, wrapped, blob_ref) VALUES (?, ?, ?, ?)",
+            (new.record_id, new.version, new.data_key, new.blob_ref),
+        )
+        conn.executemany(
+            "INSERT INTO record_payloads VALUES (?, ?, ?, ?)",
+            [(new.record_id, new.version, name, ct) for name, ct in new.payloads.items()],
+        )
+
+    def insert_record(
+        self,
+        new: RecordVersion,
+        now: float,
+        idempotency: Idempotency | None,
+        audit: AuditRow | None,
+    ) -> str:
+        with self._write() as conn:
+            if idempotency is not None:
+                self._serialize(conn, f"idempotency:{idempotency.principal}:{idempotency.key}")
+                row = conn.execute(
+                    "SELECT request_digest, record_id FROM idempotency"
+                    " WHERE principal = ? AND idem_key = ?",
+                    (idempotency.principal, idempotency.key),
+                ).fetchone()
+                if row is not None:
+                    if as_bytes(row[0]) != idempotency.request_digest:
+                        raise AlreadyExists("idempotency key already used for another request")
+                    return str(row[1])
+            live = conn.execute(
+                "SELECT 1 FROM subjects s JOIN subject_keys sk ON sk.subject_ref = s.subject_ref"
+                f" WHERE s.subject_ref = ? AND s.state != 'erased'{self._FOR_NO_KEY_UPDATE}",
+                (new.subject_ref,),
+            ).fetchone()
+            if live is None:
+                raise FailedPrecondition("subject was erased; use a new subject id")
+            conn.execute(
+                "INSERT INTO records (record_id, subject_ref, category, version, content_type,"
+                " blob_ref, content_length, field_names, created_at, updated_at, key_kind)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    new.record_id,
+                    new.subject_ref,
+                    new.category,
+                    new.version,
+                    new.content_type,
+                    new.blob_ref,
+                    new.content_length,
+                    _field_names(new),
+                    now,
+                    now,
+                    new.key_kind,
+                ),
+            )
+            self._write_version(conn, new)
+            self._active(conn, new.subject_ref, now)
+            if idempotency is not None:
+                conn.execute(
+                    "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
+                    (
+                        idempotency.principal,
+                        idempotency.key,
+                        idempotency.request_digest,
+                        new.record_id,
+                        now,
+                    ),
+                )
+            self._audited(conn, audit)
+        return new.record_id
+
+    def get_record(self, record_id: str, grants_for: str | None = None) -> StoredRecord | None:
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {META_COLUMNS}, COALESCE(sk.root_version, lk.root_version),"
+                " COALESCE(sk.wrapped, lk.wrapped), rk.wrapped, r.blob_ref, s.state, r.key_kind"
+                f" FROM records r {self._live} WHERE {LIVE_WHERE} AND r.record_id = ?",
+                (record_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            payloads = conn.execute(
+                "SELECT field, ciphertext FROM record_payloads WHERE record_id = ? AND version = ?",
+                (record_id, row[3]),
+            ).fetchall()
+            grants = self._grants(conn, as_bytes(row[1]), grants_for) if grants_for is not None else []
+            witness = conn.execute(
+                "SELECT witnessed_version FROM audit_log WHERE record_id = ?"
+                " AND witnessed_version IS NOT NULL ORDER BY seq DESC LIMIT 1",
+                (record_id,),
+            ).fetchone()
+        return StoredRecord(
+            meta=meta_of(row),
+            subject_key=WrappedKey(row[9], as_bytes(row[10])),
+            data_key=as_bytes(row[11]) if row[11] is not None else b"",
+            payloads={p[0]: as_bytes(p[1]) for p in payloads},
+            blob_ref=row[12],
+            subject_state=SubjectState(row[13]),
+            grants=tuple(grants),
+            key_kind=KeyKind(row[14]),
+            witnessed_version=int(witness[0]) if witness else None,
+        )
+
+    def get_meta(self, record_id: str) -> RecordMeta | None:
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {META_COLUMNS} FROM records r {self._live}"
+                f" WHERE {LIVE_WHERE} AND r.record_id = ?",
+                (record_id,),
+            ).fetchone()
+        return meta_of(row) if row else None
+
+    def list_records(self, subject_ref: bytes, limit: int, after: str | None) -> list[RecordMeta]:
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {META_COLUMNS} FROM records r {self._live} WHERE {LIVE_WHERE}"
+                " AND r.subject_ref = ? AND r.record_id > ? ORDER BY r.record_id LIMIT ?",
+                (subject_ref, after or "", limit),
+            ).fetchall()
+        return [meta_of(r) for r in rows]
+
+    def replace_version(
+        self,
+        new: RecordVersion,
+        expected_version: int,
+        now: float,
+        audit: AuditRow | None,
+        deferred: PendingDeletion,
+    ) -> VersionChange:
+        with self._write() as conn:
+            old = conn.execute(
+                "SELECT blob_ref, subject_ref FROM records WHERE record_id = ? AND version = ?"
+                f" AND consumed_at IS NULL{self._FOR_UPDATE}",
+                (new.record_id, expected_version),
+            ).fetchone()
+            if old is None or new.version != expected_version + 1:
+                raise FailedPrecondition("record changed concurrently; retry")
+            self._write_version(conn, new)
+            conn.execute(
+                "UPDATE records SET version = ?, content_type = ?, blob_ref = ?,"
+                " content_length = ?, field_names = ?, updated_at = ? WHERE record_id = ?",
+                (
+                    new.version,
+                    new.content_type,
+                    new.blob_ref,
+                    new.content_length,
+                    _field_names(new),
+                    now,
+                    new.record_id,
+                ),
+            )
+            self._active(conn, new.subject_ref, now)
+            # a hold keeps the replaced version (its keys, payloads and blob) until its release
+            kept = self._defer_if_held(conn, as_bytes(old[1]), new.record_id, deferred, None)
+            if not kept:  # shred it: its data key first (payload rows cascade)
+                conn.execute(
+                    "DELETE FROM record_keys WHERE record_id = ? AND version = ?",
+                    (new.record_id, expected_version),
+                )
+            self._audited(conn, audit)
+        if kept:
+            return VersionChange(None, True)
+        return VersionChange(ShreddedRecord(new.record_id, (old[0],) if old[0] else ()), False)
+
+    def delete_version(
+        self, record_id: str, version: int, audit: AuditRow | None
+    ) -> ShreddedRecord | None:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT rk.blob_ref, r.subject_ref, r.version FROM record_keys rk JOIN records r"
+                f" ON r.record_id = rk.record_id WHERE rk.record_id = ? AND rk.version = ?"
+                f"{self._FOR_UPDATE}",
+                (record_id, version),
+            ).fetchone()
+            if row is None or int(row[2]) == version:  # gone, or current: not this path's
+                return None
+            if self._defer_if_held(conn, as_bytes(row[1]), record_id, None, None):
+                raise LegalHoldActive()
+            conn.execute(
+                "DELETE FROM record_keys WHERE record_id = ? AND version = ?", (record_id, version)
+            )
+            self._audited(conn, audit)
+        count_shred("record_version", audit)
+        return ShreddedRecord(record_id, (row[0],) if row[0] else ())
+
+    def record_owner(self, record_id: str) -> RecordOwner | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT subject_ref, version FROM records WHERE record_id = ?", (record_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            ref = as_bytes(row[0])
+            versions = conn.execute(
+                "SELECT version FROM record_keys WHERE record_id = ? ORDER BY version", (record_id,)
+            ).fetchall()
+            held = conn.execute(self._HELD, (ref, record_id)).fetchone() is not None
+        return RecordOwner(ref, held, int(row[1]), tuple(int(v[0]) for v in versions))
+
+    def referenced_blobs(self, refs: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self._read() as conn:
+            for i in range(0, len(refs), 500):
+                part = list(refs[i : i + 500])
+                marks = ",".join("?" * len(part))
+                found |= {
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT blob_ref FROM records WHERE blob_ref IN ({marks}) UNION"
+                        f" SELECT blob_ref FROM record_keys WHERE blob_ref IN ({marks})",
+                        part + part,
+                    )
+                }
+        return found
+
+    def _shred_rows(self, conn: Connection, record_id: str, ref: bytes) -> tuple[str, ...]:
+        """Inside a write transaction: delete a record's data keys (payloads cascade) and row;
+        the last record under legal retention takes the subject's legal key with it. Returns
+        the blobs of every version, for the caller to remove."""
+        blobs = conn.execute(
+            "SELECT blob_ref FROM record_keys WHERE record_id = ? AND blob_ref IS NOT NULL"
+            " UNION SELECT blob_ref FROM records WHERE record_id = ? AND blob_ref IS NOT NULL",
+            (record_id, record_id),
+        ).fetchall()
+        conn.execute("DELETE FROM record_keys WHERE record_id = ?", (record_id,))
+        conn.execute("DELETE FROM records WHERE record_id = ?", (record_id,))
+        conn.execute(
+            "DELETE FROM service_keys WHERE name = ? AND NOT EXISTS (SELECT 1 FROM"
+            " records WHERE subject_ref = ? AND key_kind = 'legal')",
+            (legal_key_name(ref), ref),
+        )
+        return tuple(sorted(str(b[0]) for b in blobs))
+
+    def delete_record(
+        self, record_id: str, audit: AuditRow | None, deferred: PendingDeletion | None = None
+    ) -> ShreddedRecord | None:
+        with self._write() as conn:
+            row = conn.execute(
+                f"SELECT subject_ref FROM records WHERE record_id = ?{self._FOR_UPDATE}",
+                (record_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            ref = as_bytes(row[0])
+            held = self._defer_if_held(conn, ref, record_id, deferred, audit)
+            if not held:
+                blobs = self._shred_rows(conn, record_id, ref)
+                self._audited(conn, audit)
+        if held:
+            raise LegalHoldActive()
+        count_shred("record", audit)
+        return ShreddedRecord(record_id, blobs)
+
+    def consume_read_once(
+        self,
+        record_id: str,
+        now: float,
+        audits: tuple[AuditRow, AuditRow],
+        deferred: PendingDeletion,
+    ) -> ReadOnceClaim | None:
+        released, destroyed = audits
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT subject_ref FROM records WHERE record_id = ? AND consumed_at IS NULL"
+                f"{self._FOR_UPDATE}",
+                (record_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            ref = as_bytes(row[0])
+            self._audited(conn, released)
+            held = self._defer_if_held(conn, ref, record_id, deferred, destroyed)
+            if held:
+                conn.execute("UPDATE records SET consumed_at = ? WHERE record_id = ?", (now, record_id))
+            else:
+                blobs = self._shred_rows(conn, record_id, ref)
+                self._audited(conn, destroyed)
+        if held:
+            return ReadOnceClaim(True, None)
+        count_shred("record", destroyed)
+        return ReadOnceClaim(False, ShreddedRecord(record_id, blobs))

@@ -1,0 +1,280 @@
+"""Subjects: the queries of the ``subjects``, ``subject_keys`` and ``consent_grants`` tables.
+
+Contract: a subject is created with its key (race-safe: the first key stands) and can never come
+back once erased; erasure deletes one key row and flips one state row (O(1)), unless a legal hold
+defers it, and the purge of the erased subjects' record rows comes later, as a work queue;
+state changes (restriction, dormancy, reactivation on activity) never touch an erased subject;
+grants are written only for a live subject, and revoking one is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from vault_service.audit.model import AuditRow
+from vault_service.errors import FailedPrecondition, LegalHoldActive
+from vault_service.key_providers.base import WrappedKey
+from vault_service.policy.model import Grant
+from vault_service.storage.rows import PendingDeletion, ShreddedRecord, SubjectState
+from vault_service.storage.sql.base import Connection, SqlStoreBase, as_bytes, count_shred
+
+
+class SqlSubjects(SqlStoreBase):
+    """Subjects, their keys, state, activity and consent grants."""
+
+    def subject_state(self, subject_ref: bytes) -> SubjectState | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT state FROM subjects WHERE subject_ref = ?", (subject_ref,)
+            ).fetchone()
+        return SubjectState(row[0]) if row else None
+
+    def get_subject_key(self, subject_ref: bytes) -> WrappedKey | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT sk.root_version, sk.wrapped FROM subject_keys sk JOIN subjects s"
+                " ON s.subject_ref = sk.subject_ref AND s.state != 'erased'"
+                " WHERE sk.subject_ref = ?",
+                (subject_ref,),
+            ).fetchone()
+        return WrappedKey(row[0], as_bytes(row[1])) if row else None
+
+    def create_subject_key(
+        self, subject_ref: bytes, wrapped: WrappedKey, now: float, *, provider: str
+    ) -> WrappedKey:
+        with self._write() as conn:
+            self._refuse_closed_version(conn, provider, wrapped.root_version)
+            conn.execute(
+                "INSERT INTO subjects (subject_ref, state, created_at, updated_at)"
+                " VALUES (?, 'active', ?, ?) ON CONFLICT DO NOTHING",
+                (subject_ref, now, now),
+            )
+            row = conn.execute(
+                f"SELECT state FROM subjects WHERE subject_ref = ?{self._FOR_SHARE}", (subject_ref,)
+            ).fetchone()
+            if row[0] == SubjectState.ERASED.value:
+                raise FailedPrecondition("subject was erased; use a new subject id")
+            conn.execute(
+                "INSERT INTO subject_keys VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (subject_ref, wrapped.root_version, wrapped.ciphertext, now),
+            )
+            key = conn.execute(
+                "SELECT root_version, wrapped FROM subject_keys WHERE subject_ref = ?",
+                (subject_ref,),
+            ).fetchone()
+        return WrappedKey(key[0], as_bytes(key[1]))
+
+    def _require_live_subject(self, conn: Connection, subject_ref: bytes) -> None:
+        """Inside a write transaction: FailedPrecondition unless the subject exists and is not
+        erased; the subject row stays locked against an erasure until the transaction ends."""
+        live = conn.execute(
+            f"SELECT 1 FROM subjects WHERE subject_ref = ? AND state != 'erased'{self._FOR_SHARE}",
+            (subject_ref,),
+        ).fetchone()
+        if live is None:
+            raise FailedPrecondition("no such subject (unknown or erased)")
+
+    def erase_subject(
+        self,
+        subject_ref: bytes,
+        now: float,
+        audit: AuditRow | None,
+        deferred: PendingDeletion | None = None,
+    ) -> bool:
+        held = False
+        with self._write() as conn:
+            # the subject row first: a concurrent hold, grant, share or write waits for us
+            conn.execute(
+                f"SELECT 1 FROM subjects WHERE subject_ref = ?{self._FOR_UPDATE}", (subject_ref,)
+            ).fetchone()
+            if self._defer_if_held(conn, subject_ref, "", deferred, audit):
+                held = True
+            else:
+                deleted = conn.execute(
+                    "DELETE FROM subject_keys WHERE subject_ref = ?", (subject_ref,)
+                ).rowcount
+                flipped = conn.execute(
+                    "UPDATE subjects SET state = 'erased', erased_at = ?, updated_at = ?"
+                    " WHERE subject_ref = ? AND state != 'erased'",
+                    (now, now, subject_ref),
+                ).rowcount
+                # what only the subject key could read goes with it (a handful of rows)
+                for table in ("consent_grants", "subject_events"):
+                    conn.execute(f"DELETE FROM {table} WHERE subject_ref = ?", (subject_ref,))
+                self._audited(conn, audit)
+        if held:
+            raise LegalHoldActive()
+        if deleted:
+            count_shred("subject_key", audit)
+        return bool(deleted or flipped)
+
+    def purge_erased(self, limit: int) -> list[ShreddedRecord]:
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT r.record_id, r.blob_ref FROM records r JOIN subjects s"
+                " ON s.subject_ref = r.subject_ref WHERE s.state = 'erased'"
+                f" AND r.key_kind = 'subject' LIMIT ?{self._SKIP_LOCKED}",
+                (limit,),
+            ).fetchall()
+            conn.executemany("DELETE FROM records WHERE record_id = ?", [(r[0],) for r in rows])
+        return [ShreddedRecord(r[0], (r[1],) if r[1] else ()) for r in rows]
+
+    def set_subject_state(
+        self, subject_ref: bytes, state: SubjectState, now: float, audit: AuditRow | None
+    ) -> bool:
+        if state is SubjectState.ERASED:
+            raise ValueError("use erase_subject to erase")
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE subjects SET state = ?, updated_at = ?"
+                " WHERE subject_ref = ? AND state != 'erased'",
+                (state.value, now, subject_ref),
+            ).rowcount
+            if changed:
+                self._audited(conn, audit)
+        return bool(changed)
+
+    def touch_subject(self, subject_ref: bytes, now: float) -> bool:
+        with self._write() as conn:
+            woke = conn.execute(
+                "UPDATE subjects SET state = 'active', updated_at = ?"
+                " WHERE subject_ref = ? AND state = 'dormant'",
+                (now, subject_ref),
+            ).rowcount
+            conn.execute(
+                "UPDATE subjects SET last_activity = ? WHERE subject_ref = ? AND state != 'erased'",
+                (now, subject_ref),
+            )
+            conn.execute(
+                "DELETE FROM subject_events WHERE subject_ref = ? AND name = 'dormancy_notice'",
+                (subject_ref,),
+            )
+        return bool(woke)
+
+    def inactive_subjects(
+        self, state: SubjectState, before: float, limit: int, after: bytes = b""
+    ) -> list[bytes]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT subject_ref FROM subjects WHERE state = ? AND subject_ref > ?"
+                " AND COALESCE(last_activity, created_at) <= ? ORDER BY subject_ref LIMIT ?",
+                (state.value, after, before, limit),
+            ).fetchall()
+        return [as_bytes(r[0]) for r in rows]
+
+    def subject_residue(self, subject_ref: bytes) -> tuple[bool, int]:
+        with self._read() as conn:
+            key = conn.execute(
+                "SELECT 1 FROM subject_keys WHERE subject_ref = ?", (subject_ref,)
+            ).fetchone()
+            count = conn.execute(
+                "SELECT COUNT(*) FROM records WHERE subject_ref = ? AND key_kind = 'subject'",
+                (subject_ref,),
+            ).fetchone()[0]
+        return key is not None, int(count)
+
+    @staticmethod
+    def _grant(r: Any) -> Grant:
+        scope = json.loads(r[4])
+        return Grant(
+            grant_id=r[0],
+            purpose=r[1],
+            grantee_principal=r[2],
+            grantee_role=r[3],
+            categories=frozenset(scope["categories"]),
+            fields={c: frozenset(f) for c, f in scope.get("fields", {}).items()},
+            valid_from=r[5],
+            valid_until=r[6],
+            evidence_reference=r[7],
+            revoked_at=r[8],
+            sealed_evidence=as_bytes(r[9]) if r[9] is not None else b"",
+        )
+
+    _GRANT = (
+        "SELECT grant_id, purpose, grantee_principal, grantee_role, scope, valid_from,"
+        " valid_until, evidence_reference, revoked_at, evidence_sealed FROM consent_grants"
+    )
+
+    def _grants(self, conn: Connection, ref: bytes, purpose: str | None) -> list[Grant]:
+        if purpose is None:
+            rows = conn.execute(
+                f"{self._GRANT} WHERE subject_ref = ? ORDER BY created_at, grant_id", (ref,)
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                f"{self._GRANT} WHERE subject_ref = ? AND purpose = ? ORDER BY created_at, grant_id",
+                (ref, purpose),
+            ).fetchall()
+        return [self._grant(r) for r in rows]
+
+    def subject_grants(self, subject_ref: bytes, purpose: str | None = None) -> list[Grant]:
+        with self._read() as conn:
+            return self._grants(conn, subject_ref, purpose)
+
+    def insert_grant(
+        self, subject_ref: bytes, grant: Grant, granted_by: str, now: float, audit: AuditRow | None
+    ) -> None:
+        scope = json.dumps(
+            {
+                "categories": sorted(grant.categories),
+                "fields": {c: sorted(f) for c, f in grant.fields.items()},
+            },
+            sort_keys=True,
+        )
+        with self._write() as conn:
+            self._require_live_subject(conn, subject_ref)
+            # the evidence reference only sealed under the subject key, never in plaintext
+            conn.execute(
+                "INSERT INTO consent_grants (grant_id, subject_ref, purpose, grantee_principal,"
+                " grantee_role, scope, valid_from, valid_until, evidence_reference, granted_by,"
+                " created_at, revoked_at, evidence_sealed) VALUES (?,?,?,?,?,?,?,?,'',?,?,?,?)",
+                (
+                    grant.grant_id,
+                    subject_ref,
+                    grant.purpose,
+                    grant.grantee_principal,
+                    grant.grantee_role,
+                    scope,
+                    grant.valid_from,
+                    grant.valid_until,
+                    granted_by,
+                    now,
+                    None,
+                    grant.sealed_evidence,
+                ),
+            )
+            self._audited(conn, audit)
+
+    def plaintext_evidence(self, after: str, limit: int) -> list[tuple[str, bytes, str]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT grant_id, subject_ref, evidence_reference FROM consent_grants"
+                " WHERE evidence_reference != '' AND grant_id > ? ORDER BY grant_id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [(r[0], as_bytes(r[1]), str(r[2])) for r in rows]
+
+    def seal_evidence(self, grant_id: str, sealed: bytes) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE consent_grants SET evidence_reference = '', evidence_sealed = ?"
+                " WHERE grant_id = ?",
+                (sealed or None, grant_id),
+            )
+
+    def revoke_grant(
+        self, grant_id: str, now: float, audit: AuditRow | None
+    ) -> tuple[bytes, Grant] | None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE consent_grants SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL",
+                (now, grant_id),
+            )
+            row = conn.execute(
+                f"SELECT subject_ref, {self._GRANT[7:]} WHERE grant_id = ?", (grant_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            self._audited(conn, audit)
+        return as_bytes(row[0]), self._grant(row[1:])
