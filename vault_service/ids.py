@@ -21,7 +21,7 @@ def new_record_id(now: float | None = None) -> str:
 
 def is_record_id(value: str) -> bool:
     """Whether ``value`` has the shape of a record id."""
-    return bool(_RECORD_ID.match(value))
+    return bool(_RECORD_ID.fullmatch(value))
 
 
 def new_correlation_id() -> str:

@@ -31,7 +31,7 @@ from vault_service.crypto import Context, DataKey, IndexKey, SubjectKey, unwrap_
 from vault_service.crypto.context import record_context, service_key_context, subject_key_context
 from vault_service.crypto.keys import SecretKey
 from vault_service.crypto.signing import SigningKey
-from vault_service.errors import DataLoss, IntegrityError, RootVersionRetired
+from vault_service.errors import DataLoss, FailedPrecondition, IntegrityError
 from vault_service.key_providers.base import KeyProvider, WrappedKey
 from vault_service.key_providers.cache import SubjectKeyCache
 from vault_service.storage import RecordStore, StoredRecord
@@ -73,13 +73,13 @@ class KeyHierarchy:
 
     # wrapping under the current primary root version --------------------------------------------
     def _store_wrapped(self, key: SecretKey, context: Context, put: Callable[[WrappedKey], T]) -> T:
-        """Wrap ``key`` under the primary version and ``put`` it; if the store refuses the
-        version (retired or being destroyed by another process), refresh and wrap again."""
+        """Wrap ``key`` under the primary version and ``put`` it. If another process moved the
+        primary on (the store refuses a retired version, or the provider a version pending
+        destruction), refresh this process's view of the versions and wrap again."""
         for attempt in range(_WRAP_ATTEMPTS):
-            wrapped = self.provider.wrap(key, context)
             try:
-                return put(wrapped)
-            except RootVersionRetired:
+                return put(self.provider.wrap(key, context))
+            except FailedPrecondition:  # RootVersionRetired, or the provider's refusal
                 if attempt == _WRAP_ATTEMPTS - 1:
                     raise
                 self.provider.refresh()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vault_service.cli.common import Output, add_client_args, client_of
-from vault_service.errors import ConfigError
+from vault_service.errors import ConfigError, shown
 
 
 def _fields(pairs: Sequence[str]) -> dict[str, str]:
@@ -23,7 +23,7 @@ def _fields(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise ConfigError(f"--field expects NAME=VALUE, got {pair!r}")
+            raise ConfigError(f"--field expects NAME=VALUE, got {shown(pair)}")
         fields[name] = value
     return fields
 

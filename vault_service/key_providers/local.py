@@ -27,7 +27,7 @@ from typing import Any
 from vault_service.clock import Clock, SystemClock
 from vault_service.crypto import Context, RootKeyMaterial, SecretKey, unwrap_key, wrap_key
 from vault_service.crypto.passphrase import open_with_passphrase, seal_with_passphrase
-from vault_service.errors import ConfigError, FailedPrecondition, IntegrityError
+from vault_service.errors import ConfigError, FailedPrecondition, IntegrityError, shown
 from vault_service.key_providers.base import (
     DestroyResult,
     KeyProvider,
@@ -248,7 +248,7 @@ class LocalKeyProvider(KeyProvider):
                 raise FailedPrecondition("the primary root version cannot be destroyed")
             entry = next((v for v in ring.versions if v["version"] == version), None)
             if entry is None:
-                raise FailedPrecondition(f"unknown root version {version!r}")
+                raise FailedPrecondition(f"unknown root version {shown(version)}")
             entry["material"] = ""
             entry["state"] = KeyState.DESTROYED.value
             entry["destroyed_at"] = self._clock.now()

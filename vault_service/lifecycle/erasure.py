@@ -34,6 +34,11 @@ from vault_service.storage import RecordStore, SubjectState
 from vault_service.storage.rows import PendingDeletion, PendingKind
 
 
+#: the audited reasons of an erasure that found nothing to destroy (it is idempotent)
+ALREADY_ERASED = "already erased: nothing destroyed"
+NOTHING_TO_ERASE = "unknown subject: nothing to erase"
+
+
 class Eraser:
     """Erases subjects and carries out deferred deletions (see the module docstring)."""
 
@@ -67,9 +72,8 @@ class Eraser:
         LegalHoldActive raised."""
         state = self.store.subject_state(ref)
         if state is None or state is SubjectState.ERASED:
-            self.store.append_audit(
-                replace(audit, reason="already erased or unknown: nothing destroyed")
-            )
+            reason = NOTHING_TO_ERASE if state is None else ALREADY_ERASED
+            self.store.append_audit(replace(audit, reason=reason))
             return False
         held = self.store.subject_held(ref)
         self._ledger(ref, State.DEFERRED if held else State.DONE, by.cause)

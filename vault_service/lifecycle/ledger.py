@@ -15,7 +15,8 @@ nothing is destroyed: UNAVAILABLE), with its state:
 
 The last entry of an object wins. Objects: a ``subject`` (erasure; with the root-key versions that
 could have wrapped its key, for deletion verification), a ``record`` (delete, retention, read-once,
-dormancy), a record ``version`` (the one an update replaced), a ``share`` (revoked or expired).
+dormancy), a record ``version`` (the one an update replaced), a ``share`` (revoked or expired),
+a ``consent`` grant (revoked: a withdrawn consent must not come back with a backup either).
 
 Format: JSON lines, each a signed batch of entries (one fsync per batch, so a retention sweep of
 many records costs one sync)::
@@ -56,6 +57,8 @@ class Kind(enum.StrEnum):
     RECORD = "record"
     VERSION = "version"
     SHARE = "share"
+    #: a consent grant's revocation (withdrawn consent must not come back with a backup either)
+    CONSENT = "consent"
 
 
 class State(enum.StrEnum):

@@ -40,6 +40,7 @@ _ACTION = {
     Kind.RECORD: "record.delete",
     Kind.VERSION: "record.delete",
     Kind.SHARE: "share.revoke",
+    Kind.CONSENT: "consent.revoke",
 }
 #: a destruction a job asked for is audited as that job's step when a replay carries it out (the
 #: replay of another process may finish it: each destruction is audited once, by its cause)
@@ -113,6 +114,9 @@ class Replayer:
             return self.store.subject_state(entry.subject_ref) not in (None, SubjectState.ERASED)
         if entry.kind is Kind.SHARE:
             return self.store.share_key_exists(entry.object_id)
+        if entry.kind is Kind.CONSENT:
+            known = self.store.grant_state(entry.object_id)
+            return known is not None and not known[1]
         owner = self.store.record_owner(entry.object_id)
         if owner is None:
             return False
@@ -131,6 +135,8 @@ class Replayer:
         try:
             if entry.kind is Kind.SUBJECT:
                 return self.eraser.erase(entry.subject_ref, audit, by)
+            if entry.kind is Kind.CONSENT:
+                return self.store.revoke_grant(entry.object_id, self.clock.now(), audit) is not None
             if entry.kind is Kind.SHARE:
                 self.shredder.shares([(entry.object_id, entry.subject_ref)], "replay")
                 return self.store.revoke_share(entry.object_id, self.clock.now(), audit) is not None

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from vault_service import security_events
 from vault_service.audit.model import OPERATOR_PRINCIPAL
 from vault_service.crypto.context import service_key_context, subject_key_context
-from vault_service.errors import DataLoss, FailedPrecondition, IntegrityError
+from vault_service.errors import DataLoss, FailedPrecondition, IntegrityError, shown
 from vault_service.faults import fault_point
 from vault_service.key_providers.base import DestroyResult, KeyProvider, KeyState, WrappedKey
 from vault_service.storage import AuditRow, RecordStore, RootVersionState
@@ -184,7 +184,7 @@ def _status(store: RecordStore, provider: KeyProvider, version: str) -> VersionS
     for status in inventory(store, provider):
         if status.version == version:
             return status
-    raise FailedPrecondition(f"unknown root version {version!r}")
+    raise FailedPrecondition(f"unknown root version {shown(version)}")
 
 
 def retire(store: RecordStore, provider: KeyProvider, version: str, now: float) -> VersionStatus:

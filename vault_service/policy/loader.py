@@ -65,7 +65,7 @@ class _Ctx:
                 )
 
     def name(self, value: str, key: str) -> None:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise self.fail(key, "names are lower-case letters, digits, '_', '-', '.'")
 
 
@@ -99,7 +99,7 @@ def _retention(ctx: _Ctx, raw: Any, key: str) -> RetentionRule:
         event = t.get("event")
         if not isinstance(event, str) or not event:
             raise ctx.fail(f"{key}.event", "the business event the period follows is required")
-        if not _EVENT.match(event):
+        if not _EVENT.fullmatch(event):
             raise ctx.fail(f"{key}.event", "event names are 1-64 of a-z, 0-9 and _")
         return RetentionRule("after_event", period, event)
     if "event" in t:
@@ -211,7 +211,7 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
             raise ctx.fail(f"{key}.role", f"unknown role {role!r}")
         digest = t.get("token_sha256")
         if digest is not None:
-            if not isinstance(digest, str) or not _HEX64.match(digest):
+            if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
                 raise ctx.fail(f"{key}.token_sha256", "must be 64 lower-case hex characters")
             if digest in seen_hashes:
                 raise ctx.fail(f"{key}.token_sha256", "the same token is given to two principals")
@@ -231,7 +231,7 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
 
     declared = ctx.names(doc.get("events", []), "events")
     for i, event in enumerate(sorted(declared)):
-        if not _EVENT.match(event):
+        if not _EVENT.fullmatch(event):
             raise ctx.fail(f"events[{i}]", "event names are 1-64 of a-z, 0-9 and _")
     events = declared | {c.retention.event for c in categories.values() if c.retention.event}
     return Policy(categories, purposes, roles, principals, source, frozenset(events))

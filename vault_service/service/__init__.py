@@ -107,7 +107,7 @@ class VaultService:
         self.records = Records(
             self.access, keys, store, blobs, self.shredder, policy, clock, self.limits
         )
-        self.consent = Consent(self.access, keys, store, policy, clock)
+        self.consent = Consent(self.access, keys, store, self.shredder, policy, clock)
         self.subject_rights = SubjectRights(
             self.access, keys, store, self.reads, self.eraser, policy, clock
         )

@@ -4,6 +4,9 @@ A grant covers a purpose, a grantee (a principal or a role), categories (and opt
 fields of each) and a validity window. Reads check grants in the same transaction that fetches the
 record; revocation takes effect at the next read in every process.
 
+A revocation is noted in the destruction ledger first, so that restoring a backup taken before
+it does not bring the consent back.
+
 The evidence reference (where the consent was collected: a form id, a signed document) can name
 the person, so it is stored sealed under the subject key ("consent-evidence" {subject, grant}):
 it is readable while the subject is live and dies with the subject key at erasure; the purge then
@@ -23,6 +26,8 @@ from vault_service.crypto.derive import subject_ref
 from vault_service.errors import DataLoss, InvalidArgument, NotFound, shown
 from vault_service.ids import new_record_id
 from vault_service.key_hierarchy import KeyHierarchy, unwrapped
+from vault_service.lifecycle.ledger import Destruction, Kind, State
+from vault_service.lifecycle.shredding import Shredder
 from vault_service.policy import Action, Policy
 from vault_service.policy.model import Grant
 from vault_service.service import validate
@@ -35,11 +40,18 @@ class Consent:
     """Consent grants (see the module docstring)."""
 
     def __init__(
-        self, access: Access, keys: KeyHierarchy, store: RecordStore, policy: Policy, clock: Clock
+        self,
+        access: Access,
+        keys: KeyHierarchy,
+        store: RecordStore,
+        shredder: Shredder,
+        policy: Policy,
+        clock: Clock,
     ) -> None:
         self.access = access
         self.keys = keys
         self.store = store
+        self.shredder = shredder
         self.policy = policy
         self.clock = clock
 
@@ -133,6 +145,16 @@ class Consent:
         """Revoke a grant: the next read in every process is denied."""
         validate.record_id(grant_id, "grant_id")
         self.access.allow(call, Action.CONSENT_REVOKE)
+        known = self.store.grant_state(grant_id)
+        if known is None:
+            raise NotFound()
+        self.shredder.note(
+            [
+                Destruction(
+                    Kind.CONSENT, known[0], State.DONE, self.clock.now(), grant_id, cause="revoked"
+                )
+            ]
+        )
         done = self.store.revoke_grant(
             grant_id,
             self.clock.now(),

@@ -144,7 +144,6 @@ class Reads:
         wanted: frozenset[str] | None,
         *,
         quiet: bool = False,
-        restriction_applies: bool = True,
     ) -> Decision:
         """The policy decision for releasing ``wanted`` of ``stored`` under ``purpose``. A denial
         is audited and raised, unless ``quiet`` (an export skips what it may not release)."""
@@ -155,7 +154,7 @@ class Reads:
             purpose=purpose,
             category=stored.meta.category,
             fields=wanted,
-            subject_restricted=restriction_applies and state is SubjectState.RESTRICTED,
+            subject_restricted=state is SubjectState.RESTRICTED,
             subject_erased=state is SubjectState.ERASED,
             subject_dormant=state is SubjectState.DORMANT,
             grants=stored.grants,

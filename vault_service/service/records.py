@@ -143,6 +143,7 @@ class Records:
         validate.subject_id(subject_id)
         cat = validate.category(self.policy, category)
         validate.payload(self.limits, cat, fields, content)
+        validate.content_type(content_type)
         validate.idempotency_key(idempotency_key)
         ref = subject_ref(self.keys.index_key, subject_id)
         self.access.check(call, self.access.request(call, Action.RECORD_PUT, category=category), ref=ref)
@@ -192,6 +193,7 @@ class Records:
             raise FailedPrecondition("record is not at the expected version")
         cat = validate.category(self.policy, meta.category)
         validate.payload(self.limits, cat, fields, content)
+        validate.content_type(content_type)
         ref = meta.subject_ref
         request = self.access.request(call, Action.RECORD_UPDATE, category=meta.category)
         self.access.check(call, request, ref=ref, record_id=record_id)

@@ -3,9 +3,10 @@
 - Restriction suspends reads except for restriction-exempt purposes (storage and corrections are
   still accepted: restriction is not deletion); lifting it restores them.
 - Export releases every record of the subject that a subject-rights purpose may see, through the
-  one release step (read-once records are released once and destroyed, as by any read). A
-  restriction never blocks the subject's own access. Records kept by law after an erasure are
-  not the subject's to export: only purposes with ``retained_access`` see them.
+  one release step (read-once records are released once and destroyed, as by any read). While
+  processing is restricted only restriction-exempt purposes export (the shipped subject-access
+  purposes are). Records kept by law after an erasure are not the subject's to export: only
+  purposes with ``retained_access`` see them.
 - Erasure (withdrawal) goes through the one erase path (:mod:`..lifecycle.erasure`); asking again
   is not an error: the answer says nothing was erased.
 """
@@ -85,7 +86,6 @@ class SubjectRights:
                     stored,
                     ask.wanted(),
                     quiet=True,
-                    restriction_applies=False,
                 )
                 if not decision.allowed:
                     continue

@@ -26,6 +26,13 @@ MAX_AUDIT_PAGE = 1000
 REFERENCE = re.compile(r"^[^\s]{1,128}$")
 #: business event names (RecordEvent, share expiry, retention rules)
 EVENT_NAME = re.compile(r"^[a-z0-9_]{1,64}$")
+#: a media type (RFC 6838 names, optional parameters); stored in plaintext as metadata, so it is
+#: held to this shape and length rather than taking free text
+CONTENT_TYPE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}"
+    r"(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+-]+){0,4}$"
+)
+MAX_CONTENT_TYPE = 127
 #: accepted times: from the epoch to 9999-12-31T23:59:59Z
 TIME_RANGE = (0.0, 253402300799.0)
 #: the longest accepted duration: 100 years
@@ -73,12 +80,12 @@ def duration(value: float, what: str) -> float:
 
 
 def event_name(value: str) -> None:
-    if not EVENT_NAME.match(value):
+    if not EVENT_NAME.fullmatch(value):
         raise InvalidArgument("event name: 1-64 of a-z, 0-9 and _")
 
 
 def reference(value: str, what: str) -> None:
-    if not REFERENCE.match(value):
+    if not REFERENCE.fullmatch(value):
         raise InvalidArgument(f"{what}: 1-128 characters, no spaces")
 
 
@@ -88,6 +95,12 @@ def page(size: int, token: str, limit: int) -> None:
         raise InvalidArgument(f"page_size must be between 0 and {limit}")
     if token and not is_record_id(token):
         raise InvalidArgument("page_token is malformed")
+
+
+def content_type(value: str) -> None:
+    """Empty, or a media type such as ``image/jpeg`` (at most :data:`MAX_CONTENT_TYPE` chars)."""
+    if value and (len(value) > MAX_CONTENT_TYPE or not CONTENT_TYPE.fullmatch(value)):
+        raise InvalidArgument("content_type must be a media type such as image/jpeg")
 
 
 def idempotency_key(value: str) -> None:

@@ -26,7 +26,7 @@ _TMP = ".partial"
 
 def valid_ref(ref: str) -> str:
     """``ref`` if it is a safe blob name (no paths, no dot files); ValueError otherwise."""
-    if not _REF.match(ref):
+    if not _REF.fullmatch(ref):
         raise ValueError("invalid blob ref")
     return ref
 

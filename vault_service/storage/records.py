@@ -162,6 +162,10 @@ class RecordStore(abc.ABC):
         """Store a grant. FailedPrecondition if the subject is unknown or erased."""
 
     @abc.abstractmethod
+    def grant_state(self, grant_id: str) -> tuple[bytes, bool] | None:
+        """(subject_ref, revoked) of a grant; None if unknown."""
+
+    @abc.abstractmethod
     def plaintext_evidence(self, after: str, limit: int) -> list[tuple[str, bytes, str]]:
         """(grant_id, subject_ref, evidence) of grants whose evidence reference an older version
         stored in plaintext, by grant id after ``after``."""

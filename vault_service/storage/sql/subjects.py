@@ -246,6 +246,13 @@ class SqlSubjects(SqlStoreBase):
             )
             self._audited(conn, audit)
 
+    def grant_state(self, grant_id: str) -> tuple[bytes, bool] | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT subject_ref, revoked_at FROM consent_grants WHERE grant_id = ?", (grant_id,)
+            ).fetchone()
+        return (as_bytes(row[0]), row[1] is not None) if row else None
+
     def plaintext_evidence(self, after: str, limit: int) -> list[tuple[str, bytes, str]]:
         with self._read() as conn:
             rows = conn.execute(
