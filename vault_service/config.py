@@ -173,8 +173,10 @@ class LifecycleConfig:
     """[lifecycle]"""
 
     ledger_path: str = "var/ledger/erasures.jsonl"
-    """The erasure ledger: keep it on other storage than the database and its backups (it is
-    what stops a restored backup from resurrecting an erased subject)."""
+    """The destruction ledger (every erasure, shred, replaced version, revoked share and consent;
+    replayed at start-up): keep it on other storage than the database and its backups, or a
+    restore of both brings back what was destroyed. (The file name is kept from when it listed
+    erasures only.)"""
     rotate_every_days: float = 30.0
     """Root-key epochs: a new primary root version this often (0 disables scheduled rotation)."""
     backup_window_days: float = 35.0

@@ -18,6 +18,7 @@ from collections import Counter
 from typing import Any
 
 from vault_service.app import Assembly
+from vault_service.audit.model import OPERATOR_PRINCIPAL
 from vault_service.lifecycle.audit_log import ChainBroken, verify, write_checkpoint
 from vault_service.lifecycle.rotation import inventory
 from vault_service.policy.model import RetentionRule
@@ -143,7 +144,7 @@ def gather(assembly: Assembly, horizon_days: int = 30) -> dict[str, Any]:
     svc.store.append_audit(
         AuditRow(
             at=now,
-            principal="operator-cli",
+            principal=OPERATOR_PRINCIPAL,
             action="job.report",
             decision="allow",
             reason="compliance report generated",

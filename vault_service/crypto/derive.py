@@ -1,8 +1,8 @@
 """Keyed derivations under the service's index key: every HMAC the vault computes, in one place.
 
 Each derivation has its own domain label, so no two of them can ever produce the same input to the
-MAC. The labels are part of the stored format (docs/format.md): changing one orphans what was
-derived with it (a subject whose reference changed is no longer found).
+MAC. The labels are part of the stored format: changing one orphans what was derived with it (a
+subject whose reference changed is no longer found).
 
 ===================  =================================  =====================================
 label                input after the label              used for

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from vault_service.audit.chain import Checkpoint, entry_hash
 from vault_service.audit.checkpoints import CheckpointStore
-from vault_service.audit.model import AuditEntry, AuditRow
+from vault_service.audit.model import AuditEntry, job_row
 from vault_service.audit.verify import VerifyReport, verify_chain
 from vault_service.crypto.signing import SigningKey
 from vault_service.storage import RecordStore
@@ -81,15 +81,7 @@ def prune(
     """Delete entries older than the retention period so that the rest still verifies: first a
     signed anchor (where the log now starts and the prev_hash its first entry carries), then the
     deletion. Returns how many entries were deleted."""
-    store.append_audit(
-        AuditRow(
-            at=now,
-            principal="vault-service",
-            action="audit.prune",
-            decision="allow",
-            reason=f"retention {retention_seconds:.0f}s",
-        )
-    )
+    store.append_audit(job_row("audit.prune", f"retention {retention_seconds:.0f}s", now))
     first_kept = store.audit_first_seq_since(now - retention_seconds)
     if first_kept is None:
         return 0

@@ -33,7 +33,6 @@ from vault_service.lifecycle.shredding import Requester, Shredder
 from vault_service.storage import RecordStore, SubjectState
 from vault_service.storage.rows import PendingDeletion, PendingKind
 
-
 #: the audited reasons of an erasure that found nothing to destroy (it is idempotent)
 ALREADY_ERASED = "already erased: nothing destroyed"
 NOTHING_TO_ERASE = "unknown subject: nothing to erase"

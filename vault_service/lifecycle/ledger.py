@@ -18,8 +18,9 @@ could have wrapped its key, for deletion verification), a ``record`` (delete, re
 dormancy), a record ``version`` (the one an update replaced), a ``share`` (revoked or expired),
 a ``consent`` grant (revoked: a withdrawn consent must not come back with a backup either).
 
-Format: JSON lines, each a signed batch of entries (one fsync per batch, so a retention sweep of
-many records costs one sync)::
+Format: JSON lines, each a signed batch of entries written with one fsync (the share sweep notes
+all the shares it destroys in one batch; a record shred is its own line, so that a crash between
+two shreds leaves each one either done and ledgered or not started)::
 
     {"format": "vault-destruction-ledger/v2", "entries": [...], "public_key": hex, "signature": hex}
 
