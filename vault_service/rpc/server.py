@@ -260,6 +260,14 @@ def serve(
     one of several worker processes (``worker``), binds with SO_REUSEPORT and prints one
     readiness line for its supervisor instead."""
     stream = out or sys.stdout
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    # before the readiness line: a supervisor may stop us the moment it reads it
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     running = start_server(config, env, reuse_port=worker)
     host = config.server.listen.rsplit(":", 1)[0]
     if worker:
@@ -270,13 +278,6 @@ def serve(
             metrics_host = config.metrics.listen.rpartition(":")[0]
             lines.append(f"metrics on http://{metrics_host}:{running.metrics.port}/metrics")
     print("\n".join(lines), file=stream, flush=True)
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     done.wait()
     log.info(
         "shutting down",

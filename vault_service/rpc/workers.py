@@ -139,9 +139,13 @@ def _stop_all(workers: list[_Worker], timeout: float) -> bool:
     clean = True
     for worker in workers:
         try:
-            clean &= worker.proc.wait(max(0.0, deadline - time.monotonic())) == 0
+            code = worker.proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             worker.proc.kill()
-            worker.proc.wait()
+            code = worker.proc.wait()
+        if code != 0:
+            log.error(
+                "worker did not stop cleanly", extra=fields(worker_pid=worker.proc.pid, exit_code=code)
+            )
             clean = False
     return clean
