@@ -125,6 +125,29 @@ class Vault:
             self._clients[who] = VaultClient(self.address, ALL_TOKENS[who], timeout=10)
         return self._clients[who]
 
+    def share_with_clinic(
+        self, record_id: str, category: str, fields: list[str], days: float = 30
+    ) -> tuple[Any, Any]:
+        """The member's consent to the clinic_proposal purpose for ``category``, and a share of
+        ``record_id``'s ``fields`` with the clinic for ``days``: (grant, share)."""
+        app = self.client("app")
+        grant = app.grant_consent(
+            "member-1",
+            "clinic_proposal",
+            {category: None},
+            evidence_reference="match-request-8812",
+            grantee_principal="clinic",
+        )
+        share = app.create_share(
+            "member-1",
+            "clinic",
+            "clinic_proposal",
+            [record_id],
+            fields,
+            expires_at=self.clock.now() + days * 86400,
+        )
+        return grant, share
+
     # backups ---------------------------------------------------------------------------------------
     def backup(self) -> Backup:
         """Stop, copy the data directory (and database), start again."""

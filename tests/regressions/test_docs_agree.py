@@ -43,16 +43,7 @@ def test_reads_of_an_erased_subject_answer_as_the_readme_says(vault: Vault) -> N
     erased subjects; its FAILED_PRECONDITION row names erased subjects only for writes)."""
     app, clinic = vault.client("app"), vault.client("clinic")
     rid = app.put_record("member-1", "concern_text", TEXT).record_id
-    app.grant_consent(
-        "member-1",
-        "clinic_proposal",
-        {"concern_text": None},
-        evidence_reference="match-request-8812",
-        grantee_principal="clinic",
-    )
-    share = app.create_share(
-        "member-1", "clinic", "clinic_proposal", [rid], ["text"], expires_at=vault.clock.now() + DAY
-    )
+    _, share = vault.share_with_clinic(rid, "concern_text", ["text"], days=1)
     assert app.erase_subject("member-1") is True
     with pytest.raises(NotFound):
         app.get_record(rid, "matching")

@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 from tests.regressions.conftest import DAY, Vault, configure, policy_with_all_principals
 from tests.support.serve import vaultctl
 from vault_service.clock import FixedClock
-from vault_service.errors import PermissionDenied
+from vault_service.errors import InvalidArgument, PermissionDenied
 
 TEXT = {"text": "second rhinoplasty consultation", "budget": "3000000"}
 
@@ -41,21 +41,7 @@ def test_a_consent_revoked_after_a_backup_stays_revoked_after_a_restore(vault: V
     them; it should survive a restore as a revoked share does."""
     app = vault.client("app")
     rid = app.put_record("member-1", "concern_text", TEXT).record_id
-    grant = app.grant_consent(
-        "member-1",
-        "clinic_proposal",
-        {"concern_text": None},
-        evidence_reference="match-request-8812",
-        grantee_principal="clinic",
-    )
-    share = app.create_share(
-        "member-1",
-        "clinic",
-        "clinic_proposal",
-        [rid],
-        ["text"],
-        expires_at=vault.clock.now() + 30 * DAY,
-    )
+    grant, share = vault.share_with_clinic(rid, "concern_text", ["text"])
     assert len(list(vault.client("clinic").read_share(share.share_id))) == 1
     backup = vault.backup()
     vault.client("app").revoke_consent(grant.grant_id)
@@ -121,3 +107,27 @@ def test_a_hold_reason_and_case_reference_are_not_in_plaintext_at_rest(vault: Va
     marker = "HOLD-MARKER-4f1c9a"
     vault.client("legal").place_hold("member-1", f"complaint {marker}", f"case-{marker}")
     assert _plaintext_hits(vault, marker) == []
+
+
+def test_a_trailing_newline_does_not_make_an_id_or_a_name_valid(vault: Vault) -> None:
+    """Found while fixing defect 9: ids, event names and references were checked with ``$``,
+    which also matches before a final newline, so ``<record id>\\n`` was a well-formed id and
+    ``form-1\\n`` a well-formed evidence reference. Every one is INVALID_ARGUMENT now."""
+    app = vault.client("app")
+    rid = app.put_record("member-1", "concern_text", TEXT).record_id
+    with pytest.raises(InvalidArgument):
+        app.get_record(rid + "\n", "matching")
+    with pytest.raises(InvalidArgument):
+        app.record_event("member-1", "match_completed\n")
+    with pytest.raises(InvalidArgument):
+        app.grant_consent(
+            "member-1",
+            "clinic_proposal",
+            {"concern_text": None},
+            evidence_reference="form-1\n",
+            grantee_principal="clinic",
+        )
+    with pytest.raises(InvalidArgument):
+        app.put_record(
+            "member-1", "concern_photo", {"caption": "c"}, content=b"x", content_type="image/jpeg\n"
+        )

@@ -220,21 +220,7 @@ def test_revoked_share_stays_revoked_after_a_restore(vault: Vault) -> None:
     is restored."""
     app = vault.client("app")
     rid = app.put_record("member-1", "concern_text", TEXT).record_id
-    app.grant_consent(
-        "member-1",
-        "clinic_proposal",
-        {"concern_text": None},
-        evidence_reference="match-request-8812",
-        grantee_principal="clinic",
-    )
-    share = app.create_share(
-        "member-1",
-        "clinic",
-        "clinic_proposal",
-        [rid],
-        ["text"],
-        expires_at=vault.clock.now() + 30 * DAY,
-    )
+    _, share = vault.share_with_clinic(rid, "concern_text", ["text"])
     assert len(list(vault.client("clinic").read_share(share.share_id))) == 1
     backup = vault.backup()
     vault.client("app").revoke_share(share.share_id)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.regressions.conftest import ALL_TOKENS, DAY, Vault, read_once_policy_text
+from tests.regressions.conftest import ALL_TOKENS, Vault, read_once_policy_text
 from vault_service.client import Record, VaultClient
 from vault_service.errors import FailedPrecondition, NotFound, PermissionDenied, VaultError
 
@@ -137,21 +137,7 @@ def test_a_share_read_releases_a_read_once_record_once(vault: Vault) -> None:
     the share releases nothing, and GetRecord is NOT_FOUND."""
     app, clinic = vault.client("app"), vault.client("clinic")
     rid = app.put_record("member-1", "face_photo", {}, content=PHOTO).record_id
-    app.grant_consent(
-        "member-1",
-        "clinic_proposal",
-        {"face_photo": None},
-        evidence_reference="match-request-8812",
-        grantee_principal="clinic",
-    )
-    share = app.create_share(
-        "member-1",
-        "clinic",
-        "clinic_proposal",
-        [rid],
-        ["content"],
-        expires_at=vault.clock.now() + 30 * DAY,
-    )
+    _, share = vault.share_with_clinic(rid, "face_photo", ["content"])
     assert _share_content(clinic, share.share_id) == PHOTO
     again = _share_content(clinic, share.share_id)
     assert not again, f"a second read of the share released {len(again)} bytes of it again"

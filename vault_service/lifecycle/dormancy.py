@@ -84,7 +84,7 @@ def sweep_dormancy(
             counts["dormant"] += 1
     by = Requester(JOB_PRINCIPAL, "dormancy")
     for ref in each(SubjectState.DORMANT, now - dormant_after - destroy_after):
-        if store.subject_held(ref):
+        if store.holds_cover(ref):
             continue  # its hold's release lets the next run destroy it
         if eraser.erase(ref, _job(ref, "dormant too long: erased", now), by):
             counts["destroyed"] += 1

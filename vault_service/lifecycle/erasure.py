@@ -74,7 +74,7 @@ class Eraser:
             reason = NOTHING_TO_ERASE if state is None else ALREADY_ERASED
             self.store.append_audit(replace(audit, reason=reason))
             return False
-        held = self.store.subject_held(ref)
+        held = self.store.holds_cover(ref)
         self._ledger(ref, State.DEFERRED if held else State.DONE, by.cause)
         pending = self.shredder.pending(PendingKind.SUBJECT, ref, "", by) if record_pending else None
         try:

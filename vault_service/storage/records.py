@@ -269,10 +269,6 @@ class RecordStore(abc.ABC):
         ordered by reference, after ``after``."""
 
     @abc.abstractmethod
-    def subject_held(self, subject_ref: bytes) -> bool:
-        """Whether any active hold applies to the subject or one of its records."""
-
-    @abc.abstractmethod
     def subject_residue(self, subject_ref: bytes) -> tuple[bool, int]:
         """What is left of a subject in the database: (its key row still exists, its record rows
         count), whatever its state (deletion verification)."""

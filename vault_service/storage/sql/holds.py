@@ -68,16 +68,6 @@ class SqlHolds(SqlStoreBase):
             ).fetchall()
         return [self._hold(r) for r in rows]
 
-    def subject_held(self, subject_ref: bytes) -> bool:
-        with self._read() as conn:
-            return (
-                conn.execute(
-                    "SELECT 1 FROM legal_holds WHERE released_at IS NULL AND subject_ref = ?",
-                    (subject_ref,),
-                ).fetchone()
-                is not None
-            )
-
     def _defer_if_held(
         self,
         conn: Connection,
