@@ -6,11 +6,12 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/dev.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install proto proto-check run test lint bench soak clean system-deps
+.PHONY: help install proto proto-check run test test-model lint bench soak clean system-deps
 
 help:
 	@echo "make run      set up and serve on 127.0.0.1:50051 (SQLite, filesystem blobs, local keyring)"
 	@echo "make test     set up and run the whole test suite"
+	@echo "make test-model  the model-based lifecycle test alone, MODEL_EXAMPLES (5000) random examples"
 	@echo "make lint     ruff, mypy --strict, layering check, generated-code drift check"
 	@echo "make proto    regenerate the gRPC code from protos/"
 	@echo "make bench    run the benchmarks (results in bench-results/)"
@@ -50,6 +51,14 @@ $(NODE_DEPS): tests/interop/node/package-lock.json | system-deps
 test: proto system-deps $(NODE_DEPS)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; fi; exit $$rc
+
+# The model-based lifecycle test (tests/model) alone and longer than in `make test`: MODEL_EXAMPLES
+# examples on SQLite and a fifth of them on PostgreSQL (MODEL_PG_EXAMPLES), MODEL_STEPS steps each,
+# random seeds (a failure prints the blob that reproduces it), with hypothesis statistics.
+MODEL_EXAMPLES ?= 5000
+test-model: proto system-deps
+	MODEL_EXAMPLES=$(MODEL_EXAMPLES) MODEL_RANDOM=1 $(PY) -m pytest tests/model \
+	  --hypothesis-show-statistics $(PYTEST_ARGS)
 
 lint: proto-check
 	$(VENV)/bin/ruff check vault_service tests tools benchmarks

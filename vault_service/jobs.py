@@ -17,6 +17,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -187,10 +188,14 @@ class JobRunner:
         for t in self._threads:
             t.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop every loop, waiting for a run in progress to finish (up to ``timeout``)."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
         for t in self._threads:
-            t.join(timeout=5)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                log.warning("job still running at shutdown", extra=fields(job=t.name))
 
     def _loop(self, job: Job) -> None:
         while not self._stop.wait(job.interval):

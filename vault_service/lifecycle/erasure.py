@@ -87,8 +87,9 @@ class Eraser:
         return erased
 
     def carry_out(self, pending: PendingDeletion, hold_id: str) -> bool:
-        """Carry out one deletion a hold deferred, through the one path of its kind; False if
-        another hold still applies (it stays pending). Either way nothing is recorded twice."""
+        """Carry out one deletion a hold deferred, through the one path of its kind: True if it
+        destroyed something; False if another hold still applies (it stays pending) or there
+        was nothing left to destroy (it is dropped)."""
         by = Requester(pending.requested_by, f"released hold {hold_id}")
         audit = AuditRow(
             at=self.clock.now(),
@@ -101,17 +102,19 @@ class Eraser:
         )
         try:
             if pending.kind is PendingKind.SUBJECT:
-                self.erase(pending.subject_ref, audit, by, record_pending=False)
+                done = self.erase(pending.subject_ref, audit, by, record_pending=False)
             elif pending.kind is PendingKind.RECORD:
-                self.shredder.record(pending.record_id, audit, by, record_pending=False)
-            elif not self.shredder.version(
-                pending.record_id, pending.subject_ref, pending.version, audit, by
-            ):
-                return False
+                done = (
+                    self.shredder.record(pending.record_id, audit, by, record_pending=False) is not None
+                )
+            else:
+                done = self.shredder.version(
+                    pending.record_id, pending.subject_ref, pending.version, audit, by
+                )
         except LegalHoldActive:
-            return False
-        self.store.drop_pending(pending.pending_id)
-        return True
+            return False  # another hold still applies: it stays pending
+        self.store.drop_pending(pending.pending_id)  # carried out, or moot (already gone)
+        return done
 
     def release(self, subject_ref: bytes, hold_id: str) -> int:
         """After a hold on the subject was released: carry out every deletion it deferred that

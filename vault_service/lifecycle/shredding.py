@@ -175,15 +175,18 @@ class Shredder:
 
     def version(self, rid: str, ref: bytes, version: int, audit: AuditRow, by: Requester) -> bool:
         """Destroy a version an update replaced while a hold applied (at the hold's release, or
-        at a replay). False while a hold still applies."""
-        self.note([self._entry(Kind.VERSION, ref, False, by.cause, rid, version)])
-        try:
-            shredded = self.store.delete_version(rid, version, audit)
-        except LegalHoldActive:
-            self.note([self._entry(Kind.VERSION, ref, True, by.cause, rid, version)])
+        at a replay); False if it is gone already. If it is the record's current version again
+        (a restored backup lost the update), the record goes with it: what it shows was
+        superseded. LegalHoldActive while a hold still applies."""
+        owner = self.store.record_owner(rid)
+        if owner is None or version not in owner.versions:
             return False
+        if owner.version == version:
+            return self.record(rid, audit, by, record_pending=False) is not None
+        self.note([self._entry(Kind.VERSION, ref, owner.held, by.cause, rid, version)])
+        shredded = self.store.delete_version(rid, version, audit)
         self.remove_blobs(shredded)
-        return True
+        return shredded is not None
 
     # shares --------------------------------------------------------------------------------------
     def shares(self, doomed: Sequence[tuple[str, bytes]], cause: str) -> None:

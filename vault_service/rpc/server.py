@@ -74,8 +74,11 @@ class RunningServer:
         health_servicer: health.HealthServicer,
         assembly: Assembly,
         config: Config,
+        executor: futures.ThreadPoolExecutor | None = None,
     ) -> None:
         self.server = server
+        #: the threads that run the handlers (stop waits for them before closing the store)
+        self._executor = executor
         self.port = port
         self.health = health_servicer
         self.assembly = assembly
@@ -173,6 +176,10 @@ class RunningServer:
         self._stop.set()
         self._set(False)
         self.server.stop(grace).wait()
+        if self._executor is not None:
+            # a handler aborted by the stop may still be running: nothing may use the store
+            # once it is closed (a restore may be about to replace its files)
+            self._executor.shutdown(wait=True)
         self.jobs.stop()
         self._monitor.join(timeout=5)
         final_checkpoint(self.assembly)
@@ -204,8 +211,9 @@ def start_server(
         ("grpc.max_send_message_length", config.server.max_message_bytes),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
+    executor = futures.ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="rpc")
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="rpc"),
+        executor,
         interceptors=[VaultInterceptor(Authenticator(assembly.service.policy))],
         options=options,
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
@@ -223,7 +231,7 @@ def start_server(
     if port == 0:
         raise ConfigError(f"server.listen: cannot bind {config.server.listen}")
     server.start()
-    running = RunningServer(server, port, health_servicer, assembly, config)
+    running = RunningServer(server, port, health_servicer, assembly, config, executor)
     if config.metrics.listen:
         try:
             running.start_metrics(config.metrics.listen)

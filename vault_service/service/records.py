@@ -197,8 +197,8 @@ class Records:
         ref = meta.subject_ref
         request = self.access.request(call, Action.RECORD_UPDATE, category=meta.category)
         self.access.check(call, request, ref=ref, record_id=record_id)
-        if self.store.get_subject_key(ref) is None:
-            raise NotFound()
+        if self.store.get_subject_key(ref) is None:  # a record kept by law after an erasure
+            raise FailedPrecondition("subject was erased; its records kept by law are read-only")
         key, kind = self.keys.key_for_write(ref, cat.retention.survives_erasure)
         version = meta.version + 1
         new = self._seal(
