@@ -16,6 +16,8 @@ from __future__ import annotations
 import io
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -506,11 +508,26 @@ class Driver:
 
     # -- files on disk ---------------------------------------------------------------------------
     def plaintext_at_rest(self, pattern: re.Pattern[bytes]) -> list[str]:
-        """Files of the data directory (database, WAL, blobs) where ``pattern`` occurs."""
-        hits = []
-        for path in sorted((self.home / "data").rglob("*")):
-            if path.is_file():
-                m = pattern.search(path.read_bytes())
-                if m:
-                    hits.append(f"{path.relative_to(self.home)}: {m.group().decode()}")
-        return hits
+        """Files of the data directory (database, WAL, blobs) where ``pattern`` occurs.
+
+        Read by another process: closing a file descriptor of the database in the server's own
+        process would drop that process's POSIX locks on it (SQLite's locks are per process),
+        and a vaultctl process writing meanwhile would corrupt the database."""
+        scan = (
+            "import re, sys, pathlib\n"
+            "pattern = re.compile(sys.argv[2].encode())\n"
+            "home = pathlib.Path(sys.argv[1])\n"
+            "for path in sorted((home / 'data').rglob('*')):\n"
+            "    if path.is_file():\n"
+            "        m = pattern.search(path.read_bytes())\n"
+            "        if m:\n"
+            "            print(f'{path.relative_to(home)}: {m.group().decode()}')\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", scan, str(self.home), pattern.pattern.decode()],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return done.stdout.splitlines()

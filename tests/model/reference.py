@@ -1080,6 +1080,13 @@ class Model:
         shared = [self.s.records[rl] for rl in x.records]
         live = [r for r in shared if r.state == LIVE]
         covered = [r for r in live if self.granted(x.subject, x.purpose, who, r.category)]
+        if not live:
+            # ambiguous: every shared record is gone: nothing to release, or refused (docs: a
+            # record deleted since the share was made is skipped)
+            def nothing(value: dict[str, tuple[dict[str, str], bytes | None]]) -> str | None:
+                return f"released {sorted(value)} of a share with no record left" if value else None
+
+            return expect(op, {OK, PERMISSION_DENIED}, nothing)
         if not covered:
             return expect(op, {PERMISSION_DENIED}, why="no active consent")
         expected: dict[str, tuple[dict[str, str], bytes | None]] = {}

@@ -1,3 +1,3 @@
-"""Lifecycle jobs. Today: the purge of erased subjects' rows (``VaultService.purge_erased``, run
-by a background thread of the server). Retention sweeps, rotation/rewrap and deletion verification
-are tracked by their own issues."""
+"""Destruction and the life of data: THE erase path (erasure.py), THE shred path and the purge
+(shredding.py), the destruction ledger and its replay (ledger.py, replay.py), retention,
+dormancy and business events, deletion verification, root-key rotation and the audit jobs."""

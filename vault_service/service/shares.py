@@ -370,9 +370,17 @@ class Shares:
                 call, Action.SHARE_READ, "action not permitted for role", record_id=share_id
             )
         row, terms = self._open(call, share_id)
-        metrics.SHARE_READS.labels("served").inc()
         request = self.access.request(call, Action.SHARE_READ, purpose=terms.purpose)
         self.access.check(call, request, ref=row.subject_ref, record_id=share_id)
+        now = self.clock.now()
+        if not any(
+            g.covers(call.principal) and g.active_at(now)
+            for g in self.store.subject_grants(row.subject_ref, terms.purpose)
+        ):  # reading needs the consent still, even if nothing would be released
+            raise self.access.refuse(
+                call, Action.SHARE_READ, "no consent", purpose=terms.purpose, record_id=share_id
+            )
+        metrics.SHARE_READS.labels("served").inc()
         for record_id in terms.records:
             self._open(call, share_id)
             stored = self.store.get_record(record_id, grants_for=terms.purpose)

@@ -5,6 +5,11 @@ main file), foreign keys, a checkpoint at start-up, one connection per thread, s
 IMMEDIATE`` write transactions (which serialize writers, so no row locks are needed). ``sqlite3``
 errors are mapped once, here: busy/locked/unopenable -> Unavailable, anything else -> Internal,
 never with the vendor's text.
+
+SQLite's locks are POSIX locks, held per process: closing *any* descriptor of the database file
+in this process drops them all, and another process (a ``vaultctl`` command) writing then can
+corrupt the database. Nothing in the serving process may open the files by other means; copy
+them from another process, or with SQLite's backup API.
 """
 
 from __future__ import annotations
