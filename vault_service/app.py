@@ -184,6 +184,6 @@ def build_service(
             "destruction ledger replay destroyed again what a restored backup brought back",
             extra=fields(destroyed=report.total, deferred=report.re_deferred, **report.redone),
         )
-    service.seal_legacy_evidence()
+    service.seal_legacy_plaintext()
     checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
     return Assembly(service, store, checkpoints, dev_token)

@@ -126,6 +126,12 @@ def server_jobs(assembly: Assembly, config: Config) -> list[Job]:
             lc.backup_window_days * _DAY,
         )
 
+    witnessed = threading.Event()  # set once no record is left to witness: the job stops
+
+    def witnesses() -> None:
+        if not witnessed.is_set() and not audit_log.backfill_witnesses(svc.store, svc.clock.now()):
+            witnessed.set()
+
     def dormancy() -> None:
         svc.sweep_dormancy(
             lc.dormant_after_days * _DAY,
@@ -139,6 +145,12 @@ def server_jobs(assembly: Assembly, config: Config) -> list[Job]:
         Job("purge_erased", purge, purge_all, _emit("purge_job_failed")),
         Job("share_sweep", purge, svc.shares.sweep, _emit("share_sweep_job_failed")),
         Job("retention_sweep", purge, retention, _emit("retention_job_failed")),
+        Job(
+            "pending_deletions",
+            purge,
+            svc.eraser.carry_out_unheld,
+            _emit("pending_deletions_job_failed"),
+        ),
         Job(
             "blob_sweep",
             max(purge, min(blob_age, 3600.0)),
@@ -161,6 +173,13 @@ def server_jobs(assembly: Assembly, config: Config) -> list[Job]:
         ),
         Job("key_epochs", epoch_every, epochs, _emit("key_epoch_job_failed"), leased=True),
         Job("dormancy", epoch_every, dormancy, _emit("dormancy_job_failed"), leased=True),
+        Job(
+            "witness_backfill",
+            purge,
+            witnesses,
+            _emit("witness_backfill_job_failed"),
+            leased=True,
+        ),
     ]
 
 

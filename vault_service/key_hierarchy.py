@@ -27,11 +27,19 @@ from typing import TypeVar
 
 from vault_service import security_events
 from vault_service.clock import Clock
-from vault_service.crypto import Context, DataKey, IndexKey, SubjectKey, unwrap_key
+from vault_service.crypto import (
+    Context,
+    DataKey,
+    IndexKey,
+    SubjectKey,
+    open_value,
+    seal_value,
+    unwrap_key,
+)
 from vault_service.crypto.context import record_context, service_key_context, subject_key_context
 from vault_service.crypto.keys import SecretKey
 from vault_service.crypto.signing import SigningKey
-from vault_service.errors import DataLoss, FailedPrecondition, IntegrityError
+from vault_service.errors import DataLoss, FailedPrecondition, IntegrityError, RootVersionRetired
 from vault_service.key_providers.base import KeyProvider, WrappedKey
 from vault_service.key_providers.cache import SubjectKeyCache
 from vault_service.storage import RecordStore, StoredRecord
@@ -77,10 +85,18 @@ class KeyHierarchy:
         primary on (the store refuses a retired version, or the provider a version pending
         destruction), refresh this process's view of the versions and wrap again."""
         for attempt in range(_WRAP_ATTEMPTS):
+            last = attempt == _WRAP_ATTEMPTS - 1
             try:
-                return put(self.provider.wrap(key, context))
-            except FailedPrecondition:  # RootVersionRetired, or the provider's refusal
-                if attempt == _WRAP_ATTEMPTS - 1:
+                wrapped = self.provider.wrap(key, context)
+            except FailedPrecondition:  # e.g. KMS: the cached primary is pending deletion
+                if last:
+                    raise
+                self.provider.refresh()
+                continue
+            try:
+                return put(wrapped)
+            except RootVersionRetired:  # the store refuses a version closed meanwhile
+                if last:
                     raise
                 self.provider.refresh()
         raise AssertionError("unreachable")
@@ -142,6 +158,25 @@ class KeyHierarchy:
                 ),
             )
         return self.subject_key(ref, wrapped)
+
+    def live_subject_key(self, ref: bytes) -> SubjectKey | None:
+        """The subject key while the subject is live; None once it is erased (or unknown)."""
+        wrapped = self.store.get_subject_key(ref)
+        return None if wrapped is None else self.subject_key(ref, wrapped)
+
+    def seal_for_subject(self, ref: bytes, context: Context, value: bytes) -> bytes | None:
+        """``value`` sealed under the subject key (it dies with the subject); None if the
+        subject is erased or unknown."""
+        key = self.live_subject_key(ref)
+        return None if key is None else seal_value(key, context, value)
+
+    def open_for_subject(self, ref: bytes, context: Context, sealed: bytes) -> bytes | None:
+        """A value sealed by :meth:`seal_for_subject`; None once the subject is erased.
+        DATA_LOSS if it fails authentication."""
+        key = self.live_subject_key(ref)
+        if key is None:
+            return None
+        return unwrapped(lambda: open_value(key, context, sealed))
 
     def key_for_write(self, ref: bytes, survives_erasure: bool) -> tuple[SubjectKey, KeyKind]:
         """The key a new record version's data key is wrapped under: the subject key, or for

@@ -33,7 +33,7 @@ EVENTS = frozenset(
         "audit_checkpoint_failed",  # the signed checkpoint could not be written
         "audit_write_failed",  # an audit entry could not be written (its operation failed)
         "deletion_verification_failed",  # an erasure was found not complete
-        "erasure_replayed",  # a restored database had a ledgered erasure undone; redone
+        "erasure_replayed",  # a restored database had a ledgered destruction undone; redone
         "key_provider_down",  # the key provider failed long enough to turn NOT_SERVING
         "key_epoch_job_failed",  # the root-key rotation/destruction job failed
         "dormancy_job_failed",  # dormancy notices, separation or destruction did not run
@@ -43,6 +43,8 @@ EVENTS = frozenset(
         "blob_sweep_job_failed",  # partial uploads or orphan blobs were not removed
         "audit_prune_job_failed",  # audit entries past their retention were not pruned
         "ledger_write_failed",  # a committed destruction could not be added to the ledger
+        "pending_deletions_job_failed",  # deletions no hold blocks any more were not carried out
+        "witness_backfill_job_failed",  # records of an older version are not yet witnessed
     }
 )
 

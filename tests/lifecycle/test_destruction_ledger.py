@@ -85,3 +85,17 @@ def test_an_unwritable_ledger_is_unavailable(tmp_path: Path) -> None:
     (tmp_path / "l.jsonl").mkdir()  # a directory where the file should be
     with pytest.raises(Unavailable):
         DestructionLedger(tmp_path / "l.jsonl").append(SigningKey.generate(), [_entry()])
+
+
+def test_a_torn_last_line_is_ignored_and_cut_by_the_next_append(tmp_path: Path) -> None:
+    """A crash in the middle of an append leaves a line without its newline: nothing was
+    destroyed for it (ledger first), so it is not an edit; the next append cuts it."""
+    key = SigningKey.generate()
+    ledger = DestructionLedger(tmp_path / "l.jsonl")
+    ledger.append(key, [_entry(oid="r1")])
+    with (tmp_path / "l.jsonl").open("a") as f:
+        f.write('{"format": "vault-destruction-ledger/v2", "entr')
+    assert [e.object_id for e in ledger.entries(key.public_key())] == ["r1"]
+    ledger.append(key, [_entry(oid="r2")])
+    assert [e.object_id for e in ledger.entries(key.public_key())] == ["r1", "r2"]
+    assert (tmp_path / "l.jsonl").read_text().count("\n") == 2

@@ -101,7 +101,7 @@ def test_rewrap_skips_a_key_erased_meanwhile(service: VaultService) -> None:
     ]
     service.erase_subject(CALL, "member-1")
     fresh = service.provider.rewrap(wrapped, subject_key_context(ref))
-    assert service.store.replace_subject_key(ref, wrapped, fresh) is False
+    assert service.store.replace_subject_key(ref, wrapped, fresh, provider="local") is False
     assert service.store.get_subject_key(ref) is None
 
 
@@ -112,7 +112,7 @@ def test_tampered_key_does_not_stop_rotation(service: VaultService) -> None:
     wrapped = service.store.get_subject_key(ref)
     assert wrapped is not None
     forged = type(wrapped)(wrapped.root_version, wrapped.ciphertext[:-2] + b"AA")
-    service.store.replace_subject_key(ref, wrapped, forged)
+    service.store.replace_subject_key(ref, wrapped, forged, provider="local")
     summary = rotation.rewrap_keys(service.store, service.provider, batch_size=10)
     assert (summary.rewrapped, summary.failed, summary.remaining) == (4, 1, 1)
 

@@ -184,9 +184,11 @@ def test_rewrap_queries_and_batched_compare_and_set(store: RecordStore) -> None:
     assert [r for r, _ in store.subject_keys_not_at("2", 10, refs[2])] == refs[3:]
     store.erase_subject(refs[1], 2.0, None)
     changes = [(ref, w, WrappedKey("2", b"n" * 61)) for ref, w in page]
-    assert store.replace_subject_keys(changes) == [True, False, True]
+    assert store.replace_subject_keys(changes, provider="local") == [True, False, True]
     assert store.subject_keys_by_root_version() == {"1": 2, "2": 2}
-    assert store.replace_subject_key(refs[0], page[0][1], WrappedKey("3", b"x")) is False
+    assert (
+        store.replace_subject_key(refs[0], page[0][1], WrappedKey("3", b"x"), provider="local") is False
+    )
     assert store.subject_keys_not_at("2", 10, None) == [
         (r, WrappedKey("1", r[:1] * 61)) for r in refs[3:]
     ]

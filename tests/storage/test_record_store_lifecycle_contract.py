@@ -76,11 +76,11 @@ def _race(n: int, fn: Callable[[int], Any]) -> list[Any]:
 def test_a_read_once_claim_destroys_the_record_once(store: RecordStore) -> None:
     _subject(store)
     rid = _record(store)
-    claim = store.consume_read_once(rid, 2.0, (RELEASE, DESTROY), _pending(PendingKind.RECORD, rid))
+    claim = store.consume_read_once(rid, 1, 2.0, (RELEASE, DESTROY), _pending(PendingKind.RECORD, rid))
     assert claim is not None and not claim.held and claim.shredded is not None
     assert claim.shredded.blob_refs == ("b.v1",)
     assert store.get_record(rid) is None and store.record_owner(rid) is None
-    assert store.consume_read_once(rid, 3.0, (RELEASE, DESTROY), _pending(PendingKind.RECORD)) is None
+    assert store.consume_read_once(rid, 1, 3.0, (RELEASE, DESTROY), _pending(PendingKind.RECORD)) is None
     actions = [(r.action, r.reason) for r in store.audit_rows()]
     assert actions[-2:] == [("record.get", "released"), ("record.delete", "gone")]
 
@@ -91,7 +91,7 @@ def test_concurrent_read_once_claims_have_one_winner(store: RecordStore) -> None
     results = _race(
         6,
         lambda i: store.consume_read_once(
-            rid, 2.0, (RELEASE, DESTROY), _pending(PendingKind.RECORD, rid)
+            rid, 1, 2.0, (RELEASE, DESTROY), _pending(PendingKind.RECORD, rid)
         ),
     )
     winners = [r for r in results if r is not None and not isinstance(r, Exception)]
@@ -103,13 +103,13 @@ def test_a_held_read_once_record_is_consumed_kept_and_never_found(store: RecordS
     _subject(store)
     rid = _record(store)
     _hold(store, rid)
-    claim = store.consume_read_once(rid, 2.0, (RELEASE, DESTROY), _pending(PendingKind.RECORD, rid))
+    claim = store.consume_read_once(rid, 1, 2.0, (RELEASE, DESTROY), _pending(PendingKind.RECORD, rid))
     assert claim is not None and claim.held and claim.shredded is None
     assert store.get_record(rid) is None and store.get_meta(rid) is None
     assert store.list_records(REF, 10, None) == []
     owner = store.record_owner(rid)
     assert owner is not None and owner.held and owner.versions == (1,)  # kept as evidence
-    assert store.consume_read_once(rid, 3.0, (RELEASE, DESTROY), _pending(PendingKind.RECORD)) is None
+    assert store.consume_read_once(rid, 1, 3.0, (RELEASE, DESTROY), _pending(PendingKind.RECORD)) is None
     assert [p.kind for p in store.pending_deletions(REF)] == [PendingKind.RECORD]
     assert store.audit_rows()[-1].decision == "deferred"
 
@@ -165,8 +165,9 @@ def test_holds_cover_and_stale_holds_are_released(store: RecordStore) -> None:
     _hold(store, rid)
     assert store.holds_cover(REF, rid) and not store.holds_cover(REF, other)
     assert store.holds_cover(REF)  # a record's hold covers its subject's erasure
-    assert store.release_stale_holds(REF, other, None) == 0
-    assert store.release_stale_holds(REF, rid, DESTROY) == 1
+    assert store.release_stale_holds(REF, other, 5.0, None) == 0
+    assert store.release_stale_holds(REF, rid, 0.5, DESTROY) == 0  # placed after that moment
+    assert store.release_stale_holds(REF, rid, 5.0, DESTROY) == 1
     assert not store.holds_cover(REF) and store.list_holds(REF)[0].released_at is not None
     assert "stale holds" in store.audit_rows()[-1].reason
 
@@ -237,3 +238,62 @@ def test_erasure_deletes_the_subjects_grants(store: RecordStore) -> None:
     store.insert_grant(REF, grant, "app", 1.0, None)
     store.erase_subject(REF, 2.0, None)
     assert store.subject_grants(REF) == [] and store.grant_state(grant.grant_id) is None
+
+
+def test_a_read_once_claim_of_a_version_updated_meanwhile_fails(store: RecordStore) -> None:
+    _subject(store)
+    rid = _record(store, blob="r.v1")
+    _record(store, blob="r.v2", version=2, rid=rid)
+    assert store.consume_read_once(rid, 1, 3.0, (RELEASE, DESTROY), _pending(PendingKind.RECORD)) is None
+    assert store.get_record(rid) is not None  # the new version was not destroyed unreleased
+
+
+def test_a_record_marked_consumed_is_kept_but_never_found(store: RecordStore) -> None:
+    _subject(store)
+    rid = _record(store)
+    store.mark_consumed(rid, 2.0)
+    assert store.get_record(rid) is None and store.record_owner(rid) is not None
+    assert store.consume_read_once(rid, 1, 3.0, (RELEASE, DESTROY), _pending(PendingKind.RECORD)) is None
+
+
+def test_a_closed_root_version_refuses_a_rewrap_onto_it(store: RecordStore) -> None:
+    _subject(store, "1")
+    ((ref, old),) = store.subject_keys_not_at("2", 10, None)
+    store.close_root_version("local", RootVersionState("2", "retired", 1.0, None, ""), None)
+    with pytest.raises(RootVersionRetired):
+        store.replace_subject_keys([(ref, old, WrappedKey("2", b"n" * 61))], provider="local")
+    assert store.get_subject_key(ref) == old
+
+
+def test_pending_deletions_no_hold_covers_are_listed(store: RecordStore) -> None:
+    _subject(store)
+    held, free = _record(store), _record(store)
+    hold = _hold(store, held)
+    store.ensure_pending(_pending(PendingKind.RECORD, held))
+    store.ensure_pending(_pending(PendingKind.RECORD, free))
+    assert [p.record_id for p in store.unheld_pending(10)] == [free]
+    store.release_hold(hold.hold_id, 2.0, None)
+    assert sorted(p.record_id for p in store.unheld_pending(10)) == sorted([held, free])
+
+
+def test_records_of_an_older_version_are_witnessed_once(store: RecordStore) -> None:
+    _subject(store)
+    rid = _record(store)  # inserted without an audit entry: nothing witnesses it
+
+    def witness(record_id: str, ref: bytes, version: int) -> AuditRow:
+        return AuditRow(
+            1.0, "job", "job.witness", "allow", record_id=record_id, witnessed_version=version
+        )
+
+    assert store.witness_unwitnessed(10, witness) == 1
+    got = store.get_record(rid)
+    assert got is not None and got.witnessed_version == 1
+    assert store.witness_unwitnessed(10, witness) == 0
+
+
+def test_plaintext_hold_terms_of_an_older_version_are_listed_and_sealed(store: RecordStore) -> None:
+    _subject(store)
+    hold = _hold(store)
+    assert store.plaintext_hold_terms("", 10) == []
+    store.seal_hold_terms(hold.hold_id, b"S2")
+    assert store.list_holds(REF)[0].sealed == b"S2"

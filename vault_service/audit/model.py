@@ -9,6 +9,11 @@ from dataclasses import dataclass
 JOB_PRINCIPAL = "vault-service"
 #: the principal of operator commands run outside the server (vaultctl keys, audit, sweeps)
 OPERATOR_PRINCIPAL = "operator-cli"
+#: the audited reason of a deletion a legal hold deferred to its release
+DEFERRED_REASON = "legal hold: deletion recorded"
+#: the audited reasons of an erasure that found nothing to destroy (an erasure is idempotent)
+ALREADY_ERASED = "already erased: nothing destroyed"
+NOTHING_TO_ERASE = "unknown subject: nothing to erase"
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,13 @@ signed with the service's Ed25519 audit key (wrapped by the key provider like ev
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from vault_service.audit.chain import Checkpoint, entry_hash
 from vault_service.audit.checkpoints import CheckpointStore
-from vault_service.audit.model import AuditEntry, job_row
+from vault_service.audit.model import AuditEntry, AuditRow, job_row
 from vault_service.audit.verify import VerifyReport, verify_chain
+from vault_service.crypto.derive import audit_pseudonym
 from vault_service.crypto.signing import SigningKey
 from vault_service.storage import RecordStore
 
@@ -92,6 +94,24 @@ def prune(
     write_checkpoint(store, checkpoints, signer, now)  # fix the head before history shrinks
     checkpoints.append(_sign(signer, "anchor", first_kept, entry.prev_hash.hex(), now))
     return store.delete_audit_before(first_kept)
+
+
+def backfill_witnesses(store: RecordStore, now: float, batch: int = 500) -> int:
+    """Witness the current version of records written before the rollback witness was a
+    column (an upgrade): one audit entry each, so that a later rollback of their rows is caught.
+    Returns how many were witnessed in this run (0 once there are none)."""
+
+    def witness(record_id: str, ref: bytes, version: int) -> AuditRow:
+        row = job_row(
+            "job.witness",
+            f"version {version} witnessed",
+            now,
+            subject_pseudonym=audit_pseudonym(ref),
+            record_id=record_id,
+        )
+        return replace(row, witnessed_version=version)
+
+    return store.witness_unwitnessed(batch, witness)
 
 
 def _all_entries(store: RecordStore) -> Iterator[AuditEntry]:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from vault_service.audit.model import JOB_PRINCIPAL, AuditRow, job_row
 from vault_service.clock import Clock
 from vault_service.crypto.derive import audit_pseudonym
+from vault_service.errors import LegalHoldActive
 from vault_service.lifecycle.erasure import Eraser
 from vault_service.lifecycle.events import BusinessEvents
 from vault_service.lifecycle.shredding import Requester
@@ -86,6 +87,12 @@ def sweep_dormancy(
     for ref in each(SubjectState.DORMANT, now - dormant_after - destroy_after):
         if store.holds_cover(ref):
             continue  # its hold's release lets the next run destroy it
-        if eraser.erase(ref, _job(ref, "dormant too long: erased", now), by):
+        try:
+            erased = eraser.erase(
+                ref, _job(ref, "dormant too long: erased", now), by, record_pending=False
+            )
+        except LegalHoldActive:
+            continue  # a hold placed meanwhile: the next run after its release
+        if erased:
             counts["destroyed"] += 1
     return counts

@@ -18,13 +18,11 @@ The rows and blobs are purged later by the purge job (already unreadable).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
-from vault_service.audit.model import AuditRow
+from vault_service.audit.model import ALREADY_ERASED, NOTHING_TO_ERASE, AuditRow
 from vault_service.clock import Clock
 from vault_service.crypto.derive import audit_pseudonym
-from vault_service.crypto.signing import SigningKey
 from vault_service.errors import LegalHoldActive
 from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.key_providers.base import KeyState
@@ -32,10 +30,6 @@ from vault_service.lifecycle.ledger import Destruction, Kind, State
 from vault_service.lifecycle.shredding import Requester, Shredder
 from vault_service.storage import RecordStore, SubjectState
 from vault_service.storage.rows import PendingDeletion, PendingKind
-
-#: the audited reasons of an erasure that found nothing to destroy (it is idempotent)
-ALREADY_ERASED = "already erased: nothing destroyed"
-NOTHING_TO_ERASE = "unknown subject: nothing to erase"
 
 
 class Eraser:
@@ -47,13 +41,11 @@ class Eraser:
         keys: KeyHierarchy,
         shredder: Shredder,
         clock: Clock,
-        signer: Callable[[], SigningKey],
     ) -> None:
         self.store = store
         self.keys = keys
         self.shredder = shredder
         self.clock = clock
-        self._signer = signer
 
     def _ledger(self, ref: bytes, state: State, cause: str) -> None:
         versions = tuple(
@@ -83,6 +75,8 @@ class Eraser:
             if not held:
                 self._ledger(ref, State.DEFERRED, by.cause)
             raise
+        if held:  # the hold went meanwhile: it was carried out after all
+            self._ledger(ref, State.DONE, by.cause)
         self.keys.forget_subject(ref)
         return erased
 
@@ -115,6 +109,11 @@ class Eraser:
             return False  # another hold still applies: it stays pending
         self.store.drop_pending(pending.pending_id)  # carried out, or moot (already gone)
         return done
+
+    def carry_out_unheld(self, batch: int = 200) -> int:
+        """Carry out the pending deletions no hold covers any more (a release interrupted
+        before it carried them out); a job run. Returns how many destroyed something."""
+        return sum(self.carry_out(p, "(released)") for p in self.store.unheld_pending(batch))
 
     def release(self, subject_ref: bytes, hold_id: str) -> int:
         """After a hold on the subject was released: carry out every deletion it deferred that

@@ -14,8 +14,8 @@ nothing is destroyed: UNAVAILABLE), with its state:
   release, which carries it out (and appends ``done``).
 
 The last entry of an object wins. Objects: a ``subject`` (erasure; with the root-key versions that
-could have wrapped its key, for deletion verification), a ``record`` (delete, retention, read-once,
-dormancy), a record ``version`` (the one an update replaced), a ``share`` (revoked or expired),
+could have wrapped its key, for deletion verification), a ``record`` (delete, retention,
+read-once), a record ``version`` (the one an update replaced), a ``share`` (revoked or expired),
 a ``consent`` grant (revoked: a withdrawn consent must not come back with a backup either).
 
 Format: JSON lines, each a signed batch of entries written with one fsync (the share sweep notes
@@ -151,9 +151,12 @@ class DestructionLedger:
         data = (json.dumps(line, sort_keys=True) + "\n").encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                os.write(fd, data)
+                _cut_torn_tail(fd)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -168,7 +171,10 @@ class DestructionLedger:
         except FileNotFoundError:
             return []
         out: list[Destruction] = []
-        for n, line in enumerate(text.splitlines(), start=1):
+        lines = text.split("\n")
+        # the last piece has no newline: empty, or an append torn by a crash before its fsync
+        # completed (ledger first: nothing was destroyed for it); the next append cuts it
+        for n, line in enumerate(lines[:-1], start=1):
             if line.strip():
                 out.extend(_parse(line, n, public_key))
         return out
@@ -184,6 +190,24 @@ class DestructionLedger:
     def subject_erasures(self, public_key: bytes) -> list[Destruction]:
         """The latest entry of every subject erasure (done or deferred)."""
         return [e for e in self.latest(public_key) if e.kind is Kind.SUBJECT]
+
+
+def _cut_torn_tail(fd: int) -> None:
+    """Truncate a last line that lacks its newline (an append a crash tore), so the next line
+    starts on a line of its own."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    end = size
+    while end > 0:
+        start = max(0, end - 4096)
+        chunk = os.pread(fd, end - start, start)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            os.ftruncate(fd, start + cut + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
 
 
 def _parse(line: str, n: int, public_key: bytes) -> Iterable[Destruction]:

@@ -4,10 +4,13 @@ destruction ledger (a restored backup must not bring anything destroyed back).
 Per destroyed object, its last ledger entry decides:
 
 - ``done``: if the store still has the object, destroy it again through the one path of its kind.
-  Holds the store shows on it are stale: the destruction was carried out when no hold applied, so
-  every hold in a backup older than it had been released; they are marked released (audited).
+  Holds the store shows on it from before that moment are stale: the destruction was carried out
+  when no hold applied, so they had been released; they are marked released (audited). A hold
+  placed after it (the entry was written, then a crash came before the store changed) is real:
+  the destruction is recorded for its release instead.
 - ``deferred``: if the store still has the object and an active hold covers it, make sure the
-  deletion is recorded for the hold's release; if no hold covers it, carry it out now.
+  deletion is recorded for the hold's release (a read-once record stays consumed); if no hold
+  covers it, carry it out now.
 
 A replayed destruction is audited as a job step (a job's destruction as that job's step: in a
 deployment of several processes a replay at one's start can finish what another is doing) and
@@ -25,7 +28,7 @@ from vault_service.crypto.derive import audit_pseudonym
 from vault_service.errors import LegalHoldActive
 from vault_service.lifecycle.erasure import Eraser
 from vault_service.lifecycle.ledger import Destruction, DestructionLedger, Kind, State
-from vault_service.lifecycle.shredding import Requester, Shredder
+from vault_service.lifecycle.shredding import READ_ONCE_CAUSE, Requester, Shredder
 from vault_service.storage import RecordStore, SubjectState
 from vault_service.storage.rows import PendingKind
 
@@ -86,14 +89,16 @@ class Replayer:
         for entry in self.ledger.latest(public_key):
             if not self._present(entry):
                 continue
-            if entry.state is State.DEFERRED and self.store.holds_cover(
-                entry.subject_ref, entry.object_id
-            ):
+            ref, oid = entry.subject_ref, entry.object_id
+            holdable = entry.kind in _PENDING_KIND
+            if holdable and entry.state is State.DONE:
+                self.store.release_stale_holds(ref, oid, entry.at, self._row(entry))
+            if holdable and self.store.holds_cover(ref, oid):
+                # deferred, or a hold placed after a done entry was written and before the
+                # store carried it out (a crash between the two): recorded for the release
                 self._defer_again(entry)
                 report.re_deferred += 1
                 continue
-            if entry.state is State.DONE:
-                self.store.release_stale_holds(entry.subject_ref, entry.object_id, self._row(entry))
             if self._destroy(entry):
                 security_events.emit("erasure_replayed", kind=entry.kind.value)
                 report.redone[entry.kind.value] = report.redone.get(entry.kind.value, 0) + 1
@@ -128,6 +133,8 @@ class Replayer:
             _PENDING_KIND[entry.kind], entry.subject_ref, entry.object_id, by, entry.version
         )
         self.store.ensure_pending(pending)
+        if entry.cause == READ_ONCE_CAUSE:  # released once already: never again
+            self.store.mark_consumed(entry.object_id, self.clock.now())
 
     def _destroy(self, entry: Destruction) -> bool:
         by = Requester(JOB_PRINCIPAL, "replay")
@@ -136,10 +143,11 @@ class Replayer:
             if entry.kind is Kind.SUBJECT:
                 return self.eraser.erase(entry.subject_ref, audit, by)
             if entry.kind is Kind.CONSENT:
-                return self.store.revoke_grant(entry.object_id, self.clock.now(), audit) is not None
+                revoked = self.shredder.revoke_consent(entry.object_id, entry.subject_ref, audit)
+                return revoked is not None
             if entry.kind is Kind.SHARE:
-                self.shredder.shares([(entry.object_id, entry.subject_ref)], "replay")
-                return self.store.revoke_share(entry.object_id, self.clock.now(), audit) is not None
+                ended = self.shredder.revoke_share(entry.object_id, entry.subject_ref, audit, "replay")
+                return ended is not None
             owner = self.store.record_owner(entry.object_id)
             if entry.kind is Kind.VERSION and owner is not None and owner.version != entry.version:
                 return self.shredder.version(

@@ -33,14 +33,9 @@ from vault_service.errors import DataLoss, FailedPrecondition, IntegrityError, s
 from vault_service.faults import fault_point
 from vault_service.key_providers.base import DestroyResult, KeyProvider, KeyState, WrappedKey
 from vault_service.storage import AuditRow, RecordStore, RootVersionState
+from vault_service.storage.rows import DESTROYED, DESTROYING, MARKED, PENDING, RETIRED
 
 log = logging.getLogger("vault_service.rotation")
-
-RETIRED = "retired"
-MARKED = "marked_for_destruction"
-DESTROYING = "destroying"
-DESTROYED = "destroyed"
-PENDING = "pending_destruction"
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,7 @@ def rewrap_keys(
     for name, wrapped in store.service_keys():
         if wrapped.root_version != primary:
             fresh_key = provider.rewrap(wrapped, service_key_context(name))
-            services += store.replace_service_key(name, wrapped, fresh_key)
+            services += store.replace_service_key(name, wrapped, fresh_key, provider=provider.name)
     after: bytes | None = None
     while max_keys is None or done + skipped + failed < max_keys:
         limit = batch_size if max_keys is None else min(batch_size, max_keys - done - skipped - failed)
@@ -129,7 +124,7 @@ def rewrap_keys(
                 failed += 1
             else:
                 changes.append((ref, old, new))
-        replaced = store.replace_subject_keys(changes)
+        replaced = store.replace_subject_keys(changes, provider=provider.name)
         done += sum(replaced)
         skipped += len(replaced) - sum(replaced)
         if progress is not None:

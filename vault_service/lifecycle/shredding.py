@@ -1,9 +1,9 @@
 """Shredding: THE path by which a record, a record version or a share is destroyed, and the purge.
 
-Every entry point that destroys one of them (DeleteRecord, retention, read-once, dormancy, a
-hold's release, an update's replaced version, share revocation and the share sweep, ledger replay)
-calls :class:`Shredder`, which keeps the order that makes a destruction survive crashes and
-restored backups:
+Every entry point that destroys one of them (DeleteRecord, retention, read-once, a hold's
+release, an update's replaced version, share revocation and the share sweep, a consent's
+revocation, ledger replay) calls :class:`Shredder`, which keeps the order that makes a
+destruction survive crashes and restored backups:
 
 1. the destruction ledger (:mod:`.ledger`) first, ``done``, or ``deferred`` if a legal hold
    applies (then the store records it for the hold's release);
@@ -32,10 +32,20 @@ from vault_service.faults import fault_point
 from vault_service.ids import new_record_id, record_id_time
 from vault_service.lifecycle.ledger import Destruction, DestructionLedger, Kind, State
 from vault_service.logs import fields
+from vault_service.policy.model import Grant
 from vault_service.storage import BlobStore, RecordStore, RecordVersion, ShreddedRecord
-from vault_service.storage.rows import PendingDeletion, PendingKind, ReadOnceClaim, VersionChange
+from vault_service.storage.rows import (
+    PendingDeletion,
+    PendingKind,
+    ReadOnceClaim,
+    ShareRow,
+    VersionChange,
+)
 
 log = logging.getLogger("vault_service.shredding")
+
+#: the cause of a read-once record's destruction in the ledger (a replay keeps it consumed)
+READ_ONCE_CAUSE = "read-once"
 
 #: blobs are checked against the store in batches of this many
 _BLOB_BATCH = 500
@@ -114,6 +124,8 @@ class Shredder:
             if not held:
                 self.note([self._entry(Kind.RECORD, ref, True, cause, record_id)])
             raise
+        if held:  # the hold went meanwhile: it was carried out after all
+            self.note([self._entry(Kind.RECORD, ref, False, cause, record_id)])
         self.remove_blobs(shredded)
         return shredded
 
@@ -135,7 +147,12 @@ class Shredder:
         return done
 
     def consume_read_once(
-        self, record_id: str, ref: bytes, audits: tuple[AuditRow, AuditRow], by: Requester
+        self,
+        record_id: str,
+        ref: bytes,
+        version: int,
+        audits: tuple[AuditRow, AuditRow],
+        by: Requester,
     ) -> ReadOnceClaim | None:
         """Claim a read-once record for the one release it gets: its keys and row are destroyed
         now (the caller removes the blobs once the release is over), or under a legal hold it
@@ -145,12 +162,16 @@ class Shredder:
         if owner is None:
             return None
         held = owner.held
-        self.note([self._entry(Kind.RECORD, ref, held, by.cause, record_id)])
+        self.note([self._entry(Kind.RECORD, ref, held, READ_ONCE_CAUSE, record_id)])
         claim = self.store.consume_read_once(
-            record_id, self.clock.now(), audits, self.pending(PendingKind.RECORD, ref, record_id, by)
+            record_id,
+            version,
+            self.clock.now(),
+            audits,
+            self.pending(PendingKind.RECORD, ref, record_id, by),
         )
-        if claim is not None and claim.held and not held:
-            self.note([self._entry(Kind.RECORD, ref, True, by.cause, record_id)])
+        if claim is not None and claim.held != held:  # a hold came or went meanwhile
+            self.note([self._entry(Kind.RECORD, ref, claim.held, READ_ONCE_CAUSE, record_id)])
         return claim
 
     # versions ------------------------------------------------------------------------------------
@@ -188,11 +209,27 @@ class Shredder:
         self.remove_blobs(shredded)
         return shredded is not None
 
-    # shares --------------------------------------------------------------------------------------
+    # shares and consent -------------------------------------------------------------------------
     def shares(self, doomed: Sequence[tuple[str, bytes]], cause: str) -> None:
         """Note the destruction of these shares' keys (share id, subject ref) before the store
-        deletes them."""
+        deletes them (the sweep deletes them in one batch)."""
         self.note([self._entry(Kind.SHARE, ref, False, cause, sid) for sid, ref in doomed])
+
+    def revoke_share(
+        self, share_id: str, ref: bytes, audit: AuditRow | None, cause: str
+    ) -> ShareRow | None:
+        """End a share now: ledgered, then its key deleted (with ``audit``, if any). None if
+        the share is unknown."""
+        self.shares([(share_id, ref)], cause)
+        return self.store.revoke_share(share_id, self.clock.now(), audit)
+
+    def revoke_consent(
+        self, grant_id: str, ref: bytes, audit: AuditRow | None
+    ) -> tuple[bytes, Grant] | None:
+        """Withdraw a consent grant: ledgered (a restore must not bring it back), then revoked.
+        None if the grant is unknown."""
+        self.note([self._entry(Kind.CONSENT, ref, False, "revoked", grant_id)])
+        return self.store.revoke_grant(grant_id, self.clock.now(), audit)
 
     # blobs and purge -----------------------------------------------------------------------------
     def remove_blobs(self, shredded: ShreddedRecord | None) -> None:
@@ -206,8 +243,8 @@ class Shredder:
                 log.warning("blob delete deferred", extra=fields(record_id=shredded.record_id))
 
     def purge_erased(self, batch: int = 500) -> int:
-        """Remove the record rows and blobs of erased subjects (already unreadable) and what
-        else they left (consent grants); returns the records purged in this call (a non-empty
+        """Remove the record rows and blobs of erased subjects (already unreadable); returns the
+        records purged in this call (a non-empty
         run is audited as a job run)."""
         done = self.store.purge_erased(batch)
         for shredded in done:

@@ -37,10 +37,10 @@ from vault_service.crypto.signing import SigningKey, verify_signature
 from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.key_providers.base import KeyState, KeyVersion
 from vault_service.lifecycle.ledger import Destruction, DestructionLedger, State
-from vault_service.lifecycle.rotation import DESTROYING, MARKED, RETIRED
 from vault_service.lifecycle.shredding import Shredder
 from vault_service.policy import Policy
 from vault_service.storage import RecordStore, RootVersionState
+from vault_service.storage.rows import DESTROYING, MARKED, RETIRED
 
 CERT_FORMAT = "vault-service/deletion-certificate/v1"
 VERIFIED, PENDING, FAILED = "VERIFIED", "PENDING", "FAILED"

@@ -55,6 +55,21 @@ def _deny(reason: str) -> Decision:
     return Decision(False, reason)
 
 
+def active_grants(
+    grants: Sequence[Grant], principal: Principal, purpose: str, now: float, category: str = ""
+) -> list[Grant]:
+    """The grants in force at ``now`` for ``purpose`` that name ``principal`` (or its role),
+    over ``category`` if one is given: the one consent rule of reads, shares and share reads."""
+    return [
+        g
+        for g in grants
+        if g.purpose == purpose
+        and g.covers(principal)
+        and g.active_at(now)
+        and (not category or category in g.categories)
+    ]
+
+
 def decide(request: AccessRequest, policy: Policy) -> Decision:
     """Deny by default; allow only what the principal's role and the purpose both permit.
 
@@ -94,14 +109,10 @@ def decide(request: AccessRequest, policy: Policy) -> Decision:
     wanted = request.fields if request.fields is not None else visible
     if purpose.consent_required:
         covered: set[str] = set()
-        for grant in request.grants:
-            if (
-                grant.purpose == purpose.name
-                and grant.covers(request.principal)
-                and grant.active_at(request.now)
-                and category.name in grant.categories
-            ):
-                covered |= grant.fields.get(category.name, category.fields)
+        for grant in active_grants(
+            request.grants, request.principal, purpose.name, request.now, category.name
+        ):
+            covered |= grant.fields.get(category.name, category.fields)
         if not covered:
             return _deny("no consent")
         if request.fields is not None and not request.fields <= covered:

@@ -100,7 +100,7 @@ class VaultService:
         keys = self.keys
         self.access = Access(policy, store, clock)
         self.shredder = Shredder(store, blobs, ledger, lambda: keys.signing_key, clock)
-        self.eraser = Eraser(store, keys, self.shredder, clock, lambda: keys.signing_key)
+        self.eraser = Eraser(store, keys, self.shredder, clock)
         self.business_events = BusinessEvents(store, lambda: keys.index_key)
         self.activity = Activity(store, clock)
         self.reads = Reads(self.access, keys, store, blobs, self.shredder, self.activity, policy, clock)
@@ -318,5 +318,6 @@ class VaultService:
     def purge_erased(self, batch: int = 500) -> int:
         return self.shredder.purge_erased(batch)
 
-    def seal_legacy_evidence(self) -> int:
-        return self.consent.seal_legacy_evidence()
+    def seal_legacy_plaintext(self) -> int:
+        """Seal what older versions stored in plaintext (consent evidence, hold terms)."""
+        return self.consent.seal_legacy_evidence() + self.holds.seal_legacy_terms()

@@ -24,7 +24,7 @@ class AuditQueries:
         """A page of entries matching ``query``; returns (entries, next_page_token)."""
         if not 0 <= page_size <= validate.MAX_AUDIT_PAGE:
             raise InvalidArgument(f"page_size must be between 0 and {validate.MAX_AUDIT_PAGE}")
-        if page_token and not page_token.isdigit():
+        if page_token and not (page_token.isascii() and page_token.isdigit()):
             raise InvalidArgument("page_token is malformed")
         if query.decision not in ("", "allow", "deny"):
             raise InvalidArgument("decision must be 'allow' or 'deny'")

@@ -9,29 +9,28 @@ it does not bring the consent back.
 
 The evidence reference (where the consent was collected: a form id, a signed document) can name
 the person, so it is stored sealed under the subject key ("consent-evidence" {subject, grant}):
-it is readable while the subject is live and dies with the subject key at erasure; the purge then
-deletes the grant rows.
+it is readable while the subject is live and dies with the subject key at erasure, which deletes
+the grant rows in the same transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from functools import partial
 
 from vault_service.clock import Clock
-from vault_service.crypto import open_value, seal_value
+from vault_service.crypto import seal_value
 from vault_service.crypto.context import consent_evidence_context
 from vault_service.crypto.derive import subject_ref
-from vault_service.errors import DataLoss, InvalidArgument, NotFound, shown
+from vault_service.errors import InvalidArgument, NotFound, shown
 from vault_service.ids import new_record_id
-from vault_service.key_hierarchy import KeyHierarchy, unwrapped
-from vault_service.lifecycle.ledger import Destruction, Kind, State
+from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.lifecycle.shredding import Shredder
 from vault_service.policy import Action, Policy
 from vault_service.policy.model import Grant
 from vault_service.service import validate
 from vault_service.service.access import Access
+from vault_service.service.legacy import seal_plaintext
 from vault_service.service.types import CallContext
 from vault_service.storage import RecordStore
 
@@ -127,17 +126,13 @@ class Consent:
 
     def _opened(self, ref: bytes, grants: list[Grant]) -> list[Grant]:
         """The grants with their evidence references decrypted (while the subject is live)."""
-        wrapped = self.store.get_subject_key(ref)
-        if wrapped is None:
-            return grants
-        key = self.keys.subject_key(ref, wrapped)
         out = []
-        for sealed in grants:
-            grant = sealed
-            if sealed.sealed_evidence:
-                ctx = consent_evidence_context(ref, sealed.grant_id)
-                evidence = unwrapped(partial(open_value, key, ctx, sealed.sealed_evidence))
-                grant = replace(sealed, evidence_reference=evidence.decode())
+        for grant in grants:
+            if grant.sealed_evidence:
+                ctx = consent_evidence_context(ref, grant.grant_id)
+                evidence = self.keys.open_for_subject(ref, ctx, grant.sealed_evidence)
+                if evidence is not None:
+                    grant = replace(grant, evidence_reference=evidence.decode())  # noqa: PLW2901
             out.append(grant)
         return out
 
@@ -148,18 +143,8 @@ class Consent:
         known = self.store.grant_state(grant_id)
         if known is None:
             raise NotFound()
-        self.shredder.note(
-            [
-                Destruction(
-                    Kind.CONSENT, known[0], State.DONE, self.clock.now(), grant_id, cause="revoked"
-                )
-            ]
-        )
-        done = self.store.revoke_grant(
-            grant_id,
-            self.clock.now(),
-            self.access.row(call, Action.CONSENT_REVOKE, f"grant {grant_id}"),
-        )
+        audit = self.access.row(call, Action.CONSENT_REVOKE, f"grant {grant_id}")
+        done = self.shredder.revoke_consent(grant_id, known[0], audit)
         if done is None:
             raise NotFound()
         ref, grant = done
@@ -172,23 +157,10 @@ class Consent:
         self.access.allow(call, Action.CONSENT_LIST, ref=ref)
         return self._opened(ref, self.store.subject_grants(ref))
 
-    def seal_legacy_evidence(self, batch: int = 500) -> int:
-        """Seal the evidence references that older versions stored in plaintext (at start-up):
-        under the subject key while it lives, else (erased) they are blanked. Returns how many."""
-        done = 0
-        after = ""
-        while rows := self.store.plaintext_evidence(after, batch):
-            for grant_id, ref, evidence in rows:
-                wrapped = self.store.get_subject_key(ref)
-                sealed = b""
-                if wrapped is not None:
-                    try:
-                        key = self.keys.subject_key(ref, wrapped)
-                    except DataLoss:
-                        continue  # a tampered key row: left for the operator (integrity event)
-                    ctx = consent_evidence_context(ref, grant_id)
-                    sealed = seal_value(key, ctx, evidence.encode())
-                self.store.seal_evidence(grant_id, sealed)
-                done += 1
-            after = rows[-1][0]
-        return done
+    def seal_legacy_evidence(self) -> int:
+        """Seal the evidence references older versions stored in plaintext (at start-up)."""
+
+        def pages(after: str, limit: int) -> list[tuple[str, bytes, bytes]]:
+            return [(g, ref, ev.encode()) for g, ref, ev in self.store.plaintext_evidence(after, limit)]
+
+        return seal_plaintext(self.keys, pages, consent_evidence_context, self.store.seal_evidence)

@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from functools import partial
 
 from vault_service.clock import Clock
-from vault_service.crypto import open_value, seal_value
 from vault_service.crypto.context import hold_context
 from vault_service.crypto.derive import subject_ref
 from vault_service.errors import FailedPrecondition, InvalidArgument, NotFound
 from vault_service.ids import new_record_id
-from vault_service.key_hierarchy import KeyHierarchy, unwrapped
+from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.lifecycle.erasure import Eraser
 from vault_service.policy import Action
 from vault_service.service import validate
 from vault_service.service.access import Access
+from vault_service.service.legacy import seal_plaintext
 from vault_service.service.types import CallContext
 from vault_service.storage import RecordStore
 from vault_service.storage.rows import HoldRow
@@ -63,15 +62,12 @@ class Holds:
             meta = self.store.get_meta(record_id)
             if meta is None or meta.subject_ref != ref:
                 raise NotFound()
-        wrapped = self.store.get_subject_key(ref)
-        if wrapped is None:
-            raise FailedPrecondition("no such subject (unknown or erased)")
         now = self.clock.now()
         hold_id = new_record_id(now)
         terms = json.dumps({"reason": reason, "case_reference": case_reference}, sort_keys=True)
-        sealed = seal_value(
-            self.keys.subject_key(ref, wrapped), hold_context(ref, hold_id), terms.encode()
-        )
+        sealed = self.keys.seal_for_subject(ref, hold_context(ref, hold_id), terms.encode())
+        if sealed is None:
+            raise FailedPrecondition("no such subject (unknown or erased)")
         hold = HoldRow(hold_id, ref, record_id, "", "", call.principal.name, now, sealed=sealed)
         audit = self.access.row(call, Action.HOLD_PLACE, f"hold {hold_id}", ref=ref, record_id=record_id)
         self.store.place_hold(hold, audit)
@@ -80,16 +76,23 @@ class Holds:
     def _opened(self, holds: list[HoldRow]) -> list[HoldRow]:
         """The holds with their reasons and case references (while the subject is live)."""
         out = []
-        for sealed in holds:
-            hold = sealed
-            wrapped = self.store.get_subject_key(sealed.subject_ref) if sealed.sealed else None
-            if wrapped is not None:
-                key = self.keys.subject_key(sealed.subject_ref, wrapped)
-                ctx = hold_context(sealed.subject_ref, sealed.hold_id)
-                terms = json.loads(unwrapped(partial(open_value, key, ctx, sealed.sealed)))
-                hold = replace(sealed, reason=terms["reason"], case_reference=terms["case_reference"])
+        for hold in holds:
+            if hold.sealed:
+                ctx = hold_context(hold.subject_ref, hold.hold_id)
+                opened = self.keys.open_for_subject(hold.subject_ref, ctx, hold.sealed)
+                if opened is not None:
+                    terms = json.loads(opened)
+                    hold = replace(  # noqa: PLW2901
+                        hold, reason=terms["reason"], case_reference=terms["case_reference"]
+                    )
             out.append(hold)
         return out
+
+    def seal_legacy_terms(self) -> int:
+        """Seal the hold reasons and case references older versions stored in plaintext."""
+        return seal_plaintext(
+            self.keys, self.store.plaintext_hold_terms, hold_context, self.store.seal_hold_terms
+        )
 
     def list(self, call: CallContext, subject_id: str) -> list[HoldRow]:
         """A subject's holds, released ones included."""

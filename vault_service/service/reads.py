@@ -210,6 +210,7 @@ class Reads:
                 claim = self.shredder.consume_read_once(
                     meta.record_id,
                     meta.subject_ref,
+                    meta.version,  # the version decrypted: an update meanwhile wins
                     (audit, destroyed),
                     Requester(call.principal.name, "read-once"),
                 )

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from vault_service import metrics, security_events
-from vault_service.audit.model import AuditRow, job_row
+from vault_service.audit.model import job_row
 from vault_service.clock import Clock
 from vault_service.crypto import DataKey, open_payload, seal_payload, unwrap_key, wrap_key
 from vault_service.crypto.context import share_key_context, share_terms_context
@@ -38,6 +38,7 @@ from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.lifecycle.events import BusinessEvents
 from vault_service.lifecycle.shredding import Shredder
 from vault_service.policy import Action, Policy
+from vault_service.policy.decide import active_grants
 from vault_service.policy.model import CONTENT_FIELD, PrincipalEntry, Purpose
 from vault_service.service import validate
 from vault_service.service.access import Access
@@ -242,10 +243,7 @@ class Shares:
             if category.name not in spec.categories:
                 raise InvalidArgument("a record's category is not part of the purpose")
             visible |= spec.visible_fields(category)
-            if not any(
-                g.covers(entry.principal) and g.active_at(now) and category.name in g.categories
-                for g in grants
-            ):
+            if not active_grants(grants, entry.principal, purpose, now, category.name):
                 raise self.access.refuse(
                     call, Action.SHARE_CREATE, "no consent", purpose=purpose, ref=ref
                 )
@@ -283,11 +281,6 @@ class Shares:
         self.store.insert_share(row, wrapped, audit)
         return row
 
-    def _destroy(self, row: ShareRow, audit: AuditRow | None, cause: str) -> ShareRow | None:
-        """End a share now: ledgered, then its key deleted (with ``audit``, if any)."""
-        self.shredder.shares([(row.share_id, row.subject_ref)], cause)
-        return self.store.revoke_share(row.share_id, self.clock.now(), audit)
-
     def revoke_share(self, call: CallContext, share_id: str) -> ShareRow:
         """End a share now: its key is destroyed."""
         validate.record_id(share_id, "share_id")
@@ -295,9 +288,8 @@ class Shares:
         row = self.store.get_share(share_id)
         if row is None:
             raise NotFound()
-        done = self._destroy(
-            row, self.access.row(call, Action.SHARE_REVOKE, f"share {share_id}"), "revoked"
-        )
+        audit = self.access.row(call, Action.SHARE_REVOKE, f"share {share_id}")
+        done = self.shredder.revoke_share(share_id, row.subject_ref, audit, "revoked")
         if done is None:
             raise NotFound()
         return done
@@ -355,7 +347,7 @@ class Shares:
                 metrics.SHARE_READS.labels(verdict.replace(" ", "_")).inc()
             if verdict in ("tampered", "expired"):
                 security_events.emit("share_tampered" if verdict == "tampered" else "expired_share_read")
-                self._destroy(row, None, verdict)
+                self.shredder.revoke_share(share_id, row.subject_ref, None, verdict)
         if terms is None or row is None:
             raise self.access.refuse(call, Action.SHARE_READ, reason, record_id=share_id)
         return row, terms
@@ -372,11 +364,9 @@ class Shares:
         row, terms = self._open(call, share_id)
         request = self.access.request(call, Action.SHARE_READ, purpose=terms.purpose)
         self.access.check(call, request, ref=row.subject_ref, record_id=share_id)
-        now = self.clock.now()
-        if not any(
-            g.covers(call.principal) and g.active_at(now)
-            for g in self.store.subject_grants(row.subject_ref, terms.purpose)
-        ):  # reading needs the consent still, even if nothing would be released
+        grants = self.store.subject_grants(row.subject_ref, terms.purpose)
+        if not active_grants(grants, call.principal, terms.purpose, self.clock.now()):
+            # reading needs the consent still, even if nothing would be released
             raise self.access.refuse(
                 call, Action.SHARE_READ, "no consent", purpose=terms.purpose, record_id=share_id
             )

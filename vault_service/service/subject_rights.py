@@ -70,13 +70,12 @@ class SubjectRights:
         ref = subject_ref(self.keys.index_key, subject_id)
         request = self.access.request(call, Action.SUBJECT_EXPORT, purpose=purpose)
         self.access.check(call, request, ref=ref)
-        retained = self.policy.purposes[purpose].retained_access
         after = ""
         while True:
             page = self.store.list_records(ref, _EXPORT_PAGE, after or None)
             for meta in page:
                 stored = self.store.get_record(meta.record_id, grants_for=purpose)
-                if stored is None or (stored.subject_state is SubjectState.ERASED and not retained):
+                if stored is None:
                     continue
                 ask = Ask(content=True)
                 decision = self.reads.decide(

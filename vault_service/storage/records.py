@@ -18,7 +18,7 @@ Correctness rules every implementation keeps (the contract suite checks them):
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from vault_service.audit.model import AuditEntry, AuditRow
 from vault_service.key_providers.base import WrappedKey
@@ -116,14 +116,15 @@ class RecordStore(abc.ABC):
         audit: AuditRow | None,
         deferred: PendingDeletion | None = None,
     ) -> bool:
-        """Destroy the subject key and mark the subject erased (O(1)); False if nothing to erase.
+        """Destroy the subject key and mark the subject erased (O(1) in its records; its consent
+        grants and business events go in the same transaction); False if nothing to erase.
         Under an active legal hold: records ``deferred`` (if given) and raises LegalHoldActive,
         in one transaction that changes nothing else."""
 
     @abc.abstractmethod
     def purge_erased(self, limit: int) -> list[ShreddedRecord]:
-        """Delete up to ``limit`` record rows of erased subjects, and what else they left
-        (consent grants); returns the records' blob refs."""
+        """Delete up to ``limit`` record rows of erased subjects (already unreadable; their
+        grants and events went with the erasure); returns the records' blob refs."""
 
     # records -----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -217,14 +218,16 @@ class RecordStore(abc.ABC):
     def consume_read_once(
         self,
         record_id: str,
+        version: int,
         now: float,
         audits: tuple[AuditRow, AuditRow],
         deferred: PendingDeletion,
     ) -> ReadOnceClaim | None:
-        """Claim a read-once record for its one release, in one transaction with the audit
-        entries of the release and of the destruction: destroy it (data keys, payloads, row), or
-        under a legal hold mark it consumed (no read finds it again) and record ``deferred`` (the
-        destruction's entry then says it was deferred). None if it is consumed or gone already."""
+        """Claim version ``version`` of a read-once record (the one the caller decrypted) for
+        its one release, in one transaction with the audit entries of the release and of the
+        destruction: destroy it (data keys, payloads, row), or under a legal hold mark it
+        consumed (no read finds it again) and record ``deferred`` (the destruction's entry then
+        says it was deferred). None if it is consumed, gone, or at another version already."""
 
     @abc.abstractmethod
     def referenced_blobs(self, refs: Sequence[str]) -> set[str]:
@@ -247,6 +250,15 @@ class RecordStore(abc.ABC):
     @abc.abstractmethod
     def release_hold(self, hold_id: str, now: float, audit: AuditRow | None) -> HoldRow | None:
         """Release (idempotently); None if unknown."""
+
+    @abc.abstractmethod
+    def plaintext_hold_terms(self, after: str, limit: int) -> list[tuple[str, bytes, bytes]]:
+        """(hold_id, subject_ref, JSON of reason and case reference) of holds an older version
+        stored in plaintext, by hold id after ``after``."""
+
+    @abc.abstractmethod
+    def seal_hold_terms(self, hold_id: str, sealed: bytes) -> None:
+        """Replace a hold's plaintext reason and case reference by their sealed form."""
 
     @abc.abstractmethod
     def list_holds(self, subject_ref: bytes) -> list[HoldRow]:
@@ -282,6 +294,11 @@ class RecordStore(abc.ABC):
         """Forget a pending deletion (after it was carried out, or found moot)."""
 
     @abc.abstractmethod
+    def unheld_pending(self, limit: int) -> list[PendingDeletion]:
+        """Pending deletions that no active hold covers any more (a release whose carrying-out
+        was interrupted), oldest first."""
+
+    @abc.abstractmethod
     def ensure_pending(self, pending: PendingDeletion) -> None:
         """Record ``pending`` unless the same deletion (kind, subject, record, version) is."""
 
@@ -291,9 +308,17 @@ class RecordStore(abc.ABC):
         ``record_id`` to the subject (on it or any of its records)."""
 
     @abc.abstractmethod
-    def release_stale_holds(self, subject_ref: bytes, record_id: str, audit: AuditRow | None) -> int:
-        """Mark released every active hold :meth:`holds_cover` finds (a ledger replay found them
-        in a restored backup, older than a destruction carried out without them)."""
+    def release_stale_holds(
+        self, subject_ref: bytes, record_id: str, before: float, audit: AuditRow | None
+    ) -> int:
+        """Mark released every active hold :meth:`holds_cover` finds that was placed at or
+        before ``before`` (a ledger replay found them in a restored backup, older than a destruction
+        carried out without them); returns how many."""
+
+    @abc.abstractmethod
+    def mark_consumed(self, record_id: str, now: float) -> None:
+        """Mark a read-once record consumed (released once: no read finds it again) without
+        destroying it (a hold keeps it)."""
 
     @abc.abstractmethod
     def due_records(
@@ -330,7 +355,7 @@ class RecordStore(abc.ABC):
 
     @abc.abstractmethod
     def share_key_exists(self, share_id: str) -> bool:
-        """Cheap liveness check used before each streamed message of a share read."""
+        """Whether the share's key still exists (a ledger replay's check)."""
 
     @abc.abstractmethod
     def list_shares(
@@ -362,6 +387,13 @@ class RecordStore(abc.ABC):
     @abc.abstractmethod
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
         """Chained entries with seq > ``after_seq``, in order (for verification)."""
+
+    @abc.abstractmethod
+    def witness_unwitnessed(self, limit: int, audit_for: Callable[[str, bytes, int], AuditRow]) -> int:
+        """In one transaction: find up to ``limit`` records no audit entry witnesses a version
+        of (written before the witness was a column) and append ``audit_for(record_id,
+        subject_ref, version)`` for each, the records locked against a concurrent update.
+        Returns how many."""
 
     @abc.abstractmethod
     def audit_head(self) -> AuditEntry | None:
@@ -419,18 +451,22 @@ class RecordStore(abc.ABC):
 
     @abc.abstractmethod
     def replace_subject_keys(
-        self, changes: Sequence[tuple[bytes, WrappedKey, WrappedKey]]
+        self, changes: Sequence[tuple[bytes, WrappedKey, WrappedKey]], *, provider: str
     ) -> list[bool]:
         """Compare-and-set each (subject_ref, old, new) in one transaction: a row is replaced
-        only if it still holds ``old`` (False for it otherwise, e.g. erased meanwhile)."""
+        only if it still holds ``old`` (False for it otherwise, e.g. erased meanwhile).
+        RootVersionRetired if the new keys' version was closed meanwhile (a process with a
+        stale view of the versions): nothing is replaced."""
 
-    def replace_subject_key(self, subject_ref: bytes, old: WrappedKey, new: WrappedKey) -> bool:
+    def replace_subject_key(
+        self, subject_ref: bytes, old: WrappedKey, new: WrappedKey, *, provider: str
+    ) -> bool:
         """:meth:`replace_subject_keys` for one key."""
-        return self.replace_subject_keys([(subject_ref, old, new)])[0]
+        return self.replace_subject_keys([(subject_ref, old, new)], provider=provider)[0]
 
     @abc.abstractmethod
-    def replace_service_key(self, name: str, old: WrappedKey, new: WrappedKey) -> bool:
-        """Compare-and-set for a service key."""
+    def replace_service_key(self, name: str, old: WrappedKey, new: WrappedKey, *, provider: str) -> bool:
+        """Compare-and-set for a service key (RootVersionRetired under a closed version)."""
 
     @abc.abstractmethod
     def acquire_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:

@@ -168,14 +168,14 @@ class AuditQuery:
     until: float | None = None
 
 
+# the lifecycle states of a root version that the operator records (lifecycle/rotation.py)
+RETIRED = "retired"
+MARKED = "marked_for_destruction"
+DESTROYING = "destroying"
+DESTROYED = "destroyed"
+PENDING = "pending_destruction"
 #: root-version lifecycle states under which no new key may be wrapped (the store refuses one)
-CLOSED_ROOT_STATES = (
-    "retired",
-    "marked_for_destruction",
-    "destroying",
-    "destroyed",
-    "pending_destruction",
-)
+CLOSED_ROOT_STATES = (RETIRED, MARKED, DESTROYING, DESTROYED, PENDING)
 
 
 @dataclass(frozen=True)

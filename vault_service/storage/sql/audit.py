@@ -9,6 +9,7 @@ deletes only a prefix of the chain.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from vault_service import metrics, security_events
@@ -101,6 +102,18 @@ class SqlAudit(SqlStoreBase):
                 f"{self._ENTRY} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
             ).fetchall()
         return [self._entry(r) for r in rows]
+
+    def witness_unwitnessed(self, limit: int, audit_for: Callable[[str, bytes, int], AuditRow]) -> int:
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT r.record_id, r.subject_ref, r.version FROM records r WHERE NOT EXISTS"
+                " (SELECT 1 FROM audit_log a WHERE a.record_id = r.record_id"
+                f" AND a.witnessed_version IS NOT NULL) ORDER BY r.record_id LIMIT ?{self._FOR_SHARE}",
+                (limit,),
+            ).fetchall()
+            for record_id, ref, version in rows:
+                self._audited(conn, audit_for(record_id, as_bytes(ref), int(version)))
+        return len(rows)
 
     def audit_head(self) -> AuditEntry | None:
         with self._read() as conn:

@@ -9,10 +9,11 @@ the records due under a retention rule never include held ones.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
-from vault_service.audit.model import AuditRow
+from vault_service.audit.model import DEFERRED_REASON, AuditRow
 from vault_service.storage.rows import HoldRow, PendingDeletion, PendingKind
 from vault_service.storage.sql.base import Connection, SqlStoreBase, as_bytes
 
@@ -51,6 +52,17 @@ class SqlHolds(SqlStoreBase):
 
     def release_hold(self, hold_id: str, now: float, audit: AuditRow | None) -> HoldRow | None:
         with self._write() as conn:
+            owner = conn.execute(
+                "SELECT subject_ref FROM legal_holds WHERE hold_id = ?", (hold_id,)
+            ).fetchone()
+            if owner is None:
+                return None
+            # the subject row, exclusively: a deletion deciding whether this hold defers it
+            # (its shared lock, in _covered) finishes first, so its pending row is seen by the
+            # release that follows, or it starts after and finds the hold gone
+            conn.execute(
+                f"SELECT 1 FROM subjects WHERE subject_ref = ?{self._FOR_UPDATE}", (owner[0],)
+            ).fetchone()
             conn.execute(
                 "UPDATE legal_holds SET released_at = COALESCE(released_at, ?) WHERE hold_id = ?",
                 (now, hold_id),
@@ -60,6 +72,30 @@ class SqlHolds(SqlStoreBase):
                 return None
             self._audited(conn, audit)
         return self._hold(row)
+
+    def plaintext_hold_terms(self, after: str, limit: int) -> list[tuple[str, bytes, bytes]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT hold_id, subject_ref, reason, case_reference FROM legal_holds"
+                " WHERE (reason != '' OR case_reference != '') AND hold_id > ?"
+                " ORDER BY hold_id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [
+            (
+                r[0],
+                as_bytes(r[1]),
+                json.dumps({"reason": r[2], "case_reference": r[3]}, sort_keys=True).encode(),
+            )
+            for r in rows
+        ]
+
+    def seal_hold_terms(self, hold_id: str, sealed: bytes) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE legal_holds SET reason = '', case_reference = '', sealed = ? WHERE hold_id = ?",
+                (sealed or None, hold_id),
+            )
 
     def list_holds(self, subject_ref: bytes) -> list[HoldRow]:
         with self._read() as conn:
@@ -82,14 +118,20 @@ class SqlHolds(SqlStoreBase):
         if deferred is not None:
             self._insert_pending(conn, deferred)
             if audit is not None:
-                self._audited(
-                    conn, replace(audit, decision="deferred", reason="legal hold: deletion recorded")
-                )
+                self._audited(conn, replace(audit, decision="deferred", reason=DEFERRED_REASON))
         return True
 
-    def _covered(self, conn: Connection, subject_ref: bytes, record_id: str) -> bool:
+    def _covered(
+        self, conn: Connection, subject_ref: bytes, record_id: str, *, lock: bool = True
+    ) -> bool:
         """Whether an active hold applies: to a record, a hold on it or on its whole subject; to
-        a whole subject (no ``record_id``), any hold on it or on any of its records."""
+        a whole subject (no ``record_id``), any hold on it or on any of its records. With
+        ``lock`` (in a write transaction) the subject row stays locked against a hold's release
+        until the transaction ends."""
+        if lock:
+            conn.execute(
+                f"SELECT 1 FROM subjects WHERE subject_ref = ?{self._FOR_SHARE}", (subject_ref,)
+            ).fetchone()
         if record_id:
             return conn.execute(self._HELD, (subject_ref, record_id)).fetchone() is not None
         return (
@@ -118,27 +160,48 @@ class SqlHolds(SqlStoreBase):
 
     def holds_cover(self, subject_ref: bytes, record_id: str = "") -> bool:
         with self._read() as conn:
-            return self._covered(conn, subject_ref, record_id)
+            return self._covered(conn, subject_ref, record_id, lock=False)
 
-    def release_stale_holds(self, subject_ref: bytes, record_id: str, audit: AuditRow | None) -> int:
+    def release_stale_holds(
+        self, subject_ref: bytes, record_id: str, before: float, audit: AuditRow | None
+    ) -> int:
+        now = audit.at if audit else before
         with self._write() as conn:
             if record_id:
                 released = conn.execute(
                     "UPDATE legal_holds SET released_at = ? WHERE released_at IS NULL"
-                    " AND subject_ref = ? AND (record_id IS NULL OR record_id = '' OR record_id = ?)",
-                    (audit.at if audit else 0.0, subject_ref, record_id),
+                    " AND subject_ref = ? AND created_at <= ?"
+                    " AND (record_id IS NULL OR record_id = '' OR record_id = ?)",
+                    (now, subject_ref, before, record_id),
                 ).rowcount
             else:
                 released = conn.execute(
                     "UPDATE legal_holds SET released_at = ? WHERE released_at IS NULL"
-                    " AND subject_ref = ?",
-                    (audit.at if audit else 0.0, subject_ref),
+                    " AND subject_ref = ? AND created_at <= ?",
+                    (now, subject_ref, before),
                 ).rowcount
             if released and audit is not None:
                 self._audited(
                     conn, replace(audit, reason=f"{released} stale holds of a restored backup released")
                 )
         return int(released)
+
+    def unheld_pending(self, limit: int) -> list[PendingDeletion]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT p.pending_id, p.kind, p.subject_ref, p.record_id, p.requested_by,"
+                " p.requested_at, p.version FROM pending_deletions p WHERE NOT EXISTS"
+                " (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL"
+                " AND h.subject_ref = p.subject_ref AND (h.record_id IS NULL OR h.record_id = ''"
+                " OR h.record_id = p.record_id OR p.kind = 'subject'))"
+                " ORDER BY p.requested_at, p.pending_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [self._pending(r) for r in rows]
+
+    @staticmethod
+    def _pending(r: Any) -> PendingDeletion:
+        return PendingDeletion(r[0], PendingKind(r[1]), as_bytes(r[2]), r[3], r[4], r[5], int(r[6]))
 
     def ensure_pending(self, pending: PendingDeletion) -> None:
         with self._write() as conn:
@@ -158,10 +221,7 @@ class SqlHolds(SqlStoreBase):
                 " ORDER BY requested_at, pending_id",
                 (subject_ref,),
             ).fetchall()
-        return [
-            PendingDeletion(r[0], PendingKind(r[1]), as_bytes(r[2]), r[3], r[4], r[5], int(r[6]))
-            for r in rows
-        ]
+        return [self._pending(r) for r in rows]
 
     def drop_pending(self, pending_id: str) -> None:
         with self._write() as conn:

@@ -74,9 +74,11 @@ class SqlKeys(SqlStoreBase):
         return [(r[0], WrappedKey(r[1], as_bytes(r[2]))) for r in rows]
 
     def replace_subject_keys(
-        self, changes: Sequence[tuple[bytes, WrappedKey, WrappedKey]]
+        self, changes: Sequence[tuple[bytes, WrappedKey, WrappedKey]], *, provider: str
     ) -> list[bool]:
         with self._write() as conn:
+            for version in sorted({new.root_version for _, _, new in changes}):
+                self._refuse_closed_version(conn, provider, version)
             return [
                 bool(
                     conn.execute(
@@ -88,8 +90,9 @@ class SqlKeys(SqlStoreBase):
                 for ref, old, new in changes
             ]
 
-    def replace_service_key(self, name: str, old: WrappedKey, new: WrappedKey) -> bool:
+    def replace_service_key(self, name: str, old: WrappedKey, new: WrappedKey, *, provider: str) -> bool:
         with self._write() as conn:
+            self._refuse_closed_version(conn, provider, new.root_version)
             changed = conn.execute(
                 "UPDATE service_keys SET root_version = ?, wrapped = ?"
                 " WHERE name = ? AND root_version = ? AND wrapped = ?",

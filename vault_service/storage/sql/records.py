@@ -13,8 +13,9 @@ crypto-shreds, unless a legal hold defers it. Under a hold an update keeps the r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
-from vault_service.audit.model import AuditRow
+from vault_service.audit.model import DEFERRED_REASON, AuditRow
 from vault_service.errors import AlreadyExists, FailedPrecondition, LegalHoldActive
 from vault_service.key_providers.base import WrappedKey
 from vault_service.storage.rows import (
@@ -305,6 +306,7 @@ class SqlRecords(SqlStoreBase):
     def consume_read_once(
         self,
         record_id: str,
+        version: int,
         now: float,
         audits: tuple[AuditRow, AuditRow],
         deferred: PendingDeletion,
@@ -312,21 +314,32 @@ class SqlRecords(SqlStoreBase):
         released, destroyed = audits
         with self._write() as conn:
             row = conn.execute(
-                "SELECT subject_ref FROM records WHERE record_id = ? AND consumed_at IS NULL"
-                f"{self._FOR_UPDATE}",
-                (record_id,),
+                "SELECT subject_ref FROM records WHERE record_id = ? AND version = ?"
+                f" AND consumed_at IS NULL{self._FOR_UPDATE}",
+                (record_id, version),
             ).fetchone()
             if row is None:
                 return None
             ref = as_bytes(row[0])
-            self._audited(conn, released)
-            held = self._defer_if_held(conn, ref, record_id, deferred, destroyed)
+            held = self._defer_if_held(conn, ref, record_id, deferred, None)
             if held:
                 conn.execute("UPDATE records SET consumed_at = ? WHERE record_id = ?", (now, record_id))
             else:
                 blobs = self._shred_rows(conn, record_id, ref)
+            # the audit chain's lock last, held as briefly as possible
+            self._audited(conn, released)
+            if held:
+                self._audited(conn, replace(destroyed, decision="deferred", reason=DEFERRED_REASON))
+            else:
                 self._audited(conn, destroyed)
         if held:
             return ReadOnceClaim(True, None)
         count_shred("record", destroyed)
         return ReadOnceClaim(False, ShreddedRecord(record_id, blobs))
+
+    def mark_consumed(self, record_id: str, now: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE records SET consumed_at = COALESCE(consumed_at, ?) WHERE record_id = ?",
+                (now, record_id),
+            )

@@ -10,9 +10,10 @@ grants are written only for a live subject, and revoking one is idempotent.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
-from vault_service.audit.model import AuditRow
+from vault_service.audit.model import ALREADY_ERASED, AuditRow
 from vault_service.errors import FailedPrecondition, LegalHoldActive
 from vault_service.key_providers.base import WrappedKey
 from vault_service.policy.model import Grant
@@ -102,6 +103,8 @@ class SqlSubjects(SqlStoreBase):
                 # what only the subject key could read goes with it (a handful of rows)
                 for table in ("consent_grants", "subject_events"):
                     conn.execute(f"DELETE FROM {table} WHERE subject_ref = ?", (subject_ref,))
+                if audit is not None and not (deleted or flipped):  # a concurrent erasure won
+                    audit = replace(audit, reason=ALREADY_ERASED)
                 self._audited(conn, audit)
         if held:
             raise LegalHoldActive()
