@@ -13,7 +13,9 @@ nothing is destroyed: UNAVAILABLE), with its state:
 - ``deferred``: asked for while a legal hold applied; the store recorded it for the hold's
   release, which carries it out (and appends ``done``).
 
-The last entry of an object wins. Objects: a ``subject`` (erasure; with the root-key versions that
+The last entry of an object wins, with one exception: a record once released by its read-once
+read stays consumed whatever entry follows (a delete asked for under a hold, say), so that a
+replay never lets it be released again. Objects: a ``subject`` (erasure; with the root-key versions that
 could have wrapped its key, for deletion verification), a ``record`` (delete, retention,
 read-once), a record ``version`` (the one an update replaced), a ``share`` (revoked or expired),
 a ``consent`` grant (revoked: a withdrawn consent must not come back with a backup either).
@@ -36,7 +38,7 @@ import enum
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,9 @@ from vault_service.crypto.signing import SigningKey, verify_signature
 from vault_service.errors import Unavailable
 
 FORMAT = "vault-destruction-ledger/v2"
+
+#: the cause of a read-once record's destruction (released once: it stays consumed)
+READ_ONCE_CAUSE = "read-once"
 _V1_PREFIX = b"vault-erasure-ledger/v1\x00"
 
 
@@ -84,6 +89,9 @@ class Destruction:
     root_versions: tuple[str, ...] = ()
     #: why, for people reading the ledger ("erasure", "retention", "read-once", "update" ...)
     cause: str = ""
+    #: set by :meth:`DestructionLedger.latest`, never written: an entry of this object (this
+    #: one or an earlier one) is a read-once release
+    consumed: bool = False
 
     @property
     def key(self) -> tuple[str, bytes, str, int]:
@@ -180,12 +188,16 @@ class DestructionLedger:
         return out
 
     def latest(self, public_key: bytes) -> list[Destruction]:
-        """The last entry of every object, in the order of those last entries."""
+        """The last entry of every object, in the order of those last entries; ``consumed`` set
+        on it if any entry of the object was a read-once release."""
         last: dict[tuple[str, bytes, str, int], Destruction] = {}
+        consumed: set[tuple[str, bytes, str, int]] = set()
         for entry in self.entries(public_key):
+            if entry.cause == READ_ONCE_CAUSE:
+                consumed.add(entry.key)
             last.pop(entry.key, None)
             last[entry.key] = entry
-        return list(last.values())
+        return [replace(e, consumed=True) if key in consumed else e for key, e in last.items()]
 
     def subject_erasures(self, public_key: bytes) -> list[Destruction]:
         """The latest entry of every subject erasure (done or deferred)."""

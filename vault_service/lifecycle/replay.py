@@ -28,7 +28,7 @@ from vault_service.crypto.derive import audit_pseudonym
 from vault_service.errors import LegalHoldActive
 from vault_service.lifecycle.erasure import Eraser
 from vault_service.lifecycle.ledger import Destruction, DestructionLedger, Kind, State
-from vault_service.lifecycle.shredding import READ_ONCE_CAUSE, Requester, Shredder
+from vault_service.lifecycle.shredding import Requester, Shredder
 from vault_service.storage import RecordStore, SubjectState
 from vault_service.storage.rows import PendingKind
 
@@ -133,7 +133,7 @@ class Replayer:
             _PENDING_KIND[entry.kind], entry.subject_ref, entry.object_id, by, entry.version
         )
         self.store.ensure_pending(pending)
-        if entry.cause == READ_ONCE_CAUSE:  # released once already: never again
+        if entry.consumed:  # released once already (maybe a delete came after): never again
             self.store.mark_consumed(entry.object_id, self.clock.now())
 
     def _destroy(self, entry: Destruction) -> bool:

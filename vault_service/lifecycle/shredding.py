@@ -30,7 +30,13 @@ from vault_service.crypto.signing import SigningKey
 from vault_service.errors import LegalHoldActive
 from vault_service.faults import fault_point
 from vault_service.ids import new_record_id, record_id_time
-from vault_service.lifecycle.ledger import Destruction, DestructionLedger, Kind, State
+from vault_service.lifecycle.ledger import (
+    READ_ONCE_CAUSE,
+    Destruction,
+    DestructionLedger,
+    Kind,
+    State,
+)
 from vault_service.logs import fields
 from vault_service.policy.model import Grant
 from vault_service.storage import BlobStore, RecordStore, RecordVersion, ShreddedRecord
@@ -43,9 +49,6 @@ from vault_service.storage.rows import (
 )
 
 log = logging.getLogger("vault_service.shredding")
-
-#: the cause of a read-once record's destruction in the ledger (a replay keeps it consumed)
-READ_ONCE_CAUSE = "read-once"
 
 #: blobs are checked against the store in batches of this many
 _BLOB_BATCH = 500
