@@ -1,7 +1,7 @@
 """Fail closed when the key provider is down: writes that need it and uncached reads get
 UNAVAILABLE with nothing written; health turns NOT_SERVING after the configured period and comes
-back by itself. Over a real gRPC server, with the Transit test server sealed and with moto's KMS
-server killed."""
+back by itself. Over a real gRPC server, with a real OpenBao server sealed by its operator API and
+with moto's KMS server killed."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import TOKENS, write_config
 from tests.support.moto_server import CREDENTIALS, KmsFaultProxy, MotoServer
-from tests.support.transit_server import TransitTestServer
+from tests.support.openbao import OpenBaoServer
 from vault_service.client import VaultClient
 from vault_service.config import load_config
 from vault_service.errors import Unavailable
@@ -72,17 +72,17 @@ def _exercise_outage(
 
 
 def test_transit_sealed(tmp_path: Path) -> None:
-    transit = TransitTestServer().start()
+    bao = OpenBaoServer().start()
     try:
-        server = transit.serve_vault(
+        server = bao.serve_vault(
             tmp_path, keys__provider_max_attempts="2", keys__unhealthy_after_seconds="0.3"
         )
         try:
-            _exercise_outage(tmp_path, server, transit.seal, transit.unseal)
+            _exercise_outage(tmp_path, server, bao.seal, bao.unseal)
         finally:
             server.stop(0)
     finally:
-        transit.stop()
+        bao.stop()
 
 
 def test_kms_unreachable(tmp_path: Path) -> None:

@@ -2,9 +2,9 @@
 
 - local: a keyring file in a temp directory;
 - aws-kms: moto's server mode (a subprocess), reset per test;
-- vault-transit: the Transit-protocol test server, both context bindings, through the real hvac;
-- vault-real: a real Vault, only when VAULT_ADDR and VAULT_TOKEN are set (a Transit engine must be
-  mounted at ``transit``; the key name is unique per run).
+- openbao: a real Vault-API server (OpenBao in dev mode, started by the tests), both bindings; with
+  VAULT_TEST_ADDR and VAULT_TEST_TOKEN set, that server instead (a Vault or OpenBao with a Transit
+  engine mounted at ``transit``; every key the tests create has a unique name).
 """
 
 from __future__ import annotations
@@ -12,24 +12,51 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.support.moto_server import CREDENTIALS, MotoServer
+from tests.support.openbao import OpenBaoServer
 from tests.support.transit_server import TransitTestServer
 from vault_service.key_providers import LocalKeyProvider, create_keyring
 from vault_service.key_providers.aws_kms import AwsKmsKeyProvider, KmsSettings
 from vault_service.key_providers.base import KeyProvider
 from vault_service.key_providers.vault_transit import TransitSettings, VaultTransitKeyProvider
 
-PROVIDERS = ["local", "aws-kms", "vault-transit-derived", "vault-transit-ad", "vault-real"]
+PROVIDERS = [
+    "local",
+    "aws-kms",
+    "openbao-derived",
+    "openbao-ad",
+]
 
 
 @pytest.fixture(scope="session")
 def moto() -> Iterator[MotoServer]:
     server = MotoServer().start()
     yield server
+    server.stop()
+
+
+@dataclass(frozen=True)
+class VaultApi:
+    """A Vault-API server the tests may create keys on: ``url``, ``token``."""
+
+    url: str
+    token: str
+
+
+@pytest.fixture(scope="session")
+def openbao() -> Iterator[VaultApi]:
+    """The real Vault-API server of the session: VAULT_TEST_ADDR/VAULT_TEST_TOKEN, else OpenBao
+    started here."""
+    if os.environ.get("VAULT_TEST_ADDR") and os.environ.get("VAULT_TEST_TOKEN"):
+        yield VaultApi(os.environ["VAULT_TEST_ADDR"], os.environ["VAULT_TEST_TOKEN"])
+        return
+    server = OpenBaoServer().start()
+    yield VaultApi(server.url, server.token)
     server.stop()
 
 
@@ -75,17 +102,11 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyProv
         moto = request.getfixturevalue("moto")
         moto.reset()
         yield kms_provider(moto)
-    elif kind.startswith("vault-transit"):
-        server = request.getfixturevalue("transit")
-        yield transit_provider(
-            server.url, server.token, "derived" if kind.endswith("derived") else "associated_data"
-        )
     else:
-        if not (os.environ.get("VAULT_ADDR") and os.environ.get("VAULT_TOKEN")):
-            pytest.skip("real Vault: set VAULT_ADDR and VAULT_TOKEN to run the contract on it")
+        api = request.getfixturevalue("openbao")
         yield transit_provider(
-            os.environ["VAULT_ADDR"],
-            os.environ["VAULT_TOKEN"],
-            "derived",
+            api.url,
+            api.token,
+            "derived" if kind.endswith("derived") else "associated_data",
             key=f"vault-service-test-{secrets.token_hex(4)}",
         )

@@ -1,5 +1,5 @@
 """Rotation: rewrap (resumable, compare-and-set), inventory, retire, two-step destroy; on the local
-provider and the Transit test server, through the real service and store."""
+provider and a real OpenBao server, through the real service and store."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import test_policy_text
 from tests.key_providers.conftest import transit_provider
-from tests.support.transit_server import TransitTestServer
+from tests.support.openbao import OpenBaoServer
 from vault_service.clock import FixedClock
 from vault_service.crypto import SubjectKey
 from vault_service.crypto.context import subject_key_context
@@ -26,14 +26,14 @@ from vault_service.storage import FilesystemBlobStore, SqliteRecordStore
 CALL = CallContext(Principal("app", "application"), "test")
 
 
-@pytest.fixture(params=["local", "vault-transit"])
+@pytest.fixture(params=["local", "openbao"])
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VaultService]:
     provider: KeyProvider
     if request.param == "local":
         create_keyring(tmp_path / "ring.json", None, 0.0)
         provider = LocalKeyProvider(tmp_path / "ring.json")
     else:
-        server = TransitTestServer().start()
+        server = OpenBaoServer().start()
         request.addfinalizer(server.stop)
         provider = transit_provider(server.url, server.token, "derived")
     store = SqliteRecordStore(tmp_path / "vault.db")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TOKENS, write_config
-from tests.support.transit_server import TransitTestServer
+from tests.support.openbao import OpenBaoServer
 from vault_service.client import VaultClient
 from vault_service.config import load_config
 from vault_service.errors import Unavailable
@@ -86,21 +86,21 @@ def _run(server: RunningServer, down: Callable[[], None], up: Callable[[], None]
 
 
 @pytest.fixture
-def transit() -> Iterator[TransitTestServer]:
-    server = TransitTestServer().start()
+def openbao() -> Iterator[OpenBaoServer]:
+    server = OpenBaoServer().start()
     yield server
     server.stop()
 
 
-def test_key_provider_sealed_twice(tmp_path: Path, transit: TransitTestServer) -> None:
-    server = transit.serve_vault(
+def test_key_provider_sealed_twice(tmp_path: Path, openbao: OpenBaoServer) -> None:
+    server = openbao.serve_vault(
         tmp_path,
         keys__provider_max_attempts="1",
         keys__cache_max_entries="0",  # every write needs the provider
         logging__level='"WARNING"',
     )
     try:
-        _run(server, transit.seal, transit.unseal)
+        _run(server, openbao.seal, openbao.unseal)
     finally:
         server.stop(0)
 

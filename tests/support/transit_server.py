@@ -298,18 +298,26 @@ class TransitTestServer:
     def unseal(self) -> None:
         self.state.sealed = False
 
+    def key_config(self, name: str) -> dict[str, Any]:
+        """The key's settings as ``transit/keys/<name>`` answers them."""
+        return self.state.read(name)
+
     def serve_vault(self, home: Path, **overrides: str) -> RunningServer:
         """A vault server in this process on a config in ``home`` whose key provider is this
         Transit server (its root key created); ``overrides`` as for ``write_config``."""
-        from tests.conftest import write_config
-        from vault_service.config import load_config
-        from vault_service.key_providers.factory import build_provider
-        from vault_service.rpc.server import start_server
+        return serve_vault_on_transit(home, self.url, self.token, **overrides)
 
-        write_config(
-            home, keys__provider='"vault-transit"', keys__transit_url=f'"{self.url}"', **overrides
-        )
-        env = {"VAULT_TOKEN": self.token}
-        config = load_config(home / "vault.toml", env)
-        build_provider(config, env).initialize()  # type: ignore[attr-defined]
-        return start_server(config, env)
+
+def serve_vault_on_transit(home: Path, url: str, token: str, **overrides: str) -> RunningServer:
+    """A vault server in this process on a config in ``home`` whose key provider is the Transit
+    API at ``url`` (its root key created first); ``overrides`` as for ``write_config``."""
+    from tests.conftest import write_config
+    from vault_service.config import load_config
+    from vault_service.key_providers.factory import build_provider
+    from vault_service.rpc.server import start_server
+
+    write_config(home, keys__provider='"vault-transit"', keys__transit_url=f'"{url}"', **overrides)
+    env = {"VAULT_TOKEN": token}
+    config = load_config(home / "vault.toml", env)
+    build_provider(config, env).initialize()  # type: ignore[attr-defined]
+    return start_server(config, env)
