@@ -1,6 +1,6 @@
 """The reference model of the vault's promises, written from the docs (README.md, docs/lifecycle.md,
 docs/shares.md, docs/keys.md, docs/policy.md, docs/large-objects.md) as amended by the decisions
-D1..D14 of /work/notes/decisions.md, never from the service code.
+D1..D14 of docs/decisions/issue-17.md, never from the service code.
 
 Pure Python: it imports nothing of ``vault_service``; it knows the policy by reading
 ``tests/model/policy.toml`` itself.
@@ -176,6 +176,30 @@ class Policy:
         return action in self.role_actions[self.principal_roles[principal]]
 
 
+# --- the destruction ledger -----------------------------------------------------------------------
+
+
+class Ledger(dict[tuple[str, ...], str]):
+    """D1's ledger: the last entry per object, kept in the order of those last entries (a new
+    entry of an object moves it to the end, as the docs' "last entry wins" and a replay in
+    ledger order mean); ``seq`` numbers every entry, so that a hold can be placed before or after
+    one. A read-once record once released stays consumed whatever entry follows (docs/lifecycle.md).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seq: dict[tuple[str, ...], int] = {}
+        self.count = 0
+
+    def __setitem__(self, key: tuple[str, ...], value: str) -> None:
+        if value == "deferred" and self.get(key) == "consumed":
+            value = "consumed"
+        self.pop(key, None)
+        super().__setitem__(key, value)
+        self.count += 1
+        self.seq[key] = self.count
+
+
 # --- the state a backup holds ---------------------------------------------------------------------
 
 
@@ -260,6 +284,8 @@ class Hold:
     record: str | None
     active: bool = True
     lost: bool = False
+    #: how many ledger entries had been written when it was placed (D1's "from before")
+    placed: int = 0
 
 
 @dataclass
@@ -367,7 +393,7 @@ class Model:
         self.s = State()
         #: D1: the destruction ledger, last entry per object wins: "done" | "deferred" |
         #: "consumed" (a read-once record released under a hold: deferred, never released again)
-        self.ledger: dict[tuple[str, ...], str] = {}
+        self.ledger = Ledger()
         #: every record label, version and share ever destroyed (never restorable, D12)
         self.destroyed: set[str] = set()
         self.epoch = 1
@@ -1143,7 +1169,7 @@ class Model:
         op = f"hold {label} on {record or sid}"
 
         def placed(a: Actual) -> None:
-            self.s.holds[label] = Hold(label, sid, record)
+            self.s.holds[label] = Hold(label, sid, record, placed=self.ledger.count)
             self.touch(sid, certain=False)
 
         return expect(op, {OK}, OK=placed)
@@ -1336,65 +1362,72 @@ class Model:
         self.settle()
 
     def _replay(self) -> None:
+        """Each object's last entry, in ledger order (docs/lifecycle.md, replay rules): a done
+        entry first marks the holds from before it released (stale); then whatever a hold still
+        covers stays pending, and the rest is destroyed."""
         st = self.s
         for key, entry in list(self.ledger.items()):
-            if key[0] != "subject":
-                continue
-            s = st.subjects.get(key[1])
-            if s is None or s.state == "erased" or key[1] in self.tainted:
-                continue
-            if entry == "done" or not self.held_subject(s.sid):
+            kind, seq = key[0], self.ledger.seq[key]
+            if kind == "subject":
+                s = st.subjects.get(key[1])
+                if s is None or s.state == "erased" or key[1] in self.tainted:
+                    continue
                 if entry == "done":
-                    self._release_stale(s.sid, None)
-                self.erase_now(s.sid)
-            else:
-                s.erase_pending = True
-        for key, entry in list(self.ledger.items()):
-            if key[0] == "record":
+                    self._release_stale(s.sid, None, seq)
+                if self.held_subject(s.sid):
+                    s.erase_pending = True
+                else:
+                    self.erase_now(s.sid)
+            elif kind == "record":
                 r = st.records.get(key[1])
                 if r is None or r.state not in (LIVE, LIMBO):
                     continue
-                if entry == "done" or not self.held_record(r):
-                    if entry == "done":
-                        self._release_stale(r.subject, r.label)
+                if entry == "done":
+                    self._release_stale(r.subject, r.label, seq)
+                if not self.held_record(r):
                     self.destroy(r)
                 elif entry == "consumed":
                     r.state = CONSUMED
                 else:
                     r.delete_pending = True
-            elif key[0] == "version":
+            elif kind == "version":
                 r = st.records.get(key[1])
                 v = int(key[2])
                 if r is None:
                     continue
+                current = r.state in (LIVE, LIMBO) and r.version == v
+                if v not in r.kept and not current:
+                    continue
+                if entry == "done":
+                    self._release_stale(r.subject, r.label, seq)
                 if v in r.kept:
-                    if entry == "done":
+                    if not self.held_record(r):
+                        self.ledger[key] = "done"
                         r.kept.discard(v)
                     continue
-                if r.state not in (LIVE, LIMBO) or r.version != v:
-                    continue
-                if entry == "done" or not self.held_record(r):
+                if self.held_record(r):
+                    r.state = LIMBO
+                else:
                     # the backup's current version was destroyed since: the record is gone
                     self.ledger[key] = "done"
                     r.state = DESTROYED
                     r.delete_pending = False
-                else:
-                    r.state = LIMBO
-            elif key[0] == "share":
+            elif kind == "share":
                 x = st.shares.get(key[1])
                 if x is not None and x.state == LIVE:
                     x.state = DESTROYED
-            elif key[0] == "consent":
+            elif kind == "consent":
                 g = st.grants.get(key[1])
                 if g is not None and not g.lost:
                     g.revoked = True
 
-    def _release_stale(self, sid: str, record: str | None) -> None:
-        """A done destruction found held in a restored backup: those holds are stale (they had
-        been released before it was carried out) and the replay marks them released (D1)."""
+    def _release_stale(self, sid: str, record: str | None, before: int) -> None:
+        """A done destruction found held in a restored backup: the holds placed before it are
+        stale (they had been released before it was carried out) and the replay marks them
+        released (D1); a hold placed after it is real."""
         for h in self.s.holds.values():
             covers = record is None or h.record in (None, record)
-            if h.active and not h.lost and h.subject == sid and covers:
+            if h.active and not h.lost and h.subject == sid and covers and h.placed < before:
                 h.active = False
 
     def epoch_done(self) -> None:

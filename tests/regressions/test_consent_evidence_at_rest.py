@@ -1,6 +1,6 @@
 """Issue 17, defect 5: consent evidence references in plaintext at rest, surviving the subject.
 
-Decision D5 (/work/notes/decisions.md): evidence references are sealed under the subject key;
+Decision D5 (docs/decisions/issue-17.md): evidence references are sealed under the subject key;
 ListConsents returns them decrypted while the subject is live; after erasure they are unreadable
 and the purge deletes the grant rows. Never in plaintext in the database or its WAL.
 """

@@ -1,6 +1,6 @@
 """Issue 17, defect 11: the docs and the behaviour disagree about erased subjects.
 
-Decision D11 (/work/notes/decisions.md): the docs follow the behaviour. Consent-bound and share
+Decision D11 (docs/decisions/issue-17.md): the docs follow the behaviour. Consent-bound and share
 reads of an erased subject answer PERMISSION_DENIED (no existence oracle), other reads NOT_FOUND;
 a second EraseSubject answers OK with erased=false, audited as "already erased: nothing
 destroyed"; writes to an erased subject stay FAILED_PRECONDITION. A withdrawal with retained

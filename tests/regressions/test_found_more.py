@@ -1,5 +1,5 @@
 """Defects of the kind issue 17 lists, found while writing its regression tests, and not named by
-the issue or decided in /work/notes/decisions.md. Each test reproduces one; the expected behaviour
+the issue or by its decisions. Each test reproduces one; the expected behaviour
 asserted is the one the README and docs/ promise (quoted in each docstring).
 """
 

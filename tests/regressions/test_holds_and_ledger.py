@@ -1,6 +1,6 @@
 """Issue 17, defects 1, 12 and 13: legal holds, the erasure (destruction) ledger and backups.
 
-Decisions D1, D12, D13 (/work/notes/decisions.md): every destruction is in the ledger before the
+Decisions D1, D12, D13 (docs/decisions/issue-17.md): every destruction is in the ledger before the
 store changes, erasures deferred by a hold too; replay at start-up destroys again whatever the
 ledger says is destroyed, whatever holds a restored backup has; a hold keeps everything that existed
 when it was placed (an update keeps the old version until the hold's release).

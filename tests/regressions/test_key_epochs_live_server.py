@@ -2,7 +2,7 @@
 `vaultctl serve` runs; "same on every provider": here on the local provider and on AWS KMS
 (moto's server).
 
-Decision D2 (/work/notes/decisions.md): the running server sees key-state changes made by another
+Decision D2 (docs/decisions/issue-17.md): the running server sees key-state changes made by another
 process, never wraps a key under a retired, marked or destroyed root version, and `keys destroy`
 refuses while anything is still wrapped under the version at the moment it destroys. Scenario:
 `keys rotate`, `keys rewrap`, `keys retire 1`, `keys destroy 1 --mark`, `keys destroy 1`; a subject

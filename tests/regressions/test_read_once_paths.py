@@ -1,7 +1,7 @@
 """Issue 17, defect 3: read-once on every read path (GetRecord, DownloadContent, ExportSubject,
 ReadShare).
 
-Decision D3 (/work/notes/decisions.md): a read_once record is released whole, once; the read that
+Decision D3 (docs/decisions/issue-17.md): a read_once record is released whole, once; the read that
 releases it destroys it. A read that would narrow what the purpose may see (a field subset, no
 content, a byte range, a download of a record with fields) is FAILED_PRECONDITION and releases and
 destroys nothing. Under a legal hold the record is consumed (never released again) and destroyed at

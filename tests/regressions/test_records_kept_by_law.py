@@ -1,7 +1,7 @@
 """Issue 17, defect 10: records kept by law after a withdrawal leak through the subject-access
 export, because one flag (`restriction_exempt`) meant two things.
 
-Decision D10 (/work/notes/decisions.md): two purpose flags, `restriction_exempt = true` (reads
+Decision D10 (docs/decisions/issue-17.md): two purpose flags, `restriction_exempt = true` (reads
 allowed while processing is restricted) and `retained_access = true` (may read records kept under
 legal retention after the subject's erasure). Shipped policies: legal_obligation gets both,
 subject_access only restriction_exempt. After a withdrawal, ExportSubject for subject_access

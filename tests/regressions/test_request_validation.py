@@ -1,6 +1,6 @@
 """Issue 17, defects 6, 7, 8 and 9: requests the vault must refuse, and what its refusals echo.
 
-Decisions (/work/notes/decisions.md):
+Decisions (docs/decisions/issue-17.md):
 
 - D6: every time in a request (valid_from, valid_until, expires_at, at) is finite and in
   [0, 253402300799]; every duration (event_period_seconds) finite, > 0 and at most 100 years

@@ -1,7 +1,7 @@
 """Issue 17, defect 4: the VerifyDeletion RPC and `vaultctl verify-deletion` disagree after an
 exempt read of a withdrawn subject's retained record.
 
-Decision D4 (/work/notes/decisions.md): the cache check concerns subject keys only; an exempt
+Decision D4 (docs/decisions/issue-17.md): the cache check concerns subject keys only; an exempt
 `legal_obligation` read caches the subject's *legal* key, which is not its subject key. The RPC and
 the CLI agree (PENDING / PENDING_UNTIL while legal records remain).
 """
