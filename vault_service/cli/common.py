@@ -70,6 +70,35 @@ def configure_logging(config: Config) -> None:
     )
 
 
+#: where the gRPC commands go when neither --address nor a config file says
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+
+def connect_address(listen: str) -> str:
+    """The address a client on this machine dials for a server listening on ``listen``: a
+    wildcard host (``0.0.0.0``, ``[::]``) is reached on loopback."""
+    host, _, port = listen.rpartition(":")
+    if host in ("", "0.0.0.0"):  # noqa: S104 - a wildcard listen address, dialled on loopback
+        host = "127.0.0.1"
+    elif host in ("::", "[::]"):
+        host = "[::1]"
+    return f"{host}:{port}"
+
+
+def address_of(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    """``--address``; else the ``server.listen`` of the config file (``--config``) when it
+    exists; else :data:`DEFAULT_ADDRESS`."""
+    if args.address:
+        return str(args.address)
+    path = Path(args.config)
+    if not path.is_file():
+        return DEFAULT_ADDRESS
+    listen = load_config(path, env).server.listen
+    if listen.endswith(":0"):
+        raise ConfigError(f"{path}: server.listen picks a free port at start-up: pass --address")
+    return connect_address(listen)
+
+
 def client_of(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
     from vault_service.client import VaultClient
 
@@ -78,11 +107,15 @@ def client_of(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
         token = Path(args.token_file).read_text().strip()
     if not token:
         raise ConfigError("no token: set VAULT_SERVICE_TOKEN or pass --token-file")
-    return VaultClient(args.address, token, timeout=args.timeout)
+    return VaultClient(address_of(args, env), token, timeout=args.timeout)
 
 
 def add_client_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--address", default="127.0.0.1:50051")
+    p.add_argument(
+        "--address",
+        default="",
+        help=f"host:port of the server (default: server.listen of --config, else {DEFAULT_ADDRESS})",
+    )
     p.add_argument("--token-file", help="file holding the bearer token (else $VAULT_SERVICE_TOKEN)")
     p.add_argument("--timeout", type=float, default=10.0)
 

@@ -23,6 +23,7 @@ from vault_service.cli import (
     consent,
     keys,
     lifecycle,
+    principals,
     records,
     serve,
     shares,
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True)
     # registered in the order `vaultctl --help` lists them
-    for group in (serve, keys, audit, consent, subjects, shares, lifecycle, verification, records):
+    groups = (serve, keys, audit, consent, subjects, shares, lifecycle, verification, records)
+    for group in (*groups, principals):
         group.add_parser(sub)
     return p
 

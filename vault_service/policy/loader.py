@@ -32,6 +32,11 @@ _TOP = {"version", "events", "categories", "purposes", "roles", "principals"}
 _EVENT = re.compile(r"^[a-z0-9_]{1,64}$")
 
 
+def check_name(value: str, key: str, source: str = "<policy>") -> None:
+    """ConfigError unless ``value`` is a valid name of a category, purpose, role or principal."""
+    _Ctx(source).name(value, key)
+
+
 class _Ctx:
     def __init__(self, source: str) -> None:
         self.source = source
