@@ -50,7 +50,7 @@ def rule_text(rule: RetentionRule) -> str:
     if rule.kind == "after_event":
         return f"shredded {days} after the subject's event '{rule.event}'"
     if rule.kind == "read_once":
-        return "destroyed when first read"
+        return "destroyed when first read" + (f", or {days} after creation if never read" if p else "")
     return "kept until deleted or the subject is erased"
 
 

@@ -1,10 +1,11 @@
 """Retention rules: shred every record whose rule says it is due, and forecast what will be.
 
 Rules (per category, see docs/lifecycle.md): ``after_creation`` (a period after the record was
-created; with ``survives_erasure`` it also applies to records kept by law after an erasure) and
-``after_event`` (a period after the subject's business event). ``read_once`` and
-``until_erasure`` records are not swept here. Held records are left alone (a hold stops the
-clock); the sweep is idempotent and safe with several processes sweeping at once.
+created; with ``survives_erasure`` it also applies to records kept by law after an erasure),
+``after_event`` (a period after the subject's business event) and ``read_once`` with a deadline
+(a period after creation, for a record never read: the read destroys it otherwise). ``read_once``
+without one and ``until_erasure`` records are not swept here. Held records are left alone (a
+hold stops the clock); the sweep is idempotent and safe with several processes sweeping at once.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from vault_service.policy import Category, Policy
 from vault_service.policy.model import RetentionRule
 from vault_service.storage import RecordStore
 
-SWEPT_KINDS = ("after_creation", "after_event")
-
 
 def _label(rule: RetentionRule) -> str:
-    return f"{rule.kind} {rule.event} {rule.period / 86400:g}d".replace("  ", " ")
+    p = rule.period
+    span = f"{p / 86400:g}d" if p % 86400 == 0 else f"{p / 3600:g}h"
+    return f"{rule.kind} {rule.event} {span}".replace("  ", " ")
 
 
 def _candidates(
@@ -37,7 +38,7 @@ def _candidates(
     while True:
         rows = store.due_records(
             category.name,
-            horizon - rule.period if rule.kind == "after_creation" else None,
+            horizon - rule.period if rule.by_age else None,
             rule.event,
             after,
             batch,
@@ -64,7 +65,7 @@ def sweep_retention(
     done: list[tuple[str, str]] = []
     for category in policy.categories.values():
         rule = category.retention
-        if rule.kind not in SWEPT_KINDS:
+        if not rule.swept:
             continue
         label = _label(rule)
 
@@ -81,7 +82,7 @@ def sweep_retention(
             due = [
                 (rid, ref)
                 for rid, ref, _ in rows
-                if rule.kind == "after_creation" or events.due(ref, rule.event, rule.period, now)
+                if rule.by_age or events.due(ref, rule.event, rule.period, now)
             ]
             if dry_run:
                 done += [(rid, label) for rid, _ in due]
@@ -100,12 +101,12 @@ def retention_forecast(
     out: list[tuple[float, str]] = []
     for category in policy.categories.values():
         rule = category.retention
-        if rule.kind not in SWEPT_KINDS:
+        if not rule.swept:
             continue
         for rows in _candidates(store, category, now + horizon, 500):
             for record_id, ref, _ in rows:
                 born: float | None
-                if rule.kind == "after_creation":
+                if rule.by_age:
                     meta = store.get_meta(record_id)
                     born = meta.created_at if meta is not None else None
                 else:

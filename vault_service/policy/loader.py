@@ -76,30 +76,35 @@ class _Ctx:
 
 def _retention(ctx: _Ctx, raw: Any, key: str) -> RetentionRule:
     """``{ after = "creation", days = 1 }``, ``{ after = "event", event = "match_completed",
-    days = 180 }``, ``{ read_once = true }`` or absent (kept until erasure)."""
+    days = 180 }``, ``{ read_once = true }`` (with ``days`` and/or ``hours``: shredded that long
+    after creation if never read) or absent (kept until erasure)."""
     if raw is None:
         return UNTIL_ERASURE
     t = ctx.table(raw, key)
     ctx.only(t, key, {"after", "days", "hours", "event", "read_once", "survives_erasure"})
+    if "read_once" in t and t["read_once"] is not True:
+        raise ctx.fail(f"{key}.read_once", "must be true (or left out)")
+    days, hours = t.get("days", 0), t.get("hours", 0)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in (days, hours)):
+        raise ctx.fail(key, "days and hours must be numbers >= 0")
+    period = float(days) * 86400 + float(hours) * 3600
+    if t.get("read_once") is True:
+        other = sorted(set(t) - {"read_once", "days", "hours"})
+        if other:
+            raise ctx.fail(f"{key}.{other[0]}", "read_once takes only days and/or hours (a deadline)")
+        if ("days" in t or "hours" in t) and period <= 0:
+            raise ctx.fail(key, "a read_once deadline needs a positive days and/or hours")
+        return RetentionRule("read_once", period)
     survives = t.get("survives_erasure", False)
     if not isinstance(survives, bool):
         raise ctx.fail(f"{key}.survives_erasure", "must be true or false")
     if survives and t.get("after") != "creation":
         raise ctx.fail(f"{key}.survives_erasure", 'only with after = "creation"')
-    if t.get("read_once") is True:
-        if len(t) != 1:
-            raise ctx.fail(key, "read_once takes no other setting")
-        return RetentionRule("read_once")
     after = t.get("after")
     if after not in ("creation", "event"):
         raise ctx.fail(f"{key}.after", 'must be "creation" or "event" (or use read_once = true)')
-    days, hours = t.get("days", 0), t.get("hours", 0)
-    if (
-        not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in (days, hours))
-        or days + hours <= 0
-    ):
+    if period <= 0:
         raise ctx.fail(key, "needs a positive days and/or hours")
-    period = float(days) * 86400 + float(hours) * 3600
     if after == "event":
         event = t.get("event")
         if not isinstance(event, str) or not event:

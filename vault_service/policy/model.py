@@ -53,7 +53,8 @@ class RetentionRule:
 
     kind "after_creation": shredded ``period`` seconds after the record was created;
     kind "after_event": ``period`` seconds after the subject's business event ``event``;
-    kind "read_once": destroyed in the same operation that first releases it;
+    kind "read_once": destroyed in the same operation that first releases it, and, with a
+    ``period``, shredded that long after its creation if it was never released;
     kind "until_erasure": kept until deleted or the subject is erased (the default).
     """
 
@@ -63,6 +64,16 @@ class RetentionRule:
     #: legal retention: kept (for restriction-exempt purposes only) after the subject's erasure,
     #: until the period ends (only with kind "after_creation")
     survives_erasure: bool = False
+
+    @property
+    def by_age(self) -> bool:
+        """Shredded ``period`` seconds after creation by the retention sweep."""
+        return self.kind == "after_creation" or (self.kind == "read_once" and self.period > 0)
+
+    @property
+    def swept(self) -> bool:
+        """The retention sweep shreds records of this rule when they are due."""
+        return self.by_age or self.kind == "after_event"
 
 
 UNTIL_ERASURE = RetentionRule("until_erasure")
