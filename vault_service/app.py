@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vault_service.audit.checkpoints import CheckpointStore, FilesystemCheckpointStore
-from vault_service.clock import Clock, SystemClock
+from vault_service.clock import Clock, RehearsalClock, SystemClock
 from vault_service.config import Config
 from vault_service.errors import ConfigError
 from vault_service.key_providers.base import KeyProvider
@@ -70,6 +70,16 @@ def dev_token_for(config: Config) -> str | None:
     return token
 
 
+def clock_for(config: Config) -> Clock:
+    """The vault's clock: the system clock, or with ``server.dev_clock_file`` (loopback only) the
+    rehearsal clock that ``vaultctl dev advance`` moves forward."""
+    if not config.server.dev_clock_file:
+        return SystemClock()
+    if not is_loopback(config.server.listen):
+        raise ConfigError("server.dev_clock_file is only allowed on a loopback address")
+    return RehearsalClock(config.path(config.server.dev_clock_file))
+
+
 def build_blob_store(config: Config, env: Mapping[str, str]) -> BlobStore:
     """The configured blob store."""
     st = config.storage
@@ -104,7 +114,7 @@ def open_store(config: Config) -> RecordStore:
 
 def open_provider(config: Config, env: Mapping[str, str], clock: Clock | None = None) -> KeyProvider:
     """The configured key provider (for commands that need only the provider)."""
-    return build_provider(config, env, clock)
+    return build_provider(config, env, clock or clock_for(config))
 
 
 def open_ledger(config: Config) -> DestructionLedger:
@@ -134,7 +144,7 @@ def build_service(
 ) -> Assembly:
     """Build the vault from ``config`` (see the module docstring). ``store``, if given, is used
     instead of the configured one (already migrated; tests wrap a store to inject faults)."""
-    clock = clock or SystemClock()
+    clock = clock or clock_for(config)
     policy = load_policy_file(config)
     dev_token = dev_token_for(config)
     if dev_token is not None:

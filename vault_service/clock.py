@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Protocol
 
 
@@ -42,3 +45,59 @@ class FixedClock:
         """Jump to an absolute time."""
         with self._lock:
             self._now = at
+
+
+class RehearsalClock:
+    """The real clock plus an offset kept in a file (development only: ``server.dev_clock_file``,
+    allowed on loopback alone). ``vaultctl dev advance`` moves the offset forward; every process
+    of the deployment (workers, ``vaultctl`` commands run in-process) reads the same file, so a
+    company can rehearse its retention rules, shares and dormancy end to end without waiting.
+    The file is re-read when its modification time changes; a missing file is an offset of 0."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def offset(self) -> float:
+        """The offset in seconds (>= 0)."""
+        try:
+            st = self.path.stat()
+            stamp = (st.st_ino, st.st_mtime_ns)  # a rename makes a new inode: never missed
+        except FileNotFoundError:
+            return 0.0
+        with self._lock:
+            if stamp != self._stamp:
+                self._offset = read_offset(self.path)
+                self._stamp = stamp
+            return self._offset
+
+    def now(self) -> float:
+        return time.time() + self.offset()
+
+
+def read_offset(path: Path) -> float:
+    """The offset a rehearsal clock file holds (0 when it does not exist)."""
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return 0.0
+    value = float(text or "0")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{path}: a clock offset is a finite number of seconds >= 0")
+    return value
+
+
+def advance_offset(path: Path, seconds: float) -> float:
+    """Move a rehearsal clock forward by ``seconds`` (> 0; time never goes back: what was
+    destroyed at a later time must not look undone); returns the new offset. Written beside the
+    file, then renamed over it, so a reader never sees half a number."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError("the clock only moves forward: seconds must be > 0")
+    offset = read_offset(path) + seconds
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staged.write_text(f"{offset!r}\n")
+    os.replace(staged, path)
+    return offset

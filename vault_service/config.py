@@ -38,6 +38,10 @@ class ServerConfig:
     and granted to a principal named "developer" with the role ``dev_role``."""
     dev_role: str = "application"
     """The role of the development principal."""
+    dev_clock_file: str = ""
+    """If set (development only, loopback only), the vault's clock is the real one plus the
+    offset in this file, which ``vaultctl dev advance`` moves forward: retention, shares,
+    dormancy and key epochs can be rehearsed without waiting (docs/lifecycle.md)."""
     purge_interval_seconds: float = 5.0
     """How often erased subjects' record rows are purged in the background."""
     grace_seconds: float = 5.0

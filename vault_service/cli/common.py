@@ -46,6 +46,13 @@ def provider_of(config: Config, env: Mapping[str, str]) -> Any:
     return open_provider(config, env)
 
 
+def clock_of(config: Config) -> Any:
+    """The vault's clock (the rehearsal clock in development, see ``server.dev_clock_file``)."""
+    from vault_service.app import clock_for
+
+    return clock_for(config)
+
+
 def store_of(config: Config) -> Any:
     from vault_service.app import open_store
 

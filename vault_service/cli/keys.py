@@ -12,8 +12,14 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from vault_service.cli.common import Output, config_of, fmt_time, provider_of, store_of
-from vault_service.clock import SystemClock
+from vault_service.cli.common import (
+    Output,
+    clock_of,
+    config_of,
+    fmt_time,
+    provider_of,
+    store_of,
+)
 
 
 def cmd_keys_init(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
@@ -32,7 +38,7 @@ def cmd_keys_init(args: argparse.Namespace, env: Mapping[str, str], out: Output)
         out.emit({"keyring": str(path), "created": False}, f"keyring exists: {path}")
         return 0
     passphrase = env.get(config.keys.passphrase_env, "")
-    create_keyring(path, passphrase.encode() if passphrase else None, SystemClock().now())
+    create_keyring(path, passphrase.encode() if passphrase else None, clock_of(config).now())
     out.emit(
         {"keyring": str(path), "created": True, "sealed": bool(passphrase), "primary": "1"},
         f"created keyring {path} (mode 0600{', sealed' if passphrase else ''})",
@@ -93,7 +99,7 @@ def cmd_keys_rotate(args: argparse.Namespace, env: Mapping[str, str], out: Outpu
     provider = provider_of(config, env)
     store = store_of(config)
     try:
-        old, new = rotate(store, provider, SystemClock().now())
+        old, new = rotate(store, provider, clock_of(config).now())
     finally:
         store.close()
     out.emit(
@@ -114,7 +120,7 @@ def cmd_keys_epoch(args: argparse.Namespace, env: Mapping[str, str], out: Output
         report = run_epochs(
             store,
             provider,
-            SystemClock().now(),
+            clock_of(config).now(),
             lc.rotate_every_days * 86400,
             lc.backup_window_days * 86400,
         )
@@ -154,6 +160,7 @@ def cmd_keys_rewrap(args: argparse.Namespace, env: Mapping[str, str], out: Outpu
             batch_size=args.batch_size,
             progress=_progress_bar if show else None,
             max_keys=args.max_keys,
+            now=clock_of(config).now(),
         )
     finally:
         store.close()
@@ -185,7 +192,7 @@ def cmd_keys_retire(args: argparse.Namespace, env: Mapping[str, str], out: Outpu
     config = config_of(args, env)
     store = store_of(config)
     try:
-        status = retire(store, provider_of(config, env), args.version, SystemClock().now())
+        status = retire(store, provider_of(config, env), args.version, clock_of(config).now())
     finally:
         store.close()
     out.emit(
@@ -201,7 +208,7 @@ def cmd_keys_destroy(args: argparse.Namespace, env: Mapping[str, str], out: Outp
     config = config_of(args, env)
     provider = provider_of(config, env)
     store = store_of(config)
-    now = SystemClock().now()
+    now = clock_of(config).now()
     try:
         if args.mark:
             status = mark_for_destruction(store, provider, args.version, now)

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from vault_service.cli import (
     audit,
     consent,
+    dev,
     keys,
     lifecycle,
     principals,
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     # registered in the order `vaultctl --help` lists them
     groups = (serve, keys, audit, consent, subjects, shares, lifecycle, verification, records)
-    for group in (*groups, principals):
+    for group in (*groups, principals, dev):
         group.add_parser(sub)
     return p
 

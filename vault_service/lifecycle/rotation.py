@@ -84,11 +84,13 @@ def rewrap_keys(
     batch_size: int = 200,
     progress: Callable[[int, int], None] | None = None,
     max_keys: int | None = None,
+    now: float | None = None,
 ) -> RewrapSummary:
     """Move every subject and service key onto the primary root version (see module docstring).
 
     ``progress(done, total)`` is called after each batch; ``max_keys`` stops early (tests use it to
-    simulate an interrupted run).
+    simulate an interrupted run); ``now`` is the vault's time of the audit entry (default: the
+    system clock).
     """
     started = time.monotonic()
     primary = provider.primary_version()
@@ -136,7 +138,7 @@ def rewrap_keys(
             "keys.rewrap",
             f"to version {primary}: {done} rewrapped, "
             f"{skipped} skipped, {failed} failed, {remaining} remaining",
-            time.time(),
+            time.time() if now is None else now,
         )
     )
     return RewrapSummary(primary, done, services, skipped, failed, remaining, time.monotonic() - started)
@@ -279,7 +281,7 @@ def run_epochs(
     primary = next(v for v in provider.versions() if v.primary)
     if rotate_every > 0 and now - primary.created_at >= rotate_every:
         rotated = rotate(store, provider, now)[1]
-    summary = rewrap_keys(store, provider)
+    summary = rewrap_keys(store, provider, now=now)
     retired, destroyed = [], []
     for status in inventory(store, provider):
         if status.primary or status.in_use or status.lifecycle in (DESTROYED, PENDING):
