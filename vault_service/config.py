@@ -190,7 +190,8 @@ class LifecycleConfig:
     """How often each server runs the epoch and dormancy jobs."""
     dormant_after_days: float = 365.0
     """A subject with no activity (writes; reads count at most once a day) this long becomes
-    dormant: readable only for reactivation purposes."""
+    dormant: readable only for reactivation purposes. 0 turns dormancy off (Korea dropped the
+    mandatory separation of dormant accounts in 2023: it is a company's own promise)."""
     dormancy_notice_days: float = 30.0
     """A dormancy notice event is recorded this long before a subject becomes dormant."""
     dormant_destroy_after_days: float = 1460.0
@@ -391,6 +392,17 @@ def _check_sections(source: str, built: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"{source}: security.repeated_denials_threshold must be >= 1 and the window > 0"
         )
+    lifecycle: LifecycleConfig = built["lifecycle"]
+    if lifecycle.dormant_after_days < 0 or (
+        lifecycle.dormant_after_days > 0
+        and not 0 <= lifecycle.dormancy_notice_days < lifecycle.dormant_after_days
+    ):
+        raise ConfigError(
+            f"{source}: lifecycle.dormant_after_days must be 0 (off) or more than"
+            " lifecycle.dormancy_notice_days (>= 0)"
+        )
+    if lifecycle.dormant_destroy_after_days <= 0:
+        raise ConfigError(f"{source}: lifecycle.dormant_destroy_after_days must be > 0")
     tls: TlsConfig = built["tls"]
     if bool(tls.cert_file) != bool(tls.key_file):
         raise ConfigError(f"{source}: tls.cert_file and tls.key_file go together")

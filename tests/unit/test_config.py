@@ -65,11 +65,23 @@ def test_environment_overrides(tmp_path: Path) -> None:
             "keys.provider: 'hsm' is not one of aws-kms, local, vault-transit",
         ),
         ("x = = 1", {}, "not valid TOML"),
+        ("[lifecycle]\ndormant_after_days = -1\n", {}, "lifecycle.dormant_after_days must be 0 (off)"),
+        (
+            "[lifecycle]\ndormant_after_days = 20\ndormancy_notice_days = 30\n",
+            {},
+            "more than lifecycle.dormancy_notice_days",
+        ),
+        ("[lifecycle]\ndormant_destroy_after_days = 0\n", {}, "dormant_destroy_after_days must be > 0"),
     ],
 )
 def test_precise_errors(tmp_path: Path, body: str, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_config(_write(tmp_path, body), env)
+
+
+def test_dormancy_off_loads(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, "[lifecycle]\ndormant_after_days = 0\n"), {})
+    assert cfg.lifecycle.dormant_after_days == 0
 
 
 def test_missing_file_and_missing_policy(tmp_path: Path) -> None:

@@ -67,9 +67,11 @@ def sweep_dormancy(
     batch: int = 500,
 ) -> dict[str, int]:
     """One dormancy run (see the module docstring); returns counts of notices, subjects made
-    dormant and subjects destroyed."""
+    dormant and subjects destroyed. ``dormant_after`` 0 is dormancy off: nothing happens."""
     now = clock.now()
     counts = {"notices": 0, "dormant": 0, "destroyed": 0}
+    if dormant_after <= 0:
+        return counts
 
     def each(state: SubjectState, before: float) -> Iterator[bytes]:
         after = b""
