@@ -118,7 +118,8 @@ def test_clinic_matching_seed_000(matching: tuple[VaultService, FixedClock]) -> 
     )
     (item,) = list(svc.shares.read_share(clinic, share.share_id))
     assert item.view is not None and item.view.fields["budget"] == "3000000"
-    assert "kim@example.com" in item.view.fields["text"]  # free text as the member wrote it
+    # the seed promises the clinic no e-mail or contact information: not even typed into the text
+    assert item.view.fields["text"] == "rhinoplasty, contact [EMAIL]"
     with pytest.raises(PermissionDenied):
         svc.get_record(clinic, concern, "clinic_proposal")  # never directly
     with pytest.raises(PermissionDenied):

@@ -215,7 +215,7 @@ def test_only_the_fields_in_the_subset(vault: tuple[VaultService, FixedClock, Te
     (item,) = _read(svc, CLINIC, share.share_id)
     assert dict(item.view.fields) == {"budget": "3000000"}
     reasons = [r.reason for r in svc.store.audit_rows() if r.action == "share.read"]
-    assert reasons == [f"share {share.share_id}: budget"]
+    assert reasons == [f"share {share.share_id}: budget (scrubbed)"]  # clinic_proposal scrubs text
     profile = svc.put_record(APP, "m-1", "member_profile", {"email": "a@b.kr"})[0]
     with pytest.raises(InvalidArgument):  # email is never disclosed under clinic_proposal
         svc.shares.create_share(

@@ -49,6 +49,8 @@ class Decision:
     fields: frozenset[str] = frozenset()
     #: the release must be de-identified (identifier fields dropped, free text scrubbed)
     deidentified: bool = False
+    #: released text is scrubbed of contact details (de-identified views, ``scrub_text`` purposes)
+    scrub: bool = False
 
 
 def _deny(reason: str) -> Decision:
@@ -118,7 +120,13 @@ def decide(request: AccessRequest, policy: Policy) -> Decision:
         if request.fields is not None and not request.fields <= covered:
             return _deny("field not covered by consent")
         wanted = wanted & frozenset(covered)
-    return Decision(True, "purpose permits fields", frozenset(wanted), purpose.deidentified)
+    return Decision(
+        True,
+        "purpose permits fields",
+        frozenset(wanted),
+        purpose.deidentified,
+        purpose.deidentified or purpose.scrub_text,
+    )
 
 
 def needs_subject_state(purpose: str | None, policy: Policy) -> bool:

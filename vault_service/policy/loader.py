@@ -170,6 +170,7 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
                 "description",
                 "consent_required",
                 "deidentified",
+                "scrub_text",
                 "restriction_exempt",
                 "retained_access",
                 "reactivation",
@@ -179,6 +180,7 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
         for flag in (
             "consent_required",
             "deidentified",
+            "scrub_text",
             "restriction_exempt",
             "retained_access",
             "reactivation",

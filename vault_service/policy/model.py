@@ -107,6 +107,10 @@ class Purpose:
     consent_required: bool = False
     #: reads only ever get a de-identified view (identifier fields dropped, free text scrubbed)
     deidentified: bool = False
+    #: released text is scrubbed of contact details and national ids (e-mail addresses, phone
+    #: numbers, resident registration and card numbers), the rest released as is: for a
+    #: partner who must see what a member wrote but never how to reach them around the company
+    scrub_text: bool = False
     #: reads are allowed while the subject's processing is restricted (legal obligations, the
     #: subject's own access)
     restriction_exempt: bool = False

@@ -191,14 +191,16 @@ class Reads:
             data_key.destroy()
             raise
         pseudonym = ""
-        if decision.deidentified:
+        if decision.scrub:
             fields = {k: scrub_text(v) for k, v in fields.items()}
+        if decision.deidentified:
             pseudonym = purpose_pseudonym(self.keys.index_key, purpose, meta.subject_ref)
-        default = "released de-identified" if decision.deidentified else "released"
+        how = "de-identified" if decision.deidentified else "scrubbed" if decision.scrub else ""
+        said = (f"{reason} ({how})" if how else reason) if reason else f"released {how}".strip()
         audit = self.access.row(
             call,
             action,
-            reason or default,
+            said,
             purpose=purpose,
             ref=meta.subject_ref,
             record_id=meta.record_id,
