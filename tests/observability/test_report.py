@@ -52,6 +52,9 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
                 app.put_record(subject, "intake_scan", {"caption": f"scan {i}"})
                 if i < 2:
                     app.put_record(subject, "scratch_note", {"note": f"note {i}"})
+                if i == 0:  # one record deleted: verified like an erasure
+                    gone = app.put_record(subject, "scratch_note", {"note": "deleted"}).record_id
+                    app.delete_record(gone)
                 if i < 3:
                     app.put_record(subject, "payment_record", {"amount": "100", "currency": "KRW"})
                     app.grant_consent(
@@ -100,6 +103,11 @@ def test_report_data_counts_what_the_vault_holds(populated: tuple[Path, dict[str
     erasures = data["erasures"]
     assert erasures["total"] == 1
     assert erasures["items"][0]["result"].startswith("PENDING")  # rows not yet purged, caches
+    assert data["record_deletions"] == {
+        "total": 1,
+        "by_result": {"PENDING": 1},  # until the backups from before it expire
+        "by_cause": [{"cause": "delete", "result": "PENDING", "count": 1}],
+    }
     assert data["grants_by_purpose"] == {"clinic_proposal": 3}
     assert data["shares"] == [{"purpose": "clinic_proposal", "recipient": "clinic", "count": 3}]
     assert data["audit_chain"]["ok"] is True and data["audit_chain"]["entries_checked"] > 20
@@ -181,7 +189,7 @@ def test_renders_in_headless_chromium_with_a_screenshot(
     )
     assert dom.returncode == 0
     page = dom.stdout
-    for section in ("records", "deletions", "erasures", "access", "audit", "keys"):
+    for section in ("records", "deletions", "erasures", "record-deletions", "access", "audit", "keys"):
         assert f'id="{section}"' in page
     assert page.count('class="bar"') == 6 + 30  # one bar per category, one per day
     assert "Deletions due per day" in page and "Records per category" in page

@@ -88,6 +88,8 @@ def gather(assembly: Assembly, horizon_days: int = 30) -> dict[str, Any]:
         }
         for r in svc.verify_deletions()
     ]
+    record_checks = svc.verify_record_deletions()
+    by_cause: Counter[tuple[str, str]] = Counter((r.cause or "-", r.status) for r in record_checks)
     # sign the head first (it verifies what was written since the last signed head), so that the
     # report covers everything up to now, a fresh vault included; if the chain is broken, the
     # verification below names the first bad entry
@@ -113,6 +115,13 @@ def gather(assembly: Assembly, horizon_days: int = 30) -> dict[str, Any]:
             "total": len(erasures),
             "by_result": dict(Counter(str(e["result"]).split(" ")[0] for e in erasures)),
             "items": erasures,
+        },
+        "record_deletions": {
+            "total": len(record_checks),
+            "by_result": dict(Counter(r.status for r in record_checks)),
+            "by_cause": [
+                {"cause": c, "result": s, "count": n} for (c, s), n in sorted(by_cause.items())
+            ],
         },
         "grants_by_purpose": dict(sorted(svc.store.active_grants_by_purpose(now).items())),
         "shares": [{"purpose": p, "recipient": r, "count": n} for (p, r), n in sorted(shares.items())],
@@ -242,6 +251,7 @@ def render_html(data: dict[str, Any]) -> str:
     cats = data["categories"]
     due = data["deletions_due"]
     er = data["erasures"]
+    rd = data["record_deletions"]
     audit = data["audit_chain"]
     keys = data["keys"]
     audit_state = (
@@ -316,6 +326,16 @@ def render_html(data: dict[str, Any]) -> str:
                 [e["erased_at"], e["result"], e["certificate_id"] or "-", "; ".join(e["reasons"]) or "-"]
                 for e in er["items"]
             ],
+        ),
+        '<h2 id="record-deletions">Records destroyed and their verification</h2>',
+        f"<p>{rd['total']} records destroyed one by one (deleted, shredded by their retention rule,"
+        " released by their read-once read), each checked like an erasure: "
+        + (", ".join(f"{k}: {v}" for k, v in sorted(rd["by_result"].items())) or "none")
+        + ". Pending ones wait for the backups from before them to expire, or for a hold.</p>",
+        _table(
+            ["cause", "verification", "records"],
+            [[x["cause"], x["result"], x["count"]] for x in rd["by_cause"]],
+            {2},
         ),
         '<h2 id="access">Consent grants and shares in force</h2>',
         _table(

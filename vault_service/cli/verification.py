@@ -19,44 +19,59 @@ from vault_service.cli.common import Output, assembly_of, config_of, configure_l
 from vault_service.errors import ConfigError
 
 
+def _certified(check: Any, out_dir: str) -> str | None:
+    """Write a VERIFIED check's certificate into ``out_dir``; its file name (None if none)."""
+    if check.certificate is None or not out_dir:
+        return None
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    cert_file = Path(out_dir) / f"{check.certificate['certificate_id']}.json"
+    cert_file.write_text(json.dumps(check.certificate, indent=2, sort_keys=True))
+    return str(cert_file)
+
+
+def _row(check: Any, out_dir: str) -> dict[str, Any]:
+    return {
+        "subject_pseudonym": check.subject_pseudonym,
+        "result": check.label,
+        "reasons": check.reasons,
+        "checks": check.checks,
+        "certificate_id": check.certificate["certificate_id"] if check.certificate else None,
+        "certificate_file": _certified(check, out_dir),
+    }
+
+
 def cmd_verify_deletion(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
     config = config_of(args, env)
     configure_logging(config)
     assembly = assembly_of(config, env)
     try:
         results = assembly.service.verify_deletions()
+        records = assembly.service.verify_record_deletions()
     finally:
         assembly.store.close()
-    rows = []
-    for r in results:
-        cert_file = None
-        if r.certificate is not None and args.out_dir:
-            Path(args.out_dir).mkdir(parents=True, exist_ok=True)
-            cert_file = str(Path(args.out_dir) / f"{r.certificate['certificate_id']}.json")
-            Path(cert_file).write_text(json.dumps(r.certificate, indent=2, sort_keys=True))
-        rows.append(
-            {
-                "subject_pseudonym": r.subject_pseudonym,
-                "erased_at": r.erased_at,
-                "result": r.label,
-                "reasons": r.reasons,
-                "checks": r.checks,
-                "certificate_id": r.certificate["certificate_id"] if r.certificate else None,
-                "certificate_file": cert_file,
-            }
-        )
-    text = (
-        "\n".join(
-            f"{x['subject_pseudonym']}  {x['result']}"
-            + (f"  ({'; '.join(x['reasons'])})" if x["reasons"] else "")
-            for x in rows
-        )
-        or "no erasures"
+    rows = [{**_row(r, args.out_dir), "erased_at": r.erased_at} for r in results]
+    shreds = [
+        {
+            **_row(r, args.out_dir),
+            "record_id": r.record_id,
+            "cause": r.cause,
+            "destroyed_at": r.erased_at,
+        }
+        for r in records
+    ]
+
+    def line(x: dict[str, Any], name: str) -> str:
+        return f"{name}  {x['result']}" + (f"  ({'; '.join(x['reasons'])})" if x["reasons"] else "")
+
+    text = "\n".join(
+        [line(x, x["subject_pseudonym"]) for x in rows]
+        + [line(x, f"record {x['record_id']} ({x['cause']})") for x in shreds]
     )
-    out.emit({"erasures": rows}, text)
-    if any(r.status == "FAILED" for r in results):
+    out.emit({"erasures": rows, "records": shreds}, text or "no erasures, no record destructions")
+    everything = [*results, *records]
+    if any(r.status == "FAILED" for r in everything):
         return 1
-    return 3 if any(r.status == "PENDING" for r in results) else 0
+    return 3 if any(r.status == "PENDING" for r in everything) else 0
 
 
 def cmd_verify_certificate(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:

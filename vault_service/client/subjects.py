@@ -36,6 +36,23 @@ class SubjectsMixin(Transport):
             for e in resp.erasures
         ]
 
+    def verify_record_deletion(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Verify every single record's destruction (delete, retention, read-once), the same
+        VerifyDeletion call: VERIFIED ones carry a certificate."""
+        resp = self._call(self._stub.VerifyDeletion, pb.VerifyDeletionRequest(), timeout)
+        return [
+            {
+                "subject_pseudonym": r.subject_pseudonym,
+                "record_id": r.record_id,
+                "cause": r.cause,
+                "destroyed_at": r.destroyed_at,
+                "result": r.result,
+                "reasons": list(r.reasons),
+                "certificate_json": r.certificate_json or None,
+            }
+            for r in resp.records
+        ]
+
     def restrict_processing(
         self, subject_id: str, restricted: bool = True, timeout: float | None = None
     ) -> bool:

@@ -199,6 +199,10 @@ class DestructionLedger:
             last[entry.key] = entry
         return [replace(e, consumed=True) if key in consumed else e for key, e in last.items()]
 
+    def record_destructions(self, public_key: bytes) -> list[Destruction]:
+        """The latest entry of every record destruction (delete, retention, read-once)."""
+        return [e for e in self.latest(public_key) if e.kind is Kind.RECORD]
+
     def subject_erasures(self, public_key: bytes) -> list[Destruction]:
         """The latest entry of every subject erasure (done or deferred)."""
         return [e for e in self.latest(public_key) if e.kind is Kind.SUBJECT]

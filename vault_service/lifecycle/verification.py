@@ -19,6 +19,21 @@ Checks per erasure:
 
 Result: VERIFIED (a certificate is issued), PENDING_UNTIL <date>, PENDING (no date: a hold
 applies, or rotation is off and a root version is still active), or FAILED with the reason.
+
+Single records are verified and certified the same way: every record the ledger says was
+destroyed (a DeleteRecord, a retention shred, a read-once release). Checks per record:
+
+- **rows**: its record row, data key rows and payload rows are gone from the record store (any
+  left is FAILED: the store does not agree with the ledger);
+- **blobs**: no orphan blob awaits the blob sweep;
+- **backups**: a backup taken before the shred still holds the record's data key, wrapped by the
+  subject key that is still alive: it stays recoverable from such a backup, by whoever holds it
+  and the keys, until the backup expires. PENDING_UNTIL the shred time plus the backup window
+  (``[lifecycle] backup_window_days``: how long backups are kept), then VERIFIED;
+- **legal hold**: a destruction a hold deferred (a delete asked for under a hold, a read-once
+  record consumed under one) is PENDING until the hold's release carries it out.
+
+The ledger, not the audit trail, is the source of both: pruning the audit trail loses nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +51,7 @@ from vault_service.crypto.derive import audit_pseudonym
 from vault_service.crypto.signing import SigningKey, verify_signature
 from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.key_providers.base import KeyState, KeyVersion
-from vault_service.lifecycle.ledger import Destruction, DestructionLedger, State
+from vault_service.lifecycle.ledger import Destruction, DestructionLedger, Kind, State
 from vault_service.lifecycle.shredding import Shredder
 from vault_service.policy import Policy
 from vault_service.storage import RecordStore, RootVersionState
@@ -198,10 +213,11 @@ def _signed_bytes(body: dict[str, Any]) -> bytes:
 def issue_certificate(
     check: ErasureCheck, entry: Destruction, signer: SigningKey, now: float
 ) -> dict[str, Any]:
-    """A deletion certificate: what was checked, when, signed with Ed25519."""
+    """A deletion certificate: what was checked, when, signed with Ed25519. A record's (not a
+    subject's) also names the record, the cause and ``kind: record``."""
     body: dict[str, Any] = {
         "format": CERT_FORMAT,
-        "certificate_id": f"{check.subject_pseudonym}-{int(now)}",
+        "certificate_id": f"{entry.object_id or check.subject_pseudonym}-{int(now)}",
         "subject_pseudonym": check.subject_pseudonym,
         "erased_at": entry.at,
         "verified_at": now,
@@ -210,6 +226,8 @@ def issue_certificate(
         "root_versions": list(entry.root_versions),
         "public_key": signer.public_key().hex(),
     }
+    if entry.kind is Kind.RECORD:
+        body.update(kind="record", record_id=entry.object_id, cause=entry.cause)
     body["signature"] = signer.sign(_signed_bytes(body)).hex()
     return body
 
@@ -229,6 +247,60 @@ def check_certificate(cert: dict[str, Any], public_key: bytes | None = None) -> 
     if not verify_signature(key, signature, _signed_bytes(cert)):
         return False, "invalid signature"
     return True, "valid"
+
+
+@dataclass
+class RecordCheck(ErasureCheck):
+    """The verification of one record's destruction (``erased_at`` is when it was shredded)."""
+
+    record_id: str = ""
+    cause: str = ""
+
+
+def verify_records(
+    entries: Sequence[Destruction],
+    store: RecordStore,
+    pseudonym: Callable[[bytes], str],
+    signer: SigningKey,
+    now: float,
+    backup_window: float,
+    orphan_blobs: int = 0,
+) -> list[RecordCheck]:
+    """Check every record destruction of the ledger (see the module docstring); VERIFIED ones
+    get a certificate."""
+    out = []
+    for entry in entries:
+        check = RecordCheck(
+            pseudonym(entry.subject_ref), entry.at, record_id=entry.object_id, cause=entry.cause
+        )
+        out.append(check)
+        if entry.state is State.DEFERRED:
+            check.mark_pending("deferred by a legal hold: carried out at its release", None)
+            check.checks["legal_hold"] = "deferred"
+            continue
+        rows, keys, payloads = store.record_residue(entry.object_id)
+        left = {"record row": rows, "data key rows": keys, "payload rows": payloads}
+        if any(left.values()):
+            check.mark_failed(
+                "left in the store: " + ", ".join(f"{n} {what}" for what, n in left.items() if n)
+            )
+            check.checks["rows"] = "present"
+        else:
+            check.checks["rows"] = "destroyed"
+        if orphan_blobs:
+            check.checks["blobs"] = f"{orphan_blobs} orphan blobs awaiting the blob sweep"
+            check.mark_pending("orphan blobs awaiting the blob sweep", None)
+        else:
+            check.checks["blobs"] = "gone"
+        expires = entry.at + backup_window
+        if backup_window > 0 and now < expires:
+            check.checks["backups"] = "a backup from before the shred may hold its data key"
+            check.mark_pending("backups from before the shred expire (the backup window)", expires)
+        else:
+            check.checks["backups"] = "expired"
+        if check.status == VERIFIED:
+            check.certificate = issue_certificate(check, entry, signer, now)
+    return out
 
 
 def epoch_schedule(
@@ -307,6 +379,27 @@ class DeletionVerifier:
                 self.store.root_version_states(provider.name), rotate_every, backup_window, now
             ),
         )
+        self._audited(principal, now, "", results)
+        return results
+
+    def run_records(self, principal: str) -> list[RecordCheck]:
+        """Verify every record destruction of the ledger (see the module docstring)."""
+        signer = self.keys.signing_key
+        now = self.clock.now()
+        results = verify_records(
+            self.ledger.record_destructions(signer.public_key()),
+            self.store,
+            audit_pseudonym,
+            signer,
+            now,
+            self.schedule[1],
+            self.shredder.orphan_blobs(),
+        )
+        self._audited(principal, now, "records: ", results)
+        return results
+
+    def _audited(self, principal: str, now: float, what: str, results: Sequence[ErasureCheck]) -> None:
+        """One audited job run with its counts; ``deletion_verification_failed`` per FAILED."""
         counts = {s: sum(r.status == s for r in results) for s in (VERIFIED, PENDING, FAILED)}
         self.store.append_audit(
             AuditRow(
@@ -314,10 +407,9 @@ class DeletionVerifier:
                 principal=principal,
                 action="job.verify_deletion",
                 decision="allow",
-                reason=", ".join(f"{k.lower()} {v}" for k, v in counts.items()),
+                reason=what + ", ".join(f"{k.lower()} {v}" for k, v in counts.items()),
             )
         )
         for r in results:
             if r.status == FAILED:
                 security_events.emit("deletion_verification_failed")
-        return results

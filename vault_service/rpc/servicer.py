@@ -307,7 +307,13 @@ class VaultServicer(pb_grpc.VaultServicer):
     def VerifyDeletion(
         self, request: pb.VerifyDeletionRequest, context: Any
     ) -> pb.VerifyDeletionResponse:
-        results = self._svc.verify_deletions(current_call.get())
+        call = current_call.get()
+        results = self._svc.verify_deletions(call)
+        records = self._svc.verify_record_deletions(call)
+
+        def cert(c: dict[str, Any] | None) -> str:
+            return json.dumps(c, sort_keys=True) if c else ""
+
         return pb.VerifyDeletionResponse(
             erasures=[
                 pb.ErasureVerification(
@@ -315,8 +321,20 @@ class VaultServicer(pb_grpc.VaultServicer):
                     erased_at=r.erased_at,
                     result=r.label,
                     reasons=r.reasons,
-                    certificate_json=json.dumps(r.certificate, sort_keys=True) if r.certificate else "",
+                    certificate_json=cert(r.certificate),
                 )
                 for r in results
-            ]
+            ],
+            records=[
+                pb.RecordDeletionVerification(
+                    subject_pseudonym=r.subject_pseudonym,
+                    record_id=r.record_id,
+                    cause=r.cause,
+                    destroyed_at=r.erased_at,
+                    result=r.label,
+                    reasons=r.reasons,
+                    certificate_json=cert(r.certificate),
+                )
+                for r in records
+            ],
         )

@@ -42,7 +42,7 @@ from vault_service.lifecycle.ledger import DestructionLedger
 from vault_service.lifecycle.replay import Replayer, ReplayReport
 from vault_service.lifecycle.retention import retention_forecast, sweep_retention
 from vault_service.lifecycle.shredding import Shredder
-from vault_service.lifecycle.verification import DeletionVerifier, ErasureCheck
+from vault_service.lifecycle.verification import DeletionVerifier, ErasureCheck, RecordCheck
 from vault_service.policy import Action, Policy
 from vault_service.policy.model import Grant
 from vault_service.security_events import DenialWatch
@@ -285,6 +285,13 @@ class VaultService:
         if call is not None:
             self.access.allow(call, Action.DELETION_VERIFY)
         return self.verifier.run(call.principal.name if call else OPERATOR_PRINCIPAL)
+
+    def verify_record_deletions(self, call: CallContext | None = None) -> list[RecordCheck]:
+        """Verify every record destruction of the ledger (delete, retention, read-once): a job
+        run, audited; VERIFIED ones certified."""
+        if call is not None:
+            self.access.allow(call, Action.DELETION_VERIFY)
+        return self.verifier.run_records(call.principal.name if call else OPERATOR_PRINCIPAL)
 
     def replay_ledger(self) -> ReplayReport:
         """Make the store agree with the destruction ledger (at start-up, before serving)."""

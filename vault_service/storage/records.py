@@ -286,6 +286,10 @@ class RecordStore(abc.ABC):
         count), whatever its state (deletion verification)."""
 
     @abc.abstractmethod
+    def record_residue(self, record_id: str) -> tuple[int, int, int]:
+        """What is left of a record in the database: its (record, data key, payload) rows."""
+
+    @abc.abstractmethod
     def pending_deletions(self, subject_ref: bytes) -> list[PendingDeletion]:
         """Deletions recorded during holds on this subject, oldest first."""
 

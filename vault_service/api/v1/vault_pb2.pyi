@@ -1394,20 +1394,67 @@ class ErasureVerification(_message.Message):
 Global___ErasureVerification: _TypeAlias = ErasureVerification  # noqa: Y015
 
 @_typing.final
+class RecordDeletionVerification(_message.Message):
+    """A single record's destruction (a delete, a retention shred, a read-once release)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    DESTROYED_AT_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_JSON_FIELD_NUMBER: _builtins.int
+    subject_pseudonym: _builtins.str
+    record_id: _builtins.str
+    cause: _builtins.str
+    """delete, retention, read-once ..."""
+    destroyed_at: _builtins.float
+    result: _builtins.str
+    """VERIFIED, PENDING_UNTIL <date>, PENDING or FAILED."""
+    certificate_json: _builtins.str
+    """The signed certificate (JSON), for VERIFIED only."""
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        subject_pseudonym: _builtins.str = ...,
+        record_id: _builtins.str = ...,
+        cause: _builtins.str = ...,
+        destroyed_at: _builtins.float = ...,
+        result: _builtins.str = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        certificate_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "certificate_json", b"certificate_json", "destroyed_at", b"destroyed_at", "reasons", b"reasons", "record_id", b"record_id", "result", b"result", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordDeletionVerification: _TypeAlias = RecordDeletionVerification  # noqa: Y015
+
+@_typing.final
 class VerifyDeletionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ERASURES_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def erasures(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErasureVerification]: ...
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordDeletionVerification]: ...
     def __init__(
         self,
         *,
         erasures: _abc.Iterable[Global___ErasureVerification] | None = ...,
+        records: _abc.Iterable[Global___RecordDeletionVerification] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["erasures", b"erasures"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["erasures", b"erasures", "records", b"records"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

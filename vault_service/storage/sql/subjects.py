@@ -177,6 +177,14 @@ class SqlSubjects(SqlStoreBase):
             ).fetchone()[0]
         return key is not None, int(count)
 
+    def record_residue(self, record_id: str) -> tuple[int, int, int]:
+        counts = []
+        with self._read() as conn:
+            for table in ("records", "record_keys", "record_payloads"):
+                query = f"SELECT COUNT(*) FROM {table} WHERE record_id = ?"
+                counts.append(int(conn.execute(query, (record_id,)).fetchone()[0]))
+        return counts[0], counts[1], counts[2]
+
     @staticmethod
     def _grant(r: Any) -> Grant:
         scope = json.loads(r[4])

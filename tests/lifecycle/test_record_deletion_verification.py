@@ -1,0 +1,126 @@
+"""Every deletion verifiable, not only erasures (issue 20, part 3): a record deleted, shredded by
+its retention rule or released by its read-once read is listed by VerifyDeletion (and `vaultctl
+verify-deletion`), PENDING_UNTIL the backups from before it have expired, then VERIFIED with a
+signed certificate that names the record and checks offline; a deletion a hold deferred is
+PENDING; a record the ledger says is destroyed but the store still has is FAILED; pruning the
+audit trail loses none of it. Through a real server on a fixed clock."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.regressions import conftest as harness
+from tests.regressions.conftest import DAY, Vault, read_once_policy_text
+from vault_service.errors import FailedPrecondition
+from vault_service.lifecycle.ledger import Destruction, Kind, State
+from vault_service.lifecycle.verification import check_certificate
+
+vault = harness.vault
+clock = harness.clock
+TEXT = {"text": "second rhinoplasty consultation", "budget": "3000000"}
+PHOTO = bytes(range(256)) * 16
+WINDOW = 35 * DAY  # [lifecycle] backup_window_days default
+
+
+@pytest.fixture
+def policy_text() -> str:
+    return read_once_policy_text()
+
+
+def _records(vault: Vault) -> dict[str, dict[str, object]]:
+    return {r["record_id"]: r for r in vault.client("operator").verify_record_deletion()}
+
+
+def _until(at: float) -> str:
+    return "PENDING_UNTIL " + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+def test_a_deleted_record_is_pending_until_backups_expire_then_certified(vault: Vault) -> None:
+    app = vault.client("app")
+    rid = app.put_record("member-1", "concern_text", TEXT).record_id
+    app.delete_record(rid)
+    at = vault.clock.now()
+    row = _records(vault)[rid]
+    assert (row["cause"], row["result"]) == ("delete", _until(at + WINDOW))
+    assert row["subject_pseudonym"] == vault.pseudonym("member-1")
+    assert row["certificate_json"] is None
+    vault.clock.advance(WINDOW + 1)
+    row = _records(vault)[rid]
+    assert row["result"] == "VERIFIED"
+    cert = json.loads(str(row["certificate_json"]))
+    assert (cert["kind"], cert["record_id"], cert["cause"]) == ("record", rid, "delete")
+    assert cert["checks"] == {"backups": "expired", "blobs": "gone", "rows": "destroyed"}
+    assert check_certificate(cert) == (True, "valid")
+    cert["record_id"] = "another"
+    assert check_certificate(cert) == (False, "invalid signature")
+
+
+def test_retention_and_read_once_destructions_are_listed_with_their_cause(vault: Vault) -> None:
+    app = vault.client("app")
+    once = app.put_record("member-1", "face_photo", {}, content=PHOTO).record_id
+    assert app.get_record(once, "simulation", include_content=True).content == PHOTO
+    payment = app.put_record("member-1", "payment_record", {"amount": "1"}).record_id
+    vault.clock.advance(1827 * DAY)
+    assert (payment, "after_creation 1826d") in vault.service.sweep_retention()
+    rows = _records(vault)
+    assert rows[once]["cause"] == "read-once" and rows[once]["result"] == "VERIFIED"
+    assert rows[payment]["cause"] == "retention"
+    assert rows[payment]["result"] == _until(vault.clock.now() + WINDOW)
+
+
+def test_a_deletion_deferred_by_a_hold_is_pending_until_the_release(vault: Vault) -> None:
+    app, legal = vault.client("app"), vault.client("legal")
+    rid = app.put_record("member-1", "concern_text", TEXT).record_id
+    hold = legal.place_hold("member-1", "evidence", "case-31", record_id=rid)
+    with pytest.raises(FailedPrecondition):
+        app.delete_record(rid)
+    row = _records(vault)[rid]
+    assert row["result"] == "PENDING" and row["reasons"] == [
+        "deferred by a legal hold: carried out at its release"
+    ]
+    legal.release_hold(hold["hold_id"])
+    vault.clock.advance(WINDOW + 1)
+    assert _records(vault)[rid]["result"] == "VERIFIED"
+
+
+def test_a_record_the_ledger_destroyed_but_the_store_kept_fails(vault: Vault) -> None:
+    rid = vault.client("app").put_record("member-1", "concern_text", TEXT).record_id
+    ref = vault.service.subject_ref("member-1")
+    vault.service.shredder.note(
+        [Destruction(Kind.RECORD, ref, State.DONE, vault.clock.now(), rid, cause="delete")]
+    )
+    vault.clock.advance(WINDOW + 1)
+    row = _records(vault)[rid]
+    assert row["result"] == "FAILED"
+    assert row["reasons"] == ["left in the store: 1 record row, 1 data key rows, 2 payload rows"]
+
+
+def test_pruning_the_audit_trail_loses_no_record_destruction(vault: Vault) -> None:
+    app = vault.client("app")
+    rid = app.put_record("member-1", "concern_text", TEXT).record_id
+    app.delete_record(rid)
+    store = vault.service.store
+    head = store.audit_head()
+    assert head is not None and store.delete_audit_before(head.seq) > 0
+    vault.clock.advance(WINDOW + 1)
+    assert _records(vault)[rid]["result"] == "VERIFIED"
+
+
+def test_vaultctl_lists_record_destructions_and_writes_their_certificates(
+    vault: Vault, tmp_path: Path
+) -> None:
+    """`vaultctl verify-deletion` runs on the system clock: the harness's fixed clock is ahead
+    of it, so the deletion is within the backup window (exit 3, PENDING_UNTIL)."""
+    app = vault.client("app")
+    rid = app.put_record("member-1", "concern_text", TEXT).record_id
+    app.delete_record(rid)
+    r = vault.vaultctl("--json", "verify-deletion", "--out-dir", str(tmp_path / "certs"))
+    assert r.returncode == 3, r.stderr
+    (row,) = json.loads(r.stdout)["records"]
+    assert (row["record_id"], row["cause"]) == (rid, "delete")
+    assert row["result"].startswith("PENDING_UNTIL ") and row["certificate_file"] is None
+    assert row["checks"]["rows"] == "destroyed"
