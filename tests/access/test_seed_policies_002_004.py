@@ -5,6 +5,8 @@ given these policies' roles (the harness's "clinic" token is the compliance role
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.conftest import ROOT
@@ -37,6 +39,28 @@ def _gone(vault: Vault, rid: str, purpose: str, who: str = "app") -> bool:
     except NotFound:
         return True
     return False
+
+
+def _consent_to_marketing(app: Any, subject: str, category: str, evidence: str) -> None:
+    app.grant_consent(
+        subject,
+        "marketing",
+        {category: None},
+        evidence_reference=evidence,
+        grantee_role="application",
+    )
+
+
+def _expire_in_turn(vault: Vault, ids: dict[str, str], kept: dict[str, tuple[str, int]]) -> None:
+    """Advance to each retention end in turn and sweep: each record kept by law (``kept`` maps
+    its category to (its legal purpose, days)) is readable for its law until its own end."""
+    elapsed = 0.0
+    for days in sorted({d for _, d in kept.values()}):
+        vault.clock.advance((days - elapsed) * DAY + 1)
+        elapsed = days + 1 / DAY
+        vault.service.sweep_retention()
+        for category, (purpose, period) in kept.items():
+            assert _gone(vault, ids[category], purpose, "clinic") == (period <= days), category
 
 
 class TestFaceSimulation002:
@@ -80,26 +104,14 @@ class TestFaceSimulation002:
                     compliance.get_record(ids[category], other)
         with pytest.raises(PermissionDenied):  # not its legal basis (README's status table)
             app.get_record(ids["payment_record"], "membership")
-        elapsed = 0.0
-        for days in sorted({d for _, _, d in kept.values()}):
-            vault.clock.advance((days - elapsed) * DAY + 1)
-            elapsed = days + 1 / DAY
-            vault.service.sweep_retention()
-            for category, (_, purpose, period) in kept.items():
-                assert _gone(vault, ids[category], purpose, "clinic") == (period <= days), category
+        _expire_in_turn(vault, ids, {c: (p, d) for c, (_, p, d) in kept.items()})
 
     def test_marketing_needs_consent_and_statistics_are_de_identified(self, vault: Vault) -> None:
         app = vault.client("app")
         account = app.put_record("u-1", "member_account", {"name": "Kim", "email": "k@x.kr"}).record_id
         with pytest.raises(PermissionDenied):
             app.get_record(account, "marketing")
-        app.grant_consent(
-            "u-1",
-            "marketing",
-            {"member_account": None},
-            evidence_reference="opt-in-1",
-            grantee_role="application",
-        )
+        _consent_to_marketing(app, "u-1", "member_account", "opt-in-1")
         assert app.get_record(account, "marketing").fields == {"email": "k@x.kr"}
         pay = app.put_record(
             "u-1", "payment_record", {"amount": "9900", "provider_reference": "pg-1"}
@@ -167,13 +179,7 @@ class TestSaas004:
                 app.get_record(ids[category], "service")
         export = list(vault.client("sro").export_subject("c-1"))
         assert export == []  # the customer's own access: nothing kept under other laws
-        elapsed = 0.0
-        for days in sorted({d for _, d in kept.values()}):
-            vault.clock.advance((days - elapsed) * DAY + 1)
-            elapsed = days + 1 / DAY
-            vault.service.sweep_retention()
-            for category, (purpose, period) in kept.items():
-                assert _gone(vault, ids[category], purpose, "clinic") == (period <= days), category
+        _expire_in_turn(vault, ids, kept)
 
     def test_analytics_are_de_identified_and_marketing_needs_consent(self, vault: Vault) -> None:
         app = vault.client("app")
@@ -184,13 +190,7 @@ class TestSaas004:
         ).record_id
         with pytest.raises(PermissionDenied):
             app.get_record(account, "marketing")
-        app.grant_consent(
-            "c-1",
-            "marketing",
-            {"customer_account": None},
-            evidence_reference="newsletter-1",
-            grantee_role="application",
-        )
+        _consent_to_marketing(app, "c-1", "customer_account", "newsletter-1")
         assert app.get_record(account, "marketing").fields == {"company_name": "ACME", "email": "l@a.co"}
         usage = app.put_record("c-1", "usage_record", {"device": "call 010-1234-5678"}).record_id
         got = app.get_record(usage, "analytics")

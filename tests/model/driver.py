@@ -476,6 +476,14 @@ class Driver:
             return _err(exc)
         return Actual(OK, [(e["subject_pseudonym"], e["result"]) for e in entries])
 
+    def verify_record_deletions(self) -> Actual:
+        """VerifyDeletion's records (auditor); value {record_id: result}."""
+        try:
+            rows = self.clients["auditor"].verify_record_deletion()
+        except VaultError as exc:
+            return _err(exc)
+        return Actual(OK, {r["record_id"]: r["result"] for r in rows})
+
     def pseudonyms(self) -> dict[str, str]:
         """{record_id: the audit pseudonym of its subject}, from the audit entries naming both."""
         out: dict[str, str] = {}

@@ -107,8 +107,9 @@ class Policy:
         cats: dict[str, Category] = {}
         for name, t in doc["categories"].items():
             ret = t.get("retention", {})
-            if ret.get("read_once"):
-                rule, period, event = "read_once", 0.0, ""
+            if ret.get("read_once"):  # with days/hours: shredded then if never read
+                rule, event = "read_once", ""
+                period = ret.get("days", 0) * DAY + ret.get("hours", 0) * HOUR
             elif ret.get("after") == "creation":
                 rule, event = "after_creation", ""
                 period = ret.get("days", 0) * DAY + ret.get("hours", 0) * HOUR
@@ -502,7 +503,7 @@ class Model:
     def due(self, r: Record) -> bool:
         """Whether the retention rule makes the record due now."""
         c = self.rule(r)
-        if c.rule == "after_creation":
+        if c.rule == "after_creation" or (c.rule == "read_once" and c.period > 0):
             return self.now >= r.created_at + c.period
         if c.rule == "after_event":
             s = self.s.subjects[r.subject]
@@ -1276,6 +1277,23 @@ class Model:
             lambda v: None if v is True else "erased=false for a live subject",
             OK=lambda a: self.erase_now(sid),
         )
+
+    def verify_records(self, results: dict[str, str]) -> str | None:
+        """VerifyDeletion's records (issue 20): every record the ledger destroyed on its own is
+        listed, none FAILED; one a hold deferred (or consumed under a hold) is PENDING.
+        ``results`` map record labels to result labels. Returns what is wrong, or None."""
+        failed = sorted(label for label, result in results.items() if result == "FAILED")
+        if failed:
+            return f"record destructions FAILED: {failed}"
+        for key, state in self.ledger.items():
+            if key[0] != "record" or key[1] in self.tainted:
+                continue
+            result = results.get(key[1])
+            if result is None:
+                return f"the destruction of record {key[1]} ({state}) is not listed: {results}"
+            if state != "done" and result != "PENDING":
+                return f"the {state} destruction of record {key[1]} is {result}, expected PENDING"
+        return None
 
     def verify(self, results: list[tuple[str, str]], pseudonyms: dict[str, str]) -> str | None:
         """VerifyDeletion: every erasure carried out or deferred (D1) is listed; none FAILED

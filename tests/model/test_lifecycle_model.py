@@ -22,8 +22,8 @@ destroy as separate vaultctl processes while the server runs, then a new subject
 Invariants, beside each answer: after every backup, restore and key epoch, and as a rule,
 everything the model says is live reads back exactly and everything destroyed does not,
 every listing matches, VerifyDeletion lists every subject erasure carried out or deferred and
-none FAILED (also after every erasure and hold release), and no field value or consent evidence
-is in plaintext anywhere in the data directory.
+every record destroyed on its own, none FAILED (also after every erasure and hold release), and
+no field value or consent evidence is in plaintext anywhere in the data directory.
 
 Budget: ``MODEL_EXAMPLES`` examples on SQLite (default 400) and ``MODEL_PG_EXAMPLES`` on
 PostgreSQL (default a fifth of it), ``MODEL_STEPS`` steps each (default 40), one example in
@@ -574,6 +574,13 @@ class LifecycleMachine(RuleBasedStateMachine):
         problem = self.model.verify(actual.value, self.pseudo)
         if problem:
             raise Discrepancy(f"verify deletions: {problem}")
+        records = self.vault.verify_record_deletions()
+        note(f"verify record deletions -> {records.status} {self._labelled(records.value or {})}")
+        if records.status != ref.OK:
+            raise Discrepancy(f"verify record deletions: expected OK, got {records.status}")
+        problem = self.model.verify_records(self._labelled(records.value))
+        if problem:
+            raise Discrepancy(f"verify record deletions: {problem}")
 
     @rule()
     def check_all(self) -> None:

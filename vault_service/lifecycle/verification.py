@@ -173,13 +173,17 @@ def _check_rows(
             check.mark_pending("record rows being purged", erased_at + PURGE_DEADLINE)
     else:
         check.checks["records"] = "purged"
-        # a purged record's blob is deleted with it, or left as an orphan for the blob sweep:
-        # with no orphan blob anywhere, none of this subject's blobs can remain
-        if orphan_blobs:
-            check.checks["blobs"] = f"{orphan_blobs} orphan blobs awaiting the blob sweep"
-            check.mark_pending("orphan blobs awaiting the blob sweep", None)
-        else:
-            check.checks["blobs"] = "gone"
+        _check_blobs(check, orphan_blobs)
+
+
+def _check_blobs(check: ErasureCheck, orphan_blobs: int) -> None:
+    """A destroyed record's blob is deleted after the commit, or left as an orphan for the blob
+    sweep: with no orphan blob anywhere, none of the destroyed blobs can remain."""
+    if orphan_blobs:
+        check.checks["blobs"] = f"{orphan_blobs} orphan blobs awaiting the blob sweep"
+        check.mark_pending("orphan blobs awaiting the blob sweep", None)
+    else:
+        check.checks["blobs"] = "gone"
 
 
 def _check_root_versions(
@@ -287,11 +291,7 @@ def verify_records(
             check.checks["rows"] = "present"
         else:
             check.checks["rows"] = "destroyed"
-        if orphan_blobs:
-            check.checks["blobs"] = f"{orphan_blobs} orphan blobs awaiting the blob sweep"
-            check.mark_pending("orphan blobs awaiting the blob sweep", None)
-        else:
-            check.checks["blobs"] = "gone"
+        _check_blobs(check, orphan_blobs)
         expires = entry.at + backup_window
         if backup_window > 0 and now < expires:
             check.checks["backups"] = "a backup from before the shred may hold its data key"
