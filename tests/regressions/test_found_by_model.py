@@ -83,3 +83,20 @@ def test_a_share_read_needs_the_consent_also_when_it_would_release_nothing(vault
     app.revoke_consent(grant.grant_id)
     with pytest.raises(PermissionDenied):
         list(vault.client("clinic").read_share(share.share_id))
+
+
+def test_a_share_read_of_a_restricted_subject_is_refused_also_when_it_would_release_nothing(
+    vault: Vault,
+) -> None:
+    """Restriction suspends every read but the exempt purposes' (README): a share whose records
+    are all gone, read after the subject's processing was restricted, answered OK with nothing;
+    it is PERMISSION_DENIED like any share read of a restricted subject."""
+    app = vault.client("app")
+    rid = app.put_record("member-1", "concern_text", TEXT).record_id
+    _, share = vault.share_with_clinic(rid, "concern_text", ["text"])
+    app.delete_record(rid)
+    vault.client("sro").restrict_processing("member-1")
+    with pytest.raises(PermissionDenied):
+        list(vault.client("clinic").read_share(share.share_id))
+    vault.client("sro").restrict_processing("member-1", restricted=False)
+    assert list(vault.client("clinic").read_share(share.share_id)) == []

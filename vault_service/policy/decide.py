@@ -16,6 +16,7 @@ from vault_service.policy.model import (
     Grant,
     Policy,
     Principal,
+    Purpose,
 )
 
 
@@ -102,12 +103,14 @@ def decide(request: AccessRequest, policy: Policy) -> Decision:
         visible -= {CONTENT_FIELD}  # images cannot be scrubbed: never in a de-identified view
     if request.fields is not None and not request.fields <= visible:
         return _deny("field not permitted for purpose")
-    if request.subject_erased and not purpose.retained_access:
-        return _deny("subject erased")
-    if request.subject_restricted and not purpose.restriction_exempt:
-        return _deny("subject restricted")
-    if request.subject_dormant and not purpose.reactivation:
-        return _deny("subject dormant")
+    denial = subject_denial(
+        purpose,
+        erased=request.subject_erased,
+        restricted=request.subject_restricted,
+        dormant=request.subject_dormant,
+    )
+    if denial:
+        return _deny(denial)
     wanted = request.fields if request.fields is not None else visible
     if purpose.consent_required:
         covered: set[str] = set()
@@ -127,6 +130,19 @@ def decide(request: AccessRequest, policy: Policy) -> Decision:
         purpose.deidentified,
         purpose.deidentified or purpose.scrub_text,
     )
+
+
+def subject_denial(purpose: Purpose, *, erased: bool, restricted: bool, dormant: bool) -> str:
+    """Why the subject's state forbids reads under ``purpose`` ("" if it does not): an erased
+    subject's records kept by law only for ``retained_access`` purposes, a restricted subject only
+    for ``restriction_exempt`` ones, a dormant subject only for ``reactivation`` ones."""
+    if erased and not purpose.retained_access:
+        return "subject erased"
+    if restricted and not purpose.restriction_exempt:
+        return "subject restricted"
+    if dormant and not purpose.reactivation:
+        return "subject dormant"
+    return ""
 
 
 def needs_subject_state(purpose: str | None, policy: Policy) -> bool:

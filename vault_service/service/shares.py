@@ -38,7 +38,7 @@ from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.lifecycle.events import BusinessEvents
 from vault_service.lifecycle.shredding import Shredder
 from vault_service.policy import Action, Policy
-from vault_service.policy.decide import active_grants
+from vault_service.policy.decide import active_grants, subject_denial
 from vault_service.policy.model import CONTENT_FIELD, PrincipalEntry, Purpose
 from vault_service.service import validate
 from vault_service.service.access import Access
@@ -364,11 +364,26 @@ class Shares:
         row, terms = self._open(call, share_id)
         request = self.access.request(call, Action.SHARE_READ, purpose=terms.purpose)
         self.access.check(call, request, ref=row.subject_ref, record_id=share_id)
+        # reading needs the consent still, and a subject state that allows the purpose, even
+        # if nothing would be released (every record of the share deleted since)
+        state = self.store.subject_state(row.subject_ref)
+        purpose = self.policy.purposes.get(terms.purpose)
+        denial = (
+            "unknown purpose"
+            if purpose is None
+            else subject_denial(
+                purpose,
+                erased=state is SubjectState.ERASED,
+                restricted=state is SubjectState.RESTRICTED,
+                dormant=state is SubjectState.DORMANT,
+            )
+        )
         grants = self.store.subject_grants(row.subject_ref, terms.purpose)
-        if not active_grants(grants, call.principal, terms.purpose, self.clock.now()):
-            # reading needs the consent still, even if nothing would be released
+        if not denial and not active_grants(grants, call.principal, terms.purpose, self.clock.now()):
+            denial = "no consent"
+        if denial:
             raise self.access.refuse(
-                call, Action.SHARE_READ, "no consent", purpose=terms.purpose, record_id=share_id
+                call, Action.SHARE_READ, denial, purpose=terms.purpose, record_id=share_id
             )
         metrics.SHARE_READS.labels("served").inc()
         for record_id in terms.records:
