@@ -1430,10 +1430,11 @@ class Model:
                 if self.held_record(r):
                     r.state = LIMBO
                 else:
-                    # the backup's current version was destroyed since: the record is gone
+                    # the backup's current version was destroyed since: the record is gone,
+                    # through the record's shred path (its own ledger entry: a later restore of
+                    # a backup holding a newer version must not bring it back either)
                     self.ledger[key] = "done"
-                    r.state = DESTROYED
-                    r.delete_pending = False
+                    self.destroy(r)
             elif kind == "share":
                 x = st.shares.get(key[1])
                 if x is not None and x.state == LIVE:

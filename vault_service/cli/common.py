@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -125,6 +126,41 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--token-file", help="file holding the bearer token (else $VAULT_SERVICE_TOKEN)")
     p.add_argument("--timeout", type=float, default=10.0)
+
+
+class ExportFile:
+    """The subject-access export format of ``vaultctl subject export`` and ``vaultctl offline
+    decrypt``: one JSON object per record and line, in a file created private (0600)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.count = 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._file = os.fdopen(fd, "w")
+
+    def __enter__(self) -> ExportFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def write(self, meta: Any, fields: Mapping[str, str], content: bytes | None) -> None:
+        """One record; ``meta`` has the record's id, category, version, times and content type."""
+        import base64
+
+        line: dict[str, Any] = {
+            "record_id": meta.record_id,
+            "category": meta.category,
+            "version": meta.version,
+            "created_at": meta.created_at,
+            "updated_at": meta.updated_at,
+            "content_type": meta.content_type,
+            "fields": dict(fields),
+        }
+        if content is not None:
+            line["content_base64"] = base64.b64encode(content).decode()
+        self._file.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
+        self.count += 1
 
 
 def fmt_time(ts: float | None) -> str:

@@ -24,6 +24,7 @@ from vault_service.cli import (
     dev,
     keys,
     lifecycle,
+    offline,
     principals,
     records,
     serve,
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     # registered in the order `vaultctl --help` lists them
     groups = (serve, keys, audit, consent, subjects, shares, lifecycle, verification, records)
-    for group in (*groups, principals, dev):
+    for group in (*groups, principals, dev, offline):
         group.add_parser(sub)
     return p
 

@@ -7,12 +7,10 @@ subject, decrypted, as JSON lines to a file created private (0600).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from vault_service.cli.common import Output, add_client_args, client_of
+from vault_service.cli.common import ExportFile, Output, add_client_args, client_of
 
 
 def cmd_subject_restrict(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
@@ -27,27 +25,13 @@ def cmd_subject_restrict(args: argparse.Namespace, env: Mapping[str, str], out: 
 
 
 def cmd_subject_export(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
-    import base64
-
-    count = 0
-    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f, client_of(args, env) as client:
+    with ExportFile(args.out) as export, client_of(args, env) as client:
         for record in client.export_subject(args.subject, args.purpose):
-            info = record.info
-            line = {
-                "record_id": info.record_id,
-                "category": info.category,
-                "version": info.version,
-                "created_at": info.created_at,
-                "updated_at": info.updated_at,
-                "content_type": info.content_type,
-                "fields": dict(record.fields),
-            }
-            if record.content is not None:
-                line["content_base64"] = base64.b64encode(record.content).decode()
-            f.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
-            count += 1
-    out.emit({"records": count, "file": args.out}, f"exported {count} records to {args.out}")
+            export.write(record.info, record.fields, record.content)
+    out.emit(
+        {"records": export.count, "file": args.out},
+        f"exported {export.count} records to {args.out}",
+    )
     return 0
 
 
