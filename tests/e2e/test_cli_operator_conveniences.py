@@ -103,3 +103,25 @@ def test_a_config_whose_port_is_chosen_at_start_up_needs_an_address(tmp_path: Pa
     env = {"VAULT_SERVICE_TOKEN": TOKENS["app"]}
     r = vaultctl(tmp_path, "record", "get", "--id", "r-1", "--purpose", "matching", env=env)
     assert r.returncode == 2 and "pass --address" in r.stderr
+
+
+def test_a_remote_or_tls_listen_address_is_never_dialled_in_plaintext(tmp_path: Path) -> None:
+    """The token would cross the network unencrypted: vaultctl asks for --address instead."""
+    env = {"VAULT_SERVICE_TOKEN": TOKENS["app"]}
+    get = ("record", "get", "--id", "r-1", "--purpose", "matching")
+    write_config(tmp_path, server__listen='"192.0.2.2:50777"')
+    r = vaultctl(tmp_path, *get, env=env)
+    assert r.returncode == 2 and "pass --address explicitly" in r.stderr
+    write_config(
+        tmp_path, server__listen='"127.0.0.1:50777"', tls__cert_file='"c.pem"', tls__key_file='"k.pem"'
+    )
+    r = vaultctl(tmp_path, *get, env=env)
+    assert r.returncode == 2 and "pass --address explicitly" in r.stderr
+
+
+def test_the_development_principal_name_is_reserved(tmp_path: Path) -> None:
+    write_config(tmp_path)
+    text = (tmp_path / "policy.toml").read_text()
+    r = vaultctl(tmp_path, "principal", "add", "developer", "--role", "operator")
+    assert r.returncode == 2 and "'developer' is reserved" in r.stderr
+    assert (tmp_path / "policy.toml").read_text() == text

@@ -84,15 +84,23 @@ def test_a_deletion_deferred_by_a_hold_is_pending_until_the_release(vault: Vault
     ]
     legal.release_hold(hold["hold_id"])
     vault.clock.advance(WINDOW + 1)
-    assert _records(vault)[rid]["result"] == "VERIFIED"
+    row = _records(vault)[rid]
+    assert row["result"] == "VERIFIED"
+    assert row["cause"] == "delete"  # what asked for it, not the release that carried it out
+    assert json.loads(str(row["certificate_json"]))["cause"] == "delete"
 
 
 def test_a_record_the_ledger_destroyed_but_the_store_kept_fails(vault: Vault) -> None:
+    """The ledger is written first, the store next: within minutes of the entry the rows are a
+    shred in flight (PENDING, not a false alarm); long after, the store disagrees (FAILED)."""
     rid = vault.client("app").put_record("member-1", "concern_text", TEXT).record_id
     ref = vault.service.subject_ref("member-1")
     vault.service.shredder.note(
         [Destruction(Kind.RECORD, ref, State.DONE, vault.clock.now(), rid, cause="delete")]
     )
+    row = _records(vault)[rid]
+    assert row["result"].startswith("PENDING_UNTIL ")
+    assert row["reasons"][0] == "being shredded: 1 record row, 1 data key rows, 2 payload rows"
     vault.clock.advance(WINDOW + 1)
     row = _records(vault)[rid]
     assert row["result"] == "FAILED"
@@ -124,3 +132,47 @@ def test_vaultctl_lists_record_destructions_and_writes_their_certificates(
     assert (row["record_id"], row["cause"]) == (rid, "delete")
     assert row["result"].startswith("PENDING_UNTIL ") and row["certificate_file"] is None
     assert row["checks"]["rows"] == "destroyed"
+
+
+def test_a_read_once_read_that_lost_to_an_update_leaves_the_new_version(vault: Vault) -> None:
+    """The read-once release is ledgered before its claim; an update committed in between wins
+    (docs/lifecycle.md: the read gets nothing, the new version stays). The ledger says so
+    (a cancelled entry), so neither the next start's replay destroys the new version nor does
+    verification report the record."""
+    from vault_service.audit.model import job_row
+    from vault_service.lifecycle.shredding import Requester
+
+    app = vault.client("app")
+    rid = app.put_record("member-1", "face_photo", {}, content=PHOTO).record_id
+    assert app.update_record(rid, {}, content=PHOTO[::-1]).version == 2
+    row = job_row("record.get", "released", vault.clock.now(), record_id=rid)
+    claim = vault.service.shredder.consume_read_once(
+        rid, vault.service.subject_ref("member-1"), 1, (row, row), Requester("app", "read-once")
+    )
+    assert claim is None  # version 1 was what the read decrypted: the update won
+    assert rid not in _records(vault)
+    vault.restart()  # the replay
+    got = vault.client("app").get_record(rid, "simulation", include_content=True)
+    assert got.content == PHOTO[::-1]
+
+
+def test_verify_deletion_answers_within_the_message_limit_failed_first(vault: Vault) -> None:
+    """A ledger of many record destructions: the RPC carries 1,000 of them (every FAILED first)
+    and says how many there are; the erasures are still answered."""
+    ref = vault.service.subject_ref("member-1")
+    live = vault.client("app").put_record("member-1", "concern_text", TEXT).record_id
+    at = vault.clock.now()
+    gone = [
+        Destruction(
+            Kind.RECORD, ref, State.DONE, at, f"01a00000-0000-7000-8000-{i:012d}", cause="delete"
+        )
+        for i in range(1200)
+    ]
+    vault.service.shredder.note(
+        [*gone, Destruction(Kind.RECORD, ref, State.DONE, at, live, cause="delete")]
+    )
+    vault.clock.advance(WINDOW + 1)
+    rows = vault.client("operator").verify_record_deletion()
+    assert len(rows) == 1000
+    assert rows[0]["record_id"] == live and rows[0]["result"] == "FAILED"
+    assert vault.client("operator").verify_deletion() == []  # erasures: none, still answered

@@ -74,3 +74,21 @@ def test_a_read_once_record_consumed_under_a_hold_stays_consumed_after_a_restore
     vault.restore(backup)
     with pytest.raises(NotFound):
         vault.client("app").get_record(rid, "simulation", include_content=True)
+
+
+def test_the_blob_sweep_spares_the_blob_of_an_update_in_flight(vault: Vault) -> None:
+    """An update writes its new blob before it commits; a blob's age is read from its record's
+    id, so for a record older than the sweep's age limit the sweep took the new blob for an old
+    orphan and deleted it, and the update then committed a record whose content was gone
+    (DATA_LOSS). The sweep now spares a blob of a version after its record's current one."""
+    app = vault.client("app")
+    rid = app.put_record("member-1", "face_photo", {}, content=PHOTO).record_id
+    vault.clock.advance(7 * 86400)
+    blobs = vault.service.blobs
+    blobs.put(f"{rid}.v2", [b"written by an update that has not committed yet"])
+    blobs.put(f"{rid}.v9x", [b"not a version: an orphan"])
+    assert vault.service.sweep_blobs(0.0) == 1
+    assert blobs.exists(f"{rid}.v2") and not blobs.exists(f"{rid}.v9x")
+    vault.client("app").delete_record(rid)
+    vault.service.sweep_blobs(0.0)
+    assert not blobs.exists(f"{rid}.v2")  # it goes with its record

@@ -95,15 +95,24 @@ def connect_address(listen: str) -> str:
 
 def address_of(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     """``--address``; else the ``server.listen`` of the config file (``--config``) when it
-    exists; else :data:`DEFAULT_ADDRESS`."""
+    exists and is a loopback address (these commands speak plaintext gRPC: a bearer token never
+    leaves the machine unasked); else :data:`DEFAULT_ADDRESS`."""
+    from vault_service.app import is_loopback
+
     if args.address:
         return str(args.address)
     path = Path(args.config)
     if not path.is_file():
         return DEFAULT_ADDRESS
-    listen = load_config(path, env).server.listen
+    config = load_config(path, env)
+    listen = config.server.listen
     if listen.endswith(":0"):
         raise ConfigError(f"{path}: server.listen picks a free port at start-up: pass --address")
+    if not is_loopback(connect_address(listen)) or config.tls.cert_file:
+        raise ConfigError(
+            f"{path}: server.listen is not a plaintext loopback address; vaultctl's gRPC commands"
+            " send the token in plaintext: pass --address explicitly"
+        )
     return connect_address(listen)
 
 

@@ -34,8 +34,12 @@ def _policy_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
 
 
 def cmd_principal_add(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
+    from vault_service.app import DEV_PRINCIPAL
+
     path = _policy_path(args, env)
     check_name(args.name, "principal", str(path))
+    if args.name == DEV_PRINCIPAL:  # the development token's principal overrides it
+        raise ConfigError(f"{path}: the principal name {DEV_PRINCIPAL!r} is reserved")
     text = path.read_text()
     policy = load_policy(text, str(path))
     if args.name in policy.principals:

@@ -72,6 +72,9 @@ class State(enum.StrEnum):
 
     DONE = "done"
     DEFERRED = "deferred"
+    #: the destruction did not happen after all (a read-once read that lost to an update of the
+    #: record: the new version stays): replay and verification leave the object alone
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ class Destruction:
     #: set by :meth:`DestructionLedger.latest`, never written: an entry of this object (this
     #: one or an earlier one) is a read-once release
     consumed: bool = False
+    #: set by :meth:`DestructionLedger.latest`, never written: the cause of the object's first
+    #: entry (a hold's release or a replay that carries a destruction out keeps its cause)
+    origin: str = ""
 
     @property
     def key(self) -> tuple[str, bytes, str, int]:
@@ -189,15 +195,26 @@ class DestructionLedger:
 
     def latest(self, public_key: bytes) -> list[Destruction]:
         """The last entry of every object, in the order of those last entries; ``consumed`` set
-        on it if any entry of the object was a read-once release."""
+        on it if an entry of the object was a read-once release (not cancelled since), and
+        ``origin`` to the cause of its first entry (since the last cancellation)."""
         last: dict[tuple[str, bytes, str, int], Destruction] = {}
         consumed: set[tuple[str, bytes, str, int]] = set()
+        origin: dict[tuple[str, bytes, str, int], str] = {}
         for entry in self.entries(public_key):
-            if entry.cause == READ_ONCE_CAUSE:
-                consumed.add(entry.key)
-            last.pop(entry.key, None)
-            last[entry.key] = entry
-        return [replace(e, consumed=True) if key in consumed else e for key, e in last.items()]
+            key = entry.key
+            if entry.state is State.CANCELLED:
+                consumed.discard(key)
+                origin.pop(key, None)
+            else:
+                if entry.cause == READ_ONCE_CAUSE:
+                    consumed.add(key)
+                origin.setdefault(key, entry.cause)
+            last.pop(key, None)
+            last[key] = entry
+        return [
+            replace(e, consumed=key in consumed, origin=origin.get(key, e.cause))
+            for key, e in last.items()
+        ]
 
     def record_destructions(self, public_key: bytes) -> list[Destruction]:
         """The latest entry of every record destruction (delete, retention, read-once)."""

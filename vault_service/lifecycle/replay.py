@@ -87,7 +87,7 @@ class Replayer:
         """Replay every object's last entry; LedgerTampered if the ledger does not verify."""
         report = ReplayReport()
         for entry in self.ledger.latest(public_key):
-            if not self._present(entry):
+            if entry.state is State.CANCELLED or not self._present(entry):
                 continue
             ref, oid = entry.subject_ref, entry.object_id
             holdable = entry.kind in _PENDING_KIND

@@ -175,6 +175,19 @@ class Shredder:
         )
         if claim is not None and claim.held != held:  # a hold came or went meanwhile
             self.note([self._entry(Kind.RECORD, ref, claim.held, READ_ONCE_CAUSE, record_id)])
+        if claim is None:
+            now = self.store.record_owner(record_id)
+            if now is not None and now.version != version:
+                # an update won: its version stays (the read got nothing), and the ledger must
+                # not destroy it at the next replay
+                cancel = Destruction(
+                    Kind.RECORD, ref, State.CANCELLED, self.clock.now(), record_id,
+                    cause=READ_ONCE_CAUSE,
+                )  # fmt: skip
+                try:
+                    self.note([cancel])
+                except Exception:
+                    security_events.emit("ledger_write_failed", record_id=record_id)
         return claim
 
     # versions ------------------------------------------------------------------------------------
@@ -275,11 +288,20 @@ class Shredder:
         batch: list[str] = []
 
         def flush() -> int:
-            orphans = set(batch) - self.store.referenced_blobs(batch)
+            orphans = [r for r in set(batch) - self.store.referenced_blobs(batch) if not unborn(r)]
             for ref in orphans:
                 self.blobs.delete(ref)
             batch.clear()
             return len(orphans)
+
+        def unborn(ref: str) -> bool:
+            """A blob of a version after its record's current one: an update in flight (its
+            blob is written before its commit; the ref's age is the record's, not the blob's),
+            or one that failed, whose next attempt writes the same ref; it goes with its
+            record."""
+            record_id, _, version = ref.rpartition(".v")
+            owner = self.store.record_owner(record_id) if version.isdigit() else None
+            return owner is not None and int(version) > owner.version
 
         for ref in self.blobs.list_refs():
             born = record_id_time(ref.split(".v")[0])

@@ -62,6 +62,9 @@ VERIFIED, PENDING, FAILED = "VERIFIED", "PENDING", "FAILED"
 #: record rows of an erased subject should be purged within this long (the purge loop runs
 #: every few seconds); beyond it their presence is a failure, not a delay
 PURGE_DEADLINE = 3600.0
+#: a record's rows are gone within this long of its ledger entry (the shred is one transaction
+#: right after the entry; a crash in between is finished by the next start's replay)
+SHRED_GRACE = 300.0
 
 
 @dataclass
@@ -231,7 +234,7 @@ def issue_certificate(
         "public_key": signer.public_key().hex(),
     }
     if entry.kind is Kind.RECORD:
-        body.update(kind="record", record_id=entry.object_id, cause=entry.cause)
+        body.update(kind="record", record_id=entry.object_id, cause=entry.origin or entry.cause)
     body["signature"] = signer.sign(_signed_bytes(body)).hex()
     return body
 
@@ -274,8 +277,13 @@ def verify_records(
     get a certificate."""
     out = []
     for entry in entries:
+        if entry.state is State.CANCELLED:
+            continue  # it did not happen: the record stays
         check = RecordCheck(
-            pseudonym(entry.subject_ref), entry.at, record_id=entry.object_id, cause=entry.cause
+            pseudonym(entry.subject_ref),
+            entry.at,
+            record_id=entry.object_id,
+            cause=entry.origin or entry.cause,
         )
         out.append(check)
         if entry.state is State.DEFERRED:
@@ -285,10 +293,14 @@ def verify_records(
         rows, keys, payloads = store.record_residue(entry.object_id)
         left = {"record row": rows, "data key rows": keys, "payload rows": payloads}
         if any(left.values()):
-            check.mark_failed(
-                "left in the store: " + ", ".join(f"{n} {what}" for what, n in left.items() if n)
-            )
+            residue = ", ".join(f"{n} {what}" for what, n in left.items() if n)
             check.checks["rows"] = "present"
+            if now - entry.at <= SHRED_GRACE:
+                # ledgered first, the store next: a shred in flight (or one a crash stopped,
+                # which the next start's replay finishes)
+                check.mark_pending(f"being shredded: {residue}", entry.at + SHRED_GRACE)
+            else:
+                check.mark_failed("left in the store: " + residue)
         else:
             check.checks["rows"] = "destroyed"
         _check_blobs(check, orphan_blobs)

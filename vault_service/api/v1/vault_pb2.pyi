@@ -1442,19 +1442,27 @@ class VerifyDeletionResponse(_message.Message):
 
     ERASURES_FIELD_NUMBER: _builtins.int
     RECORDS_FIELD_NUMBER: _builtins.int
+    RECORDS_TOTAL_FIELD_NUMBER: _builtins.int
+    records_total: _builtins.int
+    """How many record destructions were verified in all."""
     @_builtins.property
     def erasures(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErasureVerification]: ...
     @_builtins.property
-    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordDeletionVerification]: ...
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordDeletionVerification]:
+        """At most 1,000: every FAILED one first, then PENDING, then the newest VERIFIED (the message
+        must stay under the size limit as the ledger grows; vaultctl verify-deletion lists all).
+        """
+
     def __init__(
         self,
         *,
         erasures: _abc.Iterable[Global___ErasureVerification] | None = ...,
         records: _abc.Iterable[Global___RecordDeletionVerification] | None = ...,
+        records_total: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["erasures", b"erasures", "records", b"records"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["erasures", b"erasures", "records", b"records", "records_total", b"records_total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
