@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from vault_service.errors import ConfigError
+
 
 class Clock(Protocol):
     """Seconds since the Unix epoch, as a float (server time only)."""
@@ -83,9 +85,12 @@ def read_offset(path: Path) -> float:
         text = path.read_text().strip()
     except FileNotFoundError:
         return 0.0
-    value = float(text or "0")
+    try:
+        value = float(text or "0")
+    except ValueError:
+        value = math.nan
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{path}: a clock offset is a finite number of seconds >= 0")
+        raise ConfigError(f"{path}: a clock offset is a finite number of seconds >= 0")
     return value
 
 
@@ -94,7 +99,7 @@ def advance_offset(path: Path, seconds: float) -> float:
     destroyed at a later time must not look undone); returns the new offset. Written beside the
     file, then renamed over it, so a reader never sees half a number."""
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError("the clock only moves forward: seconds must be > 0")
+        raise ConfigError("the clock only moves forward: seconds must be > 0")
     offset = read_offset(path) + seconds
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -10,13 +10,20 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.regressions import conftest as harness
-from tests.regressions.conftest import Vault
+from tests.regressions.conftest import Vault, read_once_policy_text
 from vault_service.key_providers import create_keyring
 
 vault = harness.vault
 clock = harness.clock
-policy_text = harness.policy_text
+
+
+@pytest.fixture
+def policy_text() -> str:
+    return read_once_policy_text()  # with a read-once category: its release happens in the copy
+
 
 TEXT = {"text": "second rhinoplasty consultation", "budget": "3000000"}
 PHOTO = bytes(range(256)) * 300  # 76,800 bytes: several chunks
@@ -56,6 +63,7 @@ def test_a_subject_decrypted_from_a_backup_and_an_erasure_kept(vault: Vault, tmp
     app = vault.client("app")
     text = app.put_record("member-1", "concern_text", TEXT).record_id
     photo = app.put_record("member-1", "concern_photo", {"caption": "side"}, content=PHOTO).record_id
+    face = app.put_record("member-1", "face_photo", {}, content=PHOTO[:4096]).record_id
     app.put_record("member-2", "concern_text", {"text": "other member"})
     backup = vault.backup().data
     assert vault.client("app").erase_subject("member-2") is True
@@ -65,12 +73,16 @@ def test_a_subject_decrypted_from_a_backup_and_an_erasure_kept(vault: Vault, tmp
     out = tmp_path / "member-1.jsonl"
     code, stdout, stderr = _decrypt(vault, backup, "member-1", out, "--ledger", str(ledger))
     assert code == 0, stderr
-    assert json.loads(stdout)["records"] == 2
+    assert json.loads(stdout)["records"] == 3
     assert out.stat().st_mode & 0o777 == 0o600
     lines = {row["record_id"]: row for row in map(json.loads, out.read_text().splitlines())}
     assert lines[text]["fields"] == TEXT and lines[text]["category"] == "concern_text"
     assert base64.b64decode(lines[photo]["content_base64"]) == PHOTO
+    # a read-once record is released (and destroyed) in the copy only: its blob stays in the backup
+    assert base64.b64decode(lines[face]["content_base64"]) == PHOTO[:4096]
     assert _digests(backup) == before  # the backup is never written
+    code, stdout, _ = _decrypt(vault, backup, "member-1", out, "--ledger", str(ledger))
+    assert code == 0 and json.loads(stdout)["records"] == 3  # so a second recovery gets it too
 
     # erased after the backup was taken: the ledger's replay destroys it again in the copy
     gone = tmp_path / "member-2.jsonl"

@@ -176,3 +176,26 @@ def test_verify_deletion_answers_within_the_message_limit_failed_first(vault: Va
     assert len(rows) == 1000
     assert rows[0]["record_id"] == live and rows[0]["result"] == "FAILED"
     assert vault.client("operator").verify_deletion() == []  # erasures: none, still answered
+
+
+@pytest.mark.parametrize("first", ["delete", "erase"])
+def test_a_delete_and_an_erasure_both_deferred_by_one_hold_end_verified(
+    vault: Vault, first: str
+) -> None:
+    """A hold defers a record's delete and its subject's erasure (in either order); its release
+    carries both out, and the record's destruction ends VERIFIED under its cause, not PENDING
+    for a hold that is gone."""
+    app, legal = vault.client("app"), vault.client("legal")
+    rid = app.put_record("member-1", "concern_text", TEXT).record_id
+    hold = legal.place_hold("member-1", "litigation", "case-41")
+    steps = {"delete": lambda: app.delete_record(rid), "erase": lambda: app.erase_subject("member-1")}
+    for name in (first, *(n for n in steps if n != first)):
+        with pytest.raises(FailedPrecondition):
+            steps[name]()
+    assert _records(vault)[rid]["result"] == "PENDING"
+    legal.release_hold(hold["hold_id"])
+    while vault.service.purge_erased():
+        pass
+    vault.clock.advance(WINDOW + 1)
+    row = _records(vault)[rid]
+    assert (row["result"], row["cause"]) == ("VERIFIED", "delete")

@@ -47,11 +47,7 @@ def cmd_dev_clock(args: argparse.Namespace, env: Mapping[str, str], out: Output)
 
 def cmd_dev_advance(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
     clock = _clock(config_of(args, env))
-    seconds = args.days * 86400 + args.hours * 3600 + args.seconds
-    try:
-        advance_offset(clock.path, seconds)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    advance_offset(clock.path, args.days * 86400 + args.hours * 3600 + args.seconds)
     return _show(clock, out, "advanced: ")
 
 

@@ -40,6 +40,7 @@ from vault_service.lifecycle.ledger import (
 from vault_service.logs import fields
 from vault_service.policy.model import Grant
 from vault_service.storage import BlobStore, RecordStore, RecordVersion, ShreddedRecord
+from vault_service.storage.blobs import blob_ref_parts
 from vault_service.storage.rows import (
     PendingDeletion,
     PendingKind,
@@ -299,12 +300,12 @@ class Shredder:
             blob is written before its commit; the ref's age is the record's, not the blob's),
             or one that failed, whose next attempt writes the same ref; it goes with its
             record."""
-            record_id, _, version = ref.rpartition(".v")
-            owner = self.store.record_owner(record_id) if version.isdigit() else None
-            return owner is not None and int(version) > owner.version
+            record_id, version = blob_ref_parts(ref)
+            owner = self.store.record_owner(record_id) if version is not None else None
+            return owner is not None and version is not None and version > owner.version
 
         for ref in self.blobs.list_refs():
-            born = record_id_time(ref.split(".v")[0])
+            born = record_id_time(blob_ref_parts(ref)[0])
             if born is not None and born <= cutoff:
                 batch.append(ref)
                 if len(batch) >= _BLOB_BATCH:

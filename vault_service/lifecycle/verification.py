@@ -21,10 +21,12 @@ Result: VERIFIED (a certificate is issued), PENDING_UNTIL <date>, PENDING (no da
 applies, or rotation is off and a root version is still active), or FAILED with the reason.
 
 Single records are verified and certified the same way: every record the ledger says was
-destroyed (a DeleteRecord, a retention shred, a read-once release). Checks per record:
+destroyed (a DeleteRecord, a retention shred, a read-once release; not one a ``cancelled``
+entry took back), under the cause that asked for it. Checks per record:
 
-- **rows**: its record row, data key rows and payload rows are gone from the record store (any
-  left is FAILED: the store does not agree with the ledger);
+- **rows**: its record row, data key rows and payload rows are gone from the record store; rows
+  left within ``SHRED_GRACE`` of the entry are a shred in flight (PENDING: the ledger is written
+  first), rows left after it are FAILED (the store does not agree with the ledger);
 - **blobs**: no orphan blob awaits the blob sweep;
 - **backups**: a backup taken before the shred still holds the record's data key, wrapped by the
   subject key that is still alive: it stays recoverable from such a backup, by whoever holds it

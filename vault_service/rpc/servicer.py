@@ -12,6 +12,7 @@ from typing import Any
 from vault_service.api.v1 import vault_pb2 as pb
 from vault_service.api.v1 import vault_pb2_grpc as pb_grpc
 from vault_service.errors import InvalidArgument
+from vault_service.lifecycle.verification import FAILED, PENDING
 from vault_service.policy.model import Grant
 from vault_service.rpc.interceptor import current_call
 from vault_service.service import ContentStream, RecordView, VaultService
@@ -315,7 +316,7 @@ class VaultServicer(pb_grpc.VaultServicer):
         call = current_call.get()
         results = self._svc.verify_deletions(call)
         checked = self._svc.verify_record_deletions(call)
-        rank = {"FAILED": 0, "PENDING": 1}
+        rank = {FAILED: 0, PENDING: 1}
         records = sorted(checked, key=lambda r: (rank.get(r.status, 2), -r.erased_at))
         records = records[:MAX_RECORD_RESULTS]
 

@@ -29,6 +29,7 @@ from vault_service.service import validate
 from vault_service.service.access import Access
 from vault_service.service.types import CallContext, ContentStream, Limits
 from vault_service.storage import BlobStore, Idempotency, RecordMeta, RecordStore, RecordVersion
+from vault_service.storage.blobs import blob_ref as version_blob_ref
 from vault_service.storage.rows import KeyKind, ShreddedRecord
 
 
@@ -79,7 +80,7 @@ class Records:
         blob_ref = None
         length = None
         if content is not None:
-            blob_ref = f"{record_id}.v{version}"
+            blob_ref = version_blob_ref(record_id, version)
             context = base.with_items(field=CONTENT_FIELD)
             if isinstance(content, ContentStream):
                 # encrypted chunk by chunk as the blob store consumes it: constant memory

@@ -10,6 +10,19 @@ import abc
 from collections.abc import Iterable, Iterator
 
 
+def blob_ref(record_id: str, version: int) -> str:
+    """The name of a record version's blob (one name per version: an update writes a new one)."""
+    return f"{record_id}.v{version}"
+
+
+def blob_ref_parts(ref: str) -> tuple[str, int | None]:
+    """The record id and version a blob name carries (version None if it names none)."""
+    record_id, dot, version = ref.rpartition(".v")
+    if not dot:
+        return ref, None
+    return record_id, int(version) if version.isdigit() else None
+
+
 class BlobReader(abc.ABC):
     """Random access to one stored blob (implements ``crypto.chunked.ReadAt``)."""
 
