@@ -1,222 +1,298 @@
-"""The example policies of three seed companies, loaded and exercised: what each privacy policy
-promises is what the service enforces."""
+"""The shipped policies of seeds 000 (clinic matching), 001 (counseling) and 003 (medical imaging),
+walked through a real gRPC server on a fixed clock with the client SDK: what each privacy policy
+promises is what the service enforces, end to end.
+
+- 000: a member's concern reaches the matched clinic only through a share, only with the member's
+  consent, only the proposal's fields and with e-mail addresses typed into the text masked; never
+  by a direct read, never to another clinic, never the member's profile; the share ends 180 days
+  after the match completes; the LLM sees the text de-identified; withdrawal (erasure) makes the
+  records unreadable at once.
+- 001: counseling notes need the client's explicit consent; that consent never opens a recording
+  to a supervisor (nor to the counselor under "supervision"); a separate supervision consent
+  does, for recordings only; quality statistics are de-identified.
+- 003: research sees analysis results de-identified; a correction request (restriction of
+  processing) stops analysis until it is lifted, while the correction itself and the subject's
+  access (export, content included) go on.
+
+Each policy is read from policies/ and given principals of the regression harness
+(tests/regressions/conftest.py) with the policy's roles.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from vault_service.clock import FixedClock
+from tests.regressions import conftest as harness
+from tests.regressions.conftest import DAY, Vault, principals_text
+from vault_service.client import Record
 from vault_service.errors import InvalidArgument, NotFound, PermissionDenied
-from vault_service.key_providers import LocalKeyProvider, create_keyring
-from vault_service.lifecycle.ledger import DestructionLedger
-from vault_service.policy import Principal, load_policy
-from vault_service.service import CallContext, VaultService
-from vault_service.storage import FilesystemBlobStore, SqliteRecordStore
 
-DAY = 86400.0
+vault = harness.vault
+clock = harness.clock
 
 
-PRINCIPALS = {
-    "clinic-matching.toml": {"clinic-a": "clinic", "clinic-b": "clinic"},
-    "counseling.toml": {"dr-lee": "counselor", "sup-park": "supervisor"},
-    "medical-imaging.toml": {},
-}
+def _policy(name: str, roles: dict[str, str]) -> str:
+    return (ROOT / "policies" / name).read_text() + principals_text(roles)
 
 
-def _service(tmp_path: Path, policy_file: str) -> Iterator[tuple[VaultService, FixedClock]]:
-    create_keyring(tmp_path / "ring.json", None, 0.0)
-    store = SqliteRecordStore(tmp_path / "v.db")
-    store.migrate()
-    clock = FixedClock()
-    text = (ROOT / "policies" / policy_file).read_text()
-    for name, role in PRINCIPALS[policy_file].items():
-        text += f'\n[principals.{name}]\nrole = "{role}"\ncert_cn = "{name}"\n'
-    policy = load_policy(text, policy_file)
-    svc = VaultService(
-        store,
-        FilesystemBlobStore(tmp_path / "b"),
-        LocalKeyProvider(tmp_path / "ring.json"),
-        policy,
-        clock,
-        ledger=DestructionLedger(tmp_path / "ledger.jsonl"),
-    )
-    yield svc, clock
-    store.close()
+class TestClinicMatching000:
+    @pytest.fixture
+    def policy_text(self) -> str:
+        return _policy(
+            "clinic-matching.toml", {"app": "application", "clinic": "clinic", "clinic-b": "clinic"}
+        )
 
-
-def as_(name: str, role: str) -> CallContext:
-    return CallContext(Principal(name, role), "scenario")
-
-
-@pytest.fixture
-def matching(tmp_path: Path) -> Iterator[tuple[VaultService, FixedClock]]:
-    yield from _service(tmp_path, "clinic-matching.toml")
-
-
-@pytest.fixture
-def counseling(tmp_path: Path) -> Iterator[tuple[VaultService, FixedClock]]:
-    yield from _service(tmp_path, "counseling.toml")
-
-
-@pytest.fixture
-def imaging(tmp_path: Path) -> Iterator[tuple[VaultService, FixedClock]]:
-    yield from _service(tmp_path, "medical-imaging.toml")
-
-
-def test_clinic_matching_seed_000(matching: tuple[VaultService, FixedClock]) -> None:
-    svc, clock = matching
-    app, clinic = as_("web", "application"), as_("clinic-a", "clinic")
-    other_clinic = as_("clinic-b", "clinic")
-    concern = svc.put_record(
-        app,
-        "m-1",
-        "concern_text",
-        {
-            "text": "rhinoplasty, contact kim@example.com",
-            "budget": "3000000",
-            "body_area": "nose",
-            "stay_schedule": "Dec 1-9",
-        },
-    )[0]
-    profile = svc.put_record(
-        app, "m-1", "member_profile", {"email": "kim@example.com", "contact": "010-1234-5678"}
-    )[0]
-    # disclosed to the matched clinic only, through a share, with consent, never email/contact
-    with pytest.raises(PermissionDenied):
-        svc.shares.create_share(
-            app,
+    def test_clinic_matching_seed_000(self, vault: Vault) -> None:
+        app, clinic, other_clinic = vault.client("app"), vault.client("clinic"), vault.client("clinic-b")
+        concern = app.put_record(
             "m-1",
-            "clinic-a",
+            "concern_text",
+            {
+                "text": "rhinoplasty, contact kim@example.com",
+                "budget": "3000000",
+                "body_area": "nose",
+                "stay_schedule": "Dec 1-9",
+            },
+        ).record_id
+        profile = app.put_record(
+            "m-1", "member_profile", {"email": "kim@example.com", "contact": "010-1234-5678"}
+        ).record_id
+        # disclosed to the matched clinic only, through a share, with consent, never email/contact
+        with pytest.raises(PermissionDenied):
+            app.create_share(
+                "m-1",
+                "clinic",
+                "clinic_proposal",
+                [concern],
+                ["text", "budget"],
+                expires_at=vault.clock.now() + DAY,
+            )
+        grant = app.grant_consent(
+            "m-1",
+            "clinic_proposal",
+            {"concern_text": None},
+            valid_from=vault.clock.now(),
+            evidence_reference="match-req-1",
+            grantee_principal="clinic",
+        )
+        share = app.create_share(
+            "m-1",
+            "clinic",
             "clinic_proposal",
             [concern],
-            ["text", "budget"],
-            expires_at=clock.now() + DAY,
+            ["text", "budget", "body_area", "stay_schedule"],
+            event_name="match_completed",
+            event_period_seconds=180 * DAY,
         )
-    grant = svc.grant_consent(
-        app,
-        "m-1",
-        "clinic_proposal",
-        {"concern_text": None},
-        clock.now(),
-        None,
-        "match-req-1",
-        grantee_principal="clinic-a",
-    )
-    share = svc.shares.create_share(
-        app,
-        "m-1",
-        "clinic-a",
-        "clinic_proposal",
-        [concern],
-        ["text", "budget", "body_area", "stay_schedule"],
-        event_name="match_completed",
-        event_period=180 * DAY,
-    )
-    (item,) = list(svc.shares.read_share(clinic, share.share_id))
-    assert item.view is not None and item.view.fields["budget"] == "3000000"
-    # the seed promises the clinic no e-mail or contact information: not even typed into the text
-    assert item.view.fields["text"] == "rhinoplasty, contact [EMAIL]"
-    with pytest.raises(PermissionDenied):
-        svc.get_record(clinic, concern, "clinic_proposal")  # never directly
-    with pytest.raises(PermissionDenied):
-        list(svc.shares.read_share(other_clinic, share.share_id))
-    with pytest.raises(InvalidArgument):
-        svc.shares.create_share(
-            app, "m-1", "clinic-a", "clinic_proposal", [profile], ["email"], expires_at=clock.now() + DAY
+        (item,) = list(clinic.read_share(share.share_id))
+        assert isinstance(item, Record) and item.fields["budget"] == "3000000"
+        # the seed promises the clinic no e-mail or contact information: not even typed into the text
+        assert item.fields["text"] == "rhinoplasty, contact [EMAIL]"
+        with pytest.raises(PermissionDenied):
+            clinic.get_record(concern, "clinic_proposal")  # never directly
+        with pytest.raises(PermissionDenied):
+            list(other_clinic.read_share(share.share_id))
+        with pytest.raises(InvalidArgument):
+            app.create_share(
+                "m-1",
+                "clinic",
+                "clinic_proposal",
+                [profile],
+                ["email"],
+                expires_at=vault.clock.now() + DAY,
+            )
+        # 6 months after the match completes, the clinic's view ends
+        app.record_event("m-1", "match_completed")
+        vault.clock.advance(180 * DAY - 1)
+        assert len(list(clinic.read_share(share.share_id))) == 1  # still open the second before
+        vault.clock.advance(1)
+        with pytest.raises(PermissionDenied):
+            list(clinic.read_share(share.share_id))
+        vault.clock.advance(-180 * DAY)
+        app.revoke_consent(grant.grant_id)
+        # text goes to the LLM only anonymized
+        llm = app.get_record(concern, "llm_analysis")
+        assert "kim@example.com" not in llm.fields["text"] and llm.info.subject_pseudonym
+        # withdrawal: immediate erasure, unreadable at once
+        app.erase_subject("m-1")
+        with pytest.raises(NotFound):
+            app.get_record(concern, "matching")
+
+
+def _consent_of_both(vault: Vault, subject: str, fields: list[str] | None = None) -> dict[str, str]:
+    """The client's and the counselor's consent to recording the subject's sessions (grant ids
+    by party); ``fields`` narrows the client's."""
+    return {
+        party: vault.client("app")
+        .grant_consent(
+            subject,
+            "session_review",
+            {"session_recording": fields if party == "client" else None},
+            valid_from=vault.clock.now(),
+            evidence_reference=f"recording-consent-{party}",
+            grantee_role="counselor",
+            party=party,
         )
-    # 6 months after the match completes, the clinic's view ends
-    svc.record_event(app, "m-1", "match_completed")
-    clock.advance(180 * DAY)
-    with pytest.raises(PermissionDenied):
-        list(svc.shares.read_share(clinic, share.share_id))
-    clock.advance(-180 * DAY)
-    svc.revoke_consent(app, grant.grant_id)
-    # text goes to the LLM only anonymized
-    llm = svc.get_record(app, concern, "llm_analysis")
-    assert "kim@example.com" not in llm.fields["text"] and llm.subject_pseudonym
-    # withdrawal: immediate erasure, unreadable at once
-    svc.erase_subject(app, "m-1")
-    with pytest.raises(NotFound):
-        svc.get_record(app, concern, "matching")
+        .grant_id
+        for party in ("client", "counselor")
+    }
 
 
-def test_counseling_seed_001_separate_supervision_consent(
-    counseling: tuple[VaultService, FixedClock],
-) -> None:
-    svc, clock = counseling
-    platform = as_("platform", "platform")
-    counselor, supervisor = as_("dr-lee", "counselor"), as_("sup-park", "supervisor")
-    note = svc.put_record(
-        platform, "c-1", "counseling_note", {"note": "session 3 notes", "session_date": "2026-11-20"}
-    )[0]
-    recording = svc.put_record(
-        platform,
-        "c-1",
-        "session_recording",
-        {"session_date": "2026-11-20", "duration_seconds": "3000"},
-        content=b"\x00audio",
-    )[0]
-    with pytest.raises(PermissionDenied):  # sensitive category: explicit consent first
-        svc.get_record(counselor, note, "counseling")
-    svc.grant_consent(
-        platform,
-        "c-1",
-        "counseling",
-        {"counseling_note": None},
-        clock.now(),
-        None,
-        "consent-form-77",
-        grantee_principal="dr-lee",
-    )
-    assert svc.get_record(counselor, note, "counseling").fields["note"] == "session 3 notes"
-    # the counseling consent never opens the recording to a supervisor
-    with pytest.raises(PermissionDenied):
-        svc.get_record(supervisor, recording, "supervision", include_content=True)
-    with pytest.raises(PermissionDenied):  # nor to the counselor under "supervision"
-        svc.get_record(counselor, recording, "supervision")
-    svc.grant_consent(
-        platform,
-        "c-1",
-        "supervision",
-        {"session_recording": None},
-        clock.now(),
-        None,
-        "supervision-consent-12",
-        grantee_role="supervisor",
-    )
-    view = svc.get_record(supervisor, recording, "supervision", include_content=True)
-    assert view.content == b"\x00audio"
-    with pytest.raises(PermissionDenied):  # the supervisor sees recordings only
-        svc.get_record(supervisor, note, "supervision")
-    stats = svc.get_record(platform, note, "quality_statistics")
-    assert stats.subject_pseudonym
+class TestCounseling001:
+    @pytest.fixture
+    def policy_text(self) -> str:
+        return _policy(
+            "counseling.toml",
+            {"app": "platform", "counselor": "counselor", "supervisor": "supervisor"},
+        )
+
+    def test_counseling_seed_001_separate_supervision_consent(self, vault: Vault) -> None:
+        platform = vault.client("app")
+        counselor, supervisor = vault.client("counselor"), vault.client("supervisor")
+        note = platform.put_record(
+            "c-1", "counseling_note", {"note": "session 3 notes", "session_date": "2026-11-20"}
+        ).record_id
+        _consent_of_both(vault, "c-1")  # a session is recorded only with the consent of both
+        recording = platform.put_record(
+            "c-1",
+            "session_recording",
+            {"session_date": "2026-11-20", "duration_seconds": "3000"},
+            content=b"\x00audio",
+        ).record_id
+        with pytest.raises(PermissionDenied):  # sensitive category: explicit consent first
+            counselor.get_record(note, "counseling")
+        platform.grant_consent(
+            "c-1",
+            "counseling",
+            {"counseling_note": None},
+            valid_from=vault.clock.now(),
+            evidence_reference="consent-form-77",
+            grantee_principal="counselor",
+        )
+        assert counselor.get_record(note, "counseling").fields["note"] == "session 3 notes"
+        # the counseling consent never opens the recording to a supervisor
+        with pytest.raises(PermissionDenied):
+            supervisor.get_record(recording, "supervision", include_content=True)
+        with pytest.raises(PermissionDenied):  # nor to the counselor under "supervision"
+            counselor.get_record(recording, "supervision")
+        platform.grant_consent(
+            "c-1",
+            "supervision",
+            {"session_recording": None},
+            valid_from=vault.clock.now(),
+            evidence_reference="supervision-consent-12",
+            grantee_role="supervisor",
+        )
+        view = supervisor.get_record(recording, "supervision", include_content=True)
+        assert view.content == b"\x00audio"
+        with pytest.raises(PermissionDenied):  # the supervisor sees recordings only
+            supervisor.get_record(note, "supervision")
+        stats = platform.get_record(note, "quality_statistics")
+        assert stats.info.subject_pseudonym
+
+    def test_a_session_is_recorded_only_with_the_consent_of_both(self, vault: Vault) -> None:
+        platform, counselor = vault.client("app"), vault.client("counselor")
+        meta = {"session_date": "2026-11-21", "duration_seconds": "2400"}
+        with pytest.raises(PermissionDenied):  # nobody consented: not even stored
+            platform.put_record("c-2", "session_recording", meta, content=b"rec")
+        platform.grant_consent(
+            "c-2",
+            "session_review",
+            {"session_recording": None},
+            valid_from=vault.clock.now(),
+            evidence_reference="client-says-yes",
+            grantee_role="counselor",
+            party="client",
+        )
+        with pytest.raises(PermissionDenied):  # one party is not both
+            platform.put_record("c-2", "session_recording", meta, content=b"rec")
+        grants = _consent_of_both(vault, "c-3")
+        rid = platform.put_record("c-3", "session_recording", meta, content=b"rec").record_id
+        assert counselor.get_record(rid, "session_review", include_content=True).content == b"rec"
+        # either party may withdraw: the counselor's revocation ends the review and new
+        # recordings, though the client's consent stands
+        platform.revoke_consent(grants["counselor"])
+        with pytest.raises(PermissionDenied):
+            counselor.get_record(rid, "session_review", include_content=True)
+        with pytest.raises(PermissionDenied):
+            platform.put_record("c-3", "session_recording", meta, content=b"rec 2")
+        with pytest.raises(PermissionDenied):
+            platform.update_record(rid, meta, content=b"replaced")
+
+    def test_a_read_sees_only_what_both_parties_consented_to(self, vault: Vault) -> None:
+        platform, counselor = vault.client("app"), vault.client("counselor")
+        grants = _consent_of_both(vault, "c-4", fields=["session_date"])
+        rid = platform.put_record(
+            "c-4",
+            "session_recording",
+            {"session_date": "2026-11-22", "duration_seconds": "1800"},
+            content=b"rec",
+        ).record_id
+        view = counselor.get_record(rid, "session_review", include_content=True)
+        assert dict(view.fields) == {"session_date": "2026-11-22"} and view.content is None
+        with pytest.raises(PermissionDenied):  # asking for more than both cover
+            counselor.get_record(rid, "session_review", fields=["duration_seconds"])
+        platform.revoke_consent(grants["client"])  # the client's withdrawal ends it too
+        with pytest.raises(PermissionDenied):
+            counselor.get_record(rid, "session_review")
+
+    def test_consent_by_party_is_checked_when_given(self, vault: Vault) -> None:
+        platform = vault.client("app")
+
+        def grant(purpose: str, party: str) -> object:
+            category = "session_recording" if purpose == "session_review" else "counseling_note"
+            return platform.grant_consent(
+                "c-5",
+                purpose,
+                {category: None},
+                evidence_reference="form-1",
+                grantee_role="counselor",
+                party=party,
+            )
+
+        for purpose, party in (
+            ("session_review", ""),  # which party consents must be said
+            ("session_review", "supervisor"),  # not a party of the purpose
+            ("counseling", "client"),  # a purpose without parties takes none
+        ):
+            with pytest.raises(InvalidArgument):
+                grant(purpose, party)
+        listed = {c.party for c in platform.list_consents("c-5")}
+        assert listed == set()  # nothing was recorded by the refused grants
+        grant("session_review", "client")
+        assert {c.party for c in platform.list_consents("c-5")} == {"client"}
 
 
-def test_medical_imaging_seed_003_restriction_and_research(
-    imaging: tuple[VaultService, FixedClock],
-) -> None:
-    svc, _ = imaging
-    service, officer = as_("analyzer", "analysis_service"), as_("dpo", "subject_rights_officer")
-    image = svc.put_record(service, "p-1", "medical_image", {"modality": "CT"}, content=b"DICM" * 10)[0]
-    result = svc.put_record(
-        service,
-        "p-1",
-        "analysis_result",
-        {"finding": "nodule, call patient at 010-2222-3333", "confidence": "0.91"},
-    )[0]
-    research = svc.get_record(service, result, "research")
-    assert "010-2222-3333" not in research.fields["finding"] and "[PHONE]" in research.fields["finding"]
-    # a correction request stops processing until done
-    assert svc.set_restriction(officer, "p-1", True)
-    with pytest.raises(PermissionDenied):
-        svc.get_record(service, image, "analysis")
-    svc.update_record(service, result, {"finding": "corrected", "confidence": "0.5"})
-    exported = list(svc.export_subject(officer, "p-1", "subject_access"))
-    assert {v.meta.category for v in exported} == {"medical_image", "analysis_result"}
-    assert any(v.content == b"DICM" * 10 for v in exported)
-    assert svc.set_restriction(officer, "p-1", False)
-    assert svc.get_record(service, result, "analysis").fields["finding"] == "corrected"
+class TestMedicalImaging003:
+    @pytest.fixture
+    def policy_text(self) -> str:
+        return _policy(
+            "medical-imaging.toml", {"app": "analysis_service", "sro": "subject_rights_officer"}
+        )
+
+    def test_medical_imaging_seed_003_restriction_and_research(self, vault: Vault) -> None:
+        service, officer = vault.client("app"), vault.client("sro")
+        image = service.put_record(
+            "p-1", "medical_image", {"modality": "CT"}, content=b"DICM" * 10
+        ).record_id
+        result = service.put_record(
+            "p-1",
+            "analysis_result",
+            {"finding": "nodule, call patient at 010-2222-3333", "confidence": "0.91"},
+        ).record_id
+        research = service.get_record(result, "research")
+        assert (
+            "010-2222-3333" not in research.fields["finding"] and "[PHONE]" in research.fields["finding"]
+        )
+        assert service.get_record(image, "analysis", include_content=True).content == b"DICM" * 10
+        # a correction request stops processing until done
+        assert officer.restrict_processing("p-1", True)
+        with pytest.raises(PermissionDenied):
+            service.get_record(image, "analysis")
+        service.update_record(result, {"finding": "corrected", "confidence": "0.5"})
+        exported = list(officer.export_subject("p-1", "subject_access"))
+        assert {v.info.category for v in exported} == {"medical_image", "analysis_result"}
+        assert any(v.content == b"DICM" * 10 for v in exported)
+        assert officer.restrict_processing("p-1", False)
+        assert service.get_record(result, "analysis").fields["finding"] == "corrected"

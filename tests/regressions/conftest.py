@@ -10,6 +10,8 @@ never part of a backup.
 
 Principals: those of tests/conftest.py (app, clinic, operator) plus legal (legal_officer), sro
 (subject_rights_officer) and auditor, added to the policy text the way tests/conftest.py does.
+Three more have tokens but are in no policy unless a module puts them there with
+:func:`principals_text`: clinic-b (a second clinic), counselor and supervisor.
 Modules override the ``policy_text`` fixture for a policy of their own, and parametrize ``vault``
 with ``indirect=True`` to run on PostgreSQL too.
 """
@@ -35,11 +37,16 @@ from vault_service.config import load_config
 from vault_service.rpc.server import RunningServer, start_server
 from vault_service.service import VaultService
 
-#: bearer tokens of the principals this directory adds to the policy
+#: bearer tokens of the principals this directory adds to the policy (legal, sro, auditor: see
+#: EXTRA_ROLES), and of those only modules asking for them with principals_text get (clinic-b,
+#: counselor, supervisor: the seed scenarios of tests/access)
 EXTRA_TOKENS = {
     "legal": "legal-token-0123456789",
     "sro": "sro-token-0123456789",
     "auditor": "auditor-token-0123456789",
+    "clinic-b": "clinic-b-token-0123456789",
+    "counselor": "counselor-token-0123456789",
+    "supervisor": "supervisor-token-0123456789",
 }
 EXTRA_ROLES = {"legal": "legal_officer", "sro": "subject_rights_officer", "auditor": "auditor"}
 ALL_TOKENS = {**TOKENS, **EXTRA_TOKENS}

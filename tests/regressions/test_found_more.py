@@ -59,7 +59,8 @@ def test_an_export_under_a_purpose_that_is_not_exempt_respects_restriction(tmp_p
     under customer_support (not exempt), a restricted subject's records are exported anyway."""
     base = (ROOT / "policies" / "clinic-matching.toml").read_text()
     old = (
-        'actions = ["subject.export", "subject.restrict", "consent.list", "consent.revoke"]\n'
+        'actions = ["subject.export", "subject.restrict", "record.restrict", "consent.list",'
+        ' "consent.revoke"]\n'
         'purposes = ["subject_access"]'
     )
     assert base.count(old) == 1

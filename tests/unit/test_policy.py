@@ -107,3 +107,62 @@ def test_decide_table() -> None:
         if fields is not None:
             assert set(d.fields) == fields
         assert d.reason
+
+
+PARTIES = MIN.replace(
+    'fields = { note = ["text"] }',
+    'fields = { note = ["text"] }\nconsent_parties = ["client", "counselor"]',
+)
+
+
+def test_consent_parties_imply_consent_and_a_store_consent_names_such_a_purpose() -> None:
+    text = PARTIES.replace("content = true", 'content = true\nstore_consent = "care"')
+    policy = load_policy(text, "p.toml")
+    assert policy.purposes["care"].consent_parties == ("client", "counselor")
+    assert policy.purposes["care"].consent_required
+    assert policy.categories["photo"].store_consent == "care"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ('["client", "counselor"]', '["client"]'),
+            "p.toml: purposes.care.consent_parties: names two or more parties",
+        ),
+        (
+            ('["client", "counselor"]', '["client", "client"]'),
+            "purposes.care.consent_parties: has duplicates",
+        ),
+        (('["client", "counselor"]', '["client", "Counselor"]'), "names are lower-case"),
+        (('["client", "counselor"]', '"client"'), "consent_parties: must be a list of strings"),
+        (
+            (
+                'consent_parties = ["client", "counselor"]',
+                'consent_parties = ["a", "b"]\nconsent_required = false',
+            ),
+            "purposes.care.consent_required: consent_parties needs consent",
+        ),
+        (
+            ("content = true", 'content = true\nstore_consent = "nothing"'),
+            "p.toml: categories.photo.store_consent: unknown purpose 'nothing'",
+        ),
+        (
+            ("content = true", "content = true\nstore_consent = 3"),
+            "categories.photo.store_consent: must be the name of a purpose",
+        ),
+    ],
+)
+def test_two_party_consent_errors_name_file_and_key(edit: tuple[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_policy(PARTIES.replace(*edit), "p.toml")
+
+
+def test_a_store_consent_needs_a_consent_purpose_that_covers_the_category() -> None:
+    no_consent = MIN.replace("content = true", 'content = true\nstore_consent = "care"')
+    with pytest.raises(ConfigError, match=r"photo\.store_consent: the purpose must need consent"):
+        load_policy(no_consent, "p.toml")
+    elsewhere = PARTIES.replace('categories = ["note", "photo"]', 'categories = ["note"]')
+    elsewhere = elsewhere.replace("content = true", 'content = true\nstore_consent = "care"')
+    with pytest.raises(ConfigError, match="the purpose does not cover this category"):
+        load_policy(elsewhere, "p.toml")

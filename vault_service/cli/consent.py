@@ -41,6 +41,7 @@ def cmd_consent_grant(args: argparse.Namespace, env: Mapping[str, str], out: Out
             grantee_principal=args.principal or "",
             grantee_role=args.role or "",
             valid_until=args.valid_until or 0.0,
+            party=args.party,
         )
     out.emit(_consent_dict(consent), f"granted {consent.grant_id}")
     return 0
@@ -80,6 +81,9 @@ def add_parser(sub: Any) -> None:
     grant.add_argument("--scope", action="append", required=True, metavar="CATEGORY[:F1,F2]")
     grant.add_argument("--evidence", required=True, help="where the consent is evidenced")
     grant.add_argument("--valid-until", type=float, default=None, help="unix time")
+    grant.add_argument(
+        "--party", default="", help="which party consents (a purpose with consent_parties)"
+    )
     grant.set_defaults(fn=cmd_consent_grant)
     revoke = consent.add_parser("revoke")
     add_client_args(revoke)

@@ -45,6 +45,21 @@ def cmd_dormancy_sweep(args: argparse.Namespace, env: Mapping[str, str], out: Ou
     return 0
 
 
+def cmd_dormancy_notices(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
+    with client_of(args, env) as client:
+        notices = list(client.iter_notices(args.kind))
+    out.emit(
+        {"notices": notices},
+        "\n".join(
+            f"{n['kind']} {n['subject_id'] or n['subject_pseudonym']} due {n['due_at']:.0f},"
+            f" effective {n['effective_at']:.0f}"
+            for n in notices
+        )
+        or "(none due)",
+    )
+    return 0
+
+
 def cmd_hold(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
     with client_of(args, env) as client:
         if args.hold_cmd == "place":
@@ -107,6 +122,10 @@ def add_parser(sub: Any) -> None:
     dormancy.add_parser(
         "sweep", help="notices, dormancy and destruction of dormant subjects"
     ).set_defaults(fn=cmd_dormancy_sweep)
+    notices = dormancy.add_parser("notices", help="the notices due for the application to send")
+    add_client_args(notices)
+    notices.add_argument("--kind", default="", help="only this kind (dormancy)")
+    notices.set_defaults(fn=cmd_dormancy_notices)
 
     hold = sub.add_parser("hold", help="legal holds (over gRPC)").add_subparsers(
         dest="hold_cmd", required=True

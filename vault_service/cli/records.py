@@ -125,6 +125,16 @@ def cmd_record_download(args: argparse.Namespace, env: Mapping[str, str], out: O
     return 0
 
 
+def cmd_record_restrict(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
+    """restrict / lift one record; exit 1 if nothing changed (already so)."""
+    restricted = args.record_cmd == "restrict"
+    with client_of(args, env) as client:
+        changed = client.restrict_record(args.id, restricted)
+    said = "record restricted" if restricted else "record restriction lifted"
+    out.emit({"changed": changed, "restricted": restricted}, said if changed else "unchanged")
+    return 0 if changed else 1
+
+
 def add_parser(sub: Any) -> None:
     """vaultctl record ... (smoke tests against a running server)"""
     rec = sub.add_parser("record", help="record calls against a running server")
@@ -146,6 +156,14 @@ def add_parser(sub: Any) -> None:
     down.add_argument("--purpose", required=True)
     down.add_argument("--out", required=True, help="written 0600, renamed into place when done")
     down.set_defaults(fn=cmd_record_download)
+    for name, help_text in (
+        ("restrict", "restrict processing of one record (a correction or deletion in progress)"),
+        ("lift", "lift a record's restriction"),
+    ):
+        r = rec_sub.add_parser(name, help=help_text)
+        add_client_args(r)
+        r.add_argument("--id", required=True)
+        r.set_defaults(fn=cmd_record_restrict)
     for name in ("put", "get"):
         r = rec_sub.add_parser(name)
         add_client_args(r)

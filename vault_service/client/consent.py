@@ -23,9 +23,11 @@ class ConsentMixin(Transport):
         grantee_role: str = "",
         valid_from: float = 0.0,
         valid_until: float = 0.0,
+        party: str = "",
         timeout: float | None = None,
     ) -> Consent:
-        """Record a consent; ``scopes`` maps categories to field lists (None: every field)."""
+        """Record a consent; ``scopes`` maps categories to field lists (None: every field).
+        ``party``: which party consents, for a purpose that needs several (consent_parties)."""
         resp = self._call(
             self._stub.GrantConsent,
             pb.GrantConsentRequest(
@@ -37,6 +39,7 @@ class ConsentMixin(Transport):
                 valid_from=valid_from,
                 valid_until=valid_until,
                 evidence_reference=evidence_reference,
+                party=party,
             ),
             timeout,
         )

@@ -113,6 +113,19 @@ class RecordsMixin(Transport):
         )
         return PutResult(resp.record_id, resp.version)
 
+    def restrict_record(
+        self, record_id: str, restricted: bool = True, timeout: float | None = None
+    ) -> bool:
+        """Restrict (or, with ``restricted=False``, lift) processing of one record: while a
+        correction or deletion request on it is in progress, only restriction-exempt purposes
+        read it. False if it already was in that state; NotFound if there is no such record."""
+        resp = self._call(
+            self._stub.RestrictRecord,
+            pb.RestrictRecordRequest(record_id=record_id, restricted=restricted),
+            timeout,
+        )
+        return bool(resp.changed)
+
     def delete_record(self, record_id: str, timeout: float | None = None) -> None:
         """Crypto-shred a record."""
         self._call(self._stub.DeleteRecord, pb.DeleteRecordRequest(record_id=record_id), timeout)

@@ -30,6 +30,8 @@ class RecordInfo:
     updated_at: float
     #: de-identified views only: the subject's pseudonym for the purpose of the read
     subject_pseudonym: str = ""
+    #: processing of the record is restricted (a correction or deletion request in progress)
+    restricted: bool = False
 
     @staticmethod
     def from_pb(m: pb.RecordMetadata) -> RecordInfo:
@@ -43,6 +45,7 @@ class RecordInfo:
             m.created_at,
             m.updated_at,
             m.subject_pseudonym,
+            m.restricted,
         )
 
 
@@ -59,6 +62,8 @@ class Consent:
     valid_until: float | None
     evidence_reference: str
     revoked_at: float | None
+    #: which party gave it, for a purpose that needs the consent of several parties
+    party: str = ""
 
     @staticmethod
     def from_pb(c: pb.Consent) -> Consent:
@@ -72,6 +77,7 @@ class Consent:
             c.valid_until or None,
             c.evidence_reference,
             c.revoked_at or None,
+            c.party,
         )
 
 

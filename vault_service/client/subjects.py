@@ -53,6 +53,39 @@ class SubjectsMixin(Transport):
             for r in resp.records
         ]
 
+    def list_notices(
+        self, kind: str = "", page_size: int = 0, page_token: str = "", timeout: float | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """One page of the lifecycle notices due for the application to send (``kind`` "" for
+        every kind; today "dormancy"): dicts of subject_id, kind, due_at, effective_at and
+        subject_pseudonym, and the next page token ("" at the end). A notice is listed on every
+        poll while it is due: record that you sent it."""
+        resp = self._call(
+            self._stub.ListNotices,
+            pb.ListNoticesRequest(kind=kind, page_size=page_size, page_token=page_token),
+            timeout,
+        )
+        notices = [
+            {
+                "subject_id": n.subject_id,
+                "kind": n.kind,
+                "due_at": n.due_at,
+                "effective_at": n.effective_at,
+                "subject_pseudonym": n.subject_pseudonym,
+            }
+            for n in resp.notices
+        ]
+        return notices, resp.next_page_token
+
+    def iter_notices(self, kind: str = "", page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every notice due, page by page."""
+        token = ""
+        while True:
+            notices, token = self.list_notices(kind, page_size, token)
+            yield from notices
+            if not token:
+                return
+
     def restrict_processing(
         self, subject_id: str, restricted: bool = True, timeout: float | None = None
     ) -> bool:

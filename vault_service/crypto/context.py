@@ -144,6 +144,12 @@ def consent_evidence_context(subject_ref: bytes, grant_id: str) -> Context:
     return Context("consent-evidence", {"subject": subject_ref.hex(), "grant": grant_id})
 
 
+def subject_id_context(subject_ref: bytes) -> Context:
+    """What a subject's sealed id is bound to (under the subject key): lifecycle notices name
+    the person to the application, and the id dies with the subject key at erasure."""
+    return Context("subject-id", {"subject": subject_ref.hex()})
+
+
 def hold_context(subject_ref: bytes, hold_id: str) -> Context:
     """What a legal hold's sealed reason and case reference are bound to (under the subject key)."""
     return Context("legal-hold", {"subject": subject_ref.hex(), "hold": hold_id})

@@ -13,6 +13,7 @@ from vault_service.policy.model import (
     CONTENT_FIELD,
     READ_ACTIONS,
     Action,
+    Category,
     Grant,
     Policy,
     Principal,
@@ -33,6 +34,8 @@ class AccessRequest:
     fields: frozenset[str] | None = None
     #: the subject's processing is restricted (reads only for restriction-exempt purposes)
     subject_restricted: bool = False
+    #: this record's processing is restricted (a correction or deletion request in progress)
+    record_restricted: bool = False
     #: the subject was erased: only records kept by law remain, for retained-access purposes
     subject_erased: bool = False
     #: the subject is dormant (reads only for reactivation purposes)
@@ -73,6 +76,44 @@ def active_grants(
     ]
 
 
+def consented(
+    grants: Sequence[Grant],
+    principal: Principal | None,
+    purpose: Purpose,
+    now: float,
+    category: str = "",
+) -> bool:
+    """Whether consent for ``purpose`` is in force at ``now`` (for ``principal``; None: for any
+    grantee), over ``category`` if one is given: some grant, or for a purpose with
+    ``consent_parties`` a grant of every party. The one rule of "is there consent" for reads,
+    shares, share reads and the stores that need consent."""
+    parties = {
+        g.party
+        for g in grants
+        if g.purpose == purpose.name
+        and (principal is None or g.covers(principal))
+        and g.active_at(now)
+        and (not category or category in g.categories)
+    }
+    return bool(parties) and set(purpose.consent_parties) <= parties
+
+
+def consent_cover(
+    grants: Sequence[Grant], principal: Principal, purpose: Purpose, now: float, category: Category
+) -> frozenset[str]:
+    """The fields of ``category`` that consent in force covers: what the principal's grants
+    cover, and for a purpose with ``consent_parties`` only what every party's grants cover
+    (either party narrowing or revoking its consent narrows or ends the read)."""
+    by_party: dict[str, set[str]] = {}
+    for grant in active_grants(grants, principal, purpose.name, now, category.name):
+        by_party.setdefault(grant.party, set()).update(grant.fields.get(category.name, category.fields))
+    if not purpose.consent_parties:
+        return frozenset().union(*by_party.values())
+    if not set(purpose.consent_parties) <= set(by_party):
+        return frozenset()
+    return frozenset.intersection(*(frozenset(by_party[p]) for p in purpose.consent_parties))
+
+
 def decide(request: AccessRequest, policy: Policy) -> Decision:
     """Deny by default; allow only what the principal's role and the purpose both permit.
 
@@ -103,26 +144,23 @@ def decide(request: AccessRequest, policy: Policy) -> Decision:
         visible -= {CONTENT_FIELD}  # images cannot be scrubbed: never in a de-identified view
     if request.fields is not None and not request.fields <= visible:
         return _deny("field not permitted for purpose")
-    denial = subject_denial(
+    denial = state_denial(
         purpose,
         erased=request.subject_erased,
         restricted=request.subject_restricted,
         dormant=request.subject_dormant,
+        record_restricted=request.record_restricted,
     )
     if denial:
         return _deny(denial)
     wanted = request.fields if request.fields is not None else visible
     if purpose.consent_required:
-        covered: set[str] = set()
-        for grant in active_grants(
-            request.grants, request.principal, purpose.name, request.now, category.name
-        ):
-            covered |= grant.fields.get(category.name, category.fields)
+        covered = consent_cover(request.grants, request.principal, purpose, request.now, category)
         if not covered:
             return _deny("no consent")
         if request.fields is not None and not request.fields <= covered:
             return _deny("field not covered by consent")
-        wanted = wanted & frozenset(covered)
+        wanted = wanted & covered
     return Decision(
         True,
         "purpose permits fields",
@@ -132,14 +170,24 @@ def decide(request: AccessRequest, policy: Policy) -> Decision:
     )
 
 
-def subject_denial(purpose: Purpose, *, erased: bool, restricted: bool, dormant: bool) -> str:
-    """Why the subject's state forbids reads under ``purpose`` ("" if it does not): an erased
-    subject's records kept by law only for ``retained_access`` purposes, a restricted subject only
-    for ``restriction_exempt`` ones, a dormant subject only for ``reactivation`` ones."""
+def state_denial(
+    purpose: Purpose,
+    *,
+    erased: bool,
+    restricted: bool,
+    dormant: bool,
+    record_restricted: bool = False,
+) -> str:
+    """Why the subject's (or the record's) state forbids reads under ``purpose`` ("" if it does
+    not): an erased subject's records kept by law only for ``retained_access`` purposes, a
+    restricted subject or record only for ``restriction_exempt`` ones, a dormant subject only for
+    ``reactivation`` ones."""
     if erased and not purpose.retained_access:
         return "subject erased"
     if restricted and not purpose.restriction_exempt:
         return "subject restricted"
+    if record_restricted and not purpose.restriction_exempt:
+        return "record restricted"
     if dormant and not purpose.reactivation:
         return "subject dormant"
     return ""

@@ -117,6 +117,33 @@ def _retention(ctx: _Ctx, raw: Any, key: str) -> RetentionRule:
     return RetentionRule("after_creation", period, survives_erasure=survives)
 
 
+def _parties(ctx: _Ctx, t: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """``consent_parties = ["client", "counselor"]``: two or more distinct party names."""
+    if "consent_parties" not in t:
+        return ()
+    parties = ctx.names(t["consent_parties"], f"{key}.consent_parties")
+    for party in parties:
+        ctx.name(party, f"{key}.consent_parties")
+    if len(parties) < 2:
+        raise ctx.fail(f"{key}.consent_parties", "names two or more parties (or leave it out)")
+    return tuple(t["consent_parties"])
+
+
+def _check_store_consent(
+    ctx: _Ctx, category: Category, purposes: Mapping[str, Purpose], key: str
+) -> None:
+    """A category's ``store_consent`` names a purpose that needs consent and covers it."""
+    if not category.store_consent:
+        return
+    purpose = purposes.get(category.store_consent)
+    if purpose is None:
+        raise ctx.fail(key, f"unknown purpose {category.store_consent!r}")
+    if not purpose.consent_required:
+        raise ctx.fail(key, "the purpose must need consent (consent_required or consent_parties)")
+    if category.name not in purpose.categories:
+        raise ctx.fail(key, "the purpose does not cover this category")
+
+
 def load_policy(text: str, source: str = "<policy>") -> Policy:
     """Parse and validate; raises ConfigError with ``source: key: problem``."""
     ctx = _Ctx(source)
@@ -133,7 +160,9 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
         key = f"categories.{name}"
         ctx.name(name, key)
         t = ctx.table(raw, key)
-        ctx.only(t, key, {"fields", "content", "description", "identifiers", "retention"})
+        ctx.only(
+            t, key, {"fields", "content", "description", "identifiers", "retention", "store_consent"}
+        )
         fields = ctx.names(t.get("fields", []), f"{key}.fields")
         for f in fields:
             ctx.name(f, f"{key}.fields")
@@ -150,8 +179,17 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
             t.get("identifiers", []), f"{key}.identifiers", dict.fromkeys(fields), "field"
         )
         retention = _retention(ctx, t.get("retention"), f"{key}.retention")
+        store_consent = t.get("store_consent", "")
+        if not isinstance(store_consent, str):
+            raise ctx.fail(f"{key}.store_consent", "must be the name of a purpose")
         categories[name] = Category(
-            name, fields, content, str(t.get("description", "")), identifiers, retention
+            name,
+            fields,
+            content,
+            str(t.get("description", "")),
+            identifiers,
+            retention,
+            store_consent,
         )
     if not categories:
         raise ctx.fail("categories", "at least one category is required")
@@ -174,6 +212,7 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
                 "restriction_exempt",
                 "retained_access",
                 "reactivation",
+                "consent_parties",
             },
         )
         flags = {}
@@ -197,7 +236,16 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
             subsets[cat] = ctx.names(
                 fl, f"{key}.fields.{cat}", dict.fromkeys(categories[cat].fields), "field"
             )
-        purposes[name] = Purpose(name, cats, subsets, str(t.get("description", "")), **flags)
+        parties = _parties(ctx, t, key)
+        if parties:
+            if "consent_required" in t and not flags["consent_required"]:
+                raise ctx.fail(f"{key}.consent_required", "consent_parties needs consent")
+            flags["consent_required"] = True
+        purposes[name] = Purpose(
+            name, cats, subsets, str(t.get("description", "")), **flags, consent_parties=parties
+        )
+    for name, category in categories.items():
+        _check_store_consent(ctx, category, purposes, f"categories.{name}.store_consent")
 
     action_names = {a.value: a for a in Action}
     roles: dict[str, Role] = {}

@@ -20,6 +20,7 @@ class Action(enum.Enum):
     RECORD_LIST = "record.list"
     RECORD_UPDATE = "record.update"
     RECORD_DELETE = "record.delete"
+    RECORD_RESTRICT = "record.restrict"
     SUBJECT_ERASE = "subject.erase"
     SUBJECT_RESTRICT = "subject.restrict"
     SUBJECT_EXPORT = "subject.export"
@@ -38,6 +39,7 @@ class Action(enum.Enum):
     EVENT_RECORD = "event.record"
     KEYS_STATUS = "keys.status"
     AUDIT_QUERY = "audit.query"
+    NOTICE_LIST = "notice.list"
 
 
 #: The pseudo-field that stands for a record's binary content in purposes and field subsets.
@@ -92,6 +94,10 @@ class Category:
     #: direct identifiers (e-mail, phone, name ...): never shown in a de-identified view
     identifiers: frozenset[str] = frozenset()
     retention: RetentionRule = UNTIL_ERASURE
+    #: a purpose whose consent must be in force (from every party it names) for a record of
+    #: this category to be stored or updated at all ("recorded only with the consent of
+    #: both"); "" means no such condition
+    store_consent: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,10 @@ class Purpose:
     retained_access: bool = False
     #: the only kind of purpose that may read a dormant subject's records (bringing it back)
     reactivation: bool = False
+    #: consent is needed from each of these parties (e.g. "client" and "counselor"), each
+    #: revocable on its own: a read sees only what every party's grants cover (implies
+    #: ``consent_required``)
+    consent_parties: tuple[str, ...] = ()
 
     def visible_fields(self, category: Category) -> frozenset[str]:
         """The fields of ``category`` this purpose may see."""
@@ -205,6 +215,8 @@ class Grant:
     evidence_reference: str = ""
     #: the evidence reference as stored (sealed under the subject key; opaque here)
     sealed_evidence: bytes = field(default=b"", repr=False)
+    #: which party gave it, for a purpose with ``consent_parties`` ("" otherwise)
+    party: str = ""
 
     def active_at(self, now: float) -> bool:
         """Valid at ``now``: started, not expired, not revoked."""

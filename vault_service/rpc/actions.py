@@ -33,6 +33,8 @@ RPC_ACTIONS: dict[str, Action] = {
     "ReleaseHold": Action.HOLD_RELEASE,
     "ListHolds": Action.HOLD_LIST,
     "VerifyDeletion": Action.DELETION_VERIFY,
+    "RestrictRecord": Action.RECORD_RESTRICT,
+    "ListNotices": Action.NOTICE_LIST,
 }
 
 

@@ -34,6 +34,7 @@ def _consent(g: Grant) -> pb.Consent:
         valid_until=g.valid_until or 0.0,
         evidence_reference=g.evidence_reference,
         revoked_at=g.revoked_at or 0.0,
+        party=g.party,
     )
 
 
@@ -79,6 +80,7 @@ def _meta(m: RecordMeta) -> pb.RecordMetadata:
         field_names=list(m.field_names),
         created_at=m.created_at,
         updated_at=m.updated_at,
+        restricted=m.restricted,
     )
 
 
@@ -183,6 +185,7 @@ class VaultServicer(pb_grpc.VaultServicer):
             request.evidence_reference,
             request.grantee_principal,
             request.grantee_role,
+            request.party,
         )
         return _consent(grant)
 
@@ -197,6 +200,30 @@ class VaultServicer(pb_grpc.VaultServicer):
         self, request: pb.RestrictProcessingRequest, context: Any
     ) -> pb.RestrictProcessingResponse:
         changed = self._svc.set_restriction(current_call.get(), request.subject_id, request.restricted)
+        return pb.RestrictProcessingResponse(changed=changed)
+
+    def ListNotices(self, request: pb.ListNoticesRequest, context: Any) -> pb.ListNoticesResponse:
+        notices, token = self._svc.list_notices(
+            current_call.get(), request.kind, request.page_size, request.page_token
+        )
+        return pb.ListNoticesResponse(
+            notices=[
+                pb.Notice(
+                    subject_id=n.subject_id,
+                    kind=n.kind,
+                    due_at=n.due_at,
+                    effective_at=n.effective_at,
+                    subject_pseudonym=n.subject_pseudonym,
+                )
+                for n in notices
+            ],
+            next_page_token=token,
+        )
+
+    def RestrictRecord(
+        self, request: pb.RestrictRecordRequest, context: Any
+    ) -> pb.RestrictProcessingResponse:
+        changed = self._svc.restrict_record(current_call.get(), request.record_id, request.restricted)
         return pb.RestrictProcessingResponse(changed=changed)
 
     def ExportSubject(

@@ -9,7 +9,7 @@ module             capability
 =================  ===========================================================================
 access             authorization through ``policy.decide``; audit rows; audited refusals
 validate           the shape of every request (ids, names, times, sizes)
-records            put, update, delete, list
+records            put, update, delete, list, restriction of one record
 reads              THE release step of every read (GetRecord, DownloadContent, export, shares)
 consent            grant, revoke, list (evidence sealed under the subject key)
 subject_rights     restriction, export, erasure (withdrawal)
@@ -17,6 +17,7 @@ events             the RecordEvent call
 shares             time-limited, field-limited shares to a recipient
 holds              legal holds, and the release that carries out what they deferred
 audit_queries      the auditor's audit search
+notices            the lifecycle notices due for the application to send (dormancy)
 =================  ===========================================================================
 
 Destruction (erasure, shredding, retention, dormancy, ledger replay, verification) lives in
@@ -51,6 +52,7 @@ from vault_service.service.audit_queries import AuditQueries
 from vault_service.service.consent import Consent
 from vault_service.service.events import Events
 from vault_service.service.holds import Holds
+from vault_service.service.notices import Notice, Notices
 from vault_service.service.reads import Reads
 from vault_service.service.records import Records
 from vault_service.service.shares import Shares, ShareTerms
@@ -84,6 +86,7 @@ class VaultService:
         *,
         ledger: DestructionLedger,
         schedule: tuple[float, float] = (0.0, 0.0),
+        dormant_after: float = 0.0,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -124,6 +127,7 @@ class VaultService:
         )
         self.holds = Holds(self.access, keys, store, self.eraser, clock)
         self.audit_queries = AuditQueries(self.access, store)
+        self.notices = Notices(self.access, keys, store, self.business_events, dormant_after)
         self.verifier = DeletionVerifier(store, ledger, keys, self.shredder, policy, clock, schedule)
         self.replayer = Replayer(ledger, store, self.shredder, self.eraser, clock)
 
@@ -228,6 +232,7 @@ class VaultService:
         evidence_reference: str,
         grantee_principal: str = "",
         grantee_role: str = "",
+        party: str = "",
     ) -> Grant:
         return self.consent.grant(
             call,
@@ -239,6 +244,7 @@ class VaultService:
             evidence_reference,
             grantee_principal,
             grantee_role,
+            party,
         )
 
     def revoke_consent(self, call: CallContext, grant_id: str) -> Grant:
@@ -249,6 +255,14 @@ class VaultService:
 
     def set_restriction(self, call: CallContext, subject_id: str, restricted: bool) -> bool:
         return self.subject_rights.set_restriction(call, subject_id, restricted)
+
+    def restrict_record(self, call: CallContext, record_id: str, restricted: bool) -> bool:
+        return self.records.restrict(call, record_id, restricted)
+
+    def list_notices(
+        self, call: CallContext, kind: str = "", page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[Notice], str]:
+        return self.notices.list(call, kind, page_size, page_token)
 
     def export_subject(self, call: CallContext, subject_id: str, purpose: str) -> Iterator[RecordView]:
         return self.subject_rights.export(call, subject_id, purpose)

@@ -83,11 +83,21 @@ class Consent:
         evidence_reference: str,
         grantee_principal: str = "",
         grantee_role: str = "",
+        party: str = "",
     ) -> Grant:
         """Record a subject's consent (for a principal or a role) over categories (and, per
-        category, optionally only some fields), valid in [valid_from, valid_until)."""
+        category, optionally only some fields), valid in [valid_from, valid_until). For a
+        purpose with ``consent_parties``, ``party`` names which party consents (each party's
+        grants are kept, and revoked, on their own); for any other purpose it must be empty."""
         validate.subject_id(subject_id)
         fields = self._check_scope(purpose, categories)
+        parties = self.policy.purposes[purpose].consent_parties
+        if parties and party not in parties:
+            raise InvalidArgument(
+                f"the purpose needs the party giving consent: one of {', '.join(parties)}"
+            )
+        if not parties and party:
+            raise InvalidArgument("the purpose does not take consent by parties")
         if bool(grantee_principal) == bool(grantee_role):
             raise InvalidArgument("name exactly one grantee: a principal or a role")
         if grantee_principal and grantee_principal not in self.policy.principals:
@@ -117,6 +127,7 @@ class Consent:
             grantee_principal=grantee_principal,
             grantee_role=grantee_role,
             sealed_evidence=sealed,
+            party=party,
         )
         audit = self.access.row(
             call, Action.CONSENT_GRANT, f"grant {grant_id}", purpose=purpose, ref=ref

@@ -155,6 +155,7 @@ class Reads:
             category=stored.meta.category,
             fields=wanted,
             subject_restricted=state is SubjectState.RESTRICTED,
+            record_restricted=stored.meta.restricted,
             subject_erased=state is SubjectState.ERASED,
             subject_dormant=state is SubjectState.DORMANT,
             grants=stored.grants,

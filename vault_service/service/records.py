@@ -13,10 +13,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 
 from vault_service.clock import Clock
-from vault_service.crypto import DataKey, SubjectKey, seal_payload, seal_stream, wrap_key
-from vault_service.crypto.context import record_context
+from vault_service.crypto import (
+    DataKey,
+    SubjectKey,
+    seal_payload,
+    seal_stream,
+    seal_value,
+    wrap_key,
+)
+from vault_service.crypto.context import record_context, subject_id_context
 from vault_service.crypto.derive import idempotency_ref, request_digest, subject_ref
 from vault_service.errors import FailedPrecondition, InvalidArgument, NotFound
 from vault_service.faults import fault_point
@@ -24,7 +32,8 @@ from vault_service.ids import new_record_id
 from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.lifecycle.shredding import Requester, Shredder
 from vault_service.policy import Action, Policy
-from vault_service.policy.model import CONTENT_FIELD
+from vault_service.policy.decide import consented
+from vault_service.policy.model import CONTENT_FIELD, Category
 from vault_service.service import validate
 from vault_service.service.access import Access
 from vault_service.service.types import CallContext, ContentStream, Limits
@@ -129,6 +138,21 @@ class Records:
             parts += [name.encode(), fields[name].encode()]
         return request_digest(self.keys.index_key, parts)
 
+    def _require_store_consent(
+        self, call: CallContext, action: Action, ref: bytes, category: Category, record_id: str = ""
+    ) -> None:
+        """PERMISSION_DENIED (audited) unless the consent the category's ``store_consent`` names
+        is in force, from every party the purpose names (whoever its grantee): a session is
+        recorded only with the consent of both. Checked before anything is sealed."""
+        if not category.store_consent:
+            return
+        purpose = self.policy.purposes[category.store_consent]
+        grants = self.store.subject_grants(ref, purpose.name)
+        if not consented(grants, None, purpose, self.clock.now(), category.name):
+            raise self.access.refuse(
+                call, action, "no consent to store", purpose=purpose.name, ref=ref, record_id=record_id
+            )
+
     # operations ----------------------------------------------------------------------------------
     def put(
         self,
@@ -148,9 +172,15 @@ class Records:
         validate.idempotency_key(idempotency_key)
         ref = subject_ref(self.keys.index_key, subject_id)
         self.access.check(call, self.access.request(call, Action.RECORD_PUT, category=category), ref=ref)
+        self._require_store_consent(call, Action.RECORD_PUT, ref, cat)
         key, kind = self.keys.key_for_write(ref, cat.retention.survives_erasure)
         record_id = new_record_id(self.clock.now())
         new = self._seal(ref, key, kind, record_id, 1, category, fields, content_type, content)
+        # the id, sealed under the subject key, so that notices can name the person (it dies
+        # with the subject key); the first one written stands
+        subject_key = key if kind is KeyKind.SUBJECT else self.keys.subject_key_for_write(ref)
+        sealed_id = seal_value(subject_key, subject_id_context(ref), subject_id.encode())
+        new = replace(new, sealed_subject_id=sealed_id)
         fault_point("put.after_wrap")  # keys wrapped, payloads sealed, blob written; no commit
         idem = None
         if idempotency_key:
@@ -200,6 +230,7 @@ class Records:
         self.access.check(call, request, ref=ref, record_id=record_id)
         if self.store.get_subject_key(ref) is None:  # a record kept by law after an erasure
             raise FailedPrecondition("subject was erased; its records kept by law are read-only")
+        self._require_store_consent(call, Action.RECORD_UPDATE, ref, cat, record_id)
         key, kind = self.keys.key_for_write(ref, cat.retention.survives_erasure)
         version = meta.version + 1
         new = self._seal(
@@ -231,6 +262,29 @@ class Records:
         audit = self.access.row(call, Action.RECORD_DELETE, "shredded", record_id=record_id)
         if self.shredder.record(record_id, audit, Requester(call.principal.name, "delete")) is None:
             raise NotFound()
+
+    def restrict(self, call: CallContext, record_id: str, restricted: bool) -> bool:
+        """Restrict processing of one record while a correction or deletion request on it is
+        in progress (seed 003: "will not use the personal information requested until the
+        correction or deletion is completed"), or lift it. Meanwhile only restriction-exempt
+        purposes read it (every read path decides by :func:`~vault_service.policy.decide.
+        state_denial`); updates (the correction), deletion, holds and retention go on, and the
+        subject's other records are untouched. False if it already was in that state;
+        NOT_FOUND if the record is not live."""
+        validate.record_id(record_id)
+        self.access.allow(call, Action.RECORD_RESTRICT, record_id=record_id)
+        meta = self.store.get_meta(record_id)
+        if meta is None:
+            raise NotFound()
+        reason = "record restricted" if restricted else "record restriction lifted"
+        audit = self.access.row(
+            call, Action.RECORD_RESTRICT, reason, ref=meta.subject_ref, record_id=record_id
+        )
+        if self.store.set_record_restriction(record_id, restricted, self.clock.now(), audit):
+            return True
+        if self.store.get_meta(record_id) is None:  # shredded meanwhile
+            raise NotFound()
+        return False
 
     def list(
         self, call: CallContext, subject_id: str, page_size: int = 0, page_token: str = ""

@@ -38,7 +38,7 @@ from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.lifecycle.events import BusinessEvents
 from vault_service.lifecycle.shredding import Shredder
 from vault_service.policy import Action, Policy
-from vault_service.policy.decide import active_grants, subject_denial
+from vault_service.policy.decide import consented, state_denial
 from vault_service.policy.model import CONTENT_FIELD, PrincipalEntry, Purpose
 from vault_service.service import validate
 from vault_service.service.access import Access
@@ -243,7 +243,12 @@ class Shares:
             if category.name not in spec.categories:
                 raise InvalidArgument("a record's category is not part of the purpose")
             visible |= spec.visible_fields(category)
-            if not active_grants(grants, entry.principal, purpose, now, category.name):
+            denial = state_denial(
+                spec, erased=False, restricted=False, dormant=False, record_restricted=meta.restricted
+            )
+            if denial:
+                raise self.access.refuse(call, Action.SHARE_CREATE, denial, purpose=purpose, ref=ref)
+            if not consented(grants, entry.principal, spec, now, category.name):
                 raise self.access.refuse(
                     call, Action.SHARE_CREATE, "no consent", purpose=purpose, ref=ref
                 )
@@ -371,7 +376,7 @@ class Shares:
         denial = (
             "unknown purpose"
             if purpose is None
-            else subject_denial(
+            else state_denial(
                 purpose,
                 erased=state is SubjectState.ERASED,
                 restricted=state is SubjectState.RESTRICTED,
@@ -379,7 +384,11 @@ class Shares:
             )
         )
         grants = self.store.subject_grants(row.subject_ref, terms.purpose)
-        if not denial and not active_grants(grants, call.principal, terms.purpose, self.clock.now()):
+        if (
+            not denial
+            and purpose is not None
+            and not consented(grants, call.principal, purpose, self.clock.now())
+        ):
             denial = "no consent"
         if denial:
             raise self.access.refuse(
@@ -398,7 +407,22 @@ class Shares:
                 stream=CONTENT_FIELD in wanted and stored.blob_ref is not None,
                 piece=CONTENT_PIECE,
             )
-            decision = self.reads.decide(call, Action.SHARE_READ, terms.purpose, stored, ask.wanted())
+            decision = self.reads.decide(
+                call, Action.SHARE_READ, terms.purpose, stored, ask.wanted(), quiet=True
+            )
+            if not decision.allowed:  # e.g. a record restricted since: left out, on the record
+                self.store.append_audit(
+                    self.access.row(
+                        call,
+                        Action.SHARE_READ,
+                        decision.reason,
+                        decision="deny",
+                        purpose=terms.purpose,
+                        ref=row.subject_ref,
+                        record_id=record_id,
+                    )
+                )
+                continue
             reason = f"share {share_id}: {','.join(sorted(wanted)) or '-'}"
             released = self.reads.release(
                 call, Action.SHARE_READ, terms.purpose, stored, decision, ask, reason

@@ -222,4 +222,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE legal_holds ADD COLUMN sealed BLOB",
         ],
     ),
+    (
+        16,
+        [
+            # Restriction of one record (a correction or deletion request in progress), and the
+            # subject id sealed under the subject key (lifecycle notices name the person to
+            # the application; the id dies with the subject key at erasure).
+            "ALTER TABLE records ADD COLUMN restricted_at REAL",
+            "ALTER TABLE subjects ADD COLUMN sealed_id BLOB",
+        ],
+    ),
 ]

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from vault_service.audit.model import AuditEntry, AuditRow
 from vault_service.key_providers.base import WrappedKey
 from vault_service.policy.model import Grant
+from vault_service.storage.inventory import KeyInventory
 
 # The row types live in storage.rows; they are re-exported here because callers have always
 # imported them from this module (``from vault_service.storage.records import RecordMeta``).
@@ -31,6 +32,7 @@ from vault_service.storage.rows import (
     EventRow,
     HoldRow,
     Idempotency,
+    NoticeRow,
     PendingDeletion,
     ReadOnceClaim,
     RecordMeta,
@@ -63,7 +65,7 @@ __all__ = [
 ]
 
 
-class RecordStore(abc.ABC):
+class RecordStore(KeyInventory):
     """Persistent state of the vault (see the module docstring for the rules)."""
 
     @abc.abstractmethod
@@ -186,6 +188,14 @@ class RecordStore(abc.ABC):
         """Metadata of a live record (same visibility rules as :meth:`get_record`)."""
 
     @abc.abstractmethod
+    def set_record_restriction(
+        self, record_id: str, restricted: bool, now: float, audit: AuditRow | None
+    ) -> bool:
+        """Restrict processing of one live record (or lift it), audited in the same transaction;
+        the mark survives updates and goes with the record. False if the record is not live or
+        already in that state."""
+
+    @abc.abstractmethod
     def list_records(self, subject_ref: bytes, limit: int, after: str | None) -> list[RecordMeta]:
         """A page of a live subject's records ordered by id, starting after ``after``."""
 
@@ -279,6 +289,11 @@ class RecordStore(abc.ABC):
     ) -> list[bytes]:
         """Subjects in ``state`` whose last activity (or creation) is at or before ``before``,
         ordered by reference, after ``after``."""
+
+    @abc.abstractmethod
+    def due_notices(self, after: bytes, limit: int) -> list[NoticeRow]:
+        """A page (by subject reference, after ``after``) of the dormancy notices due: active
+        subjects whose ``dormancy_notice`` event was recorded since their last activity."""
 
     @abc.abstractmethod
     def subject_residue(self, subject_ref: bytes) -> tuple[bool, int]:
@@ -418,78 +433,3 @@ class RecordStore(abc.ABC):
     @abc.abstractmethod
     def query_audit(self, query: AuditQuery, after_seq: int, limit: int) -> list[AuditEntry]:
         """Entries matching every set field of ``query``, seq > ``after_seq``, in order."""
-
-    # inventory and rotation --------------------------------------------------------------------
-    # aggregates (metrics and the compliance report: counts only, never identities) ------------
-    @abc.abstractmethod
-    def records_by_category(self) -> dict[str, int]:
-        """How many record rows each category holds (erased subjects' rows until purged)."""
-
-    @abc.abstractmethod
-    def active_grants_by_purpose(self, now: float) -> dict[str, int]:
-        """Consent grants in force at ``now`` (started, not ended, not revoked), per purpose."""
-
-    @abc.abstractmethod
-    def live_shares_by_purpose(self) -> dict[tuple[str, str], int]:
-        """Shares not revoked whose key still exists, per (purpose, recipient principal). Expiry
-        is judged from the sealed terms, not here: an expired share counts until the sweep."""
-
-    @abc.abstractmethod
-    def subject_keys_by_root_version(self) -> dict[str, int]:
-        """How many subject keys each root-key version protects."""
-
-    @abc.abstractmethod
-    def service_keys_by_root_version(self) -> dict[str, int]:
-        """How many service keys each root-key version protects."""
-
-    @abc.abstractmethod
-    def subject_keys_not_at(
-        self, version: str, limit: int, after: bytes | None
-    ) -> list[tuple[bytes, WrappedKey]]:
-        """Up to ``limit`` (subject_ref, wrapped key) not wrapped by ``version``, ordered by ref,
-        starting after ``after``."""
-
-    @abc.abstractmethod
-    def service_keys(self) -> list[tuple[str, WrappedKey]]:
-        """Every (name, wrapped key) of the service keys."""
-
-    @abc.abstractmethod
-    def replace_subject_keys(
-        self, changes: Sequence[tuple[bytes, WrappedKey, WrappedKey]], *, provider: str
-    ) -> list[bool]:
-        """Compare-and-set each (subject_ref, old, new) in one transaction: a row is replaced
-        only if it still holds ``old`` (False for it otherwise, e.g. erased meanwhile).
-        RootVersionRetired if the new keys' version was closed meanwhile (a process with a
-        stale view of the versions): nothing is replaced."""
-
-    def replace_subject_key(
-        self, subject_ref: bytes, old: WrappedKey, new: WrappedKey, *, provider: str
-    ) -> bool:
-        """:meth:`replace_subject_keys` for one key."""
-        return self.replace_subject_keys([(subject_ref, old, new)], provider=provider)[0]
-
-    @abc.abstractmethod
-    def replace_service_key(self, name: str, old: WrappedKey, new: WrappedKey, *, provider: str) -> bool:
-        """Compare-and-set for a service key (RootVersionRetired under a closed version)."""
-
-    @abc.abstractmethod
-    def acquire_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
-        """Take or renew the lease ``name`` for ``holder`` until ``now + ttl``; False while
-        another holder's lease has not expired. Replicas use it for jobs that should run in one
-        of them at a time."""
-
-    @abc.abstractmethod
-    def root_version_states(self, provider: str) -> dict[str, RootVersionState]:
-        """Recorded lifecycle states of the provider's root versions."""
-
-    @abc.abstractmethod
-    def close_root_version(self, provider: str, state: RootVersionState, audit: AuditRow | None) -> None:
-        """Record that no new key may be wrapped under ``state.version`` (retired, marked,
-        destroying), in one transaction that counts the keys still under it: FailedPrecondition
-        if any is. From then on the store refuses keys wrapped under it."""
-
-    @abc.abstractmethod
-    def set_root_version_state(
-        self, provider: str, state: RootVersionState, audit: AuditRow | None
-    ) -> None:
-        """Record a lifecycle state (with its audit row, in one transaction)."""

@@ -67,6 +67,9 @@ class RecordMeta:
     field_names: tuple[str, ...]
     created_at: float
     updated_at: float
+    #: processing of this record is restricted (a correction or deletion request in progress):
+    #: only restriction-exempt purposes read it
+    restricted: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,8 @@ class RecordVersion:
     blob_ref: str | None = None
     content_length: int | None = None
     key_kind: KeyKind = KeyKind.SUBJECT
+    #: the subject's id sealed under the subject key, kept on the subject (first one stands)
+    sealed_subject_id: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -213,6 +218,18 @@ class ShareRow:
     share_key: bytes | None = None
     subject_key: WrappedKey | None = None
     subject_state: str = ""
+
+
+@dataclass(frozen=True)
+class NoticeRow:
+    """A lifecycle notice due: a live subject whose dormancy notice is recorded since its last
+    activity, with its sealed id (None for a subject not written since ids were kept)."""
+
+    subject_ref: bytes
+    sealed_id: bytes | None
+    #: the notice event as stored (its MAC is checked by the caller)
+    event: EventRow
+    last_activity: float
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,7 @@ class RecordMetadata(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    RESTRICTED_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
     category: _builtins.str
     version: _builtins.int
@@ -164,6 +165,8 @@ class RecordMetadata(_message.Message):
     updated_at: _builtins.float
     subject_pseudonym: _builtins.str
     """De-identified views only: the subject's stable pseudonym for the purpose of the read."""
+    restricted: _builtins.bool
+    """Processing of this record is restricted (RestrictRecord)."""
     @_builtins.property
     def field_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -178,10 +181,11 @@ class RecordMetadata(_message.Message):
         created_at: _builtins.float = ...,
         updated_at: _builtins.float = ...,
         subject_pseudonym: _builtins.str = ...,
+        restricted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "content_length", b"content_length", "content_type", b"content_type", "created_at", b"created_at", "field_names", b"field_names", "record_id", b"record_id", "subject_pseudonym", b"subject_pseudonym", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "content_length", b"content_length", "content_type", b"content_type", "created_at", b"created_at", "field_names", b"field_names", "record_id", b"record_id", "restricted", b"restricted", "subject_pseudonym", b"subject_pseudonym", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -588,6 +592,7 @@ class GrantConsentRequest(_message.Message):
     VALID_FROM_FIELD_NUMBER: _builtins.int
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
     EVIDENCE_REFERENCE_FIELD_NUMBER: _builtins.int
+    PARTY_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
     purpose: _builtins.str
     grantee_principal: _builtins.str
@@ -598,6 +603,10 @@ class GrantConsentRequest(_message.Message):
     valid_until: _builtins.float
     evidence_reference: _builtins.str
     """Where the consent is evidenced (form id, signed document reference). No spaces, <= 128."""
+    party: _builtins.str
+    """For a purpose that needs the consent of several parties (consent_parties in the policy):
+    which party gives this grant (e.g. "client", "counselor"). Empty otherwise.
+    """
     @_builtins.property
     def scopes(self) -> _containers.RepeatedCompositeFieldContainer[Global___CategoryScope]: ...
     def __init__(
@@ -611,10 +620,11 @@ class GrantConsentRequest(_message.Message):
         valid_from: _builtins.float = ...,
         valid_until: _builtins.float = ...,
         evidence_reference: _builtins.str = ...,
+        party: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence_reference", b"evidence_reference", "grantee_principal", b"grantee_principal", "grantee_role", b"grantee_role", "purpose", b"purpose", "scopes", b"scopes", "subject_id", b"subject_id", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence_reference", b"evidence_reference", "grantee_principal", b"grantee_principal", "grantee_role", b"grantee_role", "party", b"party", "purpose", b"purpose", "scopes", b"scopes", "subject_id", b"subject_id", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -633,6 +643,7 @@ class Consent(_message.Message):
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
     EVIDENCE_REFERENCE_FIELD_NUMBER: _builtins.int
     REVOKED_AT_FIELD_NUMBER: _builtins.int
+    PARTY_FIELD_NUMBER: _builtins.int
     grant_id: _builtins.str
     purpose: _builtins.str
     grantee_principal: _builtins.str
@@ -642,6 +653,7 @@ class Consent(_message.Message):
     evidence_reference: _builtins.str
     revoked_at: _builtins.float
     """0 when not revoked."""
+    party: _builtins.str
     @_builtins.property
     def scopes(self) -> _containers.RepeatedCompositeFieldContainer[Global___CategoryScope]: ...
     def __init__(
@@ -656,10 +668,11 @@ class Consent(_message.Message):
         valid_until: _builtins.float = ...,
         evidence_reference: _builtins.str = ...,
         revoked_at: _builtins.float = ...,
+        party: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence_reference", b"evidence_reference", "grant_id", b"grant_id", "grantee_principal", b"grantee_principal", "grantee_role", b"grantee_role", "purpose", b"purpose", "revoked_at", b"revoked_at", "scopes", b"scopes", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence_reference", b"evidence_reference", "grant_id", b"grant_id", "grantee_principal", b"grantee_principal", "grantee_role", b"grantee_role", "party", b"party", "purpose", b"purpose", "revoked_at", b"revoked_at", "scopes", b"scopes", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1467,3 +1480,113 @@ class VerifyDeletionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyDeletionResponse: _TypeAlias = VerifyDeletionResponse  # noqa: Y015
+
+@_typing.final
+class RestrictRecordRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    RESTRICTED_FIELD_NUMBER: _builtins.int
+    record_id: _builtins.str
+    restricted: _builtins.bool
+    """true restricts, false lifts the restriction."""
+    def __init__(
+        self,
+        *,
+        record_id: _builtins.str = ...,
+        restricted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["record_id", b"record_id", "restricted", b"restricted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestrictRecordRequest: _TypeAlias = RestrictRecordRequest  # noqa: Y015
+
+@_typing.final
+class ListNoticesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """Empty: every kind. Kinds: "dormancy"."""
+    page_size: _builtins.int
+    """At most 1000; 0 means 100."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNoticesRequest: _TypeAlias = ListNoticesRequest  # noqa: Y015
+
+@_typing.final
+class Notice(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_AT_FIELD_NUMBER: _builtins.int
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    subject_id: _builtins.str
+    """The subject id the application used; empty for a subject not written since the vault
+    began keeping ids (then subject_pseudonym names it, as in the audit trail).
+    """
+    kind: _builtins.str
+    due_at: _builtins.float
+    """Unix time in seconds: when the notice became due, and when the change takes effect unless
+    the subject is active again (dormancy: the time it becomes dormant).
+    """
+    effective_at: _builtins.float
+    subject_pseudonym: _builtins.str
+    def __init__(
+        self,
+        *,
+        subject_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        due_at: _builtins.float = ...,
+        effective_at: _builtins.float = ...,
+        subject_pseudonym: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "effective_at", b"effective_at", "kind", b"kind", "subject_id", b"subject_id", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Notice: _TypeAlias = Notice  # noqa: Y015
+
+@_typing.final
+class ListNoticesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTICES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def notices(self) -> _containers.RepeatedCompositeFieldContainer[Global___Notice]: ...
+    def __init__(
+        self,
+        *,
+        notices: _abc.Iterable[Global___Notice] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "notices", b"notices"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNoticesResponse: _TypeAlias = ListNoticesResponse  # noqa: Y015

@@ -155,6 +155,16 @@ class VaultStub:
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.VerifyDeletionRequest.SerializeToString,
                 response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.VerifyDeletionResponse.FromString,
                 _registered_method=True)
+        self.RestrictRecord = channel.unary_unary(
+                '/vault.v1.Vault/RestrictRecord',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RestrictRecordRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RestrictProcessingResponse.FromString,
+                _registered_method=True)
+        self.ListNotices = channel.unary_unary(
+                '/vault.v1.Vault/ListNotices',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListNoticesRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListNoticesResponse.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -331,6 +341,22 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RestrictRecord(self, request, context):
+        """Restrict processing of one record (a correction or deletion request in progress) or lift
+        it: only restriction-exempt purposes read it meanwhile; updates and deletion go on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNotices(self, request, context):
+        """The lifecycle notices due for the application to send (a dormancy notice before a subject
+        becomes dormant), named by the subject ids the application used. Poll it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -453,6 +479,16 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.VerifyDeletion,
                     request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.VerifyDeletionRequest.FromString,
                     response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.VerifyDeletionResponse.SerializeToString,
+            ),
+            'RestrictRecord': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestrictRecord,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RestrictRecordRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.RestrictProcessingResponse.SerializeToString,
+            ),
+            'ListNotices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotices,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListNoticesRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListNoticesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1104,6 +1140,60 @@ class Vault:
             '/vault.v1.Vault/VerifyDeletion',
             vault__service_dot_api_dot_v1_dot_vault__pb2.VerifyDeletionRequest.SerializeToString,
             vault__service_dot_api_dot_v1_dot_vault__pb2.VerifyDeletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestrictRecord(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/RestrictRecord',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.RestrictRecordRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.RestrictProcessingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/ListNotices',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ListNoticesRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.ListNoticesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -91,6 +91,14 @@ class VaultStub:
     """Verify every erasure (for deletion-verification jobs); VERIFIED ones come with a signed
     certificate (JSON) that `vaultctl verify-certificate` checks offline.
     """
+    RestrictRecord: _grpc.UnaryUnaryMultiCallable[_vault_pb2.RestrictRecordRequest, _vault_pb2.RestrictProcessingResponse]
+    """Restrict processing of one record (a correction or deletion request in progress) or lift
+    it: only restriction-exempt purposes read it meanwhile; updates and deletion go on.
+    """
+    ListNotices: _grpc.UnaryUnaryMultiCallable[_vault_pb2.ListNoticesRequest, _vault_pb2.ListNoticesResponse]
+    """The lifecycle notices due for the application to send (a dormancy notice before a subject
+    becomes dormant), named by the subject ids the application used. Poll it.
+    """
 
 @_typing.type_check_only
 class VaultAsyncStub(VaultStub):
@@ -148,6 +156,14 @@ class VaultAsyncStub(VaultStub):
     VerifyDeletion: _aio.UnaryUnaryMultiCallable[_vault_pb2.VerifyDeletionRequest, _vault_pb2.VerifyDeletionResponse]  # type: ignore[assignment]
     """Verify every erasure (for deletion-verification jobs); VERIFIED ones come with a signed
     certificate (JSON) that `vaultctl verify-certificate` checks offline.
+    """
+    RestrictRecord: _aio.UnaryUnaryMultiCallable[_vault_pb2.RestrictRecordRequest, _vault_pb2.RestrictProcessingResponse]  # type: ignore[assignment]
+    """Restrict processing of one record (a correction or deletion request in progress) or lift
+    it: only restriction-exempt purposes read it meanwhile; updates and deletion go on.
+    """
+    ListNotices: _aio.UnaryUnaryMultiCallable[_vault_pb2.ListNoticesRequest, _vault_pb2.ListNoticesResponse]  # type: ignore[assignment]
+    """The lifecycle notices due for the application to send (a dormancy notice before a subject
+    becomes dormant), named by the subject ids the application used. Poll it.
     """
 
 class VaultServicer(metaclass=_abc_1.ABCMeta):
@@ -347,6 +363,26 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_vault_pb2.VerifyDeletionResponse, _abc.Awaitable[_vault_pb2.VerifyDeletionResponse]]:
         """Verify every erasure (for deletion-verification jobs); VERIFIED ones come with a signed
         certificate (JSON) that `vaultctl verify-certificate` checks offline.
+        """
+
+    @_abc_1.abstractmethod
+    def RestrictRecord(
+        self,
+        request: _vault_pb2.RestrictRecordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.RestrictProcessingResponse, _abc.Awaitable[_vault_pb2.RestrictProcessingResponse]]:
+        """Restrict processing of one record (a correction or deletion request in progress) or lift
+        it: only restriction-exempt purposes read it meanwhile; updates and deletion go on.
+        """
+
+    @_abc_1.abstractmethod
+    def ListNotices(
+        self,
+        request: _vault_pb2.ListNoticesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.ListNoticesResponse, _abc.Awaitable[_vault_pb2.ListNoticesResponse]]:
+        """The lifecycle notices due for the application to send (a dormancy notice before a subject
+        becomes dormant), named by the subject ids the application used. Poll it.
         """
 
 def add_VaultServicer_to_server(servicer: VaultServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -64,7 +64,7 @@ def count_shred(kind: str, audit: AuditRow | None) -> None:
 # live records -----------------------------------------------------------------------------------
 META_COLUMNS = (
     "r.record_id, r.subject_ref, r.category, r.version, r.content_type, r.content_length,"
-    " r.field_names, r.created_at, r.updated_at"
+    " r.field_names, r.created_at, r.updated_at, r.restricted_at"
 )
 
 
@@ -104,6 +104,7 @@ def meta_of(row: Any) -> RecordMeta:
         field_names=tuple(row[6].split("\x1f")) if row[6] else (),
         created_at=row[7],
         updated_at=row[8],
+        restricted=row[9] is not None,
     )
 
 
@@ -141,6 +142,11 @@ class SqlStoreBase(RecordStore):
             "UPDATE subjects SET last_activity = ?, state = CASE WHEN state = 'dormant'"
             " THEN 'active' ELSE state END WHERE subject_ref = ?",
             (now, subject_ref),
+        )
+        # a notice given before this activity is void: the next inactivity gets its own
+        conn.execute(
+            "DELETE FROM subject_events WHERE subject_ref = ? AND name = 'dormancy_notice'",
+            (subject_ref,),
         )
 
     @abc.abstractmethod

@@ -107,6 +107,11 @@ class SqlRecords(SqlStoreBase):
             )
             self._write_version(conn, new)
             self._active(conn, new.subject_ref, now)
+            if new.sealed_subject_id is not None:
+                conn.execute(
+                    "UPDATE subjects SET sealed_id = ? WHERE subject_ref = ? AND sealed_id IS NULL",
+                    (new.sealed_subject_id, new.subject_ref),
+                )
             if idempotency is not None:
                 conn.execute(
                     "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
@@ -143,13 +148,13 @@ class SqlRecords(SqlStoreBase):
             ).fetchone()
         return StoredRecord(
             meta=meta_of(row),
-            subject_key=WrappedKey(row[9], as_bytes(row[10])),
-            data_key=as_bytes(row[11]) if row[11] is not None else b"",
+            subject_key=WrappedKey(row[10], as_bytes(row[11])),
+            data_key=as_bytes(row[12]) if row[12] is not None else b"",
             payloads={p[0]: as_bytes(p[1]) for p in payloads},
-            blob_ref=row[12],
-            subject_state=SubjectState(row[13]),
+            blob_ref=row[13],
+            subject_state=SubjectState(row[14]),
             grants=tuple(grants),
-            key_kind=KeyKind(row[14]),
+            key_kind=KeyKind(row[15]),
             witnessed_version=int(witness[0]) if witness else None,
         )
 
@@ -161,6 +166,24 @@ class SqlRecords(SqlStoreBase):
                 (record_id,),
             ).fetchone()
         return meta_of(row) if row else None
+
+    def set_record_restriction(
+        self, record_id: str, restricted: bool, now: float, audit: AuditRow | None
+    ) -> bool:
+        with self._write() as conn:
+            live = conn.execute(
+                f"SELECT r.restricted_at FROM records r {self._live}"
+                f" WHERE {LIVE_WHERE} AND r.record_id = ?",
+                (record_id,),
+            ).fetchone()
+            if live is None or (live[0] is not None) == restricted:
+                return False
+            conn.execute(
+                "UPDATE records SET restricted_at = ? WHERE record_id = ?",
+                (now if restricted else None, record_id),
+            )
+            self._audited(conn, audit)
+        return True
 
     def list_records(self, subject_ref: bytes, limit: int, after: str | None) -> list[RecordMeta]:
         with self._read() as conn:

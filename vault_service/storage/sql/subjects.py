@@ -17,7 +17,13 @@ from vault_service.audit.model import ALREADY_ERASED, AuditRow
 from vault_service.errors import FailedPrecondition, LegalHoldActive
 from vault_service.key_providers.base import WrappedKey
 from vault_service.policy.model import Grant
-from vault_service.storage.rows import PendingDeletion, ShreddedRecord, SubjectState
+from vault_service.storage.rows import (
+    EventRow,
+    NoticeRow,
+    PendingDeletion,
+    ShreddedRecord,
+    SubjectState,
+)
 from vault_service.storage.sql.base import Connection, SqlStoreBase, as_bytes, count_shred
 
 
@@ -166,6 +172,27 @@ class SqlSubjects(SqlStoreBase):
             ).fetchall()
         return [as_bytes(r[0]) for r in rows]
 
+    def due_notices(self, after: bytes, limit: int) -> list[NoticeRow]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT s.subject_ref, s.sealed_id, e.at, e.mac,"
+                " COALESCE(s.last_activity, s.created_at) FROM subjects s JOIN subject_events e"
+                " ON e.subject_ref = s.subject_ref AND e.name = 'dormancy_notice'"
+                " WHERE s.state = 'active' AND s.subject_ref > ?"
+                " AND e.at >= COALESCE(s.last_activity, s.created_at)"
+                " ORDER BY s.subject_ref LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [
+            NoticeRow(
+                as_bytes(r[0]),
+                as_bytes(r[1]) if r[1] is not None else None,
+                EventRow("dormancy_notice", r[2], as_bytes(r[3])),
+                r[4],
+            )
+            for r in rows
+        ]
+
     def subject_residue(self, subject_ref: bytes) -> tuple[bool, int]:
         with self._read() as conn:
             key = conn.execute(
@@ -200,6 +227,7 @@ class SqlSubjects(SqlStoreBase):
             evidence_reference=r[7],
             revoked_at=r[8],
             sealed_evidence=as_bytes(r[9]) if r[9] is not None else b"",
+            party=str(scope.get("party", "")),
         )
 
     _GRANT = (
@@ -230,6 +258,7 @@ class SqlSubjects(SqlStoreBase):
             {
                 "categories": sorted(grant.categories),
                 "fields": {c: sorted(f) for c, f in grant.fields.items()},
+                **({"party": grant.party} if grant.party else {}),
             },
             sort_keys=True,
         )
