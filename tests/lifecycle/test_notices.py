@@ -93,3 +93,13 @@ def test_notice_requests_are_checked(vault: Vault) -> None:
     with pytest.raises(PermissionDenied):  # a clinic never learns who is going dormant
         vault.client("clinic").list_notices()
     assert app.list_notices(kind="dormancy") == ([], "")
+
+
+def test_a_restricted_subject_is_not_told_of_dormancy(vault: Vault) -> None:
+    """Restriction keeps a subject from going dormant, so no notice is due for it."""
+    vault.client("app").put_record("m-1", "concern_text", {"text": "a"})
+    vault.client("app").put_record("m-2", "concern_text", {"text": "b"})
+    vault.client("sro").restrict_processing("m-1")
+    vault.clock.advance(DORMANT - NOTICE + DAY)
+    _sweep(vault)
+    assert set(_due(vault)) == {"m-2"}

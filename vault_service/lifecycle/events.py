@@ -40,9 +40,11 @@ class BusinessEvents:
     def time_of(self, ref: bytes, name: str) -> float | None:
         """When the event happened (None if not recorded); IntegrityError if it was edited."""
         event = self.store.get_event(ref, name)
-        if event is None:
-            return None
-        if not hmac.compare_digest(event.mac, self.row(ref, name, event.at).mac):
+        return None if event is None else self.checked(ref, event)
+
+    def checked(self, ref: bytes, event: EventRow) -> float:
+        """The time of an event already read; IntegrityError (a security event) if edited."""
+        if not hmac.compare_digest(event.mac, self.row(ref, event.name, event.at).mac):
             security_events.emit("event_tampered")
             raise IntegrityError()
         return event.at

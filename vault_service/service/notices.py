@@ -81,7 +81,7 @@ class Notices:
         for row in rows[:size]:
             ref = row.subject_ref
             try:
-                due_at = self.events.time_of(ref, row.event.name) or row.event.at
+                due_at = self.events.checked(ref, row.event)  # read with the row: no second query
             except IntegrityError:
                 due_at = row.event.at  # an edited notice time must not hide the notice
             subject_id = ""
