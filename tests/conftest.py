@@ -67,8 +67,17 @@ def test_policy_text() -> str:
         f'token_sha256 = "{hashlib.sha256(tok.encode()).hexdigest()}"\n'
         for name, tok in TOKENS.items()
     )
-    return base + extra
+    return base + extra + TEST_DORMANCY
 
+
+#: the tests' dormancy rule (the shipped clinic-matching policy has none: its seed promises
+#: none): the former statutory periods, with separated storage
+TEST_DORMANCY = """
+[dormancy]
+after_days = 365
+notice_days = 30
+destroy_after_days = 1460
+"""
 
 test_policy_text.__test__ = False  # type: ignore[attr-defined]
 

@@ -181,7 +181,6 @@ def build_service(
         cache,
         ledger=ledger,
         schedule=(lc.rotate_every_days * _DAY, lc.backup_window_days * _DAY),
-        dormant_after=lc.dormant_after_days * _DAY,
     )
     service.denials = DenialWatch(
         config.security.repeated_denials_threshold, config.security.repeated_denials_window_seconds

@@ -187,15 +187,8 @@ class LifecycleConfig:
     """How long backups are kept: a retired root version is destroyed this long after it was
     retired, when no backup can still need it."""
     epoch_check_interval_seconds: float = 3600.0
-    """How often each server runs the epoch and dormancy jobs."""
-    dormant_after_days: float = 365.0
-    """A subject with no activity (writes; reads count at most once a day) this long becomes
-    dormant: readable only for reactivation purposes. 0 turns dormancy off (Korea dropped the
-    mandatory separation of dormant accounts in 2023: it is a company's own promise)."""
-    dormancy_notice_days: float = 30.0
-    """A dormancy notice event is recorded this long before a subject becomes dormant."""
-    dormant_destroy_after_days: float = 1460.0
-    """A dormant subject is erased this long after it became dormant (4 years)."""
+    """How often each server runs the epoch and dormancy jobs. (Dormancy itself is the
+    policy's ``[dormancy]`` table: a company's own promise.)"""
 
 
 @dataclass(frozen=True)
@@ -297,6 +290,14 @@ def _coerce(source: str, key: str, raw: Any, default: Any, from_env: bool) -> An
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
+#: the [lifecycle] dormancy keys of earlier versions, and where they went
+_MOVED_TO_POLICY = {
+    "dormant_after_days": "after_days",
+    "dormancy_notice_days": "notice_days",
+    "dormant_destroy_after_days": "destroy_after_days",
+}
+
+
 def load_config(path: Path, env: Mapping[str, str]) -> Config:
     """Read, override from ``env`` and validate; raises ConfigError naming file and key."""
     source = str(path)
@@ -316,6 +317,11 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
             raise ConfigError(f"{source}: [{section}]: must be a table")
         names = {f.name for f in fields(cls)}
         for key in table:
+            if section == "lifecycle" and key in _MOVED_TO_POLICY:
+                raise ConfigError(
+                    f"{source}: lifecycle.{key}: dormancy is set in the policy now:"
+                    f" [dormancy] {_MOVED_TO_POLICY[key]} (docs/lifecycle.md)"
+                )
             if key not in names:
                 raise ConfigError(f"{source}: {section}.{key}: unknown key")
         defaults = cls()
@@ -392,17 +398,6 @@ def _check_sections(source: str, built: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"{source}: security.repeated_denials_threshold must be >= 1 and the window > 0"
         )
-    lifecycle: LifecycleConfig = built["lifecycle"]
-    if lifecycle.dormant_after_days < 0 or (
-        lifecycle.dormant_after_days > 0
-        and not 0 <= lifecycle.dormancy_notice_days < lifecycle.dormant_after_days
-    ):
-        raise ConfigError(
-            f"{source}: lifecycle.dormant_after_days must be 0 (off) or more than"
-            " lifecycle.dormancy_notice_days (>= 0)"
-        )
-    if lifecycle.dormant_destroy_after_days <= 0:
-        raise ConfigError(f"{source}: lifecycle.dormant_destroy_after_days must be > 0")
     tls: TlsConfig = built["tls"]
     if bool(tls.cert_file) != bool(tls.key_file):
         raise ConfigError(f"{source}: tls.cert_file and tls.key_file go together")

@@ -109,6 +109,13 @@ class Unavailable(VaultError):
     default_message = "service unavailable, retry later"
 
 
+class SubjectSeparated(Unavailable):
+    """The subject was made dormant (its key separated) while this write was under way: nothing
+    was written. A retry brings the subject back first (a write is activity)."""
+
+    default_message = "the subject became dormant during this write; nothing was written, retry"
+
+
 class ResourceExhausted(VaultError):
     """A size, rate or concurrency limit was hit."""
 

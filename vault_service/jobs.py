@@ -133,11 +133,7 @@ def server_jobs(assembly: Assembly, config: Config) -> list[Job]:
             witnessed.set()
 
     def dormancy() -> None:
-        svc.sweep_dormancy(
-            lc.dormant_after_days * _DAY,
-            lc.dormancy_notice_days * _DAY,
-            lc.dormant_destroy_after_days * _DAY,
-        )
+        svc.sweep_dormancy()
 
     checkpoint_every = config.audit.checkpoint_interval_seconds
     epoch_every = lc.epoch_check_interval_seconds

@@ -5,7 +5,8 @@
     root key (provider, versioned)
       wraps  service keys      "service-key" {name}: the index key, the audit signing key, and
                                the legal key of each subject with records under legal retention
-      wraps  subject key       "subject-key" {subject}
+      wraps  subject key       "subject-key" {subject}  ("dormant-subject-key" while its
+                               subject is dormant and separated: only reactivation opens it)
         wraps  data key        "data-key"    {subject, record, version, category}
 
 Every unwrap that fails authentication is DATA_LOSS and an ``integrity_failure`` event; a stored
@@ -39,7 +40,13 @@ from vault_service.crypto import (
 from vault_service.crypto.context import record_context, service_key_context, subject_key_context
 from vault_service.crypto.keys import SecretKey
 from vault_service.crypto.signing import SigningKey
-from vault_service.errors import DataLoss, FailedPrecondition, IntegrityError, RootVersionRetired
+from vault_service.errors import (
+    DataLoss,
+    FailedPrecondition,
+    IntegrityError,
+    RootVersionRetired,
+    SubjectSeparated,
+)
 from vault_service.key_providers.base import KeyProvider, WrappedKey
 from vault_service.key_providers.cache import SubjectKeyCache
 from vault_service.storage import RecordStore, StoredRecord
@@ -53,6 +60,10 @@ SIGNING_KEY_NAME = "audit-signing"
 #: how often a write retries after the store refused a retired root version (each retry first
 #: refreshes the provider's view of its versions)
 _WRAP_ATTEMPTS = 3
+
+
+def _no_reactivation(ref: bytes) -> bool:
+    raise SubjectSeparated()
 
 
 def unwrapped(fn: Callable[[], T]) -> T:
@@ -78,6 +89,9 @@ class KeyHierarchy:
         self.index_key = self.service_key(INDEX_KEY_NAME, IndexKey)
         #: signs audit checkpoints, ledger entries and deletion certificates
         self.signing_key = self.service_key(SIGNING_KEY_NAME, SigningKey)
+        #: brings a separated (dormant) subject back before a write uses its key; the service
+        #: sets it to the dormancy rule's reactivation (lifecycle/dormancy.py)
+        self.reactivate: Callable[[bytes], bool] = _no_reactivation
 
     # wrapping under the current primary root version --------------------------------------------
     def _store_wrapped(self, key: SecretKey, context: Context, put: Callable[[WrappedKey], T]) -> T:
@@ -145,24 +159,65 @@ class KeyHierarchy:
         )
 
     def subject_key_for_write(self, ref: bytes) -> SubjectKey:
-        """The subject key, creating the subject and its key on first use. FailedPrecondition
-        if the subject was erased."""
-        wrapped = self.store.get_subject_key(ref)
-        if wrapped is None:
-            fresh = SubjectKey.generate()
-            wrapped = self._store_wrapped(
-                fresh,
-                subject_key_context(ref),
-                lambda w: self.store.create_subject_key(
-                    ref, w, self.clock.now(), provider=self.provider.name
-                ),
+        """The subject key, creating the subject and its key on first use; a separated
+        (dormant) subject is reactivated first: a write is activity. FailedPrecondition if the
+        subject was erased."""
+        for _ in range(_WRAP_ATTEMPTS):
+            wrapped = self.store.get_subject_key(ref)
+            if wrapped is None and self.store.get_separated_key(ref) is not None:
+                self.reactivate(ref)
+                continue
+            if wrapped is None:
+                fresh = SubjectKey.generate()
+                try:
+                    wrapped = self._store_wrapped(
+                        fresh,
+                        subject_key_context(ref),
+                        lambda w: self.store.create_subject_key(
+                            ref, w, self.clock.now(), provider=self.provider.name
+                        ),
+                    )
+                except SubjectSeparated:  # made dormant since we looked
+                    continue
+            return self.subject_key(ref, wrapped)
+        raise SubjectSeparated()
+
+    def move_subject_key(
+        self, ref: bytes, *, separate: bool, put: Callable[[WrappedKey, WrappedKey], bool]
+    ) -> bool:
+        """Rewrap the subject key into the dormant context (``separate``) or back into the live
+        one, and ``put(old, new)`` it (a compare-and-set on ``old`` that also changes the
+        subject's state). False if the key is not in the other context (or ``put`` refused)."""
+        old = self.store.get_subject_key(ref) if separate else self.store.get_separated_key(ref)
+        if old is None:
+            return False
+        key = unwrapped(
+            lambda: self.provider.unwrap(
+                old, subject_key_context(ref, separated=not separate), SubjectKey
             )
-        return self.subject_key(ref, wrapped)
+        )
+        try:
+            moved = self._store_wrapped(
+                key, subject_key_context(ref, separated=separate), lambda w: put(old, w)
+            )
+        finally:
+            key.destroy()  # never cached: unwrapped for this move only
+        if moved and separate:
+            self.cache.forget_subject(ref)  # this process no longer holds a dormant subject's key
+        return moved
 
     def live_subject_key(self, ref: bytes) -> SubjectKey | None:
-        """The subject key while the subject is live; None once it is erased (or unknown)."""
+        """The subject key while the subject is live; None once it is erased (or unknown).
+        A separated (dormant) subject's key is unwrapped for the vault's own bookkeeping (a
+        hold's sealed reason, consent evidence), never cached; no record read comes here."""
         wrapped = self.store.get_subject_key(ref)
-        return None if wrapped is None else self.subject_key(ref, wrapped)
+        if wrapped is not None:
+            return self.subject_key(ref, wrapped)
+        separated = self.store.get_separated_key(ref)
+        if separated is None:
+            return None
+        ctx = subject_key_context(ref, separated=True)
+        return unwrapped(lambda: self.provider.unwrap(separated, ctx, SubjectKey))
 
     def seal_for_subject(self, ref: bytes, context: Context, value: bytes) -> bytes | None:
         """``value`` sealed under the subject key (it dies with the subject); None if the

@@ -133,9 +133,9 @@ class TestFaceSimulation002:
         app = vault.client("app")
         account = app.put_record("u-1", "member_account", {"name": "Kim"}).record_id
         vault.clock.advance(336 * DAY)
-        assert vault.service.sweep_dormancy(365 * DAY, 30 * DAY, 1460 * DAY)["notices"] == 1
+        assert vault.service.sweep_dormancy()["notices"] == 1
         vault.clock.advance(30 * DAY)
-        assert vault.service.sweep_dormancy(365 * DAY, 30 * DAY, 1460 * DAY)["dormant"] == 1
+        assert vault.service.sweep_dormancy()["dormant"] == 1
         with pytest.raises(PermissionDenied):
             app.get_record(account, "membership")
         assert app.get_record(account, "reactivation").fields == {"name": "Kim"}  # a login
@@ -200,6 +200,6 @@ class TestSaas004:
         app = vault.client("app")
         account = app.put_record("c-1", "customer_account", {"company_name": "ACME"}).record_id
         vault.clock.advance(3 * 365 * DAY)
-        off = vault.service.sweep_dormancy(0, 30 * DAY, 1460 * DAY)
+        off = vault.service.sweep_dormancy()
         assert off == {"notices": 0, "dormant": 0, "destroyed": 0}
         assert app.get_record(account, "service").fields == {"company_name": "ACME"}

@@ -9,10 +9,13 @@ promises is what the service enforces, end to end.
   records unreadable at once.
 - 001: counseling notes need the client's explicit consent; that consent never opens a recording
   to a supervisor (nor to the counselor under "supervision"); a separate supervision consent
-  does, for recordings only; quality statistics are de-identified.
+  does, for recordings only; quality statistics are de-identified; a client inactive for a year
+  is separated (its key under the dormant context) after a notice 30 days before, and a login
+  brings them back.
 - 003: research sees analysis results de-identified; a correction request (restriction of
   processing) stops analysis until it is lifted, while the correction itself and the subject's
-  access (export, content included) go on.
+  access (export, content included) go on; an inactive member is stored separately, usable only
+  to reactivate, and destroyed four years later.
 
 Each policy is read from policies/ and given principals of the regression harness
 (tests/regressions/conftest.py) with the policy's roles.
@@ -146,6 +149,35 @@ class TestCounseling001:
             "counseling.toml",
             {"app": "platform", "counselor": "counselor", "supervisor": "supervisor"},
         )
+
+    def test_a_client_inactive_for_a_year_is_separated_after_a_notice(self, vault: Vault) -> None:
+        """Seed 001: "no service usage activity for one year will be separated and
+        stored/managed separately (dormant status), with prior notice provided to the User 30
+        days before conversion"; the client's login (purpose reactivation) brings them back."""
+        platform, counselor = vault.client("app"), vault.client("counselor")
+        profile = platform.put_record("c-1", "client_profile", {"name": "Lee"}).record_id
+        platform.grant_consent(
+            "c-1",
+            "counseling",
+            {"client_profile": None, "counseling_note": None},
+            evidence_reference="intake-form-3",
+            grantee_role="counselor",
+        )
+        note = counselor.put_record("c-1", "counseling_note", {"note": "sleep", "session_date": "d"})
+        vault.clock.advance(335 * DAY + 1)
+        assert vault.service.sweep_dormancy() == {"notices": 1, "dormant": 0, "destroyed": 0}
+        assert [n["subject_id"] for n in platform.iter_notices()] == ["c-1"]  # 30 days before
+        vault.clock.advance(30 * DAY)
+        assert vault.service.sweep_dormancy()["dormant"] == 1
+        ref = vault.service.subject_ref("c-1")
+        assert vault.service.store.get_separated_key(ref) is not None  # stored separately
+        with pytest.raises(PermissionDenied):
+            counselor.get_record(note.record_id, "counseling")
+        assert platform.get_record(profile, "reactivation").fields == {"name": "Lee"}  # a login
+        assert vault.service.store.get_separated_key(ref) is None
+        assert counselor.get_record(note.record_id, "counseling").fields["note"] == "sleep"
+        vault.clock.advance(3000 * DAY)  # the seed names no destruction: separated, never erased
+        assert vault.service.sweep_dormancy()["destroyed"] == 0
 
     def test_counseling_seed_001_separate_supervision_consent(self, vault: Vault) -> None:
         platform = vault.client("app")
@@ -296,3 +328,25 @@ class TestMedicalImaging003:
         assert any(v.content == b"DICM" * 10 for v in exported)
         assert officer.restrict_processing("p-1", False)
         assert service.get_record(result, "analysis").fields["finding"] == "corrected"
+
+    def test_an_inactive_member_is_stored_separately_and_destroyed_four_years_later(
+        self, vault: Vault
+    ) -> None:
+        """Seed 003: "not used the service for one year: Separately stored ... not used for any
+        other purpose, and after storing for 4 years and destroyed"."""
+        service = vault.client("app")
+        account = service.put_record("p-1", "patient_account", {"name": "Park"}).record_id
+        result = service.put_record("p-1", "analysis_result", {"finding": "clear"}).record_id
+        service.put_record("p-2", "patient_account", {"name": "Choi"})
+        vault.clock.advance(366 * DAY)
+        assert vault.service.sweep_dormancy()["dormant"] == 2
+        for purpose in ("analysis", "research"):  # not used for any other purpose
+            with pytest.raises(PermissionDenied):
+                service.get_record(result, purpose)
+        assert service.get_record(account, "reactivation").fields == {"name": "Park"}
+        assert service.get_record(result, "analysis").fields == {"finding": "clear"}
+        vault.clock.advance(1460 * DAY)
+        counts = vault.service.sweep_dormancy()
+        assert counts["destroyed"] == 1 and counts["dormant"] == 1  # p-2 erased, p-1 dormant
+        assert vault.service.store.get_separated_key(vault.service.subject_ref("p-2")) is None
+        assert vault.service.store.subject_state(vault.service.subject_ref("p-2")).value == "erased"

@@ -233,13 +233,17 @@ class Vault:
         return self.service_key("subject-index")
 
     def subject_key(self, ref: bytes) -> bytes:
+        """§13 step 4: under "dormant-subject-key" while separated_at is set (schema 17)."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(subject_keys)")}
+        separated = "sk.separated_at" if "separated_at" in columns else "NULL"
         row = self.db.execute(
-            "SELECT sk.root_version, sk.wrapped FROM subject_keys sk JOIN subjects s"
+            f"SELECT sk.root_version, sk.wrapped, {separated} FROM subject_keys sk JOIN subjects s"
             " ON s.subject_ref = sk.subject_ref WHERE sk.subject_ref = ? AND s.state != 'erased'",
             (ref,),
         ).fetchone()
         assert row is not None, "no live subject key"
-        return unwrap_local(self.roots, row[0], row[1], "subject-key", subject=ref.hex())
+        domain = "subject-key" if row[2] is None else "dormant-subject-key"
+        return unwrap_local(self.roots, row[0], row[1], domain, subject=ref.hex())
 
     def records(self, ref: bytes) -> list[tuple[str, str, int, str, str | None]]:
         """§9, live records: not consumed, and the key that wraps their data keys still exists."""

@@ -134,7 +134,7 @@ def test_verification_fails_when_the_key_comes_back(tmp_path: Path) -> None:
     a.service.erase_subject(APP, "member-1")
     a.store.close()
     with sqlite3.connect(tmp_path / "data" / "vault.db") as conn:  # someone puts the key back
-        conn.execute("INSERT INTO subject_keys VALUES (?, ?, ?, ?)", row)
+        conn.execute(f"INSERT INTO subject_keys VALUES ({', '.join('?' * len(row))})", row)
     cmd = [
         sys.executable,
         "-m",

@@ -24,8 +24,13 @@ DORMANT, NOTICE, DESTROY = 365 * DAY, 30 * DAY, 1460 * DAY
 
 
 def _sweep(vault: Vault) -> dict[str, int]:
-    assert vault.service.notices.dormant_after == DORMANT  # the server's configured period
-    return vault.service.sweep_dormancy(DORMANT, NOTICE, DESTROY)
+    rule = vault.service.notices.rule  # the policy's rule (tests/conftest.py TEST_DORMANCY)
+    assert rule is not None and (rule.after, rule.notice, rule.destroy_after) == (
+        DORMANT,
+        NOTICE,
+        DESTROY,
+    )
+    return vault.service.sweep_dormancy()
 
 
 def _due(vault: Vault, who: str = "app") -> dict[str, dict[str, object]]:

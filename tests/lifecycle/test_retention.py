@@ -312,7 +312,7 @@ def test_dormancy_notice_dormant_reactivation_and_destruction(
     year, notice, four = 365 * DAY, 30 * DAY, 1460 * DAY
 
     def sweep() -> dict[str, int]:
-        return svc.sweep_dormancy(year, notice, four)
+        return svc.sweep_dormancy()
 
     profile = svc.put_record(APP, "m-1", "member_profile", {"email": "a@b.kr"})[0]
     concern = svc.put_record(APP, "m-1", "concern_text", {"text": "t"})[0]

@@ -94,7 +94,7 @@ def test_rewrap_skips_a_key_erased_meanwhile(service: VaultService) -> None:
     _fill(service, 3)
     service.provider.rotate()
     ref = service.subject_ref("member-1")
-    (_, wrapped), *_ = [
+    (_, wrapped, _), *_ = [
         r
         for r in service.store.subject_keys_not_at(service.provider.primary_version(), 10, None)
         if r[0] == ref

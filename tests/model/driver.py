@@ -208,8 +208,8 @@ class Driver:
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
 
-    def sweep_dormancy(self, dormant_after: float, notice: float, destroy_after: float) -> None:
-        self.running.service.sweep_dormancy(dormant_after, notice, destroy_after)
+    def sweep_dormancy(self) -> None:
+        self.running.service.sweep_dormancy()
 
     # -- records ---------------------------------------------------------------------------------
     def put(

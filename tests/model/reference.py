@@ -37,7 +37,7 @@ FAILED_PRECONDITION = "FAILED_PRECONDITION"
 ANY_ERROR = frozenset({INVALID_ARGUMENT, PERMISSION_DENIED, NOT_FOUND, FAILED_PRECONDITION})
 
 HOUR, DAY = 3600.0, 86400.0
-#: the dormancy periods the test passes to the dormancy sweep (docs/lifecycle.md, scaled down)
+#: the dormancy periods of the model's policy (tests/model/policy.toml [dormancy], scaled down)
 DORMANT_AFTER, DORMANCY_NOTICE, DORMANT_DESTROY_AFTER = 60 * DAY, 10 * DAY, 120 * DAY
 #: D6: the range of every time in a request
 MAX_TIME = 253402300799.0

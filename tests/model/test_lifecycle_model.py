@@ -554,7 +554,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         note("dormancy sweep")
         event("dormancy sweep")
-        self.vault.sweep_dormancy(ref.DORMANT_AFTER, ref.DORMANCY_NOTICE, ref.DORMANT_DESTROY_AFTER)
+        self.vault.sweep_dormancy()
         self.model.sweep_dormancy()
         self._settle()
 

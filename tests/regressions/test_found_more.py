@@ -28,7 +28,7 @@ def test_an_update_is_activity_for_dormancy(vault: Vault) -> None:
     vault.clock.advance(300 * DAY)
     assert app.update_record(rid, {"text": "corrected"}).version == 2  # a write: activity
     vault.clock.advance(100 * DAY)
-    counts = vault.service.sweep_dormancy(365 * DAY, 30 * DAY, 1460 * DAY)
+    counts = vault.service.sweep_dormancy()
     assert counts["dormant"] == 0, counts
     assert app.get_record(rid, "matching").fields == {"text": "corrected"}
 

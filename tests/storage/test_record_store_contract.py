@@ -180,17 +180,17 @@ def test_rewrap_queries_and_batched_compare_and_set(store: RecordStore) -> None:
     for ref in refs:
         store.create_subject_key(ref, WrappedKey("1", ref[:1] * 61), 1.0, provider="local")
     page = store.subject_keys_not_at("2", 3, None)
-    assert [r for r, _ in page] == refs[:3]
-    assert [r for r, _ in store.subject_keys_not_at("2", 10, refs[2])] == refs[3:]
+    assert [r for r, _, _ in page] == refs[:3]
+    assert [r for r, _, _ in store.subject_keys_not_at("2", 10, refs[2])] == refs[3:]
     store.erase_subject(refs[1], 2.0, None)
-    changes = [(ref, w, WrappedKey("2", b"n" * 61)) for ref, w in page]
+    changes = [(ref, w, WrappedKey("2", b"n" * 61)) for ref, w, _ in page]
     assert store.replace_subject_keys(changes, provider="local") == [True, False, True]
     assert store.subject_keys_by_root_version() == {"1": 2, "2": 2}
     assert (
         store.replace_subject_key(refs[0], page[0][1], WrappedKey("3", b"x"), provider="local") is False
     )
     assert store.subject_keys_not_at("2", 10, None) == [
-        (r, WrappedKey("1", r[:1] * 61)) for r in refs[3:]
+        (r, WrappedKey("1", r[:1] * 61), False) for r in refs[3:]
     ]
 
 

@@ -258,7 +258,8 @@ def test_a_record_marked_consumed_is_kept_but_never_found(store: RecordStore) ->
 
 def test_a_closed_root_version_refuses_a_rewrap_onto_it(store: RecordStore) -> None:
     _subject(store, "1")
-    ((ref, old),) = store.subject_keys_not_at("2", 10, None)
+    ((ref, old, separated),) = store.subject_keys_not_at("2", 10, None)
+    assert not separated
     store.close_root_version("local", RootVersionState("2", "retired", 1.0, None, ""), None)
     with pytest.raises(RootVersionRetired):
         store.replace_subject_keys([(ref, old, WrappedKey("2", b"n" * 61))], provider="local")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -65,23 +66,27 @@ def test_environment_overrides(tmp_path: Path) -> None:
             "keys.provider: 'hsm' is not one of aws-kms, local, vault-transit",
         ),
         ("x = = 1", {}, "not valid TOML"),
-        ("[lifecycle]\ndormant_after_days = -1\n", {}, "lifecycle.dormant_after_days must be 0 (off)"),
+        # dormancy moved to the policy: the old keys are refused with where they went
         (
-            "[lifecycle]\ndormant_after_days = 20\ndormancy_notice_days = 30\n",
+            "[lifecycle]\ndormant_after_days = 0\n",
             {},
-            "more than lifecycle.dormancy_notice_days",
+            "lifecycle.dormant_after_days: dormancy is set in the policy now: [dormancy] after_days",
         ),
-        ("[lifecycle]\ndormant_destroy_after_days = 0\n", {}, "dormant_destroy_after_days must be > 0"),
+        (
+            "[lifecycle]\ndormancy_notice_days = 30\n",
+            {},
+            "lifecycle.dormancy_notice_days: dormancy is set in the policy now: [dormancy] notice_days",
+        ),
+        (
+            "[lifecycle]\ndormant_destroy_after_days = 9\n",
+            {},
+            "[dormancy] destroy_after_days",
+        ),
     ],
 )
 def test_precise_errors(tmp_path: Path, body: str, env: dict[str, str], message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(_write(tmp_path, body), env)
-
-
-def test_dormancy_off_loads(tmp_path: Path) -> None:
-    cfg = load_config(_write(tmp_path, "[lifecycle]\ndormant_after_days = 0\n"), {})
-    assert cfg.lifecycle.dormant_after_days == 0
 
 
 def test_missing_file_and_missing_policy(tmp_path: Path) -> None:

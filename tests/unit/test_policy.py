@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,43 @@ def test_a_store_consent_needs_a_consent_purpose_that_covers_the_category() -> N
     elsewhere = elsewhere.replace("content = true", 'content = true\nstore_consent = "care"')
     with pytest.raises(ConfigError, match="the purpose does not cover this category"):
         load_policy(elsewhere, "p.toml")
+
+
+DORMANCY = MIN + "\n[dormancy]\nafter_days = 365\nnotice_days = 30\ndestroy_after_days = 1460\n"
+
+
+def test_dormancy_is_the_policys_rule_and_off_without_one() -> None:
+    """Dormancy is a company's own promise (PIPA dropped mandatory separation in 2023): the
+    policy says it, in days; without a [dormancy] table it is off; separation is the default."""
+    assert load_policy(MIN, "p.toml").dormancy is None
+    rule = load_policy(DORMANCY, "p.toml").dormancy
+    assert rule is not None
+    assert (rule.after, rule.notice, rule.destroy_after) == (365 * 86400, 30 * 86400, 1460 * 86400)
+    assert rule.separate
+    kept = load_policy(MIN + "\n[dormancy]\nafter_days = 90\nseparate = false\n", "p.toml")
+    assert kept.dormancy is not None
+    assert (kept.dormancy.notice, kept.dormancy.destroy_after, kept.dormancy.separate) == (
+        0.0,
+        0.0,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("after_days = 365\n", ""), "p.toml: dormancy.after_days: is required"),
+        (("after_days = 365", "after_days = 0"), "dormancy.after_days: must be > 0 (leave out"),
+        (("after_days = 365", 'after_days = "a year"'), "dormancy.after_days: must be a number"),
+        (("notice_days = 30", "notice_days = 365"), "dormancy.notice_days: must be less than"),
+        (("notice_days = 30", "notice_days = -1"), "dormancy.notice_days: must be a number"),
+        (("destroy_after_days = 1460", "destroy_after_days = true"), "destroy_after_days: must be"),
+        (("destroy_after_days = 1460", 'separate = "yes"'), "dormancy.separate: must be true or"),
+        (("destroy_after_days = 1460", "destroy_after = 1"), "dormancy.destroy_after: unknown key"),
+    ],
+)
+def test_dormancy_errors_name_file_and_key(edit: tuple[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_policy(DORMANCY.replace(*edit), "p.toml")
+    with pytest.raises(ConfigError, match=re.escape("p.toml: dormancy: must be a table")):
+        load_policy("dormancy = 3\n" + MIN, "p.toml")

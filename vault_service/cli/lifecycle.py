@@ -30,15 +30,9 @@ def cmd_retention_sweep(args: argparse.Namespace, env: Mapping[str, str], out: O
 
 
 def cmd_dormancy_sweep(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
-    config = config_of(args, env)
-    lc = config.lifecycle
-    assembly = assembly_of(config, env)
+    assembly = assembly_of(config_of(args, env), env)
     try:
-        counts = assembly.service.sweep_dormancy(
-            lc.dormant_after_days * 86400,
-            lc.dormancy_notice_days * 86400,
-            lc.dormant_destroy_after_days * 86400,
-        )
+        counts = assembly.service.sweep_dormancy()
     finally:
         assembly.store.close()
     out.emit(counts, ", ".join(f"{k}: {v}" for k, v in counts.items()))

@@ -104,9 +104,13 @@ def decode_context(data: bytes) -> Context:
 # The well-known contexts of the key hierarchy, in one place so every layer binds the same bytes.
 
 
-def subject_key_context(subject_ref: bytes) -> Context:
-    """What a subject key is wrapped under (by the key provider)."""
-    return Context("subject-key", {"subject": subject_ref.hex()})
+def subject_key_context(subject_ref: bytes, *, separated: bool = False) -> Context:
+    """What a subject key is wrapped under (by the key provider): "subject-key", or while its
+    subject is dormant under a policy that separates dormant data, "dormant-subject-key" (so
+    that no read path but reactivation opens it; with AWS KMS the domain is in the
+    EncryptionContext, where a key policy can condition on it)."""
+    domain = "dormant-subject-key" if separated else "subject-key"
+    return Context(domain, {"subject": subject_ref.hex()})
 
 
 def service_key_context(name: str) -> Context:

@@ -107,7 +107,7 @@ def rewrap_keys(
         if not batch:
             break
         after = batch[-1][0]
-        items = [(w, subject_key_context(ref)) for ref, w in batch]
+        items = [(w, subject_key_context(ref, separated=sep)) for ref, w, sep in batch]
         try:
             fresh: list[WrappedKey | None] = list(provider.rewrap_many(items))
         except IntegrityError:
@@ -121,7 +121,7 @@ def rewrap_keys(
                     fresh.append(None)
         fault_point("rewrap.mid_batch")  # the provider rewrapped this batch; nothing stored yet
         changes = []
-        for (ref, old), new in zip(batch, fresh, strict=True):
+        for (ref, old, _), new in zip(batch, fresh, strict=True):
             if new is None:
                 failed += 1
             else:

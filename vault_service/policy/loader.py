@@ -17,6 +17,7 @@ from vault_service.policy.model import (
     UNTIL_ERASURE,
     Action,
     Category,
+    Dormancy,
     Policy,
     Principal,
     PrincipalEntry,
@@ -27,7 +28,8 @@ from vault_service.policy.model import (
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_TOP = {"version", "events", "categories", "purposes", "roles", "principals"}
+_TOP = {"version", "events", "categories", "purposes", "roles", "principals", "dormancy"}
+_DAY = 86400.0
 #: business event names (the same rule as the RecordEvent call's)
 _EVENT = re.compile(r"^[a-z0-9_]{1,64}$")
 
@@ -142,6 +144,36 @@ def _check_store_consent(
         raise ctx.fail(key, "the purpose must need consent (consent_required or consent_parties)")
     if category.name not in purpose.categories:
         raise ctx.fail(key, "the purpose does not cover this category")
+
+
+def _dormancy(ctx: _Ctx, raw: Any) -> Dormancy | None:
+    """The ``[dormancy]`` table (absent: dormancy is off)."""
+    if raw is None:
+        return None
+    t = ctx.table(raw, "dormancy")
+    ctx.only(
+        t, "dormancy", {"after_days", "notice_days", "destroy_after_days", "separate", "description"}
+    )
+
+    def days(name: str, default: float | None) -> float:
+        value = t.get(name, default)
+        if value is None:
+            raise ctx.fail(f"dormancy.{name}", "is required")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ctx.fail(f"dormancy.{name}", "must be a number of days >= 0")
+        return float(value)
+
+    after = days("after_days", None)
+    if after <= 0:
+        raise ctx.fail("dormancy.after_days", "must be > 0 (leave out [dormancy] to turn it off)")
+    notice = days("notice_days", 0)
+    if notice >= after:
+        raise ctx.fail("dormancy.notice_days", "must be less than dormancy.after_days")
+    separate = t.get("separate", True)
+    if not isinstance(separate, bool):
+        raise ctx.fail("dormancy.separate", "must be true or false")
+    destroy = days("destroy_after_days", 0)
+    return Dormancy(after * _DAY, notice * _DAY, destroy * _DAY, separate)
 
 
 def load_policy(text: str, source: str = "<policy>") -> Policy:
@@ -294,4 +326,5 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
         if not _EVENT.fullmatch(event):
             raise ctx.fail(f"events[{i}]", "event names are 1-64 of a-z, 0-9 and _")
     events = declared | {c.retention.event for c in categories.values() if c.retention.event}
-    return Policy(categories, purposes, roles, principals, source, frozenset(events))
+    dormancy = _dormancy(ctx, doc.get("dormancy"))
+    return Policy(categories, purposes, roles, principals, source, frozenset(events), dormancy)

@@ -169,6 +169,24 @@ class PrincipalEntry:
 
 
 @dataclass(frozen=True)
+class Dormancy:
+    """The company's dormancy rule (the policy's ``[dormancy]`` table; without one, dormancy is
+    off). Korea dropped the mandatory separation of dormant accounts in 2023 (PIPA Art. 39-6):
+    this is a promise a company makes in its own privacy policy. Periods are in seconds.
+
+    A subject inactive for ``after`` becomes dormant; a notice is due ``notice`` before that; a
+    dormant subject is erased ``destroy_after`` after it became dormant (0: never for dormancy,
+    its records' own retention rules still apply). With ``separate``, a dormant subject's key is
+    kept wrapped under the dormant context (separated storage): no read path but reactivation
+    can open it (docs/lifecycle.md)."""
+
+    after: float
+    notice: float
+    destroy_after: float = 0.0
+    separate: bool = True
+
+
+@dataclass(frozen=True)
 class Policy:
     """The whole validated policy."""
 
@@ -180,6 +198,8 @@ class Policy:
     #: business events the policy knows: those its retention rules name, and its ``events``
     #: list (a share may only end at a known event)
     events: frozenset[str] = frozenset()
+    #: the dormancy rule; None: dormancy is off
+    dormancy: Dormancy | None = None
 
     def with_principal(self, entry: PrincipalEntry) -> Policy:
         """A copy with one more principal (the development token of ``make run``)."""
@@ -192,6 +212,7 @@ class Policy:
             {**self.principals, entry.principal.name: entry},
             self.source,
             self.events,
+            self.dormancy,
         )
 
 

@@ -86,7 +86,6 @@ class VaultService:
         *,
         ledger: DestructionLedger,
         schedule: tuple[float, float] = (0.0, 0.0),
-        dormant_after: float = 0.0,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -105,7 +104,8 @@ class VaultService:
         self.shredder = Shredder(store, blobs, ledger, lambda: keys.signing_key, clock)
         self.eraser = Eraser(store, keys, self.shredder, clock)
         self.business_events = BusinessEvents(store, lambda: keys.index_key)
-        self.activity = Activity(store, clock)
+        self.activity = Activity(store, keys, clock)
+        keys.reactivate = self.activity.reactivate  # a write to a separated subject brings it back
         self.reads = Reads(self.access, keys, store, blobs, self.shredder, self.activity, policy, clock)
         self.records = Records(
             self.access, keys, store, blobs, self.shredder, policy, clock, self.limits
@@ -127,7 +127,7 @@ class VaultService:
         )
         self.holds = Holds(self.access, keys, store, self.eraser, clock)
         self.audit_queries = AuditQueries(self.access, store)
-        self.notices = Notices(self.access, keys, store, self.business_events, dormant_after)
+        self.notices = Notices(self.access, keys, store, self.business_events, policy.dormancy)
         self.verifier = DeletionVerifier(store, ledger, keys, self.shredder, policy, clock, schedule)
         self.replayer = Replayer(ledger, store, self.shredder, self.eraser, clock)
 
@@ -319,17 +319,15 @@ class VaultService:
     def retention_forecast(self, horizon: float) -> list[tuple[float, str]]:
         return retention_forecast(self.store, self.policy, self.business_events, self.clock, horizon)
 
-    def sweep_dormancy(
-        self, dormant_after: float, notice: float, destroy_after: float, batch: int = 500
-    ) -> dict[str, int]:
+    def sweep_dormancy(self, batch: int = 500) -> dict[str, int]:
+        """One run of the policy's dormancy rule (off without ``[dormancy]``)."""
         return sweep_dormancy(
             self.store,
+            self.keys,
             self.business_events,
             self.eraser,
             self.clock,
-            dormant_after,
-            notice,
-            destroy_after,
+            self.policy.dormancy,
             batch,
         )
 

@@ -22,6 +22,7 @@ from vault_service.errors import IntegrityError, InvalidArgument
 from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.lifecycle.events import BusinessEvents
 from vault_service.policy import Action
+from vault_service.policy.model import Dormancy
 from vault_service.service.access import Access
 from vault_service.service.types import CallContext
 from vault_service.storage import RecordStore
@@ -51,13 +52,14 @@ class Notices:
         keys: KeyHierarchy,
         store: RecordStore,
         events: BusinessEvents,
-        dormant_after: float,
+        rule: Dormancy | None,
     ) -> None:
         self.access = access
         self.keys = keys
         self.store = store
         self.events = events
-        self.dormant_after = dormant_after
+        #: the policy's dormancy rule (None: off, nothing is ever due)
+        self.rule = rule
 
     def list(
         self, call: CallContext, kind: str = "", page_size: int = 0, page_token: str = ""
@@ -73,7 +75,8 @@ class Notices:
         except ValueError:
             raise InvalidArgument("page_token is malformed") from None
         self.access.allow(call, Action.NOTICE_LIST)
-        if self.dormant_after <= 0:
+        rule = self.rule
+        if rule is None:
             return [], ""
         size = page_size or 100
         rows = self.store.due_notices(after, size + 1)
@@ -92,7 +95,7 @@ class Notices:
                 subject_id,
                 "dormancy",
                 due_at,
-                row.last_activity + self.dormant_after,
+                row.last_activity + rule.after,
                 audit_pseudonym(ref),
             )
             self.store.append_audit(

@@ -46,7 +46,7 @@ from vault_service.service import validate
 from vault_service.service.access import Access
 from vault_service.service.types import CallContext, RecordView
 from vault_service.storage import BlobStore, RecordStore, StoredRecord, SubjectState
-from vault_service.storage.rows import ReadOnceClaim
+from vault_service.storage.rows import KeyKind, ReadOnceClaim
 
 #: decrypted pieces of streamed content
 STREAM_PIECE = 1024 * 1024
@@ -185,6 +185,8 @@ class Reads:
         read_once = self.policy.categories[meta.category].retention.kind == "read_once"
         if read_once and ask.narrowable:
             self._refuse_narrowing(call, action, purpose, stored, decision, ask)
+        if stored.subject_state is SubjectState.DORMANT:
+            stored = self._wake(call, action, purpose, stored)
         data_key = self.keys.data_key(stored)
         try:
             fields, content = self._open(stored, data_key, visible, ask)
@@ -232,6 +234,21 @@ class Reads:
                 self.shredder.remove_blobs(claim.shredded)
             return Release(view)
         return Release(view, self._pieces(stored, data_key, ask, claim))
+
+    def _wake(
+        self, call: CallContext, action: Action, purpose: str, stored: StoredRecord
+    ) -> StoredRecord:
+        """A read allowed while the subject is dormant (a reactivation purpose) brings it back
+        before anything is decrypted: a separated key moves back under the live context, and
+        the record is read with that key (whoever moved it)."""
+        ref = stored.meta.subject_ref
+        self.activity.reactivate(ref)
+        if stored.key_kind is not KeyKind.SUBJECT:
+            return stored
+        live = self.store.get_subject_key(ref)
+        if live is None:  # erased meanwhile
+            raise self.missing(call, action, purpose, stored.meta.record_id)
+        return replace(stored, subject_key=live)
 
     def _refuse_narrowing(
         self,

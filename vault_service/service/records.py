@@ -37,7 +37,14 @@ from vault_service.policy.model import CONTENT_FIELD, Category
 from vault_service.service import validate
 from vault_service.service.access import Access
 from vault_service.service.types import CallContext, ContentStream, Limits
-from vault_service.storage import BlobStore, Idempotency, RecordMeta, RecordStore, RecordVersion
+from vault_service.storage import (
+    BlobStore,
+    Idempotency,
+    RecordMeta,
+    RecordStore,
+    RecordVersion,
+    SubjectState,
+)
 from vault_service.storage.blobs import blob_ref as version_blob_ref
 from vault_service.storage.rows import KeyKind, ShreddedRecord
 
@@ -228,7 +235,7 @@ class Records:
         ref = meta.subject_ref
         request = self.access.request(call, Action.RECORD_UPDATE, category=meta.category)
         self.access.check(call, request, ref=ref, record_id=record_id)
-        if self.store.get_subject_key(ref) is None:  # a record kept by law after an erasure
+        if self.store.subject_state(ref) in (None, SubjectState.ERASED):  # kept by law
             raise FailedPrecondition("subject was erased; its records kept by law are read-only")
         self._require_store_consent(call, Action.RECORD_UPDATE, ref, cat, record_id)
         key, kind = self.keys.key_for_write(ref, cat.retention.survives_erasure)

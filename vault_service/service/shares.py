@@ -122,6 +122,7 @@ class ShareItem:
 _READ_DENIALS = {
     "revoked": "share revoked or destroyed",
     "subject erased": "subject erased",
+    "subject dormant": "subject dormant",
     "tampered": "share tampered",
     "expired": "share expired",
 }
@@ -259,6 +260,10 @@ class Shares:
             share_id, recipient, purpose, tuple(record_ids), wanted, expires_at, event_name, event_period
         )
         wrapped_subject = self.store.get_subject_key(ref)
+        if wrapped_subject is None and self.store.get_separated_key(ref) is not None:
+            raise self.access.refuse(
+                call, Action.SHARE_CREATE, "subject dormant", purpose=purpose, ref=ref
+            )
         if wrapped_subject is None:
             raise NotFound()
         subject_key = self.keys.subject_key(ref, wrapped_subject)
@@ -315,9 +320,12 @@ class Shares:
     def judge(self, row: ShareRow) -> tuple[str, ShareTerms | None]:
         """Whether a share is live right now (server time), judged by its sealed terms, whatever
         its columns say: ("", terms) if it is, else why not ("revoked", "subject erased",
-        "tampered" or "expired") and no terms."""
+        "subject dormant", "tampered" or "expired") and no terms. A subject made dormant under a
+        separating rule ends its shares: its key is no share's to open any more."""
         if row.revoked_at is not None or row.share_key is None:
             return "revoked", None
+        if row.subject_key is None and row.subject_state == SubjectState.DORMANT.value:
+            return "subject dormant", None
         if row.subject_key is None or row.subject_state == SubjectState.ERASED.value:
             return "subject erased", None
         ref = row.subject_ref
@@ -436,8 +444,8 @@ class Shares:
     # sweeping ------------------------------------------------------------------------------------
     def sweep(self, batch: int = 500) -> int:
         """Destroy the keys and rows of every share that is revoked, expired (by its sealed
-        terms), tampered with, or whose subject was erased. A job run, audited. Returns how many
-        shares went."""
+        terms), tampered with, or whose subject was erased or separated (dormant). A job run,
+        audited. Returns how many shares went."""
         doomed: list[tuple[str, bytes]] = []
         after = ""
         while True:

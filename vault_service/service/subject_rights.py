@@ -53,10 +53,12 @@ class SubjectRights:
         self.clock = clock
 
     def set_restriction(self, call: CallContext, subject_id: str, restricted: bool) -> bool:
-        """Restrict processing or lift the restriction. False if the subject is unknown."""
+        """Restrict processing or lift the restriction. False if the subject is unknown. The
+        person's request is activity: a separated (dormant) subject is brought back first."""
         validate.subject_id(subject_id)
         ref = subject_ref(self.keys.index_key, subject_id)
         self.access.allow(call, Action.SUBJECT_RESTRICT, ref=ref)
+        self.keys.reactivate(ref)
         state = SubjectState.RESTRICTED if restricted else SubjectState.ACTIVE
         reason = "restricted" if restricted else "restriction lifted"
         audit = self.access.row(call, Action.SUBJECT_RESTRICT, reason, ref=ref)

@@ -43,9 +43,10 @@ class KeyInventory(abc.ABC):
     @abc.abstractmethod
     def subject_keys_not_at(
         self, version: str, limit: int, after: bytes | None
-    ) -> list[tuple[bytes, WrappedKey]]:
-        """Up to ``limit`` (subject_ref, wrapped key) not wrapped by ``version``, ordered by ref,
-        starting after ``after``."""
+    ) -> list[tuple[bytes, WrappedKey, bool]]:
+        """Up to ``limit`` (subject_ref, wrapped key, separated) not wrapped by ``version``,
+        ordered by ref, starting after ``after``; ``separated``: wrapped under the dormant
+        context (a dormant subject's separated key)."""
 
     @abc.abstractmethod
     def service_keys(self) -> list[tuple[str, WrappedKey]]:

@@ -232,4 +232,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE subjects ADD COLUMN sealed_id BLOB",
         ],
     ),
+    (
+        17,
+        [
+            # Separated storage of dormant subjects: set while the subject key is wrapped under
+            # the dormant context (crypto/context.py subject_key_context), cleared on reactivation.
+            "ALTER TABLE subject_keys ADD COLUMN separated_at REAL",
+        ],
+    ),
 ]

@@ -100,7 +100,44 @@ class RecordStore(KeyInventory):
 
     @abc.abstractmethod
     def get_subject_key(self, subject_ref: bytes) -> WrappedKey | None:
-        """The wrapped subject key, or None if absent or erased."""
+        """The wrapped subject key, or None if absent, erased or separated (dormant)."""
+
+    @abc.abstractmethod
+    def get_separated_key(self, subject_ref: bytes) -> WrappedKey | None:
+        """The subject key while it is separated (wrapped under the dormant context), else None."""
+
+    @abc.abstractmethod
+    def make_dormant(
+        self,
+        subject_ref: bytes,
+        before: float,
+        now: float,
+        audit: AuditRow | None,
+        separated: tuple[WrappedKey, WrappedKey] | None,
+        *,
+        provider: str,
+    ) -> bool:
+        """Make an active subject with no activity since ``before`` dormant, audited; with
+        ``separated`` (old, new), in the same transaction replace its key row ``old`` by ``new``
+        (wrapped under the dormant context) and mark it separated. False, changing nothing, if
+        the subject is not active, was active since ``before``, or its key row no longer holds
+        ``old``. RootVersionRetired if ``new``'s version of ``provider`` was closed."""
+
+    @abc.abstractmethod
+    def reactivate_subject(
+        self,
+        subject_ref: bytes,
+        old: WrappedKey,
+        new: WrappedKey,
+        now: float,
+        audit: AuditRow | None,
+        *,
+        provider: str,
+    ) -> bool:
+        """Bring a separated subject back: its key row ``old`` becomes ``new`` (wrapped under the
+        live context) and not separated, the subject active with activity ``now`` and its notice
+        withdrawn, audited, in one transaction. False, changing nothing, if the row no longer
+        holds ``old`` separated (rotated, reactivated or erased meanwhile)."""
 
     @abc.abstractmethod
     def create_subject_key(
@@ -151,8 +188,8 @@ class RecordStore(KeyInventory):
     def set_subject_state(
         self, subject_ref: bytes, state: SubjectState, now: float, audit: AuditRow | None
     ) -> bool:
-        """Move a live subject to ``state`` (active, restricted, dormant); False if it is unknown
-        or erased."""
+        """Move a live subject to ``state`` (active, restricted, dormant); False if it is unknown,
+        erased or separated (a separated subject comes back only by :meth:`reactivate_subject`)."""
 
     @abc.abstractmethod
     def subject_grants(self, subject_ref: bytes, purpose: str | None = None) -> list[Grant]:
@@ -280,8 +317,9 @@ class RecordStore(KeyInventory):
 
     @abc.abstractmethod
     def touch_subject(self, subject_ref: bytes, now: float) -> bool:
-        """Record activity: last_activity = now, a dormant subject becomes active again and its
-        dormancy notice is withdrawn. Returns True if a dormant subject was reactivated."""
+        """Record activity: last_activity = now, a dormant subject becomes active again (unless
+        separated: see :meth:`reactivate_subject`) and its dormancy notice is withdrawn. Returns
+        True if a dormant subject was reactivated."""
 
     @abc.abstractmethod
     def inactive_subjects(

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Protocol
 
 from vault_service import metrics
 from vault_service.audit.model import AuditRow
-from vault_service.errors import RootVersionRetired
+from vault_service.errors import RootVersionRetired, SubjectSeparated
 from vault_service.policy.model import Grant
 from vault_service.storage.records import RecordStore
 from vault_service.storage.rows import (
@@ -137,7 +137,13 @@ class SqlStoreBase(RecordStore):
     @staticmethod
     def _active(conn: Connection, subject_ref: bytes, now: float) -> None:
         """Inside a write transaction: a write is activity (dormancy): a dormant subject is
-        active again."""
+        active again. SubjectSeparated if it was made dormant with its key separated since the
+        writer got its key (the writer reactivates it and retries)."""
+        if conn.execute(
+            "SELECT 1 FROM subject_keys WHERE subject_ref = ? AND separated_at IS NOT NULL",
+            (subject_ref,),
+        ).fetchone():
+            raise SubjectSeparated()
         conn.execute(
             "UPDATE subjects SET last_activity = ?, state = CASE WHEN state = 'dormant'"
             " THEN 'active' ELSE state END WHERE subject_ref = ?",

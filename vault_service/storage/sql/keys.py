@@ -59,14 +59,14 @@ class SqlKeys(SqlStoreBase):
 
     def subject_keys_not_at(
         self, version: str, limit: int, after: bytes | None
-    ) -> list[tuple[bytes, WrappedKey]]:
+    ) -> list[tuple[bytes, WrappedKey, bool]]:
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT subject_ref, root_version, wrapped FROM subject_keys"
+                "SELECT subject_ref, root_version, wrapped, separated_at FROM subject_keys"
                 " WHERE root_version != ? AND subject_ref > ? ORDER BY subject_ref LIMIT ?",
                 (version, after or b"", limit),
             ).fetchall()
-        return [(as_bytes(r[0]), WrappedKey(r[1], as_bytes(r[2]))) for r in rows]
+        return [(as_bytes(r[0]), WrappedKey(r[1], as_bytes(r[2])), r[3] is not None) for r in rows]
 
     def service_keys(self) -> list[tuple[str, WrappedKey]]:
         with self._read() as conn:

@@ -99,8 +99,9 @@ class SqlShares(SqlStoreBase):
                 f"SELECT {self._SHARE_COLUMNS}, k.wrapped, sk.root_version, sk.wrapped, s.state"
                 " FROM shares sh JOIN subjects s ON s.subject_ref = sh.subject_ref"
                 " LEFT JOIN share_keys k ON k.share_id = sh.share_id"
+                # a separated (dormant) subject key is not the share's to open
                 " LEFT JOIN subject_keys sk ON sk.subject_ref = sh.subject_ref"
-                " WHERE sh.share_id = ?",
+                " AND sk.separated_at IS NULL WHERE sh.share_id = ?",
                 (share_id,),
             ).fetchone()
         if row is None:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from vault_service.audit.model import ALREADY_ERASED, AuditRow
-from vault_service.errors import FailedPrecondition, LegalHoldActive
+from vault_service.errors import FailedPrecondition, LegalHoldActive, SubjectSeparated
 from vault_service.key_providers.base import WrappedKey
 from vault_service.policy.model import Grant
 from vault_service.storage.rows import (
@@ -25,6 +25,10 @@ from vault_service.storage.rows import (
     SubjectState,
 )
 from vault_service.storage.sql.base import Connection, SqlStoreBase, as_bytes, count_shred
+
+
+class _Unchanged(Exception):
+    """Rolls a write transaction back that found its compare-and-set stale."""
 
 
 class SqlSubjects(SqlStoreBase):
@@ -42,10 +46,88 @@ class SqlSubjects(SqlStoreBase):
             row = conn.execute(
                 "SELECT sk.root_version, sk.wrapped FROM subject_keys sk JOIN subjects s"
                 " ON s.subject_ref = sk.subject_ref AND s.state != 'erased'"
-                " WHERE sk.subject_ref = ?",
+                " WHERE sk.subject_ref = ? AND sk.separated_at IS NULL",
                 (subject_ref,),
             ).fetchone()
         return WrappedKey(row[0], as_bytes(row[1])) if row else None
+
+    def get_separated_key(self, subject_ref: bytes) -> WrappedKey | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT root_version, wrapped FROM subject_keys"
+                " WHERE subject_ref = ? AND separated_at IS NOT NULL",
+                (subject_ref,),
+            ).fetchone()
+        return WrappedKey(row[0], as_bytes(row[1])) if row else None
+
+    def make_dormant(
+        self,
+        subject_ref: bytes,
+        before: float,
+        now: float,
+        audit: AuditRow | None,
+        separated: tuple[WrappedKey, WrappedKey] | None,
+        *,
+        provider: str,
+    ) -> bool:
+        try:
+            with self._write() as conn:
+                if separated is not None:
+                    self._refuse_closed_version(conn, provider, separated[1].root_version)
+                # still active, and still inactive (activity commits last_activity first)
+                changed = conn.execute(
+                    "UPDATE subjects SET state = 'dormant', updated_at = ? WHERE subject_ref = ?"
+                    " AND state = 'active' AND COALESCE(last_activity, created_at) <= ?",
+                    (now, subject_ref, before),
+                ).rowcount
+                if changed and separated is not None:
+                    old, new = separated
+                    moved = conn.execute(
+                        "UPDATE subject_keys SET root_version = ?, wrapped = ?, separated_at = ?"
+                        " WHERE subject_ref = ? AND wrapped = ? AND separated_at IS NULL",
+                        (new.root_version, new.ciphertext, now, subject_ref, old.ciphertext),
+                    ).rowcount
+                    if not moved:  # rewrapped meanwhile (rotation): the next run separates it
+                        raise _Unchanged()
+                if changed:
+                    self._audited(conn, audit)
+        except _Unchanged:
+            return False
+        return bool(changed)
+
+    def reactivate_subject(
+        self,
+        subject_ref: bytes,
+        old: WrappedKey,
+        new: WrappedKey,
+        now: float,
+        audit: AuditRow | None,
+        *,
+        provider: str,
+    ) -> bool:
+        with self._write() as conn:
+            self._refuse_closed_version(conn, provider, new.root_version)
+            # the subject row first, as every writer of a subject takes it (no lock-order cycle)
+            conn.execute(
+                f"SELECT 1 FROM subjects WHERE subject_ref = ?{self._FOR_UPDATE}", (subject_ref,)
+            ).fetchone()
+            moved = conn.execute(
+                "UPDATE subject_keys SET root_version = ?, wrapped = ?, separated_at = NULL"
+                " WHERE subject_ref = ? AND wrapped = ? AND separated_at IS NOT NULL",
+                (new.root_version, new.ciphertext, subject_ref, old.ciphertext),
+            ).rowcount
+            if moved:
+                conn.execute(
+                    "UPDATE subjects SET state = 'active', updated_at = ?, last_activity = ?"
+                    " WHERE subject_ref = ? AND state = 'dormant'",
+                    (now, now, subject_ref),
+                )
+                conn.execute(
+                    "DELETE FROM subject_events WHERE subject_ref = ? AND name = 'dormancy_notice'",
+                    (subject_ref,),
+                )
+                self._audited(conn, audit)
+        return bool(moved)
 
     def create_subject_key(
         self, subject_ref: bytes, wrapped: WrappedKey, now: float, *, provider: str
@@ -63,13 +145,16 @@ class SqlSubjects(SqlStoreBase):
             if row[0] == SubjectState.ERASED.value:
                 raise FailedPrecondition("subject was erased; use a new subject id")
             conn.execute(
-                "INSERT INTO subject_keys VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO subject_keys (subject_ref, root_version, wrapped, created_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (subject_ref, wrapped.root_version, wrapped.ciphertext, now),
             )
             key = conn.execute(
-                "SELECT root_version, wrapped FROM subject_keys WHERE subject_ref = ?",
+                "SELECT root_version, wrapped, separated_at FROM subject_keys WHERE subject_ref = ?",
                 (subject_ref,),
             ).fetchone()
+        if key[2] is not None:  # made dormant and separated since the caller looked
+            raise SubjectSeparated()
         return WrappedKey(key[0], as_bytes(key[1]))
 
     def _require_live_subject(self, conn: Connection, subject_ref: bytes) -> None:
@@ -135,10 +220,12 @@ class SqlSubjects(SqlStoreBase):
         if state is SubjectState.ERASED:
             raise ValueError("use erase_subject to erase")
         with self._write() as conn:
+            # a separated subject changes state only through reactivation (its key moves back)
             changed = conn.execute(
                 "UPDATE subjects SET state = ?, updated_at = ?"
-                " WHERE subject_ref = ? AND state != 'erased'",
-                (state.value, now, subject_ref),
+                " WHERE subject_ref = ? AND state != 'erased' AND NOT EXISTS (SELECT 1 FROM"
+                " subject_keys k WHERE k.subject_ref = ? AND k.separated_at IS NOT NULL)",
+                (state.value, now, subject_ref, subject_ref),
             ).rowcount
             if changed:
                 self._audited(conn, audit)
@@ -146,10 +233,12 @@ class SqlSubjects(SqlStoreBase):
 
     def touch_subject(self, subject_ref: bytes, now: float) -> bool:
         with self._write() as conn:
+            # (a separated subject wakes only through reactivate_subject: its key moves back)
             woke = conn.execute(
                 "UPDATE subjects SET state = 'active', updated_at = ?"
-                " WHERE subject_ref = ? AND state = 'dormant'",
-                (now, subject_ref),
+                " WHERE subject_ref = ? AND state = 'dormant' AND NOT EXISTS (SELECT 1 FROM"
+                " subject_keys k WHERE k.subject_ref = ? AND k.separated_at IS NOT NULL)",
+                (now, subject_ref, subject_ref),
             ).rowcount
             conn.execute(
                 "UPDATE subjects SET last_activity = ? WHERE subject_ref = ? AND state != 'erased'",
