@@ -3,8 +3,9 @@
 ::
 
     root key (provider, versioned)
-      wraps  service keys      "service-key" {name}: the index key, the audit signing key, and
-                               the legal key of each subject with records under legal retention
+      wraps  service keys      "service-key" {name}: the index key, the audit signing key, the
+                               blind index key of each searchable field, and the legal key of
+                               each subject with records under legal retention
       wraps  subject key       "subject-key" {subject}  ("dormant-subject-key" while its
                                subject is dormant and separated: only reactivation opens it)
         wraps  data key        "data-key"    {subject, record, version, category}
@@ -23,6 +24,7 @@ since this one last looked); then the provider is refreshed and the key wrapped 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -57,6 +59,8 @@ K = TypeVar("K", bound=SecretKey)
 
 INDEX_KEY_NAME = "subject-index"
 SIGNING_KEY_NAME = "audit-signing"
+#: the service key of a searchable field: this prefix, then "<category>.<field>"
+BLIND_INDEX_PREFIX = "blind-index:"
 #: how often a write retries after the store refused a retired root version (each retry first
 #: refreshes the provider's view of its versions)
 _WRAP_ATTEMPTS = 3
@@ -92,6 +96,9 @@ class KeyHierarchy:
         #: brings a separated (dormant) subject back before a write uses its key; the service
         #: sets it to the dormancy rule's reactivation (lifecycle/dormancy.py)
         self.reactivate: Callable[[bytes], bool] = _no_reactivation
+        #: the blind index keys of searchable fields, unwrapped once (service keys live on)
+        self._index_keys: dict[str, IndexKey] = {}
+        self._index_keys_lock = threading.Lock()
 
     # wrapping under the current primary root version --------------------------------------------
     def _store_wrapped(self, key: SecretKey, context: Context, put: Callable[[WrappedKey], T]) -> T:
@@ -135,6 +142,19 @@ class KeyHierarchy:
         """A service key, unwrapped (created on first use)."""
         stored = self.wrapped_service_key(name, key_type)
         return unwrapped(lambda: self.provider.unwrap(stored, service_key_context(name), key_type))
+
+    def blind_index_key(self, category: str, field: str) -> IndexKey:
+        """The key of one searchable field's blind index: the service key
+        ``blind-index:<category>.<field>`` (a key per field, so tokens of two fields never
+        match), created on first use and kept unwrapped in this process."""
+        name = f"{BLIND_INDEX_PREFIX}{category}.{field}"
+        with self._index_keys_lock:
+            cached = self._index_keys.get(name)
+        if cached is not None:
+            return cached
+        key = self.service_key(name, IndexKey)
+        with self._index_keys_lock:
+            return self._index_keys.setdefault(name, key)
 
     # subject and legal keys ----------------------------------------------------------------------
     def subject_key(self, ref: bytes, wrapped: WrappedKey) -> SubjectKey:

@@ -38,6 +38,7 @@ def token(role: str) -> str:
 # The purpose each role reads under (its own, if it has one; otherwise one it lacks).
 READ_PURPOSE = {"application": "matching", "clinic": "clinic_proposal"}
 EXPORT_PURPOSE = "subject_access"
+FIND_PURPOSE = "customer_support"  # may read member_profile.email, the searchable field
 
 
 def expected(rpc: str, role: str, grant: str, restricted: bool) -> str:
@@ -56,6 +57,8 @@ def expected(rpc: str, role: str, grant: str, restricted: bool) -> str:
         return "OK"
     if rpc == "ExportSubject":
         return "OK" if EXPORT_PURPOSE in spec.purposes else "PERMISSION_DENIED"
+    if rpc == "FindRecords":  # the static rights only: a record it may not read is left out
+        return "OK" if FIND_PURPOSE in spec.purposes else "PERMISSION_DENIED"
     if rpc == "RevokeConsent":
         return "OK" if grant != "absent" else "NOT_FOUND"
     if rpc == "CreateShare":  # a disclosure: needs the consent, and is refused under restriction
@@ -105,7 +108,7 @@ def test_authorization_table(server: Any) -> None:
     clients = {role: VaultClient(address, token(role)) for role in ROLES}
     setup = clients["application"]
     cases = list(itertools.product(sorted(RPC_ACTIONS), ROLES, GRANTS, RESTRICTED))
-    assert len(cases) == len(RPC_ACTIONS) * len(ROLES) * len(GRANTS) * len(RESTRICTED) == 26 * 6 * 8
+    assert len(cases) == len(RPC_ACTIONS) * len(ROLES) * len(GRANTS) * len(RESTRICTED) == 27 * 6 * 8
     wants = Counter(expected(*case) for case in cases)
     assert wants["OK"] > 50 and wants["PERMISSION_DENIED"] > 200 and wants["NOT_FOUND"] > 0
     assert expected("GetRecord", "application", "absent", True) == "PERMISSION_DENIED"
@@ -234,6 +237,8 @@ def _invoke(
         return c.restrict_record(rid, True)
     if rpc == "ListNotices":
         return c.list_notices()
+    if rpc == "FindRecords":
+        return c.find_records("member_profile", "email", "kim@example.kr", FIND_PURPOSE)
     raise AssertionError(f"no call for {rpc}: add it here")
 
 

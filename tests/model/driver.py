@@ -308,6 +308,16 @@ class Driver:
             return Actual(exc.status.value, bytes(got) if got else None, str(exc))
         return Actual(OK, bytes(got))
 
+    def find(self, category: str, field: str, value: str, purpose: str) -> Actual:
+        """FindRecords as the application, every page (of 3); value the set of record ids."""
+        try:
+            infos = list(
+                self.clients["app"].iter_find_records(category, field, value, purpose, page_size=3)
+            )
+        except VaultError as exc:
+            return _err(exc)
+        return Actual(OK, {i.record_id for i in infos})
+
     def list_records(self, subject: str) -> Actual:
         """ListRecords, every page; value {record_id: (category, version)}."""
         try:

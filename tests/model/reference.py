@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import math
 import tomllib
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ ANY_ERROR = frozenset({INVALID_ARGUMENT, PERMISSION_DENIED, NOT_FOUND, FAILED_PR
 HOUR, DAY = 3600.0, 86400.0
 #: the dormancy periods of the model's policy (tests/model/policy.toml [dormancy], scaled down)
 DORMANT_AFTER, DORMANCY_NOTICE, DORMANT_DESTROY_AFTER = 60 * DAY, 10 * DAY, 120 * DAY
+#: the searchable fields of the model's policy (tests/model/policy.toml) and their normalisations
+SEARCHABLE = {("note", "title"): "casefold", ("payment", "reference"): "exact"}
 #: D6: the range of every time in a request
 MAX_TIME = 253402300799.0
 #: D9: the most of a caller's value an error message may echo
@@ -822,6 +825,46 @@ class Model:
             return None
 
         return expect(op, statuses, check, OK=lambda a: self._released(r, a))
+
+    def find(self, category: str, field: str, value: str, purpose: str) -> Expect:
+        """FindRecords as the application (docs/policy.md "Searchable fields"): refused before
+        any lookup unless the role, the purpose and the field under it allow it; then exactly
+        the live records whose field equals the value after normalisation that a read of that
+        field would be allowed (step 1-5 of a read), in any order; a record in limbo may or may
+        not be found. Metadata only: no effect on the model."""
+        op = f"find {category}.{field}={value!r} for {purpose!r}"
+        pol = self.policy
+        if not pol.may("app", "record.find"):
+            return expect(op, {PERMISSION_DENIED})
+        if purpose not in pol.role_purposes[pol.principal_roles["app"]]:
+            return expect(op, {PERMISSION_DENIED})
+        if field not in pol.visible(purpose, category) - {"content"}:
+            return expect(op, {PERMISSION_DENIED})
+        how = SEARCHABLE[(category, field)]
+
+        def normal(v: str) -> str:
+            nfc = unicodedata.normalize("NFC", v)
+            return nfc if how == "exact" else unicodedata.normalize("NFC", nfc.strip().casefold())
+
+        must: set[str] = set()
+        may: set[str] = set()
+        for r in self.s.records.values():
+            if r.category != category or normal(r.fields.get(field, "")) != normal(value):
+                continue
+            if r.state == LIMBO:
+                may.add(r.label)
+            elif (
+                r.state == LIVE
+                and not self._authorize("app", "record.find", purpose, r, frozenset({field}))[0]
+            ):
+                must.add(r.label)
+
+        def check(found: set[str]) -> str | None:
+            if must <= found <= must | may:
+                return None
+            return f"found {sorted(found)}, expected {sorted(must)} (and maybe {sorted(may)})"
+
+        return expect(op, {OK}, check)
 
     def list_records(self, sid: str) -> Expect:
         """ListRecords: metadata of the subject's live records (records in limbo or consumed may

@@ -9,8 +9,9 @@ Rules: put (PutRecord, or UploadRecord streaming the content), invalid puts (und
 category or field, content where there is none, a message after the end marker), update (with
 and without expected_version), delete, get (every purpose, all fields or some, with and without
 content, as the application or roles without the action), download (whole and byte ranges),
-export, listings (records, consents, holds), grant and revoke consent (principal or role, with
-a start and an end, non-finite times), restrict and lift, record events (now, in the past,
+export, listings (records, consents, holds), FindRecords (by the value a record has or had in a
+searchable field, as stored or upper-cased, under every purpose), grant and revoke consent
+(principal or role, with a start and an end, non-finite times), restrict and lift, record events (now, in the past,
 invalid names and times), create shares (every kind of end, invalid ones too) and the usual
 consent-then-share flow, read shares (the recipient and another clinic), revoke shares, place
 and release holds (subject or record), an erasure under a hold, releasing all of a subject's
@@ -322,6 +323,26 @@ class LifecycleMachine(RuleBasedStateMachine):
             actual.value = self._labelled(actual.value)
         exp = self.model.list_consents(sid) if what == "consents" else self.model.list_holds(sid)
         self._check(exp, actual)
+
+    @rule(
+        label=records,
+        purpose=st.sampled_from(["care", "care", "research", "legal", "reactivate", "proposal"]),
+        shout=st.booleans(),
+    )
+    def find(self, label: str, purpose: str, shout: bool) -> None:
+        """FindRecords by the value one record has (or had) in a searchable field, as stored or
+        upper-cased with spaces (equal under "casefold", not under "exact")."""
+        r = self.model.s.records[label]
+        fields = [f for (c, f) in ref.SEARCHABLE if c == r.category]
+        if not fields or fields[0] not in r.fields:
+            return
+        value = r.fields[fields[0]]
+        if shout:
+            value = f"  {value.upper()} "
+        actual = self.vault.find(r.category, fields[0], value, purpose)
+        if actual.value is not None:
+            actual.value = {self.labels.get(k, f"?{k}") for k in actual.value}
+        self._check(self.model.find(r.category, fields[0], value, purpose), actual)
 
     @rule(sid=st.sampled_from(SUBJECTS))
     def export(self, sid: str) -> None:

@@ -207,3 +207,41 @@ def test_dormancy_errors_name_file_and_key(edit: tuple[str, str], message: str) 
         load_policy(DORMANCY.replace(*edit), "p.toml")
     with pytest.raises(ConfigError, match=re.escape("p.toml: dormancy: must be a table")):
         load_policy("dormancy = 3\n" + MIN, "p.toml")
+
+
+def test_searchable_fields_and_their_normalisations() -> None:
+    def note(searchable: str) -> str:
+        return MIN.replace(
+            'fields = ["text", "mood"]', f'fields = ["text", "mood"]\nsearchable = {searchable}'
+        )
+
+    listed = load_policy(note('["text"]'), "p.toml")
+    assert dict(listed.categories["note"].searchable) == {"text": "casefold"}
+    table = load_policy(note('{ text = "exact", mood = "casefold" }'), "p.toml")
+    assert dict(table.categories["note"].searchable) == {"text": "exact", "mood": "casefold"}
+    assert dict(load_policy(MIN, "p.toml").categories["note"].searchable) == {}
+
+
+@pytest.mark.parametrize(
+    ("category", "searchable", "message"),
+    [
+        (
+            "note",
+            '["nothing"]',
+            "p.toml: categories.note.searchable.nothing: not a field of the category",
+        ),
+        (
+            "note",
+            '{ text = "soundex" }',
+            "categories.note.searchable.text: must be one of: casefold, exact",
+        ),
+        ("note", "3", "categories.note.searchable: must be a table"),
+        ("note", '["text", "text"]', "categories.note.searchable: has duplicates"),
+        ("photo", '["content"]', "categories.photo.searchable.content: not a field of the category"),
+    ],
+)
+def test_searchable_errors_name_file_and_key(category: str, searchable: str, message: str) -> None:
+    anchor = 'fields = ["text", "mood"]' if category == "note" else "content = true"
+    text = MIN.replace(anchor, f"{anchor}\nsearchable = {searchable}", 1)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_policy(text, "p.toml")

@@ -79,6 +79,44 @@ class RecordsMixin(Transport):
         )
         return Page([RecordInfo.from_pb(m) for m in resp.records], resp.next_page_token)
 
+    def find_records(
+        self,
+        category: str,
+        field: str,
+        value: str,
+        purpose: str,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> Page:
+        """One page of the records of ``category`` whose searchable ``field`` equals ``value``
+        (after the field's normalisation) that ``purpose`` may read: metadata only."""
+        resp = self._call(
+            self._stub.FindRecords,
+            pb.FindRecordsRequest(
+                category=category,
+                field=field,
+                value=value,
+                purpose=purpose,
+                page_size=page_size,
+                page_token=page_token,
+            ),
+            timeout,
+        )
+        return Page([RecordInfo.from_pb(m) for m in resp.records], resp.next_page_token)
+
+    def iter_find_records(
+        self, category: str, field: str, value: str, purpose: str, page_size: int = 50
+    ) -> Iterator[RecordInfo]:
+        """Every record :meth:`find_records` finds, page by page."""
+        token = ""
+        while True:
+            page = self.find_records(category, field, value, purpose, page_size, token)
+            yield from page.records
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
     def iter_records(self, subject_id: str, page_size: int = 100) -> Iterator[RecordInfo]:
         """Every record of a subject, page by page."""
         token = ""

@@ -12,6 +12,8 @@ purpose-pseudonym/v1 purpose, 0x00, subject reference   a de-identified view's s
 idempotency/v1       the caller's idempotency key       the stored idempotency key
 put-request/v1       length-prefixed request parts      the digest an idempotent retry matches
 event/v1             subject ref, name, time (repr)     the MAC of a business event's time
+blind-index/v1       the normalised value (UTF-8)       a searchable field's index token,
+                                                        under that field's own key
 ===================  =================================  =====================================
 
 Every label is followed by a 0x00 byte. The audit pseudonym of a subject is not a MAC of its
@@ -23,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+import unicodedata
 from collections.abc import Iterable
 
 from vault_service.crypto.keys import IndexKey
@@ -32,9 +35,10 @@ PURPOSE_PSEUDONYM = b"purpose-pseudonym/v1"
 IDEMPOTENCY = b"idempotency/v1"
 PUT_REQUEST = b"put-request/v1"
 EVENT = b"event/v1"
+BLIND_INDEX = b"blind-index/v1"
 
 #: every label above: the tests check they are distinct and none is a prefix of another
-DOMAINS = (SUBJECT_REF, PURPOSE_PSEUDONYM, IDEMPOTENCY, PUT_REQUEST, EVENT)
+DOMAINS = (SUBJECT_REF, PURPOSE_PSEUDONYM, IDEMPOTENCY, PUT_REQUEST, EVENT, BLIND_INDEX)
 
 _U32 = struct.Struct(">I")
 
@@ -78,3 +82,23 @@ def request_digest(key: IndexKey, parts: Iterable[bytes]) -> bytes:
 def event_mac(key: IndexKey, ref: bytes, name: str, at: float) -> bytes:
     """The MAC that makes an edited business-event time detectable."""
     return _mac(key, EVENT, ref, b"\x00", name.encode(), b"\x00", repr(at).encode()).digest()
+
+
+def normalise(value: str, how: str) -> str:
+    """A searchable value as its index token sees it: "exact" is Unicode NFC; "casefold" is NFC,
+    surrounding white space removed, case folded (full Unicode folding, so "Straße" equals
+    "STRASSE"), and NFC again (folding can leave a string unnormalised)."""
+    nfc = unicodedata.normalize("NFC", value)
+    if how == "exact":
+        return nfc
+    if how == "casefold":
+        return unicodedata.normalize("NFC", nfc.strip().casefold())
+    raise ValueError(f"unknown normalisation {how!r}")
+
+
+def blind_index_token(key: IndexKey, how: str, value: str) -> bytes:
+    """The blind index token of a searchable field's value: HMAC-SHA-256 under the field's own
+    key (service key ``blind-index:<category>.<field>``) of the normalised value. Equal values
+    of one field give equal tokens (the leakage of equality search, docs/policy.md); tokens of
+    different fields or deployments never match."""
+    return _mac(key, BLIND_INDEX, normalise(value, how).encode()).digest()

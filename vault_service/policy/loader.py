@@ -14,6 +14,7 @@ from typing import Any
 from vault_service.errors import ConfigError
 from vault_service.policy.model import (
     CONTENT_FIELD,
+    NORMALISATIONS,
     UNTIL_ERASURE,
     Action,
     Category,
@@ -146,6 +147,21 @@ def _check_store_consent(
         raise ctx.fail(key, "the purpose does not cover this category")
 
 
+def _searchable(ctx: _Ctx, raw: Any, key: str, fields: frozenset[str]) -> dict[str, str]:
+    """``searchable = ["email"]`` (normalisation "casefold") or ``{ email = "casefold",
+    chart = "exact" }``: declared text fields only (never the content)."""
+    if isinstance(raw, list):
+        table: Mapping[str, Any] = dict.fromkeys(ctx.names(raw, key), "casefold")
+    else:
+        table = ctx.table(raw, key)
+    for name, how in table.items():
+        if name == CONTENT_FIELD or name not in fields:
+            raise ctx.fail(f"{key}.{name}", "not a field of the category (content is not searchable)")
+        if how not in NORMALISATIONS:
+            raise ctx.fail(f"{key}.{name}", f"must be one of: {', '.join(NORMALISATIONS)}")
+    return dict(table)
+
+
 def _dormancy(ctx: _Ctx, raw: Any) -> Dormancy | None:
     """The ``[dormancy]`` table (absent: dormancy is off)."""
     if raw is None:
@@ -193,7 +209,17 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
         ctx.name(name, key)
         t = ctx.table(raw, key)
         ctx.only(
-            t, key, {"fields", "content", "description", "identifiers", "retention", "store_consent"}
+            t,
+            key,
+            {
+                "fields",
+                "content",
+                "description",
+                "identifiers",
+                "retention",
+                "store_consent",
+                "searchable",
+            },
         )
         fields = ctx.names(t.get("fields", []), f"{key}.fields")
         for f in fields:
@@ -222,6 +248,7 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
             identifiers,
             retention,
             store_consent,
+            _searchable(ctx, t.get("searchable", []), f"{key}.searchable", fields),
         )
     if not categories:
         raise ctx.fail("categories", "at least one category is required")

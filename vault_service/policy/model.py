@@ -40,13 +40,22 @@ class Action(enum.Enum):
     KEYS_STATUS = "keys.status"
     AUDIT_QUERY = "audit.query"
     NOTICE_LIST = "notice.list"
+    RECORD_FIND = "record.find"
 
 
 #: The pseudo-field that stands for a record's binary content in purposes and field subsets.
 CONTENT_FIELD = "content"
 
-#: Actions that release plaintext; only these need a purpose.
-READ_ACTIONS = frozenset({Action.RECORD_GET, Action.SUBJECT_EXPORT, Action.SHARE_READ})
+#: Actions that release plaintext (or, for a search, whether a field equals a value); only these
+#: need a purpose.
+READ_ACTIONS = frozenset(
+    {Action.RECORD_GET, Action.SUBJECT_EXPORT, Action.SHARE_READ, Action.RECORD_FIND}
+)
+
+#: How a searchable field's value is normalised before its blind index token is computed
+#: (crypto/blind_index.py): "casefold" (Unicode NFC, surrounding white space removed, case
+#: folded: e-mail addresses, chart numbers) or "exact" (NFC only).
+NORMALISATIONS = ("casefold", "exact")
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,8 @@ class Category:
     #: this category to be stored or updated at all ("recorded only with the consent of
     #: both"); "" means no such condition
     store_consent: str = ""
+    #: fields with a blind index (FindRecords by equality), each with its normalisation
+    searchable: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ RPC_ACTIONS: dict[str, Action] = {
     "VerifyDeletion": Action.DELETION_VERIFY,
     "RestrictRecord": Action.RECORD_RESTRICT,
     "ListNotices": Action.NOTICE_LIST,
+    "FindRecords": Action.RECORD_FIND,
 }
 
 

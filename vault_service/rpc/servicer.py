@@ -123,6 +123,18 @@ class VaultServicer(pb_grpc.VaultServicer):
         )
         return pb.ListRecordsResponse(records=[_meta(m) for m in rows], next_page_token=token)
 
+    def FindRecords(self, request: pb.FindRecordsRequest, context: Any) -> pb.FindRecordsResponse:
+        rows, token = self._svc.find_records(
+            current_call.get(),
+            request.category,
+            request.field,
+            request.value,
+            request.purpose,
+            request.page_size,
+            request.page_token,
+        )
+        return pb.FindRecordsResponse(records=[_meta(m) for m in rows], next_page_token=token)
+
     def UpdateRecord(self, request: pb.UpdateRecordRequest, context: Any) -> pb.UpdateRecordResponse:
         record_id, version = self._svc.update_record(
             current_call.get(),

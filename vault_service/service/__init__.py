@@ -18,6 +18,7 @@ shares             time-limited, field-limited shares to a recipient
 holds              legal holds, and the release that carries out what they deferred
 audit_queries      the auditor's audit search
 notices            the lifecycle notices due for the application to send (dormancy)
+search             FindRecords: records by a searchable field's value (blind index)
 =================  ===========================================================================
 
 Destruction (erasure, shredding, retention, dormancy, ledger replay, verification) lives in
@@ -55,6 +56,7 @@ from vault_service.service.holds import Holds
 from vault_service.service.notices import Notice, Notices
 from vault_service.service.reads import Reads
 from vault_service.service.records import Records
+from vault_service.service.search import Search
 from vault_service.service.shares import Shares, ShareTerms
 from vault_service.service.subject_rights import SubjectRights
 from vault_service.service.types import CallContext, ContentStream, Limits, RecordView
@@ -127,6 +129,7 @@ class VaultService:
         )
         self.holds = Holds(self.access, keys, store, self.eraser, clock)
         self.audit_queries = AuditQueries(self.access, store)
+        self.search = Search(self.access, keys, store, self.reads, policy, clock)
         self.notices = Notices(self.access, keys, store, self.business_events, policy.dormancy)
         self.verifier = DeletionVerifier(store, ledger, keys, self.shredder, policy, clock, schedule)
         self.replayer = Replayer(ledger, store, self.shredder, self.eraser, clock)
@@ -258,6 +261,18 @@ class VaultService:
 
     def restrict_record(self, call: CallContext, record_id: str, restricted: bool) -> bool:
         return self.records.restrict(call, record_id, restricted)
+
+    def find_records(
+        self,
+        call: CallContext,
+        category: str,
+        field: str,
+        value: str,
+        purpose: str,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[RecordMeta], str]:
+        return self.search.find(call, category, field, value, purpose, page_size, page_token)
 
     def list_notices(
         self, call: CallContext, kind: str = "", page_size: int = 0, page_token: str = ""

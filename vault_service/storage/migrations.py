@@ -240,4 +240,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE subject_keys ADD COLUMN separated_at REAL",
         ],
     ),
+    (
+        19,
+        [
+            # Blind indexes of searchable fields (FindRecords): one token per indexed field of a
+            # record's current version, under that field's own key; deleted with the record
+            # (shred, erasure, a read-once record consumed) in the same transaction.
+            "CREATE TABLE blind_index ("
+            " token BLOB NOT NULL, record_id TEXT NOT NULL, subject_ref BLOB NOT NULL,"
+            " key_kind TEXT NOT NULL, PRIMARY KEY (token, record_id))",
+            "CREATE INDEX blind_index_by_record ON blind_index(record_id)",
+            "CREATE INDEX blind_index_by_subject ON blind_index(subject_ref)",
+        ],
+    ),
 ]

@@ -185,6 +185,11 @@ class RecordStore(KeyInventory):
         transaction."""
 
     @abc.abstractmethod
+    def find_records(self, token: bytes, category: str, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` ids of live records of ``category`` whose current version has the
+        blind index ``token``, in id order after ``after`` (FindRecords)."""
+
+    @abc.abstractmethod
     def set_subject_state(
         self, subject_ref: bytes, state: SubjectState, now: float, audit: AuditRow | None
     ) -> bool:
@@ -436,6 +441,10 @@ class RecordStore(KeyInventory):
     @abc.abstractmethod
     def append_audit(self, audit: AuditRow) -> None:
         """Write one audit row on its own (for reads and denials)."""
+
+    @abc.abstractmethod
+    def append_audits(self, audits: Sequence[AuditRow]) -> None:
+        """Write several audit rows in one transaction (all or none: a search's page)."""
 
     @abc.abstractmethod
     def audit_rows(self, limit: int = 1000) -> list[AuditRow]:

@@ -1590,3 +1590,67 @@ class ListNoticesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListNoticesResponse: _TypeAlias = ListNoticesResponse  # noqa: Y015
+
+@_typing.final
+class FindRecordsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    category: _builtins.str
+    """A category declared in the policy, and one of its fields marked searchable."""
+    field: _builtins.str
+    value: _builtins.str
+    """The value to match after the field's normalisation ("casefold": NFC, trimmed, case folded;
+    "exact": NFC). 1..1024 characters.
+    """
+    purpose: _builtins.str
+    """Why the caller searches: the purpose must allow reading the field."""
+    page_size: _builtins.int
+    """1..100; 0 means 50."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        category: _builtins.str = ...,
+        field: _builtins.str = ...,
+        value: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "field", b"field", "page_size", b"page_size", "page_token", b"page_token", "purpose", b"purpose", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindRecordsRequest: _TypeAlias = FindRecordsRequest  # noqa: Y015
+
+@_typing.final
+class FindRecordsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty when there are no more pages."""
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordMetadata]: ...
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___RecordMetadata] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindRecordsResponse: _TypeAlias = FindRecordsResponse  # noqa: Y015

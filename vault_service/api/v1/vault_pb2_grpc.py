@@ -165,6 +165,11 @@ class VaultStub:
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListNoticesRequest.SerializeToString,
                 response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListNoticesResponse.FromString,
                 _registered_method=True)
+        self.FindRecords = channel.unary_unary(
+                '/vault.v1.Vault/FindRecords',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.FindRecordsRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.FindRecordsResponse.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -357,6 +362,15 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindRecords(self, request, context):
+        """Records whose searchable field equals a value (a blind index; equality only), metadata only,
+        to a caller whose purpose may read that field. A record the caller may not read is left out,
+        so a value whose matches are all refused answers like one that matches nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -489,6 +503,11 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.ListNotices,
                     request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListNoticesRequest.FromString,
                     response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListNoticesResponse.SerializeToString,
+            ),
+            'FindRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindRecords,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.FindRecordsRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.FindRecordsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1194,6 +1213,33 @@ class Vault:
             '/vault.v1.Vault/ListNotices',
             vault__service_dot_api_dot_v1_dot_vault__pb2.ListNoticesRequest.SerializeToString,
             vault__service_dot_api_dot_v1_dot_vault__pb2.ListNoticesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/FindRecords',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.FindRecordsRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.FindRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

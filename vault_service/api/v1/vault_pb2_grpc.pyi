@@ -99,6 +99,11 @@ class VaultStub:
     """The lifecycle notices due for the application to send (a dormancy notice before a subject
     becomes dormant), named by the subject ids the application used. Poll it.
     """
+    FindRecords: _grpc.UnaryUnaryMultiCallable[_vault_pb2.FindRecordsRequest, _vault_pb2.FindRecordsResponse]
+    """Records whose searchable field equals a value (a blind index; equality only), metadata only,
+    to a caller whose purpose may read that field. A record the caller may not read is left out,
+    so a value whose matches are all refused answers like one that matches nothing.
+    """
 
 @_typing.type_check_only
 class VaultAsyncStub(VaultStub):
@@ -164,6 +169,11 @@ class VaultAsyncStub(VaultStub):
     ListNotices: _aio.UnaryUnaryMultiCallable[_vault_pb2.ListNoticesRequest, _vault_pb2.ListNoticesResponse]  # type: ignore[assignment]
     """The lifecycle notices due for the application to send (a dormancy notice before a subject
     becomes dormant), named by the subject ids the application used. Poll it.
+    """
+    FindRecords: _aio.UnaryUnaryMultiCallable[_vault_pb2.FindRecordsRequest, _vault_pb2.FindRecordsResponse]  # type: ignore[assignment]
+    """Records whose searchable field equals a value (a blind index; equality only), metadata only,
+    to a caller whose purpose may read that field. A record the caller may not read is left out,
+    so a value whose matches are all refused answers like one that matches nothing.
     """
 
 class VaultServicer(metaclass=_abc_1.ABCMeta):
@@ -383,6 +393,17 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_vault_pb2.ListNoticesResponse, _abc.Awaitable[_vault_pb2.ListNoticesResponse]]:
         """The lifecycle notices due for the application to send (a dormancy notice before a subject
         becomes dormant), named by the subject ids the application used. Poll it.
+        """
+
+    @_abc_1.abstractmethod
+    def FindRecords(
+        self,
+        request: _vault_pb2.FindRecordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.FindRecordsResponse, _abc.Awaitable[_vault_pb2.FindRecordsResponse]]:
+        """Records whose searchable field equals a value (a blind index; equality only), metadata only,
+        to a caller whose purpose may read that field. A record the caller may not read is left out,
+        so a value whose matches are all refused answers like one that matches nothing.
         """
 
 def add_VaultServicer_to_server(servicer: VaultServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

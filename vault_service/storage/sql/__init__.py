@@ -29,6 +29,7 @@ from vault_service.storage.sql.holds import SqlHolds
 from vault_service.storage.sql.keys import SqlKeys
 from vault_service.storage.sql.leases import SqlLeases
 from vault_service.storage.sql.records import SqlRecords
+from vault_service.storage.sql.search import SqlSearch
 from vault_service.storage.sql.shares import SqlShares
 from vault_service.storage.sql.subjects import SqlSubjects
 
@@ -37,6 +38,7 @@ __all__ = ["AUDIT_CHAIN_LOCK", "Connection", "SqlRecordStore"]
 
 class SqlRecordStore(
     SqlRecords,
+    SqlSearch,
     SqlSubjects,
     SqlHolds,
     SqlShares,

@@ -9,7 +9,7 @@ deletes only a prefix of the chain.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from vault_service import metrics, security_events
@@ -68,6 +68,11 @@ class SqlAudit(SqlStoreBase):
     def append_audit(self, audit: AuditRow) -> None:
         with self._write() as conn:
             self._audited(conn, audit)
+
+    def append_audits(self, audits: Sequence[AuditRow]) -> None:
+        with self._write() as conn:
+            for audit in audits:
+                self._audited(conn, audit)
 
     _ENTRY = (
         "SELECT seq, at, principal, action, decision, reason, purpose, subject_pseudonym,"

@@ -60,6 +60,13 @@ class SqlRecords(SqlStoreBase):
             "INSERT INTO record_payloads VALUES (?, ?, ?, ?)",
             [(new.record_id, new.version, name, ct) for name, ct in new.payloads.items()],
         )
+        # the blind index follows the current version: the replaced version's tokens go
+        conn.execute("DELETE FROM blind_index WHERE record_id = ?", (new.record_id,))
+        conn.executemany(
+            "INSERT INTO blind_index (token, record_id, subject_ref, key_kind) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [(t, new.record_id, new.subject_ref, new.key_kind) for t in new.index_tokens],
+        )
 
     def insert_record(
         self,
@@ -297,6 +304,7 @@ class SqlRecords(SqlStoreBase):
             " UNION SELECT blob_ref FROM records WHERE record_id = ? AND blob_ref IS NOT NULL",
             (record_id, record_id),
         ).fetchall()
+        conn.execute("DELETE FROM blind_index WHERE record_id = ?", (record_id,))
         conn.execute("DELETE FROM record_keys WHERE record_id = ?", (record_id,))
         conn.execute("DELETE FROM records WHERE record_id = ?", (record_id,))
         conn.execute(
@@ -345,8 +353,9 @@ class SqlRecords(SqlStoreBase):
                 return None
             ref = as_bytes(row[0])
             held = self._defer_if_held(conn, ref, record_id, deferred, None)
-            if held:
+            if held:  # kept for the hold, found by no read (nor search) again
                 conn.execute("UPDATE records SET consumed_at = ? WHERE record_id = ?", (now, record_id))
+                conn.execute("DELETE FROM blind_index WHERE record_id = ?", (record_id,))
             else:
                 blobs = self._shred_rows(conn, record_id, ref)
             # the audit chain's lock last, held as briefly as possible
@@ -366,3 +375,4 @@ class SqlRecords(SqlStoreBase):
                 "UPDATE records SET consumed_at = COALESCE(consumed_at, ?) WHERE record_id = ?",
                 (now, record_id),
             )
+            conn.execute("DELETE FROM blind_index WHERE record_id = ?", (record_id,))

@@ -191,9 +191,14 @@ class SqlSubjects(SqlStoreBase):
                     " WHERE subject_ref = ? AND state != 'erased'",
                     (now, now, subject_ref),
                 ).rowcount
-                # what only the subject key could read goes with it (a handful of rows)
+                # what only the subject key could read goes with it (a handful of rows), and
+                # the blind index of its records (those kept by law stay findable)
                 for table in ("consent_grants", "subject_events"):
                     conn.execute(f"DELETE FROM {table} WHERE subject_ref = ?", (subject_ref,))
+                conn.execute(
+                    "DELETE FROM blind_index WHERE subject_ref = ? AND key_kind = 'subject'",
+                    (subject_ref,),
+                )
                 if audit is not None and not (deleted or flipped):  # a concurrent erasure won
                     audit = replace(audit, reason=ALREADY_ERASED)
                 self._audited(conn, audit)
