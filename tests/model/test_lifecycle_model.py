@@ -11,8 +11,8 @@ and without expected_version), delete, get (every purpose, all fields or some, w
 content, as the application or roles without the action), download (whole and byte ranges),
 export, listings (records, consents, holds), FindRecords (by the value a record has or had in a
 searchable field, as stored or upper-cased, under every purpose), grant and revoke consent
-(principal or role, with a start and an end, non-finite times), restrict and lift, record events (now, in the past,
-invalid names and times), create shares (every kind of end, invalid ones too) and the usual
+(principal or role, with a start and an end, non-finite times), restrict and lift, record
+events (now, in the past, invalid names and times), create shares (every kind of end, invalid ones too) and the usual
 consent-then-share flow, read shares (the recipient and another clinic), revoke shares, place
 and release holds (subject or record), an erasure under a hold, releasing all of a subject's
 holds, erase, advance the clock (then the jobs the background loops run: purge, share sweep,
