@@ -5,20 +5,21 @@ answer. An answer the model does not allow fails the test naming the operation, 
 expected and the status (and value) received; the failing sequence is shrunk and printed with a
 line per operation. Every call into the vault goes through :mod:`tests.model.driver`.
 
-Rules: put (PutRecord, or UploadRecord streaming the content), invalid puts (undeclared
-category or field, content where there is none, a message after the end marker), update (with
-and without expected_version), delete, get (every purpose, all fields or some, with and without
-content, as the application or roles without the action), download (whole and byte ranges),
-export, listings (records, consents, holds), FindRecords (by the value a record has or had in a
-searchable field, as stored or upper-cased, under every purpose), grant and revoke consent
-(principal or role, with a start and an end, non-finite times), restrict and lift, record
-events (now, in the past, invalid names and times), create shares (every kind of end, invalid ones too) and the usual
+Rules: put (PutRecord, or UploadRecord streaming the content), invalid puts (undeclared category
+or field, content where there is none, a message after the end marker), update (with and without
+expected_version), delete, get (every purpose, all fields or some, with and without content, as
+the application or roles without the action), download (whole and byte ranges), export, listings
+(records, consents, holds), FindRecords (by the value a record has or had in a searchable field,
+as stored or upper-cased, under every purpose), grant and revoke consent (principal or role,
+with a start and an end, non-finite times), restrict and lift, record events (now, in the past,
+invalid names and times), create shares (every kind of end, invalid ones too) and the usual
 consent-then-share flow, read shares (the recipient and another clinic), revoke shares, place
 and release holds (subject or record), an erasure under a hold, releasing all of a subject's
 holds, erase, advance the clock (then the jobs the background loops run: purge, share sweep,
 retention sweep), the dormancy sweep, backup (server stopped, data directory copied, restarted),
-restore (a chosen backup or the newest), and a key epoch (rotate, rewrap, retire, destroy --mark,
-destroy as separate vaultctl processes while the server runs, then a new subject, then a restart).
+restore (a chosen backup or the newest), and a key epoch (rotate, rewrap, retire, destroy
+--mark, destroy as separate vaultctl processes while the server runs, then a new subject, then a
+restart).
 
 Invariants, beside each answer: after every backup, restore and key epoch, and as a rule,
 everything the model says is live reads back exactly and everything destroyed does not,
