@@ -21,6 +21,7 @@ MODULES = [
     "benchmarks.bench_keys",
     "benchmarks.bench_large_objects",
     "benchmarks.bench_lifecycle",
+    "benchmarks.bench_tracing",
 ]
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
 
