@@ -52,9 +52,13 @@ def _start_echo() -> _Target:
     return _Target("echo", f"127.0.0.1:{int(proc.stdout.readline())}", proc)
 
 
-def _start_vault(name: str, home: Path, workers: int, dsn: str = "") -> _Target:
+def start_vault(
+    name: str, home: Path, workers: int, dsn: str = "", config: dict[str, str] | None = None
+) -> _Target:
+    """A ``vaultctl serve`` on a new home with GET_RECORDS records; ``config``: more settings
+    (write_config's ``section__key`` form)."""
     home.mkdir(parents=True)
-    extra = {"logging__level": '"WARNING"'}
+    extra = {"logging__level": '"WARNING"', **(config or {})}
     if dsn:
         extra |= {"storage__backend": '"postgres"', "storage__postgres_dsn": f'"{dsn}"'}
         extra |= {"storage__postgres_pool_max": "16"}
@@ -83,7 +87,7 @@ def _start_vault(name: str, home: Path, workers: int, dsn: str = "") -> _Target:
     return target
 
 
-def _load(target: _Target, mode: str) -> dict[str, float]:
+def load(target: _Target, mode: str) -> dict[str, float]:
     args = [sys.executable, "-m", "benchmarks.load_client", target.addr, mode, str(SECONDS)]
     if target.ids_file is not None:
         args.append(str(target.ids_file))
@@ -101,7 +105,7 @@ def _load(target: _Target, mode: str) -> dict[str, float]:
     return result
 
 
-def _stop(target: _Target) -> None:
+def stop(target: _Target) -> None:
     target.proc.terminate()
     target.proc.wait(60)
 
@@ -114,18 +118,18 @@ def run() -> list[Result]:
             home = Path(tmp)
             targets = [
                 _start_echo(),
-                _start_vault("sqlite-1", home / "s1", 1),
-                _start_vault("postgres-1", home / "p1", 1, cluster.new_database()),
-                _start_vault("postgres-2", home / "p2", 2, cluster.new_database()),
-                _start_vault("sqlite-2", home / "s2", 2),
+                start_vault("sqlite-1", home / "s1", 1),
+                start_vault("postgres-1", home / "p1", 1, cluster.new_database()),
+                start_vault("postgres-2", home / "p2", 2, cluster.new_database()),
+                start_vault("sqlite-2", home / "s2", 2),
             ]
             for _ in range(REPEATS):  # interleaved, so that drift hits every target alike
                 for t in targets:
                     for op in ("put", "get"):
                         mode = f"echo-{op}" if t.name == "echo" else op
-                        t.runs.setdefault(op, []).append(_load(t, mode))
+                        t.runs.setdefault(op, []).append(load(t, mode))
             for t in targets:
-                _stop(t)
+                stop(t)
     finally:
         for t in targets:
             if t.proc.poll() is None:

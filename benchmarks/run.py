@@ -22,6 +22,7 @@ MODULES = [
     "benchmarks.bench_large_objects",
     "benchmarks.bench_lifecycle",
     "benchmarks.bench_search",
+    "benchmarks.bench_tracing",
 ]
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
 

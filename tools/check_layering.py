@@ -5,7 +5,7 @@
                                                                        storage, audit
     client              ->  (the generated api only)
     crypto, policy      :   pure (no I/O modules, no vendor SDKs)
-    errors, clock, ids, config, faults, logs, metrics, security_events, api: leaves
+    errors, clock, ids, config, faults, logs, metrics, tracing, security_events, api: leaves
 
 Also checked: no import cycle between modules (imports under ``if TYPE_CHECKING:`` excepted), no
 use of another module's private names (``other._name``, ``from x import _name``), only
@@ -35,6 +35,7 @@ LEAVES = {
     "faults",
     "logs",
     "metrics",
+    "tracing",
     "security_events",
 }
 _CORE = {"crypto", "policy", "key_providers", "storage", "audit"}

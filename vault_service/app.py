@@ -29,7 +29,7 @@ from vault_service.policy import Policy, Principal, PrincipalEntry, load_policy
 from vault_service.policy.model import token_digest
 from vault_service.security_events import DenialWatch
 from vault_service.service import Limits, VaultService
-from vault_service.storage import BlobStore, FilesystemBlobStore, RecordStore
+from vault_service.storage import BlobStore, FilesystemBlobStore, RecordStore, TracedBlobStore
 from vault_service.storage.factory import open_migrated_store
 
 log = logging.getLogger("vault_service.app")
@@ -81,21 +81,22 @@ def clock_for(config: Config) -> Clock:
 
 
 def build_blob_store(config: Config, env: Mapping[str, str]) -> BlobStore:
-    """The configured blob store."""
+    """The configured blob store, its calls traced (spans only while tracing is on)."""
     st = config.storage
     if st.blob_backend == "s3":
         if not st.s3_bucket:
             raise ConfigError('storage.s3_bucket: required with blob_backend = "s3"')
         from vault_service.storage.s3 import S3BlobStore
 
-        return S3BlobStore(
+        s3 = S3BlobStore(
             st.s3_bucket,
             prefix=st.s3_prefix,
             endpoint_url=st.s3_endpoint_url or None,
             region=st.s3_region,
             env=env,
         )
-    return FilesystemBlobStore(config.path(st.blob_dir))
+        return TracedBlobStore(s3, "s3")
+    return TracedBlobStore(FilesystemBlobStore(config.path(st.blob_dir)), "filesystem")
 
 
 def load_policy_file(config: Config) -> Policy:

@@ -224,6 +224,31 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class TracingConfig:
+    """[tracing]"""
+
+    exporter: str = "off"
+    """"off": no tracing (OpenTelemetry is not even imported); "otlp": spans to an OpenTelemetry
+    collector over OTLP/gRPC; "console": spans as JSON on standard error (development). Needs
+    the ``tracing`` extra. Spans never carry PHI or identifiers (docs/operations.md)."""
+    otlp_endpoint: str = "http://127.0.0.1:4317"
+    """otlp: the collector, ``http://host:port`` (plaintext) or ``https://host:port`` (TLS; a
+    private CA through OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE)."""
+    otlp_timeout_seconds: float = 5.0
+    """otlp: longest an export (with its retries) may take; spans are exported in the
+    background, so this bounds only the export thread and the flush at shutdown."""
+    service_name: str = "vault-service"
+    """The ``service.name`` of the spans' resource."""
+    sample_ratio: float = 1.0
+    """Share of traces recorded when the caller sends no trace context (0 to 1); a caller's
+    sampling decision, in its ``traceparent``, is followed."""
+    export_interval_seconds: float = 2.0
+    """How often queued spans are sent."""
+    max_queue_size: int = 2048
+    """Spans waiting for export; beyond this, new spans are dropped (never a call delayed)."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -238,6 +263,7 @@ class Config:
     base_dir: Path
     metrics: MetricsConfig = MetricsConfig()
     security: SecurityConfig = SecurityConfig()
+    tracing: TracingConfig = TracingConfig()
 
     def path(self, value: str) -> Path:
         """Resolve a configured path against the config file's directory."""
@@ -255,6 +281,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "logging": LoggingConfig,
     "metrics": MetricsConfig,
     "security": SecurityConfig,
+    "tracing": TracingConfig,
 }
 _CHOICES = {
     ("storage", "backend"): {"sqlite", "postgres"},
@@ -264,6 +291,7 @@ _CHOICES = {
     ("keys", "transit_binding"): {"derived", "associated_data"},
     ("logging", "level"): {"DEBUG", "INFO", "WARNING", "ERROR"},
     ("logging", "format"): {"json", "text"},
+    ("tracing", "exporter"): {"off", "otlp", "console"},
 }
 
 
@@ -357,6 +385,7 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
         base,
         built["metrics"],
         built["security"],
+        built["tracing"],
     )
 
 
@@ -398,8 +427,28 @@ def _check_sections(source: str, built: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"{source}: security.repeated_denials_threshold must be >= 1 and the window > 0"
         )
+    _check_tracing(source, built["tracing"])
     tls: TlsConfig = built["tls"]
     if bool(tls.cert_file) != bool(tls.key_file):
         raise ConfigError(f"{source}: tls.cert_file and tls.key_file go together")
     if tls.client_ca_file and not tls.cert_file:
         raise ConfigError(f"{source}: tls.client_ca_file needs tls.cert_file and tls.key_file")
+
+
+def _check_tracing(source: str, tracing: TracingConfig) -> None:
+    if not 0.0 <= tracing.sample_ratio <= 1.0:
+        raise ConfigError(f"{source}: tracing.sample_ratio: must be between 0 and 1")
+    if tracing.otlp_timeout_seconds <= 0 or tracing.export_interval_seconds <= 0:
+        raise ConfigError(
+            f"{source}: tracing.otlp_timeout_seconds and tracing.export_interval_seconds must be > 0"
+        )
+    if tracing.max_queue_size < 1:
+        raise ConfigError(f"{source}: tracing.max_queue_size: must be >= 1")
+    if not tracing.service_name:
+        raise ConfigError(f"{source}: tracing.service_name: must not be empty")
+    scheme, sep, rest = tracing.otlp_endpoint.partition("://")
+    host, _, port = rest.rstrip("/").rpartition(":")
+    if scheme not in ("http", "https") or not sep or not host or not port.isdigit():
+        raise ConfigError(
+            f"{source}: tracing.otlp_endpoint: expected http://host:port or https://host:port"
+        )

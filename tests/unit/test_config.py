@@ -23,6 +23,7 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert cfg.policy_path == (tmp_path / "p.toml").resolve()
     assert cfg.path(cfg.storage.sqlite_path) == (tmp_path / "var" / "vault.db").resolve()
     assert cfg.path("/abs/x") == Path("/abs/x")
+    assert cfg.tracing.exporter == "off"  # tracing is asked for, never on by default
 
 
 def test_environment_overrides(tmp_path: Path) -> None:
@@ -82,6 +83,32 @@ def test_environment_overrides(tmp_path: Path) -> None:
             {},
             "[dormancy] destroy_after_days",
         ),
+        # [tracing]
+        (
+            "[tracing]\nexporter = 'jaeger'\n",
+            {},
+            "tracing.exporter: 'jaeger' is not one of console, off, otlp",
+        ),
+        ("[tracing]\nendpoint = 'x'\n", {}, "tracing.endpoint: unknown key"),
+        (
+            "",
+            {"VAULT_TRACING_EXPORTER": "zipkin"},
+            "VAULT_TRACING_EXPORTER: 'zipkin' is not one of console, off, otlp",
+        ),
+        ("[tracing]\nsample_ratio = 1.5\n", {}, "tracing.sample_ratio: must be between 0 and 1"),
+        ("[tracing]\nsample_ratio = 'all'\n", {}, "tracing.sample_ratio: expected a float, got str"),
+        (
+            "[tracing]\notlp_endpoint = 'collector:4317'\n",
+            {},
+            "tracing.otlp_endpoint: expected http://host:port or https://host:port",
+        ),
+        (
+            "[tracing]\notlp_timeout_seconds = 0\n",
+            {},
+            "tracing.otlp_timeout_seconds and tracing.export_interval_seconds must be > 0",
+        ),
+        ("[tracing]\nmax_queue_size = 0\n", {}, "tracing.max_queue_size: must be >= 1"),
+        ("[tracing]\nservice_name = ''\n", {}, "tracing.service_name: must not be empty"),
     ],
 )
 def test_precise_errors(tmp_path: Path, body: str, env: dict[str, str], message: str) -> None:

@@ -40,7 +40,9 @@ class VaultClient(
     """A connection to vault-service.
 
     ``address`` is ``host:port``; ``token`` the bearer token. ``timeout`` is the default deadline
-    of every call in seconds. Pass ``channel_credentials`` for TLS.
+    of every call in seconds. Pass ``channel_credentials`` for TLS, and ``call_metadata`` (a
+    function returning extra metadata pairs, called per call) to send the caller's trace
+    context (docs/operations.md, "Tracing", has the OpenTelemetry one-liner).
     """
 
     @classmethod

@@ -1,6 +1,8 @@
 """The connection under every client method: the channel and its credentials, the bearer token
 as call metadata, the default deadline, and gRPC statuses turned into ``vault_service.errors``
-classes carrying the server's correlation id.
+classes carrying the server's correlation id. An application's own per-call metadata (its
+tracer's W3C ``traceparent``, so that the vault's spans join its trace) comes from the optional
+``call_metadata`` hook: the client itself depends on no tracing library.
 
 :class:`Transport` is the base of the capability mixins that make up ``VaultClient``; they call
 the service through ``self._call`` (unary and client-streaming calls) and ``self._stream``
@@ -85,6 +87,7 @@ class Transport:
         timeout: float = 10.0,
         channel_credentials: grpc.ChannelCredentials | None = None,
         options: list[tuple[str, Any]] | None = None,
+        call_metadata: Callable[[], Iterable[tuple[str, str]]] | None = None,
     ) -> None:
         opts = options or [
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -96,6 +99,7 @@ class Transport:
             self._channel = grpc.secure_channel(address, channel_credentials, options=opts)
         self._stub = pb_grpc.VaultStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._call_metadata = call_metadata
         self._timeout = timeout
 
     def __repr__(self) -> str:
@@ -104,6 +108,12 @@ class Transport:
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
+
+    def _metadata_now(self) -> tuple[tuple[str, str], ...]:
+        """The token, and whatever the ``call_metadata`` hook adds for this call."""
+        if self._call_metadata is None:
+            return self._metadata
+        return self._metadata + tuple(self._call_metadata())
 
     def _deadline(self, timeout: float | None) -> float:
         """The deadline of a call: ``timeout``, else the client's default."""
@@ -117,7 +127,7 @@ class Transport:
     def _call(self, method: Callable[..., R], request: Any, timeout: float | None) -> R:
         """A unary (or client-streaming) call with the token and a deadline."""
         try:
-            return method(request, metadata=self._metadata, timeout=self._deadline(timeout))
+            return method(request, metadata=self._metadata_now(), timeout=self._deadline(timeout))
         except grpc.RpcError as exc:
             raise status_error(exc) from None
 
@@ -125,6 +135,6 @@ class Transport:
         """The responses of a server-streaming call, each as it arrives; a failure, at the call
         or mid-stream, raises the project's error."""
         try:
-            yield from method(request, metadata=self._metadata, timeout=deadline)
+            yield from method(request, metadata=self._metadata_now(), timeout=deadline)
         except grpc.RpcError as exc:
             raise status_error(exc) from None

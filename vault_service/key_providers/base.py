@@ -2,7 +2,8 @@
 
 A provider is "just another AEAD" over 32-byte keys, with versions. The base class does the
 invariant checks (the input is a 32-byte key, the unwrapped result is 32 bytes, the result is typed),
-counts calls, and tracks availability; subclasses only do the vendor calls (template method):
+counts calls, traces them (a ``key_provider.*`` span naming the provider only: never the context,
+which names a subject) and tracks availability; subclasses only do the vendor calls (template method):
 :meth:`KeyProvider._encrypt`, :meth:`KeyProvider._decrypt`, and optionally the batch and rewrap
 variants. The context is bound by every provider (local: AES-GCM associated data; AWS KMS:
 EncryptionContext; Vault Transit: a derived key or associated_data), so a wrapped key moved to
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from vault_service import tracing
 from vault_service.crypto import Context, SecretKey
 from vault_service.errors import FailedPrecondition, IntegrityError, Unavailable
 
@@ -125,7 +127,8 @@ class KeyProvider(abc.ABC):
         """Wrap ``key`` under the primary root version."""
         self._count("encrypt")
         try:
-            version, ciphertext = self._encrypt(key.unsafe_bytes(), context)
+            with tracing.span("key_provider.wrap", {"vault.key_provider": self.name}):
+                version, ciphertext = self._encrypt(key.unsafe_bytes(), context)
         except Unavailable:
             self._failed()
             raise
@@ -136,7 +139,8 @@ class KeyProvider(abc.ABC):
         """Unwrap into a typed key. IntegrityError if the blob or context do not match."""
         self._count("decrypt")
         try:
-            material = self._decrypt(wrapped, context)
+            with tracing.span("key_provider.unwrap", {"vault.key_provider": self.name}):
+                material = self._decrypt(wrapped, context)
         except Unavailable:
             self._failed()
             raise
@@ -157,8 +161,10 @@ class KeyProvider(abc.ABC):
         if not todo:
             return out
         self._count("rewrap", len(todo))
+        attributes: dict[str, tracing.Value] = {"vault.key_provider": self.name, "vault.keys": len(todo)}
         try:
-            fresh = self._rewrap([items[i] for i in todo])
+            with tracing.span("key_provider.rewrap", attributes):
+                fresh = self._rewrap([items[i] for i in todo])
         except Unavailable:
             self._failed()
             raise

@@ -9,7 +9,10 @@ Every handler of the Vault service is wrapped so that, in the worker thread that
    stack (frames only, never the exception's text) goes to the server log. No exception text
    ever reaches a client;
 4. the call is counted and timed by method and status (vault_service.metrics), and every log
-   line written while serving it carries its correlation id (vault_service.logs).
+   line written while serving it carries its correlation id (vault_service.logs);
+5. with tracing on, the call is one SERVER span (vault_service.tracing), continuing the
+   caller's W3C trace context, carrying the correlation id, the caller's role and the status:
+   the spans the dependencies open while serving it are its children.
 
 Health and reflection services are public (no token), as load balancers expect.
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 import grpc
 
-from vault_service import logs, metrics
+from vault_service import logs, metrics, tracing
 from vault_service.errors import InvalidArgument, PermissionDenied, Status, VaultError
 from vault_service.ids import new_correlation_id
 from vault_service.logs import fields
@@ -144,7 +147,7 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         )
 
     def _enter(
-        self, context: grpc.ServicerContext, method: str, ids: list[str]
+        self, context: grpc.ServicerContext, method: str, ids: list[str], span: tracing.Span
     ) -> contextvars.Token[CallContext]:
         """Per call, before the handler: a correlation id (into ``ids`` at once, so that even an
         authentication failure carries it), authentication, the declared action, and the call
@@ -152,7 +155,9 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         ids[0] = new_correlation_id()
         logs.correlation_id.set(ids[0])
         context.set_trailing_metadata((("x-correlation-id", ids[0]),))
+        span.set("vault.correlation_id", ids[0])
         principal = self._auth.authenticate(context.invocation_metadata(), context.auth_context())
+        span.set("vault.role", principal.role)  # the role only: never who the principal is
         if action_of(method) is None:  # every RPC must declare its action
             raise PermissionDenied()
         return current_call.set(CallContext(principal, ids[0]))
@@ -162,17 +167,19 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     ) -> Callable[[Any, Any], Any]:
         def call(request: Any, context: grpc.ServicerContext) -> Any:
             ids, token, status, started = ["-"], None, "OK", time.perf_counter()
-            try:
-                token = self._enter(context, method, ids)
-                return fn(_decoded(request, streaming), context)
-            except Exception as exc:  # mapped, never leaked
-                status = _status_of(exc)
-                _abort(context, exc, ids[0], method)
-            finally:
-                _observe(method, status, started)
-                logs.correlation_id.set("")
-                if token is not None:
-                    current_call.reset(token)
+            with tracing.rpc_span(method, context.invocation_metadata()) as span:
+                try:
+                    token = self._enter(context, method, ids, span)
+                    return fn(_decoded(request, streaming), context)
+                except Exception as exc:  # mapped, never leaked
+                    status = _status_of(exc)
+                    _abort(context, exc, ids[0], method)
+                finally:
+                    span.finish_rpc(status)
+                    _observe(method, status, started)
+                    logs.correlation_id.set("")
+                    if token is not None:
+                        current_call.reset(token)
             return None
 
         return call
@@ -182,19 +189,21 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     ) -> Callable[[Any, Any], Iterator[Any]]:
         def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             ids, token, status, started = ["-"], None, "OK", time.perf_counter()
-            try:
-                token = self._enter(context, method, ids)
-                yield from fn(_decoded(request, streaming), context)
-            except GeneratorExit:  # the client went away mid-stream
-                status = "CANCELLED"
-                raise
-            except Exception as exc:  # mapped, never leaked
-                status = _status_of(exc)
-                _abort(context, exc, ids[0], method)
-            finally:
-                _observe(method, status, started)
-                logs.correlation_id.set("")
-                if token is not None:
-                    current_call.reset(token)
+            with tracing.rpc_span(method, context.invocation_metadata()) as span:
+                try:
+                    token = self._enter(context, method, ids, span)
+                    yield from fn(_decoded(request, streaming), context)
+                except GeneratorExit:  # the client went away mid-stream
+                    status = "CANCELLED"
+                    raise
+                except Exception as exc:  # mapped, never leaked
+                    status = _status_of(exc)
+                    _abort(context, exc, ids[0], method)
+                finally:
+                    span.finish_rpc(status)
+                    _observe(method, status, started)
+                    logs.correlation_id.set("")
+                    if token is not None:
+                        current_call.reset(token)
 
         return call

@@ -21,7 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from vault_service import metrics, security_events
+from vault_service import metrics, security_events, tracing
 from vault_service.api.v1 import vault_pb2, vault_pb2_grpc
 from vault_service.app import DEV_PRINCIPAL, Assembly, build_service, is_loopback
 from vault_service.clock import Clock
@@ -83,6 +83,8 @@ class RunningServer:
         self.health = health_servicer
         self.assembly = assembly
         self._unhealthy_after = config.keys.unhealthy_after_seconds
+        #: whether this server installed tracing (and so shuts it down when it stops)
+        self._traced = config.tracing.exporter != "off"
         self._stop = threading.Event()
         #: set on SIGTERM: health stays NOT_SERVING whatever the provider monitor finds
         self._draining = threading.Event()
@@ -185,6 +187,8 @@ class RunningServer:
         final_checkpoint(self.assembly)
         if self.metrics is not None:
             self.metrics.close()
+        if self._traced:
+            tracing.shutdown()  # the last spans, bounded by tracing.otlp_timeout_seconds
         self.assembly.close()
 
 
@@ -230,6 +234,8 @@ def start_server(
         port = server.add_insecure_port(config.server.listen)
     if port == 0:
         raise ConfigError(f"server.listen: cannot bind {config.server.listen}")
+    if config.tracing.exporter != "off":
+        tracing.configure(config.tracing)
     server.start()
     running = RunningServer(server, port, health_servicer, assembly, config, executor)
     if config.metrics.listen:

@@ -1,7 +1,7 @@
 """Record and blob storage behind two interfaces (:class:`RecordStore`, :class:`BlobStore`)."""
 
 from vault_service.audit.model import AuditRow
-from vault_service.storage.blobs import BlobReader, BlobStore
+from vault_service.storage.blobs import BlobReader, BlobStore, TracedBlobStore
 from vault_service.storage.filesystem import FilesystemBlobStore
 from vault_service.storage.records import (
     AuditQuery,
@@ -31,4 +31,5 @@ __all__ = [
     "SqliteRecordStore",
     "StoredRecord",
     "SubjectState",
+    "TracedBlobStore",
 ]

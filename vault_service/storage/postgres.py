@@ -99,6 +99,7 @@ class PostgresRecordStore(SqlRecordStore):
     """Record store in a PostgreSQL database (see the module docstring)."""
 
     _HEX_REF = "encode(r.subject_ref, 'hex')"
+    _DB_SYSTEM = "postgresql"
     _FOR_UPDATE = " FOR UPDATE"
     _FOR_SHARE = " FOR SHARE"
     _FOR_NO_KEY_UPDATE = " FOR NO KEY UPDATE"
@@ -147,7 +148,8 @@ class PostgresRecordStore(SqlRecordStore):
     # connections -------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _transaction(self, read_only: bool) -> Iterator[Connection]:
-        with _mapped_errors(), self._pool.connection() as conn:
+        span = self._span("read" if read_only else "write")
+        with span, _mapped_errors(), self._pool.connection() as conn:
             conn.isolation_level = (
                 IsolationLevel.REPEATABLE_READ if read_only else IsolationLevel.READ_COMMITTED
             )

@@ -50,6 +50,7 @@ class SqliteRecordStore(SqlRecordStore):
     """Record store in one SQLite file (see the module docstring)."""
 
     _HEX_REF = "lower(hex(r.subject_ref))"
+    _DB_SYSTEM = "sqlite"
 
     def __init__(
         self,
@@ -106,30 +107,32 @@ class SqliteRecordStore(SqlRecordStore):
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
-        conn = self._conn()
-        if not self._write_lock.acquire(timeout=self._busy_timeout_ms / 1000):
-            raise Unavailable("database unavailable")
-        try:
-            with _mapped_errors():
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-        finally:
-            self._write_lock.release()
+        with self._span("write"):
+            conn = self._conn()
+            if not self._write_lock.acquire(timeout=self._busy_timeout_ms / 1000):
+                raise Unavailable("database unavailable")
+            try:
+                with _mapped_errors():
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield conn
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+            finally:
+                self._write_lock.release()
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
-        conn = self._conn()
-        with _mapped_errors():
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                conn.execute("COMMIT")
+        with self._span("read"):
+            conn = self._conn()
+            with _mapped_errors():
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    conn.execute("COMMIT")
 
     def _serialize(self, conn: Connection, name: str, *, shared: bool = False) -> None:
         """Nothing to do: ``BEGIN IMMEDIATE`` already serializes every writer."""

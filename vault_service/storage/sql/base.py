@@ -9,7 +9,8 @@ Contract: what more than one table group (or a dialect) needs, and nothing else:
   :mod:`vault_service.storage.postgres` fill in. It also declares, once, the helpers one table
   group provides to the others inside their transactions (an audit append, a live-subject check,
   a subject's grants, a legal-hold check): a mixin calls them through ``self``, and the group
-  that owns the table implements them;
+  that owns the table implements them; and the one span of a transaction (:meth:`_span`),
+  which each dialect's ``_write``/``_read`` opens;
 - what a *live* record is, in SQL (:data:`META_COLUMNS`, :func:`live_joins`,
   :data:`LIVE_WHERE`), the row converters (:func:`as_bytes`, :func:`meta_of`) and the shred counter.
 
@@ -22,9 +23,10 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import inspect
 from typing import Any, ClassVar, Protocol
 
-from vault_service import metrics
+from vault_service import metrics, tracing
 from vault_service.audit.model import AuditRow
 from vault_service.errors import RootVersionRetired, SubjectSeparated
 from vault_service.policy.model import Grant
@@ -124,6 +126,8 @@ class SqlStoreBase(RecordStore):
     _FOR_NO_KEY_UPDATE: ClassVar[str] = ""
     #: suffix of a work-queue select: lock the rows of ``r`` and skip those another worker holds
     _SKIP_LOCKED: ClassVar[str] = ""
+    #: the engine, as OpenTelemetry's ``db.system.name`` names it
+    _DB_SYSTEM: ClassVar[str]
 
     #: an active hold on the subject (first parameter) or on the record (second)
     _HELD = (
@@ -154,6 +158,15 @@ class SqlStoreBase(RecordStore):
             "DELETE FROM subject_events WHERE subject_ref = ? AND name = 'dormancy_notice'",
             (subject_ref,),
         )
+
+    def _span(self, mode: str) -> contextlib.AbstractContextManager[tracing.Span]:
+        """The span of one transaction (``mode`` "read" or "write"), from waiting for its
+        connection or lock to its commit, named after the store method that opened it (a name
+        from code; never a query's values). A no-op unless a traced RPC is being served."""
+        attributes: dict[str, tracing.Value] = {"db.system.name": self._DB_SYSTEM}
+        if tracing.recording():
+            attributes["code.function.name"] = _opener()
+        return tracing.span(f"db.{mode}", attributes)
 
     @abc.abstractmethod
     def _write(self) -> contextlib.AbstractContextManager[Connection]:
@@ -207,3 +220,16 @@ class SqlStoreBase(RecordStore):
     ) -> bool:
         """Whether a legal hold forbids this deletion, recording ``deferred`` if so, in this
         write transaction (:mod:`.holds`)."""
+
+
+#: the frames between a store method and :meth:`SqlStoreBase._span` (the dialect's transaction
+#: helpers and contextlib's ``__enter__``)
+_PLUMBING = frozenset({"_opener", "_span", "_write", "_read", "_transaction", "__enter__"})
+
+
+def _opener() -> str:
+    """The name of the store method whose ``with self._write()``/``_read()`` is being entered."""
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_code.co_name in _PLUMBING:
+        frame = frame.f_back
+    return frame.f_code.co_name if frame is not None else "unknown"
