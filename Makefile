@@ -14,7 +14,7 @@ help:
 	@echo "make test-model  the model-based lifecycle test alone, MODEL_EXAMPLES (5000) random examples"
 	@echo "make lint     ruff, mypy --strict, layering check, generated-code drift check"
 	@echo "make proto    regenerate the gRPC code from protos/"
-	@echo "make bench    run the benchmarks (results in bench-results/)"
+	@echo "make bench    run the benchmarks (results in bench-results/); BENCH=module runs one"
 	@echo "make soak     64 clients for SOAK_SECONDS (300): no INTERNAL, no lost write, flat memory"
 
 $(STAMP): pyproject.toml
@@ -71,9 +71,11 @@ SOAK_SECONDS ?= 300
 soak: proto
 	$(PY) tools/soak.py --clients 64 --seconds $(SOAK_SECONDS)
 
+# BENCH: benchmark modules to run alone (e.g. BENCH=benchmarks.bench_breach_scope); default all
+BENCH ?=
 bench: proto
 	$(PY) -m pip install -q -e '.[dev,bench]'
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

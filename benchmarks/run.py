@@ -1,6 +1,7 @@
 """Run every benchmark module and write bench-results/results.json and results.md.
 
-Usage: ``make bench`` (or ``python -m benchmarks.run [module ...]``).
+Usage: ``make bench`` (or ``python -m benchmarks.run [module ...]``; ``make bench BENCH=module``
+runs one: the README's table is replaced by full runs only).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ MODULES = [
     "benchmarks.bench_lifecycle",
     "benchmarks.bench_search",
     "benchmarks.bench_tracing",
+    "benchmarks.bench_breach_scope",
 ]
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
 

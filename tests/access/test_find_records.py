@@ -260,3 +260,25 @@ def test_no_searchable_value_is_stored_in_clear(vault: Vault) -> None:
         assert marker.encode() not in data and marker.casefold().encode() not in data, path
     vault.start()
     assert len(_find(vault, marker.upper())) == 1
+
+
+def test_a_search_is_in_the_breach_scope_as_a_release_of_the_field(vault: Vault) -> None:
+    """A search tells whether a record's field equals the value: the breach scope of its window
+    lists each record found as a release of that one field to the searcher (never a refused
+    match)."""
+    app, sro = vault.client("app"), vault.client("sro")
+    start = vault.clock.now()
+    app.put_record("member-1", "member_profile", PROFILE)
+    app.put_record("member-2", "member_profile", PROFILE)
+    assert sro.restrict_processing("member-2", True)
+    assert len(_find(vault, EMAIL)) == 1
+    scope = vault.client("auditor").breach_scope(start, vault.clock.now() + 1)
+    finds = [
+        (s.subject_pseudonym, d)
+        for s in scope.subjects
+        for d in s.disclosures
+        if d.action == "record.find"
+    ]
+    assert [(who, d.category, d.fields, d.principal) for who, d in finds] == [
+        (vault.pseudonym("member-1"), "member_profile", ("email",), "app")
+    ]

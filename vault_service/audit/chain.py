@@ -4,7 +4,13 @@ Each entry's hash covers its sequence number, the previous entry's hash and ever
 with length prefixes (so no two different entries encode alike)::
 
     entry_hash = SHA-256("vault-audit/v1" || prev_hash || u64(seq) || lp(at) || lp(principal) ...
-                         [|| 0x01 || u64(witnessed_version)])   the last part only when set
+                         [|| 0x01 || u64(witnessed_version)]    only when set
+                         [|| 0x02 || opt(category) || opt(released_fields) || opt(role)])
+                                                                only when one of them is set
+
+where ``opt(None) = 0x00`` and ``opt(x) = 0x01 || lp(x)`` (a list: ``0x01 || u32(n) || lp(each)``).
+Fields added later are hashed only when present, so entries written before them (schema 18 added
+the release fields) hash as they always did and an old trail still verifies.
 
 The first entry follows :data:`GENESIS`. Editing, deleting, inserting, reordering or duplicating an
 entry breaks the chain at that entry. Rewriting the whole chain from some point on is what signed
@@ -52,7 +58,21 @@ def entry_hash(prev_hash: bytes, seq: int, row: AuditRow) -> bytes:
     if row.witnessed_version is not None:
         # entries written before the field existed hash as they always did
         h.update(b"\x01" + _U64.pack(row.witnessed_version))
+    if row.category is not None or row.released_fields is not None or row.role is not None:
+        # likewise for the release fields (schema 18)
+        h.update(b"\x02" + _opt(row.category))
+        if row.released_fields is None:
+            h.update(b"\x00")
+        else:
+            h.update(b"\x01" + _U32.pack(len(row.released_fields)))
+            for name in row.released_fields:
+                h.update(_lp(name))
+        h.update(_opt(row.role))
     return h.digest()
+
+
+def _opt(value: str | None) -> bytes:
+    return b"\x00" if value is None else b"\x01" + _lp(value)
 
 
 @dataclass(frozen=True)

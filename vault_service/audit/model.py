@@ -32,6 +32,19 @@ class AuditRow:
     #: the record version a put (1) or an update (its new version) wrote: the rollback witness
     #: reads it back (a typed field, covered by the entry hash; never parsed from ``reason``)
     witnessed_version: int | None = None
+    #: the record's category (releases, and the denials that knew it); None: not recorded
+    #: (entries written before schema 18)
+    category: str | None = None
+    #: the names of the fields a release handed out, sorted ("content" for the content), never
+    #: their values; None: not a release, or an entry written before schema 18
+    released_fields: tuple[str, ...] | None = None
+    #: the role of the principal a release went to; None: not recorded
+    role: str | None = None
+
+
+#: the actions whose allowed entries are releases (the release step writes them; a search's
+#: "found" entries release whether a field equals the value: service/search.py)
+RELEASE_ACTIONS = ("record.get", "share.read", "subject.export", "record.find")
 
 
 def job_row(

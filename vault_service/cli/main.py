@@ -4,11 +4,11 @@ Every command takes ``--json`` for machine-readable output. Exit codes: 0 ok, 1 
 failed (the message is the public error text, with its status), 2 bad usage or configuration.
 
 Each command group is one module holding its parser beside its handlers: :mod:`.keys`,
-:mod:`.audit`, :mod:`.consent`, :mod:`.subjects`, :mod:`.shares`, :mod:`.records`,
-:mod:`.lifecycle` (retention, dormancy, holds, blobs), :mod:`.verification` (deletion
-verification, certificates, the compliance report) and :mod:`.serve`; :mod:`.common` holds what
-they share. This module builds the top-level parser, registers each group (``add_parser``), and
-maps errors to exit codes.
+:mod:`.audit`, :mod:`.breach` (the breach scope), :mod:`.consent`, :mod:`.subjects`,
+:mod:`.shares`, :mod:`.records`, :mod:`.lifecycle` (retention, dormancy, holds, blobs),
+:mod:`.verification` (deletion verification, certificates, the compliance report) and
+:mod:`.serve`; :mod:`.common` holds what they share. This module builds the top-level parser,
+registers each group (``add_parser``), and maps errors to exit codes.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from vault_service.cli import (
     audit,
+    breach,
     consent,
     dev,
     keys,
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True)
     # registered in the order `vaultctl --help` lists them
-    groups = (serve, keys, audit, consent, subjects, shares, lifecycle, verification, records)
+    groups = (serve, keys, audit, breach, consent, subjects, shares, lifecycle, verification, records)
     for group in (*groups, principals, dev, offline):
         group.add_parser(sub)
     return p

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import html
 from collections import Counter
 from typing import Any
 
 from vault_service.app import Assembly
 from vault_service.audit.model import OPERATOR_PRINCIPAL
+from vault_service.cli.html_page import bar_chart_svg, esc, head, table
 from vault_service.lifecycle.audit_log import ChainBroken, verify, write_checkpoint
 from vault_service.lifecycle.rotation import inventory
 from vault_service.policy.model import RetentionRule
@@ -163,89 +163,6 @@ def gather(assembly: Assembly, horizon_days: int = 30) -> dict[str, Any]:
 
 
 # rendering ----------------------------------------------------------------------------------------
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1b1f24;
- padding:0 1em}
-h1{font-size:1.6em;margin-bottom:.2em}
-h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccd}
-table{border-collapse:collapse;width:100%;margin:.5em 0}
-th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e3e6ea}
-th{background:#f3f5f7}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
-.ok{color:#116329;font-weight:600}
-.bad{color:#b3261e;font-weight:600}
-.warn{color:#8a5300;font-weight:600}
-.muted{color:#59636e}
-.cards{display:flex;gap:1em;flex-wrap:wrap}
-.card{border:1px solid #d8dde3;border-radius:6px;padding:.6em 1em;min-width:10em}
-.card b{display:block;font-size:1.5em}
-svg text{font:11px system-ui,sans-serif;fill:#1b1f24}
-"""
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _table(headers: list[str], rows: list[list[object]], numeric: set[int] | None = None) -> str:
-    numeric = numeric or set()
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="n">{_e(v)}</td>' if i in numeric else f"<td>{_e(v)}</td>"
-            for i, v in enumerate(r)
-        )
-        + "</tr>"
-        for r in rows
-    )
-    if not rows:
-        body = f'<tr><td colspan="{len(headers)}" class="muted">none</td></tr>'
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def bar_chart_svg(title: str, labels: list[str], values: list[int], vertical: bool) -> str:
-    """An accessible SVG bar chart (role=img, a title, one <rect> per bar with its value)."""
-    top = max(values, default=0) or 1
-    if vertical:  # one column per label (days)
-        width, height, pad = 960, 220, 30
-        step = (width - 2 * pad) / max(len(values), 1)
-        bars = []
-        for i, (label, v) in enumerate(zip(labels, values, strict=True)):
-            h = (height - 2 * pad) * v / top
-            x = pad + i * step
-            bars.append(
-                f'<rect class="bar" x="{x + 2:.1f}" y="{height - pad - h:.1f}" width="{step - 4:.1f}"'
-                f' height="{h:.1f}" fill="#3b6fb6"><title>{_e(label)}: {v}</title></rect>'
-            )
-            if v:
-                bars.append(
-                    f'<text x="{x + step / 2:.1f}" y="{height - pad - h - 3:.1f}"'
-                    f' text-anchor="middle">{v}</text>'
-                )
-            if i % 5 == 0:
-                bars.append(f'<text x="{x:.1f}" y="{height - 10}">{_e(label[5:])}</text>')
-    else:  # one row per label (categories)
-        row, pad, label_w, width = 22, 10, 210, 960
-        height = pad * 2 + row * max(len(values), 1)
-        bars = []
-        for i, (label, v) in enumerate(zip(labels, values, strict=True)):
-            w = (width - label_w - 80) * v / top
-            y = pad + i * row
-            bars.append(f'<text x="0" y="{y + 15}">{_e(label)}</text>')
-            bars.append(
-                f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 6}"'
-                f' fill="#2f8f5b"><title>{_e(label)}: {v}</title></rect>'
-            )
-            bars.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}">{v}</text>')
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{_e(title)}"'
-        f' viewBox="0 0 {width} {height}" width="100%"><title>{_e(title)}</title>'
-        + "".join(bars)
-        + "</svg>"
-    )
-
-
 def render_html(data: dict[str, Any]) -> str:
     """One self-contained HTML page of :func:`gather`'s data."""
     cats = data["categories"]
@@ -266,24 +183,18 @@ def render_html(data: dict[str, Any]) -> str:
         ("live shares", sum(s["count"] for s in data["shares"])),
     ]
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\';'
-        " style-src 'unsafe-inline'; img-src data:\">",
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>vault-service compliance report</title>",
-        f"<style>{_CSS}</style></head><body>",
+        *head("vault-service compliance report"),
         "<h1>vault-service compliance report</h1>",
-        f'<p class="muted">Generated {_e(data["generated_at"])} (server time, UTC). Counts and '
+        f'<p class="muted">Generated {esc(data["generated_at"])} (server time, UTC). Counts and '
         "states only: this page names no person.</p>",
         '<div class="cards">'
-        + "".join(f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in cards)
+        + "".join(f'<div class="card"><b>{esc(v)}</b>{esc(k)}</div>' for k, v in cards)
         + f'<div class="card"><b>{audit_state}</b>audit chain</div></div>',
         '<h2 id="records">Records by category and their retention rules</h2>',
         bar_chart_svg(
             "Records per category", [c["name"] for c in cats], [c["records"] for c in cats], False
         ),
-        _table(
+        table(
             ["category", "records", "retention rule", "description"],
             [[c["name"], c["records"], c["retention"], c["description"]] for c in cats],
             {1},
@@ -303,7 +214,7 @@ def render_html(data: dict[str, Any]) -> str:
             [d["count"] for d in due["by_day"]],
             True,
         ),
-        _table(
+        table(
             ["date", "records due", "by category"],
             [
                 [
@@ -320,7 +231,7 @@ def render_html(data: dict[str, Any]) -> str:
         "<p>"
         + (", ".join(f"{k}: {v}" for k, v in sorted(er["by_result"].items())) or "no erasures")
         + "</p>",
-        _table(
+        table(
             ["erased at", "verification", "certificate id", "pending or failed because"],
             [
                 [e["erased_at"], e["result"], e["certificate_id"] or "-", "; ".join(e["reasons"]) or "-"]
@@ -332,31 +243,31 @@ def render_html(data: dict[str, Any]) -> str:
         " released by their read-once read), each checked like an erasure: "
         + (", ".join(f"{k}: {v}" for k, v in sorted(rd["by_result"].items())) or "none")
         + ". Pending ones wait for the backups from before them to expire, or for a hold.</p>",
-        _table(
+        table(
             ["cause", "verification", "records"],
             [[x["cause"], x["result"], x["count"]] for x in rd["by_cause"]],
             {2},
         ),
         '<h2 id="access">Consent grants and shares in force</h2>',
-        _table(
+        table(
             ["purpose", "grants in force"],
             [[p, n] for p, n in data["grants_by_purpose"].items()],
             {1},
         ),
-        _table(
+        table(
             ["purpose", "recipient", "live shares"],
             [[s["purpose"], s["recipient"], s["count"]] for s in data["shares"]],
             {2},
         ),
         '<h2 id="audit">Audit chain</h2>',
-        f"<p>{audit_state}: {_e(audit['reason'])}. Entries checked: {audit['entries_checked']}; "
+        f"<p>{audit_state}: {esc(audit['reason'])}. Entries checked: {audit['entries_checked']}; "
         f"signed checkpoints: {audit['checkpoints_checked']}; entries after the latest "
         f"checkpoint: {audit['entries_after_latest_checkpoint']}"
         + (f"; first bad entry: {audit['first_bad_entry']}" if audit["first_bad_entry"] else "")
         + ".</p>",
         '<h2 id="keys">Root-key versions</h2>',
-        f"<p>Provider <b>{_e(keys['provider'])}</b>, primary version {_e(keys['primary'])}.</p>",
-        _table(
+        f"<p>Provider <b>{esc(keys['provider'])}</b>, primary version {esc(keys['primary'])}.</p>",
+        table(
             [
                 "version",
                 "provider state",

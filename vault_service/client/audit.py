@@ -1,11 +1,13 @@
-"""The audit trail: query its events (auditor role)."""
+"""The audit trail: query its events, and the breach scope of a window (auditor role)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from vault_service.api.v1 import vault_pb2 as pb
+from vault_service.client.results import BreachDisclosure, BreachScope, BreachSubject, BreachTally
 from vault_service.client.transport import Transport
+from vault_service.errors import Unavailable
 
 #: the fields of an audit event, as the keys of the dicts ``query_audit`` returns
 AUDIT_EVENT_FIELDS = (
@@ -19,6 +21,9 @@ AUDIT_EVENT_FIELDS = (
     "decision",
     "reason",
     "correlation_id",
+    "category",
+    "released_fields",
+    "role",
 )
 
 
@@ -54,4 +59,57 @@ class AuditMixin(Transport):
             timeout,
         )
         events = [{f: getattr(e, f) for f in AUDIT_EVENT_FIELDS} for e in resp.events]
+        for event in events:
+            event["released_fields"] = list(event["released_fields"])
         return events, resp.next_page_token
+
+    def breach_scope(
+        self,
+        start: float,
+        end: float,
+        *,
+        principal: str = "",
+        category: str = "",
+        purpose: str = "",
+        timeout: float | None = None,
+    ) -> BreachScope:
+        """The breach scope of the window ``start <= at <= end`` (auditor role): per subject
+        pseudonym the categories and fields released, to whom and when, with counts."""
+        filters = {"principal": principal, "category": category, "purpose": purpose}
+        request = pb.BreachScopeRequest(from_time=start, to_time=end, **filters)
+        totals: pb.BreachScopeTotals | None = None
+        subjects: list[BreachSubject] = []
+        for item in self._stream(self._stub.BreachScope, request, self._deadline(timeout)):
+            if item.HasField("totals"):
+                totals = item.totals
+            else:
+                s = item.subject
+                subjects.append(
+                    BreachSubject(
+                        s.subject_pseudonym,
+                        s.releases,
+                        s.records,
+                        s.first_at,
+                        s.last_at,
+                        tuple(BreachDisclosure.from_pb(d) for d in s.disclosures),
+                    )
+                )
+        if totals is None or totals.subjects != len(subjects):
+            raise Unavailable("the breach scope arrived incomplete: ask again")
+        return BreachScope(
+            start,
+            end,
+            filters,
+            totals.releases,
+            totals.records,
+            totals.unrecorded,
+            tuple(
+                BreachTally(t.name if t.recorded else None, None, t.releases, t.subjects)
+                for t in totals.by_category
+            ),
+            tuple(
+                BreachTally(t.name, t.role if t.recorded else None, t.releases, t.subjects)
+                for t in totals.by_recipient
+            ),
+            tuple(subjects),
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from vault_service.api.v1 import vault_pb2 as pb
 
@@ -127,3 +128,123 @@ class Page:
 
     records: list[RecordInfo]
     next_page_token: str
+
+
+@dataclass(frozen=True)
+class BreachDisclosure:
+    """Releases of one subject's records of one category to one principal, for one purpose, by
+    one action. ``category``, ``fields`` and ``role`` are None where the audit entries did not
+    record them (written before schema 18): unknown, not none."""
+
+    category: str | None
+    fields: tuple[str, ...] | None
+    principal: str
+    role: str | None
+    action: str
+    purpose: str
+    releases: int
+    first_at: float
+    last_at: float
+
+    @staticmethod
+    def from_pb(d: pb.BreachDisclosure) -> BreachDisclosure:
+        return BreachDisclosure(
+            d.category if d.recorded else None,
+            tuple(d.fields) if d.recorded else None,
+            d.principal,
+            d.role if d.recorded else None,
+            d.action,
+            d.purpose,
+            d.releases,
+            d.first_at,
+            d.last_at,
+        )
+
+
+@dataclass(frozen=True)
+class BreachSubject:
+    """What was released of one subject (by pseudonym) in the window."""
+
+    subject_pseudonym: str
+    releases: int
+    records: int
+    first_at: float
+    last_at: float
+    disclosures: tuple[BreachDisclosure, ...]
+
+
+@dataclass(frozen=True)
+class BreachTally:
+    """Releases and distinct subjects of a category, or of a principal with its role."""
+
+    name: str | None
+    role: str | None
+    releases: int
+    subjects: int
+
+
+@dataclass(frozen=True)
+class BreachScope:
+    """The breach scope of a window (``vaultctl breach-scope``): totals and one entry per subject."""
+
+    start: float
+    end: float
+    filters: Mapping[str, str]
+    releases: int
+    records: int
+    unrecorded: int
+    by_category: tuple[BreachTally, ...]
+    by_recipient: tuple[BreachTally, ...]
+    subjects: tuple[BreachSubject, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (``None`` where the audit entries did not record a value)."""
+        return {
+            "format": "vault-service/breach-scope/v1",
+            "from": self.start,
+            "to": self.end,
+            "filters": dict(self.filters),
+            "totals": {
+                "subjects": len(self.subjects),
+                "releases": self.releases,
+                "records": self.records,
+                "unrecorded_releases": self.unrecorded,
+                "by_category": [
+                    {"category": t.name, "releases": t.releases, "subjects": t.subjects}
+                    for t in self.by_category
+                ],
+                "by_recipient": [
+                    {
+                        "principal": t.name,
+                        "role": t.role,
+                        "releases": t.releases,
+                        "subjects": t.subjects,
+                    }
+                    for t in self.by_recipient
+                ],
+            },
+            "subjects": [
+                {
+                    "subject_pseudonym": s.subject_pseudonym,
+                    "releases": s.releases,
+                    "records": s.records,
+                    "first_at": s.first_at,
+                    "last_at": s.last_at,
+                    "disclosures": [
+                        {
+                            "category": d.category,
+                            "fields": None if d.fields is None else list(d.fields),
+                            "principal": d.principal,
+                            "role": d.role,
+                            "action": d.action,
+                            "purpose": d.purpose,
+                            "releases": d.releases,
+                            "first_at": d.first_at,
+                            "last_at": d.last_at,
+                        }
+                        for d in s.disclosures
+                    ],
+                }
+                for s in self.subjects
+            ],
+        }

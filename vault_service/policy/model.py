@@ -39,6 +39,7 @@ class Action(enum.Enum):
     EVENT_RECORD = "event.record"
     KEYS_STATUS = "keys.status"
     AUDIT_QUERY = "audit.query"
+    AUDIT_BREACH_SCOPE = "audit.breach_scope"
     NOTICE_LIST = "notice.list"
     RECORD_FIND = "record.find"
 

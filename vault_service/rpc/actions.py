@@ -18,6 +18,7 @@ RPC_ACTIONS: dict[str, Action] = {
     "DeleteRecord": Action.RECORD_DELETE,
     "EraseSubject": Action.SUBJECT_ERASE,
     "QueryAudit": Action.AUDIT_QUERY,
+    "BreachScope": Action.AUDIT_BREACH_SCOPE,
     "GrantConsent": Action.CONSENT_GRANT,
     "RevokeConsent": Action.CONSENT_REVOKE,
     "ListConsents": Action.CONSENT_LIST,

@@ -16,8 +16,9 @@ from vault_service.lifecycle.verification import FAILED, PENDING
 from vault_service.policy.model import Grant
 from vault_service.rpc.interceptor import current_call
 from vault_service.service import ContentStream, RecordView, VaultService
+from vault_service.service.breach_scope import Tally
 from vault_service.storage import AuditQuery, RecordMeta
-from vault_service.storage.rows import HoldRow, ShareRow
+from vault_service.storage.rows import BreachQuery, HoldRow, ShareRow
 
 
 def _consent(g: Grant) -> pb.Consent:
@@ -35,6 +36,16 @@ def _consent(g: Grant) -> pb.Consent:
         evidence_reference=g.evidence_reference,
         revoked_at=g.revoked_at or 0.0,
         party=g.party,
+    )
+
+
+def _tally(t: Tally) -> pb.BreachTally:
+    return pb.BreachTally(
+        recorded=t.recorded,
+        name=t.name or "",
+        role=t.role or "",
+        releases=t.releases,
+        subjects=t.subjects,
     )
 
 
@@ -179,11 +190,59 @@ class VaultServicer(pb_grpc.VaultServicer):
                     decision=e.row.decision,
                     reason=e.row.reason,
                     correlation_id=e.row.correlation_id,
+                    category=e.row.category or "",
+                    released_fields=list(e.row.released_fields or ()),
+                    role=e.row.role or "",
                 )
                 for e in entries
             ],
             next_page_token=token,
         )
+
+    def BreachScope(self, request: pb.BreachScopeRequest, context: Any) -> Iterator[pb.BreachScopeItem]:
+        query = BreachQuery(
+            start=request.from_time,
+            end=request.to_time,
+            principal=request.principal,
+            category=request.category,
+            purpose=request.purpose,
+        )
+        report = self._svc.breach_scope(current_call.get(), query)
+        yield pb.BreachScopeItem(
+            totals=pb.BreachScopeTotals(
+                subjects=len(report.subjects),
+                releases=report.releases,
+                records=report.records,
+                unrecorded=report.unrecorded,
+                by_category=[_tally(t) for t in report.by_category],
+                by_recipient=[_tally(t) for t in report.by_recipient],
+            )
+        )
+        for s in report.subjects:
+            yield pb.BreachScopeItem(
+                subject=pb.BreachSubject(
+                    subject_pseudonym=s.subject_pseudonym,
+                    releases=s.releases,
+                    records=s.records,
+                    first_at=s.first_at,
+                    last_at=s.last_at,
+                    disclosures=[
+                        pb.BreachDisclosure(
+                            recorded=d.category is not None,
+                            category=d.category or "",
+                            fields=list(d.fields or ()),
+                            principal=d.principal,
+                            role=d.role or "",
+                            action=d.action,
+                            purpose=d.purpose,
+                            releases=d.releases,
+                            first_at=d.first_at,
+                            last_at=d.last_at,
+                        )
+                        for d in s.disclosures
+                    ],
+                )
+            )
 
     def GrantConsent(self, request: pb.GrantConsentRequest, context: Any) -> pb.Consent:
         svc = self._svc

@@ -17,6 +17,7 @@ events             the RecordEvent call
 shares             time-limited, field-limited shares to a recipient
 holds              legal holds, and the release that carries out what they deferred
 audit_queries      the auditor's audit search
+breach_scope       the auditor's breach scope: releases per subject in a time window
 notices            the lifecycle notices due for the application to send (dormancy)
 search             FindRecords: records by a searchable field's value (blind index)
 =================  ===========================================================================
@@ -50,6 +51,7 @@ from vault_service.policy.model import Grant
 from vault_service.security_events import DenialWatch
 from vault_service.service.access import Access
 from vault_service.service.audit_queries import AuditQueries
+from vault_service.service.breach_scope import BreachScope, BreachScopeReport
 from vault_service.service.consent import Consent
 from vault_service.service.events import Events
 from vault_service.service.holds import Holds
@@ -61,7 +63,7 @@ from vault_service.service.shares import Shares, ShareTerms
 from vault_service.service.subject_rights import SubjectRights
 from vault_service.service.types import CallContext, ContentStream, Limits, RecordView
 from vault_service.storage import AuditQuery, BlobStore, RecordMeta, RecordStore
-from vault_service.storage.rows import HoldRow
+from vault_service.storage.rows import BreachQuery, HoldRow
 
 __all__ = [
     "CallContext",
@@ -130,6 +132,7 @@ class VaultService:
         self.holds = Holds(self.access, keys, store, self.eraser, clock)
         self.audit_queries = AuditQueries(self.access, store)
         self.search = Search(self.access, keys, store, self.reads, policy, clock)
+        self.breach = BreachScope(self.access, store)
         self.notices = Notices(self.access, keys, store, self.business_events, policy.dormancy)
         self.verifier = DeletionVerifier(store, ledger, keys, self.shredder, policy, clock, schedule)
         self.replayer = Replayer(ledger, store, self.shredder, self.eraser, clock)
@@ -307,6 +310,9 @@ class VaultService:
         self, call: CallContext, query: AuditQuery, page_size: int = 0, page_token: str = ""
     ) -> tuple[list[AuditEntry], str]:
         return self.audit_queries.query(call, query, page_size, page_token)
+
+    def breach_scope(self, call: CallContext, query: BreachQuery) -> BreachScopeReport:
+        return self.breach.scope(call, query)
 
     # jobs (run by the server's loops and by vaultctl) --------------------------------------------
     def verify_deletions(self, call: CallContext | None = None) -> list[ErasureCheck]:

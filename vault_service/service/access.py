@@ -51,8 +51,11 @@ class Access:
         ref: bytes | None = None,
         record_id: str = "",
         witnessed_version: int | None = None,
+        category: str | None = None,
+        released: frozenset[str] | None = None,
     ) -> AuditRow:
-        """The audit row of this call (a denial is also logged, counted and watched)."""
+        """The audit row of this call (a denial is also logged, counted and watched). A release
+        names the ``released`` fields (their names only) and so the caller's role too."""
         if decision == "deny":
             log.info("denied", extra=fields(action=action.value, reason=reason))
             metrics.DENIED.labels(action.value, reason).inc()
@@ -68,6 +71,9 @@ class Access:
             record_id=record_id,
             correlation_id=call.correlation_id,
             witnessed_version=witnessed_version,
+            category=category,
+            released_fields=None if released is None else tuple(sorted(released)),
+            role=None if released is None else call.principal.role,
         )
 
     def refuse(
@@ -79,11 +85,19 @@ class Access:
         purpose: str = "",
         ref: bytes | None = None,
         record_id: str = "",
+        category: str | None = None,
     ) -> PermissionDenied:
         """Audit a refusal; returns the error for the caller to raise."""
         self.store.append_audit(
             self.row(
-                call, action, reason, decision="deny", purpose=purpose, ref=ref, record_id=record_id
+                call,
+                action,
+                reason,
+                decision="deny",
+                purpose=purpose,
+                ref=ref,
+                record_id=record_id,
+                category=category,
             )
         )
         return PermissionDenied()
@@ -91,7 +105,8 @@ class Access:
     def check(
         self, call: CallContext, request: AccessRequest, *, ref: bytes | None = None, record_id: str = ""
     ) -> Decision:
-        """Decide ``request``; a denial is audited and raised as PERMISSION_DENIED."""
+        """Decide ``request``; a denial is audited (with the request's category, if it names
+        one) and raised as PERMISSION_DENIED."""
         decision = decide(request, self.policy)
         if not decision.allowed:
             raise self.refuse(
@@ -101,6 +116,7 @@ class Access:
                 purpose=request.purpose or "",
                 ref=ref,
                 record_id=record_id,
+                category=request.category,
             )
         return decision
 

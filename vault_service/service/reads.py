@@ -9,7 +9,8 @@ subject's state and consent, in the data the fetch read in one transaction) and 
    is released whole, once: every field the purpose may see, and its content);
 2. decrypts what the decision allows (an integrity failure is DATA_LOSS, and nothing is released
    or destroyed);
-3. puts the release on the audit record before anything leaves (fail closed); for a read-once
+3. puts the release on the audit record before anything leaves (fail closed), with the record's
+   category and the names of the fields it hands out (never their values); for a read-once
    record, in the same transaction that destroys it (:meth:`Shredder.consume_read_once`: the
    first release wins; another read finds nothing);
 4. records the subject's activity (dormancy);
@@ -200,6 +201,10 @@ class Reads:
             pseudonym = purpose_pseudonym(self.keys.index_key, purpose, meta.subject_ref)
         how = "de-identified" if decision.deidentified else "scrubbed" if decision.scrub else ""
         said = (f"{reason} ({how})" if how else reason) if reason else f"released {how}".strip()
+        streamed = ask.stream and CONTENT_FIELD in visible
+        released = frozenset(fields) | (
+            {CONTENT_FIELD} if content is not None or streamed else frozenset()
+        )
         audit = self.access.row(
             call,
             action,
@@ -207,11 +212,19 @@ class Reads:
             purpose=purpose,
             ref=meta.subject_ref,
             record_id=meta.record_id,
+            category=meta.category,
+            released=released,
         )
         claim: ReadOnceClaim | None = None
         try:
             if read_once:  # the release and the destruction, on the record together
-                destroyed = replace(audit, action=Action.RECORD_DELETE.value, reason=READ_ONCE)
+                destroyed = replace(
+                    audit,
+                    action=Action.RECORD_DELETE.value,
+                    reason=READ_ONCE,
+                    released_fields=None,  # the destruction releases nothing
+                    role=None,
+                )
                 claim = self.shredder.consume_read_once(
                     meta.record_id,
                     meta.subject_ref,
@@ -277,6 +290,7 @@ class Reads:
                     purpose=purpose,
                     ref=stored.meta.subject_ref,
                     record_id=stored.meta.record_id,
+                    category=stored.meta.category,
                 )
             )
             raise FailedPrecondition(

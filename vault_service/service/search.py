@@ -139,6 +139,10 @@ class Search:
                         purpose=purpose,
                         ref=ref,
                         record_id=record_id,
+                        category=cat.name,
+                        # a search discloses whether the field equals the value: a release
+                        # of that field (the breach scope counts it)
+                        released=wanted if decision.allowed else None,
                     )
                 )
             if len(batch) < _SCAN:

@@ -428,6 +428,7 @@ class Shares:
                         purpose=terms.purpose,
                         ref=row.subject_ref,
                         record_id=record_id,
+                        category=stored.meta.category,
                     )
                 )
                 continue

@@ -24,6 +24,8 @@ MAX_PAGE_SIZE = 500
 MAX_AUDIT_PAGE = 1000
 #: evidence and case references: 1-128 characters without spaces
 REFERENCE = re.compile(r"^[^\s]{1,128}$")
+#: the names a policy gives (categories, purposes, roles, principals), as filters a caller sends
+POLICY_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 #: business event names (RecordEvent, share expiry, retention rules)
 EVENT_NAME = re.compile(r"^[a-z0-9_]{1,64}$")
 #: a media type (RFC 6838 names, optional parameters); stored in plaintext as metadata, so it is
@@ -70,6 +72,15 @@ def time(value: float, what: str) -> float:
     if not math.isfinite(value) or not low <= value <= high:
         raise InvalidArgument(f"{what} must be a time between {low:.0f} and {high:.0f} (Unix seconds)")
     return value
+
+
+def policy_name(value: str, what: str) -> None:
+    """Empty (no filter), or the shape of a name the policy gives (the name may be one a policy
+    had once: audit entries outlive policy edits)."""
+    if value and not POLICY_NAME.fullmatch(value):
+        raise InvalidArgument(
+            f"{what} must be a name as the policy gives them: 1-64 of a-z, 0-9, '_', '-', '.'"
+        )
 
 
 def duration(value: float, what: str) -> float:

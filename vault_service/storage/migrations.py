@@ -241,6 +241,24 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (
+        18,
+        [
+            # What each release handed out (issue 21, the breach scope): the record's category,
+            # the names of the fields released (never values) and the role of the principal, in
+            # the entry hash when present (entries from before hash as they did). The indexes hold
+            # the releases only, by time (a breach window is a range of it) and by principal and
+            # time (so that a principal filter does not scan that principal's whole trail).
+            "ALTER TABLE audit_log ADD COLUMN category TEXT",
+            "ALTER TABLE audit_log ADD COLUMN released_fields TEXT",
+            "ALTER TABLE audit_log ADD COLUMN role TEXT",
+            "CREATE INDEX audit_releases ON audit_log(at) WHERE decision = 'allow'"
+            " AND action IN ('record.get', 'share.read', 'subject.export', 'record.find')",
+            "CREATE INDEX audit_releases_by_principal ON audit_log(principal, at)"
+            " WHERE decision = 'allow'"
+            " AND action IN ('record.get', 'share.read', 'subject.export', 'record.find')",
+        ],
+    ),
+    (
         19,
         [
             # Blind indexes of searchable fields (FindRecords): one token per indexed field of a

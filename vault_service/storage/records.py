@@ -29,6 +29,8 @@ from vault_service.storage.inventory import KeyInventory
 # imported them from this module (``from vault_service.storage.records import RecordMeta``).
 from vault_service.storage.rows import (
     AuditQuery,
+    BreachQuery,
+    BreachRows,
     EventRow,
     HoldRow,
     Idempotency,
@@ -49,6 +51,8 @@ from vault_service.storage.rows import (
 
 __all__ = [
     "AuditQuery",
+    "BreachQuery",
+    "BreachRows",
     "EventRow",
     "HoldRow",
     "Idempotency",
@@ -480,3 +484,8 @@ class RecordStore(KeyInventory):
     @abc.abstractmethod
     def query_audit(self, query: AuditQuery, after_seq: int, limit: int) -> list[AuditEntry]:
         """Entries matching every set field of ``query``, seq > ``after_seq``, in order."""
+
+    @abc.abstractmethod
+    def breach_scope(self, query: BreachQuery) -> BreachRows:
+        """The releases of ``query``'s window grouped per subject, in one read (the index of
+        releases by time makes it a range scan of the window)."""

@@ -175,6 +175,46 @@ class AuditQuery:
     until: float | None = None
 
 
+@dataclass(frozen=True)
+class BreachQuery:
+    """The releases of a breach window: allowed entries of the release actions with
+    ``start <= at <= end``; empty filters match everything (a category filter matches only
+    entries that recorded their category)."""
+
+    start: float
+    end: float
+    principal: str = ""
+    category: str = ""
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class ReleaseGroup:
+    """Releases of one subject alike in what and to whom: how many, the first and the last.
+    ``category`` and ``released_fields`` are None for entries written before they were
+    recorded (schema 18), ``role`` likewise."""
+
+    subject_pseudonym: str
+    category: str | None
+    released_fields: tuple[str, ...] | None
+    principal: str
+    role: str | None
+    action: str
+    purpose: str
+    releases: int
+    first_at: float
+    last_at: float
+
+
+@dataclass(frozen=True)
+class BreachRows:
+    """What the store reads for a breach window, in one snapshot: the release groups, and per
+    subject pseudonym the number of distinct records released."""
+
+    groups: list[ReleaseGroup]
+    records: dict[str, int]
+
+
 # the lifecycle states of a root version that the operator records (lifecycle/rotation.py)
 RETIRED = "retired"
 MARKED = "marked_for_destruction"

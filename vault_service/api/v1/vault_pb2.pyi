@@ -500,6 +500,9 @@ class AuditEvent(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELDS_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     at: _builtins.float
     principal: _builtins.str
@@ -510,6 +513,13 @@ class AuditEvent(_message.Message):
     decision: _builtins.str
     reason: _builtins.str
     correlation_id: _builtins.str
+    category: _builtins.str
+    """The record's category and, for a release, the names of the fields released and the
+    caller's role (entries since schema 18; empty before).
+    """
+    role: _builtins.str
+    @_builtins.property
+    def released_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -523,10 +533,13 @@ class AuditEvent(_message.Message):
         decision: _builtins.str = ...,
         reason: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
+        category: _builtins.str = ...,
+        released_fields: _abc.Iterable[_builtins.str] | None = ...,
+        role: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "at", b"at", "correlation_id", b"correlation_id", "decision", b"decision", "principal", b"principal", "purpose", b"purpose", "reason", b"reason", "record_id", b"record_id", "seq", b"seq", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "at", b"at", "category", b"category", "correlation_id", b"correlation_id", "decision", b"decision", "principal", b"principal", "purpose", b"purpose", "reason", b"reason", "record_id", b"record_id", "released_fields", b"released_fields", "role", b"role", "seq", b"seq", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -554,6 +567,229 @@ class QueryAuditResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QueryAuditResponse: _TypeAlias = QueryAuditResponse  # noqa: Y015
+
+@_typing.final
+class BreachScopeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_TIME_FIELD_NUMBER: _builtins.int
+    TO_TIME_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    from_time: _builtins.float
+    """The window in Unix seconds: from_time <= at <= to_time. to_time is required."""
+    to_time: _builtins.float
+    principal: _builtins.str
+    """Filters; empty matches everything. A category filter matches only the releases that
+    recorded their category (entries since schema 18).
+    """
+    category: _builtins.str
+    purpose: _builtins.str
+    def __init__(
+        self,
+        *,
+        from_time: _builtins.float = ...,
+        to_time: _builtins.float = ...,
+        principal: _builtins.str = ...,
+        category: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "from_time", b"from_time", "principal", b"principal", "purpose", b"purpose", "to_time", b"to_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BreachScopeRequest: _TypeAlias = BreachScopeRequest  # noqa: Y015
+
+@_typing.final
+class BreachDisclosure(_message.Message):
+    """Releases of one subject's records of one category to one principal, for one purpose, by one
+    action (record.get, share.read, subject.export): the fields released (their union), how many
+    releases, the first and the last.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDED_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    RELEASES_FIELD_NUMBER: _builtins.int
+    FIRST_AT_FIELD_NUMBER: _builtins.int
+    LAST_AT_FIELD_NUMBER: _builtins.int
+    recorded: _builtins.bool
+    """False for entries written before categories and fields were recorded: category, fields and
+    role are then empty (unknown, not none).
+    """
+    category: _builtins.str
+    principal: _builtins.str
+    role: _builtins.str
+    action: _builtins.str
+    purpose: _builtins.str
+    releases: _builtins.int
+    first_at: _builtins.float
+    last_at: _builtins.float
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        recorded: _builtins.bool = ...,
+        category: _builtins.str = ...,
+        fields: _abc.Iterable[_builtins.str] | None = ...,
+        principal: _builtins.str = ...,
+        role: _builtins.str = ...,
+        action: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        releases: _builtins.int = ...,
+        first_at: _builtins.float = ...,
+        last_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "category", b"category", "fields", b"fields", "first_at", b"first_at", "last_at", b"last_at", "principal", b"principal", "purpose", b"purpose", "recorded", b"recorded", "releases", b"releases", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BreachDisclosure: _TypeAlias = BreachDisclosure  # noqa: Y015
+
+@_typing.final
+class BreachSubject(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    RELEASES_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    FIRST_AT_FIELD_NUMBER: _builtins.int
+    LAST_AT_FIELD_NUMBER: _builtins.int
+    DISCLOSURES_FIELD_NUMBER: _builtins.int
+    subject_pseudonym: _builtins.str
+    releases: _builtins.int
+    records: _builtins.int
+    """Distinct records released."""
+    first_at: _builtins.float
+    last_at: _builtins.float
+    @_builtins.property
+    def disclosures(self) -> _containers.RepeatedCompositeFieldContainer[Global___BreachDisclosure]: ...
+    def __init__(
+        self,
+        *,
+        subject_pseudonym: _builtins.str = ...,
+        releases: _builtins.int = ...,
+        records: _builtins.int = ...,
+        first_at: _builtins.float = ...,
+        last_at: _builtins.float = ...,
+        disclosures: _abc.Iterable[Global___BreachDisclosure] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disclosures", b"disclosures", "first_at", b"first_at", "last_at", b"last_at", "records", b"records", "releases", b"releases", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BreachSubject: _TypeAlias = BreachSubject  # noqa: Y015
+
+@_typing.final
+class BreachTally(_message.Message):
+    """Releases and distinct subjects of one category, or of one principal with its role."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDED_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    RELEASES_FIELD_NUMBER: _builtins.int
+    SUBJECTS_FIELD_NUMBER: _builtins.int
+    recorded: _builtins.bool
+    """False where the entries did not record the category (or the role)."""
+    name: _builtins.str
+    role: _builtins.str
+    releases: _builtins.int
+    subjects: _builtins.int
+    def __init__(
+        self,
+        *,
+        recorded: _builtins.bool = ...,
+        name: _builtins.str = ...,
+        role: _builtins.str = ...,
+        releases: _builtins.int = ...,
+        subjects: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "recorded", b"recorded", "releases", b"releases", "role", b"role", "subjects", b"subjects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BreachTally: _TypeAlias = BreachTally  # noqa: Y015
+
+@_typing.final
+class BreachScopeTotals(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECTS_FIELD_NUMBER: _builtins.int
+    RELEASES_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    UNRECORDED_FIELD_NUMBER: _builtins.int
+    BY_CATEGORY_FIELD_NUMBER: _builtins.int
+    BY_RECIPIENT_FIELD_NUMBER: _builtins.int
+    subjects: _builtins.int
+    releases: _builtins.int
+    records: _builtins.int
+    unrecorded: _builtins.int
+    """Releases whose entries recorded no category or fields (written before schema 18)."""
+    @_builtins.property
+    def by_category(self) -> _containers.RepeatedCompositeFieldContainer[Global___BreachTally]: ...
+    @_builtins.property
+    def by_recipient(self) -> _containers.RepeatedCompositeFieldContainer[Global___BreachTally]: ...
+    def __init__(
+        self,
+        *,
+        subjects: _builtins.int = ...,
+        releases: _builtins.int = ...,
+        records: _builtins.int = ...,
+        unrecorded: _builtins.int = ...,
+        by_category: _abc.Iterable[Global___BreachTally] | None = ...,
+        by_recipient: _abc.Iterable[Global___BreachTally] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_category", b"by_category", "by_recipient", b"by_recipient", "records", b"records", "releases", b"releases", "subjects", b"subjects", "unrecorded", b"unrecorded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BreachScopeTotals: _TypeAlias = BreachScopeTotals  # noqa: Y015
+
+@_typing.final
+class BreachScopeItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOTALS_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def totals(self) -> Global___BreachScopeTotals: ...
+    @_builtins.property
+    def subject(self) -> Global___BreachSubject: ...
+    def __init__(
+        self,
+        *,
+        totals: Global___BreachScopeTotals | None = ...,
+        subject: Global___BreachSubject | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "subject", b"subject", "totals", b"totals"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "subject", b"subject", "totals", b"totals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["totals", "subject"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___BreachScopeItem: _TypeAlias = BreachScopeItem  # noqa: Y015
 
 @_typing.final
 class CategoryScope(_message.Message):

@@ -80,6 +80,11 @@ class VaultStub:
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditRequest.SerializeToString,
                 response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditResponse.FromString,
                 _registered_method=True)
+        self.BreachScope = channel.unary_stream(
+                '/vault.v1.Vault/BreachScope',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.BreachScopeRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.BreachScopeItem.FromString,
+                _registered_method=True)
         self.GrantConsent = channel.unary_unary(
                 '/vault.v1.Vault/GrantConsent',
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.GrantConsentRequest.SerializeToString,
@@ -235,6 +240,15 @@ class VaultServicer:
 
     def QueryAudit(self, request, context):
         """Query the audit trail (auditor role). Entries name subjects by pseudonym only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BreachScope(self, request, context):
+        """The breach scope of a time window (auditor role): per subject pseudonym, the categories and
+        fields released (names, never values), to whom and when, with counts. The totals come
+        first, then one message per subject. Subjects are named by pseudonym only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -418,6 +432,11 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.QueryAudit,
                     request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditRequest.FromString,
                     response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditResponse.SerializeToString,
+            ),
+            'BreachScope': grpc.unary_stream_rpc_method_handler(
+                    servicer.BreachScope,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.BreachScopeRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.BreachScopeItem.SerializeToString,
             ),
             'GrantConsent': grpc.unary_unary_rpc_method_handler(
                     servicer.GrantConsent,
@@ -754,6 +773,33 @@ class Vault:
             '/vault.v1.Vault/QueryAudit',
             vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditRequest.SerializeToString,
             vault__service_dot_api_dot_v1_dot_vault__pb2.QueryAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BreachScope(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vault.v1.Vault/BreachScope',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.BreachScopeRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.BreachScopeItem.FromString,
             options,
             channel_credentials,
             insecure,

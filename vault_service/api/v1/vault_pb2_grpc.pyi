@@ -59,6 +59,11 @@ class VaultStub:
     """Erase a subject: destroys its subject key, so every record becomes unreadable at once."""
     QueryAudit: _grpc.UnaryUnaryMultiCallable[_vault_pb2.QueryAuditRequest, _vault_pb2.QueryAuditResponse]
     """Query the audit trail (auditor role). Entries name subjects by pseudonym only."""
+    BreachScope: _grpc.UnaryStreamMultiCallable[_vault_pb2.BreachScopeRequest, _vault_pb2.BreachScopeItem]
+    """The breach scope of a time window (auditor role): per subject pseudonym, the categories and
+    fields released (names, never values), to whom and when, with counts. The totals come
+    first, then one message per subject. Subjects are named by pseudonym only.
+    """
     GrantConsent: _grpc.UnaryUnaryMultiCallable[_vault_pb2.GrantConsentRequest, _vault_pb2.Consent]
     """Record a subject's consent for a purpose, to a principal or a role, over categories/fields."""
     RevokeConsent: _grpc.UnaryUnaryMultiCallable[_vault_pb2.RevokeConsentRequest, _vault_pb2.Consent]
@@ -130,6 +135,11 @@ class VaultAsyncStub(VaultStub):
     """Erase a subject: destroys its subject key, so every record becomes unreadable at once."""
     QueryAudit: _aio.UnaryUnaryMultiCallable[_vault_pb2.QueryAuditRequest, _vault_pb2.QueryAuditResponse]  # type: ignore[assignment]
     """Query the audit trail (auditor role). Entries name subjects by pseudonym only."""
+    BreachScope: _aio.UnaryStreamMultiCallable[_vault_pb2.BreachScopeRequest, _vault_pb2.BreachScopeItem]  # type: ignore[assignment]
+    """The breach scope of a time window (auditor role): per subject pseudonym, the categories and
+    fields released (names, never values), to whom and when, with counts. The totals come
+    first, then one message per subject. Subjects are named by pseudonym only.
+    """
     GrantConsent: _aio.UnaryUnaryMultiCallable[_vault_pb2.GrantConsentRequest, _vault_pb2.Consent]  # type: ignore[assignment]
     """Record a subject's consent for a purpose, to a principal or a role, over categories/fields."""
     RevokeConsent: _aio.UnaryUnaryMultiCallable[_vault_pb2.RevokeConsentRequest, _vault_pb2.Consent]  # type: ignore[assignment]
@@ -252,6 +262,17 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_vault_pb2.QueryAuditResponse, _abc.Awaitable[_vault_pb2.QueryAuditResponse]]:
         """Query the audit trail (auditor role). Entries name subjects by pseudonym only."""
+
+    @_abc_1.abstractmethod
+    def BreachScope(
+        self,
+        request: _vault_pb2.BreachScopeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_vault_pb2.BreachScopeItem], _abc.AsyncIterator[_vault_pb2.BreachScopeItem]]:
+        """The breach scope of a time window (auditor role): per subject pseudonym, the categories and
+        fields released (names, never values), to whom and when, with counts. The totals come
+        first, then one message per subject. Subjects are named by pseudonym only.
+        """
 
     @_abc_1.abstractmethod
     def GrantConsent(

@@ -14,12 +14,27 @@ from typing import Any
 
 from vault_service import metrics, security_events
 from vault_service.audit.chain import GENESIS, entry_hash
-from vault_service.audit.model import AuditEntry, AuditRow
-from vault_service.storage.rows import AuditQuery
+from vault_service.audit.model import RELEASE_ACTIONS, AuditEntry, AuditRow
+from vault_service.storage.rows import AuditQuery, BreachQuery, BreachRows, ReleaseGroup
 from vault_service.storage.sql.base import Connection, SqlStoreBase, as_bytes
 
 #: the name under which the audit chain's appends are serialized
 AUDIT_CHAIN_LOCK = "audit-chain"
+
+#: the releases, as the partial index ``audit_releases`` (schema 18) states them: a query
+#: must repeat these terms word for word for either engine to use that index
+RELEASES = (
+    "decision = 'allow' AND action IN (" + ", ".join(f"'{action}'" for action in RELEASE_ACTIONS) + ")"
+)
+
+
+def fields_text(names: tuple[str, ...] | None) -> str | None:
+    """The ``released_fields`` column: the names comma-joined (policy names hold no comma)."""
+    return None if names is None else ",".join(names)
+
+
+def fields_of(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(text.split(",")) if text else ()
 
 
 class SqlAudit(SqlStoreBase):
@@ -47,7 +62,8 @@ class SqlAudit(SqlStoreBase):
         conn.execute(
             "INSERT INTO audit_log (seq, at, principal, action, purpose, subject_pseudonym,"
             " record_id, decision, reason, correlation_id, prev_hash, entry_hash,"
-            " witnessed_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " witnessed_version, category, released_fields, role)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 seq,
                 row.at,
@@ -62,6 +78,9 @@ class SqlAudit(SqlStoreBase):
                 prev,
                 entry_hash(prev, seq, row),
                 row.witnessed_version,
+                row.category,
+                fields_text(row.released_fields),
+                row.role,
             ),
         )
 
@@ -76,7 +95,8 @@ class SqlAudit(SqlStoreBase):
 
     _ENTRY = (
         "SELECT seq, at, principal, action, decision, reason, purpose, subject_pseudonym,"
-        " record_id, correlation_id, prev_hash, entry_hash, witnessed_version FROM audit_log"
+        " record_id, correlation_id, prev_hash, entry_hash, witnessed_version, category,"
+        " released_fields, role FROM audit_log"
     )
 
     @staticmethod
@@ -93,6 +113,9 @@ class SqlAudit(SqlStoreBase):
             record_id=r[8],
             correlation_id=r[9],
             witnessed_version=witnessed,
+            category=r[13],
+            released_fields=fields_of(r[14]),
+            role=r[15],
         )
         return AuditEntry(int(r[0]), row, as_bytes(r[10]), as_bytes(r[11]))
 
@@ -159,3 +182,41 @@ class SqlAudit(SqlStoreBase):
                 (*args, limit),
             ).fetchall()
         return [self._entry(r) for r in rows]
+
+    def breach_scope(self, query: BreachQuery) -> BreachRows:
+        where = [RELEASES, "at >= ?", "at <= ?"]
+        args: list[object] = [query.start, query.end]
+        for column in ("principal", "category", "purpose"):
+            value = getattr(query, column)
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        match = " AND ".join(where)
+        keys = "subject_pseudonym, category, released_fields, principal, role, action, purpose"
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {keys}, COUNT(*), MIN(at), MAX(at) FROM audit_log WHERE {match}"
+                f" GROUP BY {keys}",
+                args,
+            ).fetchall()
+            records = conn.execute(
+                "SELECT subject_pseudonym, COUNT(DISTINCT record_id) FROM audit_log"
+                f" WHERE {match} GROUP BY subject_pseudonym",
+                args,
+            ).fetchall()
+        groups = [
+            ReleaseGroup(
+                subject_pseudonym=r[0],
+                category=r[1],
+                released_fields=fields_of(r[2]),
+                principal=r[3],
+                role=r[4],
+                action=r[5],
+                purpose=r[6],
+                releases=int(r[7]),
+                first_at=float(r[8]),
+                last_at=float(r[9]),
+            )
+            for r in rows
+        ]
+        return BreachRows(groups, {str(p): int(n) for p, n in records})
