@@ -13,6 +13,7 @@ lease loop renews; another replica takes it over when this one stops renewing.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import socket
@@ -135,6 +136,15 @@ def server_jobs(assembly: Assembly, config: Config) -> list[Job]:
     def dormancy() -> None:
         svc.sweep_dormancy()
 
+    idle_since = [-math.inf]  # when a backfill run last found nothing to re-index
+
+    def index() -> None:
+        # every purge interval while there is work, then hourly: it never stops for good, as a
+        # separated subject's records wait for its reactivation
+        now = time.monotonic()
+        if now - idle_since[0] >= epoch_every and svc.search.backfill() == 0:
+            idle_since[0] = now
+
     checkpoint_every = config.audit.checkpoint_interval_seconds
     epoch_every = lc.epoch_check_interval_seconds
     return [
@@ -169,6 +179,7 @@ def server_jobs(assembly: Assembly, config: Config) -> list[Job]:
         ),
         Job("key_epochs", epoch_every, epochs, _emit("key_epoch_job_failed"), leased=True),
         Job("dormancy", epoch_every, dormancy, _emit("dormancy_job_failed"), leased=True),
+        Job("index_backfill", purge, index, _emit("index_backfill_job_failed"), leased=True),
         Job(
             "witness_backfill",
             purge,

@@ -45,6 +45,7 @@ EVENTS = frozenset(
         "ledger_write_failed",  # a committed destruction could not be added to the ledger
         "pending_deletions_job_failed",  # deletions no hold blocks any more were not carried out
         "witness_backfill_job_failed",  # records of an older version are not yet witnessed
+        "index_backfill_job_failed",  # records not yet in their searchable fields' blind index
     }
 )
 

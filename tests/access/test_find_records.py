@@ -35,7 +35,9 @@ def _policy() -> str:
     old = '"legal_obligation",\n            "reactivation"]'
     assert base.count(old) == 1
     base = base.replace(
-        old, '"legal_obligation",\n            "reactivation", "outreach", "simulation", "visit"]'
+        old,
+        '"legal_obligation",\n            "reactivation", "outreach", "simulation", "visit",'
+        ' "partner_view"]',
     )
     retained = 'retention = { after = "creation", days = 1826, survives_erasure = true }'
     assert base.count(retained) == 1
@@ -45,6 +47,11 @@ def _policy() -> str:
         + READ_ONCE_CATEGORIES
         + TEST_DORMANCY
         + """
+[purposes.partner_view]
+description = "Scrubbed of contact details: may never learn how to reach a member."
+categories = ["member_profile"]
+scrub_text = true
+
 [purposes.outreach]
 description = "Contacting a member who agreed to it."
 categories = ["member_profile"]
@@ -169,6 +176,8 @@ def test_the_rights_that_depend_on_no_data_are_refused_before_any_lookup(vault: 
             app.find_records("member_profile", "email", value, "llm_analysis")
         with pytest.raises(PermissionDenied):  # not one of the role's purposes
             app.find_records("member_profile", "email", value, "subject_access")
+        with pytest.raises(PermissionDenied):  # scrub_text: an identifier would be confirmed
+            app.find_records("member_profile", "email", value, "partner_view")
 
 
 @pytest.mark.parametrize(
@@ -282,3 +291,60 @@ def test_a_search_is_in_the_breach_scope_as_a_release_of_the_field(vault: Vault)
     assert [(who, d.category, d.fields, d.principal) for who, d in finds] == [
         (vault.pseudonym("member-1"), "member_profile", ("email",), "app")
     ]
+
+
+def test_a_search_over_unconsented_matches_is_no_repeated_denials_alarm(vault: Vault) -> None:
+    """Matches left out are the search working as documented, not a caller probing: twelve
+    refused matches (the alarm's threshold is ten a minute) raise no repeated_denials event."""
+    from vault_service.metrics import REGISTRY
+
+    def alarms() -> float:
+        sample = REGISTRY.get_sample_value("vault_security_events_total", {"event": "repeated_denials"})
+        return sample or 0.0
+
+    app = vault.client("app")
+    for i in range(12):
+        app.put_record(f"member-{i}", "member_profile", PROFILE)
+    before = alarms()
+    assert app.find_records("member_profile", "email", EMAIL, "outreach").records == []
+    rows = vault.service.store.audit_rows()
+    assert len([r for r in rows if r.action == "record.find" and r.decision == "deny"]) == 12
+    assert alarms() == before
+
+
+def _set_policy(vault: Vault, text: str) -> None:
+    vault.stop()
+    (vault.home / "policy.toml").write_text(text)
+    vault.start()
+
+
+def test_the_backfill_indexes_what_was_written_before_and_follows_the_policy(vault: Vault) -> None:
+    """Records written before a field became searchable are found once the backfill (the
+    index_backfill job) ran; a changed normalisation re-indexes them; a field no longer
+    searchable loses its tokens; a separated subject's records wait for its reactivation."""
+    searchable = (
+        'searchable = ["email"]   # FindRecords: the member by e-mail (NFC, trimmed, case folded)\n'
+    )
+    full = _policy()
+    assert full.count(searchable) == 1
+    _set_policy(vault, full.replace(searchable, ""))
+    app = vault.client("app")
+    rid = app.put_record("member-1", "member_profile", PROFILE).record_id
+    sleeper = app.put_record("member-2", "member_profile", {**PROFILE, "email": "s@example.kr"})
+    vault.clock.advance(200 * DAY)
+    app.put_record("member-1", "concern_text", {"text": "still here"})  # member-1 stays active
+    vault.clock.advance(200 * DAY)
+    assert vault.service.sweep_dormancy()["dormant"] == 1  # member-2: separated
+    _set_policy(vault, full)
+    assert _find(vault, EMAIL) == []  # not indexed yet
+    assert vault.service.search.backfill() == 1  # member-2's record waits: its key is separated
+    assert _find(vault, EMAIL) == [rid] and _tokens(vault) == 1
+    assert vault.service.search.backfill() == 0  # nothing left
+    assert vault.client("app").get_record(sleeper.record_id, "reactivation").fields  # a login
+    assert vault.service.search.backfill() == 1
+    assert _find(vault, "S@example.kr") == [sleeper.record_id]
+    _set_policy(vault, full.replace(searchable, 'searchable = { email = "exact" }\n'))
+    assert vault.service.search.backfill() == 2
+    assert _find(vault, EMAIL) == [rid] and _find(vault, EMAIL.lower()) == []  # exact now
+    _set_policy(vault, full.replace(searchable, ""))
+    assert vault.service.search.backfill() == 2 and _tokens(vault) == 0

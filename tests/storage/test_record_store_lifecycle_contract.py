@@ -298,3 +298,47 @@ def test_plaintext_hold_terms_of_an_older_version_are_listed_and_sealed(store: R
     assert store.plaintext_hold_terms("", 10) == []
     store.seal_hold_terms(hold.hold_id, b"S2")
     assert store.list_holds(REF)[0].sealed == b"S2"
+
+
+def test_an_update_that_loses_the_race_with_an_erasure_writes_nothing(store: RecordStore) -> None:
+    """The service checks the subject before sealing; an erasure can commit before the update's
+    transaction. Then the update is refused, and the blind index keeps nothing of the erased
+    subject (its rows went with the erasure, and the update may not write new ones)."""
+    _subject(store)
+    rid = _record(store, blob=None)
+    assert store.erase_subject(REF, 3.0, None)
+    new = RecordVersion(rid, REF, "note", 2, "", b"k" * 61, {"text": b"ct2"}, index_tokens=(b"t" * 32,))
+    with pytest.raises(FailedPrecondition):
+        store.replace_version(new, 1, 4.0, None, _pending(PendingKind.VERSION, rid, 1))
+    assert store.subject_residue(REF) == (False, 1)  # the record row until the purge, no index row
+    store.purge_erased(10)
+    assert store.subject_residue(REF) == (False, 0)
+
+
+def test_the_blind_index_goes_with_the_record_and_follows_its_version(store: RecordStore) -> None:
+    _subject(store)
+    rid = _record(store, blob=None)
+    token = b"t" * 32
+    new = RecordVersion(
+        rid,
+        REF,
+        "note",
+        2,
+        "",
+        b"k" * 61,
+        {"text": b"ct2"},
+        index_tokens=(token,),
+        index_spec="text:exact",
+    )
+    store.replace_version(new, 1, 2.0, None, _pending(PendingKind.VERSION, rid, 1))
+    assert store.find_records(token, "note", "", 10) == [rid]
+    assert store.find_records(token, "other", "", 10) == []
+    assert store.stale_index("note", "text:exact", "", 10) == []
+    assert store.stale_index("note", "text:casefold", "", 10) == [rid]
+    assert store.replace_tokens(rid, 1, "text:casefold", [b"u" * 32]) is False  # not its version
+    assert store.replace_tokens(rid, 2, "text:casefold", [b"u" * 32]) is True
+    assert store.find_records(token, "note", "", 10) == []
+    assert store.find_records(b"u" * 32, "note", "", 10) == [rid]
+    assert store.record_residue(rid)[0] == 2  # the record row and its index row
+    store.delete_record(rid, None)
+    assert store.record_residue(rid) == (0, 0, 0)

@@ -27,12 +27,13 @@ from vault_service.policy.model import (
     Role,
 )
 
-_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+#: the names a policy gives (categories, purposes, roles, principals, parties)
+NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _TOP = {"version", "events", "categories", "purposes", "roles", "principals", "dormancy"}
 _DAY = 86400.0
 #: business event names (the same rule as the RecordEvent call's)
-_EVENT = re.compile(r"^[a-z0-9_]{1,64}$")
+EVENT = re.compile(r"^[a-z0-9_]{1,64}$")
 
 
 def check_name(value: str, key: str, source: str = "<policy>") -> None:
@@ -73,7 +74,7 @@ class _Ctx:
                 )
 
     def name(self, value: str, key: str) -> None:
-        if not _NAME.fullmatch(value):
+        if not NAME.fullmatch(value):
             raise self.fail(key, "names are lower-case letters, digits, '_', '-', '.'")
 
 
@@ -112,7 +113,7 @@ def _retention(ctx: _Ctx, raw: Any, key: str) -> RetentionRule:
         event = t.get("event")
         if not isinstance(event, str) or not event:
             raise ctx.fail(f"{key}.event", "the business event the period follows is required")
-        if not _EVENT.fullmatch(event):
+        if not EVENT.fullmatch(event):
             raise ctx.fail(f"{key}.event", "event names are 1-64 of a-z, 0-9 and _")
         return RetentionRule("after_event", period, event)
     if "event" in t:
@@ -350,7 +351,7 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
 
     declared = ctx.names(doc.get("events", []), "events")
     for i, event in enumerate(sorted(declared)):
-        if not _EVENT.fullmatch(event):
+        if not EVENT.fullmatch(event):
             raise ctx.fail(f"events[{i}]", "event names are 1-64 of a-z, 0-9 and _")
     events = declared | {c.retention.event for c in categories.values() if c.retention.event}
     dormancy = _dormancy(ctx, doc.get("dormancy"))

@@ -54,7 +54,7 @@ READ_ACTIONS = frozenset(
 )
 
 #: How a searchable field's value is normalised before its blind index token is computed
-#: (crypto/blind_index.py): "casefold" (Unicode NFC, surrounding white space removed, case
+#: (crypto/derive.py): "casefold" (Unicode NFC, surrounding white space removed, case
 #: folded: e-mail addresses, chart numbers) or "exact" (NFC only).
 NORMALISATIONS = ("casefold", "exact")
 

@@ -131,7 +131,7 @@ class VaultService:
         )
         self.holds = Holds(self.access, keys, store, self.eraser, clock)
         self.audit_queries = AuditQueries(self.access, store)
-        self.search = Search(self.access, keys, store, self.reads, policy, clock)
+        self.search = Search(self.access, keys, store, self.reads, policy)
         self.breach = BreachScope(self.access, store)
         self.notices = Notices(self.access, keys, store, self.business_events, policy.dormancy)
         self.verifier = DeletionVerifier(store, ledger, keys, self.shredder, policy, clock, schedule)

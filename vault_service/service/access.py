@@ -53,13 +53,16 @@ class Access:
         witnessed_version: int | None = None,
         category: str | None = None,
         released: frozenset[str] | None = None,
+        watched: bool = True,
     ) -> AuditRow:
-        """The audit row of this call (a denial is also logged, counted and watched). A release
-        names the ``released`` fields (their names only) and so the caller's role too."""
+        """The audit row of this call (a denial is also logged, counted and, if ``watched``,
+        watched for repeated denials). A release names the ``released`` fields (their names
+        only) and so the caller's role too."""
         if decision == "deny":
             log.info("denied", extra=fields(action=action.value, reason=reason))
             metrics.DENIED.labels(action.value, reason).inc()
-            self.denials.denied(call.principal.name)
+            if watched:
+                self.denials.denied(call.principal.name)
         return AuditRow(
             at=self.clock.now(),
             principal=call.principal.name,

@@ -298,6 +298,16 @@ class Reads:
                 "content, without a range"
             )
 
+    def decrypt_fields(self, stored: StoredRecord, names: frozenset[str]) -> dict[str, str]:
+        """Fields of a stored version decrypted for the vault's own use (the blind index
+        backfill), never released: no audit, no activity. DATA_LOSS if they fail to
+        authenticate."""
+        data_key = self.keys.data_key(stored)
+        try:
+            return self._open(stored, data_key, names, Ask())[0]
+        finally:
+            data_key.destroy()
+
     def _open(
         self, stored: StoredRecord, data_key: DataKey, visible: frozenset[str], ask: Ask
     ) -> tuple[dict[str, str], bytes | None]:

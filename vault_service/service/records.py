@@ -36,7 +36,7 @@ from vault_service.policy.decide import consented
 from vault_service.policy.model import CONTENT_FIELD, Category
 from vault_service.service import validate
 from vault_service.service.access import Access
-from vault_service.service.search import index_tokens
+from vault_service.service.search import index_spec, index_tokens
 from vault_service.service.types import CallContext, ContentStream, Limits
 from vault_service.storage import (
     BlobStore,
@@ -108,7 +108,8 @@ class Records:
                 self.blobs.put(blob_ref, [seal_payload(data_key, context, content)])
                 length = len(content)
         data_key.destroy()
-        tokens = index_tokens(self.keys, self.policy.categories[category], fields)
+        cat = self.policy.categories[category]
+        tokens = index_tokens(self.keys, cat, fields)
         return RecordVersion(
             record_id=record_id,
             subject_ref=ref,
@@ -121,6 +122,7 @@ class Records:
             content_length=length,
             key_kind=kind,
             index_tokens=tokens,
+            index_spec=index_spec(cat),
         )
 
     def _unwritten(self, new: RecordVersion) -> None:

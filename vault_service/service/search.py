@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vault_service.clock import Clock
 from vault_service.crypto.derive import blind_index_token
-from vault_service.errors import InvalidArgument
+from vault_service.errors import DataLoss, InvalidArgument
 from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.policy import Action, Category, Policy
 from vault_service.service import validate
@@ -35,6 +34,13 @@ MAX_PAGE = 100
 DEFAULT_PAGE = 50
 #: candidates read from the index per query while a page fills
 _SCAN = 200
+
+
+def index_spec(category: Category) -> str:
+    """The searchable fields of a category and their normalisations, as a record's index
+    remembers them ("email:casefold,phone:exact"; "" when none): a record whose spec differs
+    from its category's is re-indexed by :meth:`Search.backfill`."""
+    return ",".join(f"{name}:{how}" for name, how in sorted(category.searchable.items()))
 
 
 def index_tokens(keys: KeyHierarchy, category: Category, fields: Mapping[str, str]) -> tuple[bytes, ...]:
@@ -57,14 +63,12 @@ class Search:
         store: RecordStore,
         reads: Reads,
         policy: Policy,
-        clock: Clock,
     ) -> None:
         self.access = access
         self.keys = keys
         self.store = store
         self.reads = reads
         self.policy = policy
-        self.clock = clock
 
     def find(
         self,
@@ -92,6 +96,12 @@ class Search:
         if cat.name not in spec.categories or field not in spec.visible_fields(cat):
             raise self.access.refuse(
                 call, Action.RECORD_FIND, "field not permitted for purpose", purpose=purpose
+            )
+        if spec.scrub_text and field in cat.identifiers:
+            # a scrub_text purpose never learns how to reach a person: confirming a guessed
+            # e-mail address or phone number would tell it
+            raise self.access.refuse(
+                call, Action.RECORD_FIND, "identifier not searchable for purpose", purpose=purpose
             )
         token = blind_index_token(self.keys.blind_index_key(cat.name, field), how, value)
         size = page_size or DEFAULT_PAGE
@@ -143,8 +153,41 @@ class Search:
                         # a search discloses whether the field equals the value: a release
                         # of that field (the breach scope counts it)
                         released=wanted if decision.allowed else None,
+                        # a match left out is the search working as documented, not a caller
+                        # probing: a search over subjects who did not consent is no alarm
+                        watched=False,
                     )
                 )
             if len(batch) < _SCAN:
                 return found, audits, False
             after = batch[-1]
+
+    # the backfill --------------------------------------------------------------------------------
+    def backfill(self, batch: int = 200, limit: int = 5000) -> int:
+        """Re-index up to ``limit`` records whose blind index was made for other searchable
+        fields than their category's now (records written before a field became searchable,
+        after a normalisation changed, or a field stopped being searchable). Their searchable
+        fields are decrypted for the token and never leave the process. A separated (dormant)
+        subject's records wait for its reactivation, a record whose rows fail authentication
+        is skipped (its read is DATA_LOSS anyway). Returns how many were re-indexed: 0 means
+        nothing is left to do."""
+        done = 0
+        for cat in self.policy.categories.values():
+            spec, after = index_spec(cat), ""
+            while done < limit and (page := self.store.stale_index(cat.name, spec, after, batch)):
+                after = page[-1]
+                for record_id in page:
+                    done += self._reindex(cat, spec, record_id)
+        return done
+
+    def _reindex(self, cat: Category, spec: str, record_id: str) -> int:
+        stored = self.store.get_record(record_id)
+        if stored is None:
+            return 0
+        names = frozenset(cat.searchable) & frozenset(stored.payloads)
+        try:
+            fields = self.reads.decrypt_fields(stored, names) if names else {}
+        except DataLoss:
+            return 0
+        tokens = index_tokens(self.keys, cat, fields)
+        return int(self.store.replace_tokens(record_id, stored.meta.version, spec, tokens))

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from vault_service.errors import InvalidArgument, ResourceExhausted, shown
 from vault_service.ids import is_record_id
 from vault_service.policy import Category, Policy
+from vault_service.policy.loader import EVENT, NAME
 from vault_service.policy.model import CONTENT_FIELD
 from vault_service.service.types import ContentStream, Limits
 
@@ -24,10 +25,10 @@ MAX_PAGE_SIZE = 500
 MAX_AUDIT_PAGE = 1000
 #: evidence and case references: 1-128 characters without spaces
 REFERENCE = re.compile(r"^[^\s]{1,128}$")
-#: the names a policy gives (categories, purposes, roles, principals), as filters a caller sends
-POLICY_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-#: business event names (RecordEvent, share expiry, retention rules)
-EVENT_NAME = re.compile(r"^[a-z0-9_]{1,64}$")
+#: the names a policy gives (categories, purposes, roles, principals), as filters a caller sends,
+#: and business event names (RecordEvent, share expiry, retention rules): the loader's rules
+POLICY_NAME = NAME
+EVENT_NAME = EVENT
 #: a media type (RFC 6838 names, optional parameters); stored in plaintext as metadata, so it is
 #: held to this shape and length rather than taking free text
 CONTENT_TYPE = re.compile(

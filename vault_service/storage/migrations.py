@@ -269,6 +269,16 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " key_kind TEXT NOT NULL, PRIMARY KEY (token, record_id))",
             "CREATE INDEX blind_index_by_record ON blind_index(record_id)",
             "CREATE INDEX blind_index_by_subject ON blind_index(subject_ref)",
+            # the searchable fields (and normalisations) a record's tokens were made for: the
+            # backfill re-indexes records whose category's searchable fields changed since
+            "ALTER TABLE records ADD COLUMN index_spec TEXT",
         ],
     ),
 ]
+
+
+def pending_steps(applied: set[int]) -> list[tuple[int, list[str]]]:
+    """The steps not yet applied, in order: every version missing from ``schema_migrations``,
+    not only those above the highest one (a step that reached a database after a later one,
+    as when two lines of work each added a step, is still applied)."""
+    return [(version, statements) for version, statements in MIGRATIONS if version not in applied]

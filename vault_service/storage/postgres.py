@@ -34,7 +34,7 @@ from psycopg import IsolationLevel
 from psycopg_pool import ConnectionPool
 
 from vault_service.errors import Internal, Unavailable
-from vault_service.storage.migrations import MIGRATIONS
+from vault_service.storage.migrations import pending_steps
 from vault_service.storage.sql import Connection, SqlRecordStore
 
 _MIGRATION_LOCK = "vault-service:migrations"
@@ -184,18 +184,16 @@ class PostgresRecordStore(SqlRecordStore):
                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
                     " version BIGINT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
                 )
-                row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
-                current = int(row[0]) if row else 0
-                for version, statements in MIGRATIONS:
-                    if version <= current:
-                        continue
+                applied = {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+                current = max(applied, default=0)
+                for version, statements in pending_steps(applied):
                     with conn.transaction():
                         for statement in statements:
                             conn.execute(_placeholders(postgres_ddl(statement)))
                         conn.execute(
                             "INSERT INTO schema_migrations VALUES (%s, %s)", (version, time.time())
                         )
-                    current = version
+                    current = max(current, version)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_MIGRATION_LOCK,))
         return current

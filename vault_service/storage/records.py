@@ -48,6 +48,7 @@ from vault_service.storage.rows import (
     SubjectState,
     VersionChange,
 )
+from vault_service.storage.search_index import SearchIndex
 
 __all__ = [
     "AuditQuery",
@@ -69,7 +70,7 @@ __all__ = [
 ]
 
 
-class RecordStore(KeyInventory):
+class RecordStore(KeyInventory, SearchIndex):
     """Persistent state of the vault (see the module docstring for the rules)."""
 
     @abc.abstractmethod
@@ -187,11 +188,6 @@ class RecordStore(KeyInventory):
         """The current version, or None if absent, shredded, or its subject erased. With
         ``grants_for`` (a purpose), the subject's grants for it are read in the same
         transaction."""
-
-    @abc.abstractmethod
-    def find_records(self, token: bytes, category: str, after: str, limit: int) -> list[str]:
-        """Up to ``limit`` ids of live records of ``category`` whose current version has the
-        blind index ``token``, in id order after ``after`` (FindRecords)."""
 
     @abc.abstractmethod
     def set_subject_state(
@@ -345,11 +341,12 @@ class RecordStore(KeyInventory):
     @abc.abstractmethod
     def subject_residue(self, subject_ref: bytes) -> tuple[bool, int]:
         """What is left of a subject in the database: (its key row still exists, its record rows
-        count), whatever its state (deletion verification)."""
+        count, their blind index rows included), whatever its state (deletion verification)."""
 
     @abc.abstractmethod
     def record_residue(self, record_id: str) -> tuple[int, int, int]:
-        """What is left of a record in the database: its (record, data key, payload) rows."""
+        """What is left of a record in the database: its (record and blind index, data key,
+        payload) rows."""
 
     @abc.abstractmethod
     def pending_deletions(self, subject_ref: bytes) -> list[PendingDeletion]:

@@ -108,8 +108,10 @@ class RecordVersion:
     key_kind: KeyKind = KeyKind.SUBJECT
     #: the subject's id sealed under the subject key, kept on the subject (first one stands)
     sealed_subject_id: bytes | None = field(default=None, repr=False)
-    #: the blind index tokens of this version's searchable fields (they replace the record's)
+    #: the blind index tokens of this version's searchable fields (they replace the record's),
+    #: and the searchable fields they were made for (``search.index_spec``)
     index_tokens: tuple[bytes, ...] = field(default=(), repr=False)
+    index_spec: str = ""
 
 
 @dataclass(frozen=True)

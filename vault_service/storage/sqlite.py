@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vault_service.errors import Internal, Unavailable
-from vault_service.storage.migrations import MIGRATIONS
+from vault_service.storage.migrations import pending_steps
 from vault_service.storage.sql import Connection, SqlRecordStore
 
 
@@ -156,12 +156,9 @@ class SqliteRecordStore(SqlRecordStore):
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
             )
-            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[
-                0
-            ]
-            for version, statements in MIGRATIONS:
-                if version <= current:
-                    continue
+            applied = {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+            current = max(applied, default=0)
+            for version, statements in pending_steps(applied):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     for statement in statements:
@@ -171,7 +168,7 @@ class SqliteRecordStore(SqlRecordStore):
                     conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
-                current = version
+                current = max(current, version)
             # A checkpoint at start-up keeps the WAL short (without it p99 latencies spike).
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return int(current)

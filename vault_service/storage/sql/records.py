@@ -47,6 +47,25 @@ def _field_names(new: RecordVersion) -> str:
     return "\x1f".join(sorted(new.payloads))
 
 
+def write_tokens(
+    conn: Connection,
+    record_id: str,
+    subject_ref: bytes,
+    key_kind: str,
+    tokens: Sequence[bytes],
+    spec: str,
+) -> None:
+    """Inside a write transaction: the record's blind index is ``tokens`` (made for ``spec``),
+    replacing whatever it had: the index follows the current version."""
+    conn.execute("DELETE FROM blind_index WHERE record_id = ?", (record_id,))
+    conn.executemany(
+        "INSERT INTO blind_index (token, record_id, subject_ref, key_kind) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        [(t, record_id, subject_ref, key_kind) for t in tokens],
+    )
+    conn.execute("UPDATE records SET index_spec = ? WHERE record_id = ?", (spec, record_id))
+
+
 class SqlRecords(SqlStoreBase):
     """Records, their versions and idempotency keys."""
 
@@ -60,13 +79,21 @@ class SqlRecords(SqlStoreBase):
             "INSERT INTO record_payloads VALUES (?, ?, ?, ?)",
             [(new.record_id, new.version, name, ct) for name, ct in new.payloads.items()],
         )
-        # the blind index follows the current version: the replaced version's tokens go
-        conn.execute("DELETE FROM blind_index WHERE record_id = ?", (new.record_id,))
-        conn.executemany(
-            "INSERT INTO blind_index (token, record_id, subject_ref, key_kind) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            [(t, new.record_id, new.subject_ref, new.key_kind) for t in new.index_tokens],
+        write_tokens(
+            conn, new.record_id, new.subject_ref, new.key_kind, new.index_tokens, new.index_spec
         )
+
+    def replace_tokens(self, record_id: str, version: int, spec: str, tokens: Sequence[bytes]) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT subject_ref, key_kind FROM records WHERE record_id = ? AND version = ?"
+                f" AND consumed_at IS NULL{self._FOR_UPDATE}",
+                (record_id, version),
+            ).fetchone()
+            if row is None:  # replaced, destroyed or consumed since it was read
+                return False
+            write_tokens(conn, record_id, as_bytes(row[0]), row[1], tokens, spec)
+        return True
 
     def insert_record(
         self,
@@ -217,6 +244,8 @@ class SqlRecords(SqlStoreBase):
             ).fetchone()
             if old is None or new.version != expected_version + 1:
                 raise FailedPrecondition("record changed concurrently; retry")
+            if new.key_kind == KeyKind.SUBJECT:  # an erasure committed since the caller looked
+                self._require_live_subject(conn, as_bytes(old[1]))
             self._write_version(conn, new)
             conn.execute(
                 "UPDATE records SET version = ?, content_type = ?, blob_ref = ?,"

@@ -23,3 +23,13 @@ class SqlSearch(SqlStoreBase):
                 (token, category, after, limit),
             ).fetchall()
         return [str(r[0]) for r in rows]
+
+    def stale_index(self, category: str, spec: str, after: str, limit: int) -> list[str]:
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT r.record_id FROM records r {self._live} WHERE {LIVE_WHERE}"
+                " AND r.category = ? AND COALESCE(r.index_spec, '') != ? AND r.record_id > ?"
+                " AND sk.separated_at IS NULL ORDER BY r.record_id LIMIT ?",
+                (category, spec, after, limit),
+            ).fetchall()
+        return [str(r[0]) for r in rows]

@@ -217,6 +217,9 @@ class SqlSubjects(SqlStoreBase):
                 (limit,),
             ).fetchall()
             conn.executemany("DELETE FROM records WHERE record_id = ?", [(r[0],) for r in rows])
+            # (the erasure deleted their index rows; an update racing it is refused, but a
+            # purge leaves nothing of the record behind in any case)
+            conn.executemany("DELETE FROM blind_index WHERE record_id = ?", [(r[0],) for r in rows])
         return [ShreddedRecord(r[0], (r[1],) if r[1] else ()) for r in rows]
 
     def set_subject_state(
@@ -293,18 +296,19 @@ class SqlSubjects(SqlStoreBase):
                 "SELECT 1 FROM subject_keys WHERE subject_ref = ?", (subject_ref,)
             ).fetchone()
             count = conn.execute(
-                "SELECT COUNT(*) FROM records WHERE subject_ref = ? AND key_kind = 'subject'",
-                (subject_ref,),
+                "SELECT (SELECT COUNT(*) FROM records WHERE subject_ref = ? AND key_kind = 'subject')"
+                " + (SELECT COUNT(*) FROM blind_index WHERE subject_ref = ? AND key_kind = 'subject')",
+                (subject_ref, subject_ref),
             ).fetchone()[0]
         return key is not None, int(count)
 
     def record_residue(self, record_id: str) -> tuple[int, int, int]:
         counts = []
         with self._read() as conn:
-            for table in ("records", "record_keys", "record_payloads"):
+            for table in ("records", "record_keys", "record_payloads", "blind_index"):
                 query = f"SELECT COUNT(*) FROM {table} WHERE record_id = ?"
                 counts.append(int(conn.execute(query, (record_id,)).fetchone()[0]))
-        return counts[0], counts[1], counts[2]
+        return counts[0] + counts[3], counts[1], counts[2]  # its index rows count as its rows
 
     @staticmethod
     def _grant(r: Any) -> Grant:
