@@ -6,9 +6,13 @@ context manager, so the instrumented seams cost a function call and a ``with``.
 
 When on (:func:`configure`, called by the server at start-up):
 
-- :func:`rpc_span` is the SERVER span of one call (the interceptor opens it), a child of the
-  caller's span when the call's metadata carries W3C trace context (``traceparent``,
-  ``tracestate``); the sampling decision is the caller's, else ``sample_ratio``;
+- :func:`rpc_span` is the SERVER span of one call (the interceptor opens it once the caller is
+  authenticated, or has failed to be), a child of the caller's span when an *authenticated*
+  call's metadata carries a W3C ``traceparent``: then the sampling decision is the caller's.
+  Otherwise (no ``traceparent``, or a call that failed authentication, whose metadata is not
+  trusted) the span starts a trace of its own, sampled by ``sample_ratio`` alone: an
+  unauthenticated caller can neither join a trace nor force sampling. ``tracestate`` (vendor
+  data nobody here vets) is never read, so never exported;
 - :func:`span` is a child span of the dependency a call uses (the record store's transactions,
   the key provider, the blob store). It is recorded only inside a recorded RPC span: background
   jobs and start-up work make no traces of their own;
@@ -18,10 +22,11 @@ When on (:func:`configure`, called by the server at start-up):
 **What a span may carry**: names and attribute values that come from code or configuration (RPC
 method, gRPC status, the caller's role, the call's correlation id, a provider or database name,
 the store method that opened a transaction, an exception's *class* name). Never a subject id,
-record id, field value, token, key, purpose argument or the text of an exception: spans are not
-given exceptions (``record_exception`` is off, and the status carries no description), only
-their class in ``error.type`` (tests/observability/test_tracing.py puts markers everywhere a
-caller can and searches the exported bytes for them).
+record id, field value, token, key, purpose argument, search value or filter, the caller's
+``tracestate``, or the text of an exception: spans are not given exceptions
+(``record_exception`` is off, and the status carries no description), only their class in
+``error.type`` (tests/observability/test_tracing.py puts markers in what a caller sends to the
+RPCs of its exercise and searches the exported bytes for them).
 """
 
 from __future__ import annotations
@@ -198,16 +203,18 @@ def shutdown() -> None:
 
 
 def rpc_span(
-    method: str, metadata: Iterable[tuple[str, Any]] | None
+    method: str, trusted_metadata: Iterable[tuple[str, Any]] | None
 ) -> contextlib.AbstractContextManager[Span]:
     """The SERVER span of an RPC ``method`` ("/vault.v1.Vault/GetRecord"), continuing the trace
-    of the caller's ``traceparent``/``tracestate`` metadata if any. The caller sets its
-    outcome with :meth:`Span.finish_rpc`."""
+    of the ``traceparent`` in ``trusted_metadata``: the metadata of an *authenticated* call, or
+    None (the call failed authentication, or it does not matter): then the span is the root of
+    a trace of its own, sampled by ``sample_ratio``. Only ``traceparent`` is read (never
+    ``tracestate``). The caller sets the span's outcome with :meth:`Span.finish_rpc`."""
     tracer = _state.tracer
     if tracer is None:
         return _NOOP
     otel = _state.otel
-    carrier = {k: v for k, v in metadata or () if k in ("traceparent", "tracestate")}
+    carrier = {k: v for k, v in trusted_metadata or () if k == "traceparent"}
     parent = otel.propagator.extract(carrier) if carrier else otel.context.Context()
     service, _, name = method.lstrip("/").partition("/")
     attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}

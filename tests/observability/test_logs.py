@@ -4,8 +4,10 @@ caller can put a value, and must never appear in the log)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,19 @@ from vault_service.client import VaultClient
 from vault_service.errors import VaultError
 from vault_service.ids import new_record_id
 
+#: an auditor principal the exercise adds to the test policy (BreachScope is the auditor's)
+AUDITOR_TOKEN = "auditor-token-0123456789"
+
+
+def with_auditor(home: Path) -> None:
+    """Add the auditor principal to the policy :func:`write_config` wrote in ``home`` (before
+    the server starts)."""
+    digest = hashlib.sha256(AUDITOR_TOKEN.encode()).hexdigest()
+    policy = home / "policy.toml"
+    policy.write_text(
+        policy.read_text() + f'\n[principals.auditor]\nrole = "auditor"\ntoken_sha256 = "{digest}"\n'
+    )
+
 
 def _lines(home: Path) -> list[dict[str, Any]]:
     text = (home / "logs" / "vault.log").read_text()
@@ -28,9 +43,11 @@ def _lines(home: Path) -> list[dict[str, Any]]:
 
 def _exercise(addr: str, home: Path, marker: str) -> list[str]:
     """Calls that put the marker in every place a caller controls, on success and error paths;
-    returns the correlation ids the client got for its failed calls."""
+    returns the correlation ids the client got for its failed calls. The server's policy must
+    have the auditor principal (:func:`with_auditor`)."""
     correlation_ids = []
     subject = f"member-{marker}"
+    email = f"{marker}@example.com"
 
     def expect_error(fn: Any, *args: Any, names_echoed: bool = False, **kw: Any) -> None:
         with pytest.raises(VaultError) as err:
@@ -63,6 +80,14 @@ def _exercise(addr: str, home: Path, marker: str) -> list[str]:
         )
         with VaultClient(addr, TOKENS["clinic"]) as clinic:
             assert list(clinic.read_share(share.share_id))
+        # FindRecords: the marker in the value searched, found (case folded) and not found
+        profile = app.put_record(
+            subject, "member_profile", {"email": email, "contact": marker, "language": "ko"}
+        ).record_id
+        found = app.find_records("member_profile", "email", email.upper(), "customer_support")
+        assert [r.record_id for r in found.records] == [profile]
+        nobody = f"nobody-{marker}@example.com"
+        assert not app.find_records("member_profile", "email", nobody, "customer_support").records
         # error paths, each with the marker in what the caller sent
         expect_error(app.put_record, subject, f"category-{marker}", {"text": "x"}, names_echoed=True)
         expect_error(
@@ -77,9 +102,31 @@ def _exercise(addr: str, home: Path, marker: str) -> list[str]:
             app.put_record, subject, "concern_text", {"text": "other"}, idempotency_key=f"idem-{marker}"
         )
         expect_error(app.create_share, subject, f"clinic-{marker}", "matching", [rid], ["text"])
+        find = app.find_records
+        expect_error(find, "member_profile", "contact", email, "customer_support")  # not searchable
+        expect_error(find, "member_profile", "email", marker * 100, "customer_support")  # too long
+        expect_error(find, "member_profile", "email", email, "matching")  # not the purpose's category
+        expect_error(find, "member_profile", "email", email, f"purpose-{marker}", names_echoed=True)
+        expect_error(find, f"category-{marker}", "email", email, "customer_support", names_echoed=True)
+        expect_error(
+            find, "member_profile", f"field-{marker}", email, "customer_support", names_echoed=True
+        )
+        # BreachScope is the auditor's: the application is refused, whatever the filters
+        expect_error(app.breach_scope, 0.0, time.time() + 60, principal=f"app-{marker}")
         copy_ciphertext(home, photo, rid)  # tampering: DATA_LOSS
         expect_error(app.get_record, rid, "matching")
         expect_error(app.erase_subject, marker * 100)
+    with VaultClient(addr, AUDITOR_TOKEN) as auditor:
+        # BreachScope: the whole trail (the releases above), then marker-shaped names as filters
+        end = time.time() + 60
+        assert auditor.breach_scope(0.0, end).releases
+        for filters in ({"principal": f"app-{marker}"}, {"category": marker}, {"purpose": marker}):
+            assert not auditor.breach_scope(0.0, end, **filters).subjects
+        both = auditor.breach_scope(0.0, end, principal=marker, category="member_profile")
+        assert not both.subjects
+        expect_error(auditor.breach_scope, 0.0, end, principal=f"App {marker}")  # not a name
+        expect_error(auditor.breach_scope, end, 0.0, purpose=marker)  # from after to
+        expect_error(auditor.find_records, "member_profile", "email", email, "customer_support")
     with VaultClient(addr, f"token-{marker}") as stranger:
         expect_error(stranger.get_record, rid, "matching")
     # a raw request the SDK would not send: a non-UTF-8 string field's bytes carry the marker
@@ -98,6 +145,7 @@ def _exercise(addr: str, home: Path, marker: str) -> list[str]:
 
 def test_no_marker_in_logs_at_debug_and_every_error_path_has_its_correlation_id(tmp_path: Path) -> None:
     config = write_config(tmp_path)  # logging.level DEBUG, JSON, to logs/vault.log
+    with_auditor(tmp_path)
     marker = "phi" + secrets.token_hex(8)
     proc, addr = start_serving(config)
     try:

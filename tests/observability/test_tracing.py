@@ -1,12 +1,15 @@
 """OpenTelemetry tracing over a real server exporting OTLP/gRPC to a real receiver
 (tests/support/otlp_sink.py): a SERVER span per RPC (unary and streaming) carrying the
-correlation id the client got, continuing the caller's ``traceparent``; child spans for the
-record store, key provider and blob store; no PHI or identifier in anything exported (the same
-marker exercise as the logs test); off by default without importing OpenTelemetry; and a
-collector that cannot be reached neither fails nor slows a call."""
+correlation id the client got, continuing an authenticated caller's ``traceparent`` (never
+exporting its ``tracestate``; a call that fails authentication neither joins the caller's trace
+nor gets sampled by its flag); child spans for the record store, key provider and blob store; no
+PHI or identifier in anything exported (the same marker exercise as the logs test); off by
+default without importing OpenTelemetry; and a collector that cannot be reached neither fails
+nor slows a call."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import socket
 import subprocess
@@ -20,7 +23,7 @@ import grpc
 import pytest
 
 from tests.conftest import ROOT, TOKENS, write_config
-from tests.observability.test_logs import _exercise
+from tests.observability.test_logs import _exercise, with_auditor
 from tests.support.otlp_sink import OtlpSink, Received
 from vault_service import tracing
 from vault_service.api.v1 import vault_pb2 as pb
@@ -72,7 +75,9 @@ def sink() -> Iterator[OtlpSink]:
 
 @pytest.fixture
 def traced(tmp_path: Path, sink: OtlpSink) -> Iterator[RunningServer]:
-    server = start_server(load_config(_traced_config(tmp_path, sink.endpoint), {}), {})
+    config = _traced_config(tmp_path, sink.endpoint)
+    with_auditor(tmp_path)  # the marker exercise's BreachScope calls
+    server = start_server(load_config(config, {}), {})
     yield server
     server.stop(0)
 
@@ -107,11 +112,12 @@ def test_a_span_per_rpc_continues_the_callers_trace_with_dependency_children(
 ) -> None:
     auth = ("authorization", f"Bearer {TOKENS['app']}")
     header, trace_id, caller_span = _traceparent()
+    vendor_data = "ts" + secrets.token_hex(8)  # the caller's tracestate: never exported
     with grpc.insecure_channel(f"127.0.0.1:{traced.port}") as channel:
         stub = pb_grpc.VaultStub(channel)
         put, put_call = stub.PutRecord.with_call(
             pb.PutRecordRequest(subject_id="member-1", category="concern_text", fields={"text": "x"}),
-            metadata=(auth, ("traceparent", header), ("tracestate", "app=1")),
+            metadata=(auth, ("traceparent", header), ("tracestate", f"app={vendor_data}")),
             timeout=10,
         )
         _, get_call = stub.GetRecord.with_call(
@@ -124,7 +130,8 @@ def test_a_span_per_rpc_continues_the_callers_trace_with_dependency_children(
     put_span = _server_span(spans, _correlation_id(put_call))
     assert put_span.span.name == "vault.v1.Vault/PutRecord"
     assert (put_span.trace_id, put_span.parent_id) == (trace_id, caller_span)
-    assert put_span.span.trace_state == "app=1"
+    assert put_span.span.trace_state == ""  # the caller's tracestate is dropped
+    assert vendor_data.encode() not in b"".join(sink.raw)
     assert put_span.attributes == {
         "rpc.system": "grpc",
         "rpc.service": "vault.v1.Vault",
@@ -208,6 +215,59 @@ def test_failed_calls_carry_their_status_and_only_server_faults_are_errors(
     unauthenticated = _server_span(spans, denied.value.correlation_id)
     assert unauthenticated.attributes["error.type"] == "UNAUTHENTICATED"
     assert "vault.role" not in unauthenticated.attributes  # nobody was authenticated
+
+
+def _unauthenticated_calls(address: str, header: str) -> list[str]:
+    """Calls, unary and streaming, that fail authentication (an unknown token, none at all, a
+    malformed header) while sending a sampled ``traceparent``; their correlation ids."""
+    ids = []
+    for token, extra in (("not-a-token", []), ("", []), ("", [("authorization", "Basic x")])):
+        metadata = functools.partial(list, [("traceparent", header), *extra])
+        with VaultClient(address, token, call_metadata=metadata) as c:
+            for call in (
+                lambda: c.get_record(new_record_id(), "matching"),
+                lambda: b"".join(c.download_content(new_record_id(), "matching")),
+            ):
+                with pytest.raises(VaultError) as err:
+                    call()
+                assert err.value.status.value == "UNAUTHENTICATED"
+                ids.append(err.value.correlation_id)
+    return ids
+
+
+def test_an_unauthenticated_call_does_not_continue_the_callers_trace(
+    traced: RunningServer, sink: OtlpSink
+) -> None:
+    header, trace_id, _ = _traceparent()
+    ids = _unauthenticated_calls(f"127.0.0.1:{traced.port}", header)
+    spans = _exported(sink)
+    assert not [s for s in spans if s.trace_id == trace_id]  # nothing joined the caller's trace
+    for cid in ids:  # sampled by the vault's own ratio (1.0 here): each a trace of its own
+        mine = _server_span(spans, cid)
+        assert mine.parent_id == "" and mine.attributes["error.type"] == "UNAUTHENTICATED"
+
+
+def test_an_unauthenticated_call_cannot_force_sampling(tmp_path: Path, sink: OtlpSink) -> None:
+    config = _traced_config(tmp_path, sink.endpoint, tracing__sample_ratio="0.0")
+    server = start_server(load_config(config, {}), {})
+    try:
+        address = f"127.0.0.1:{server.port}"
+        header, trace_id, caller_span = _traceparent()
+        ids = _unauthenticated_calls(address, header)
+        with VaultClient(address, TOKENS["app"]) as app:
+            app.put_record("member-1", "concern_text", {"text": "x"})  # ratio 0: not sampled
+        with VaultClient(address, TOKENS["app"], call_metadata=lambda: [("traceparent", header)]) as app:
+            app.put_record("member-1", "concern_text", {"text": "x"})  # the caller's decision
+        spans = _exported(sink)
+    finally:
+        server.stop(0)
+    assert not [s for s in spans if s.attributes.get("vault.correlation_id") in ids]
+    # only the authenticated call's trace context was followed: its span and its children
+    servers = [s for s in spans if s.span.kind == SERVER_KIND]
+    assert [(s.span.name, s.trace_id, s.parent_id) for s in servers] == [
+        ("vault.v1.Vault/PutRecord", trace_id, caller_span)
+    ]
+    assert all(s.trace_id == trace_id for s in spans)
 
 
 def test_no_marker_in_any_exported_span(

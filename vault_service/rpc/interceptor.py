@@ -10,15 +10,19 @@ Every handler of the Vault service is wrapped so that, in the worker thread that
    ever reaches a client;
 4. the call is counted and timed by method and status (vault_service.metrics), and every log
    line written while serving it carries its correlation id (vault_service.logs);
-5. with tracing on, the call is one SERVER span (vault_service.tracing), continuing the
-   caller's W3C trace context, carrying the correlation id, the caller's role and the status:
-   the spans the dependencies open while serving it are its children.
+5. with tracing on, the call is one SERVER span (vault_service.tracing), carrying the
+   correlation id, the caller's role and the status: the spans the dependencies open while
+   serving it are its children. It is opened after authentication, so that only an
+   authenticated caller's W3C ``traceparent`` is followed (its trace joined, its sampling
+   decision taken); a call that fails authentication is a trace of its own, sampled by the
+   vault's ``sample_ratio`` alone, and fails inside it.
 
 Health and reflection services are public (no token), as load balancers expect.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import time
@@ -31,6 +35,7 @@ from vault_service import logs, metrics, tracing
 from vault_service.errors import InvalidArgument, PermissionDenied, Status, VaultError
 from vault_service.ids import new_correlation_id
 from vault_service.logs import fields
+from vault_service.policy import Principal
 from vault_service.rpc.actions import action_of
 from vault_service.rpc.auth import Authenticator
 from vault_service.service import CallContext
@@ -146,30 +151,47 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             response_serializer=handler.response_serializer,
         )
 
+    def _authenticate(self, context: grpc.ServicerContext, ids: list[str]) -> Principal | Exception:
+        """Per call, before its span: a correlation id (into ``ids`` at once, so that even an
+        authentication failure carries it) and authentication. A failure is returned, to be
+        raised inside the span (:meth:`_enter`) and mapped like any other."""
+        try:
+            ids[0] = new_correlation_id()
+            logs.correlation_id.set(ids[0])
+            context.set_trailing_metadata((("x-correlation-id", ids[0]),))
+            return self._auth.authenticate(context.invocation_metadata(), context.auth_context())
+        except Exception as exc:
+            return exc
+
+    def _span(
+        self, context: grpc.ServicerContext, method: str, caller: Principal | Exception
+    ) -> contextlib.AbstractContextManager[tracing.Span]:
+        """The call's span: continuing the caller's trace context only if it authenticated."""
+        trusted = None if isinstance(caller, Exception) else context.invocation_metadata()
+        return tracing.rpc_span(method, trusted)
+
     def _enter(
-        self, context: grpc.ServicerContext, method: str, ids: list[str], span: tracing.Span
+        self, method: str, ids: list[str], span: tracing.Span, caller: Principal | Exception
     ) -> contextvars.Token[CallContext]:
-        """Per call, before the handler: a correlation id (into ``ids`` at once, so that even an
-        authentication failure carries it), authentication, the declared action, and the call
-        context for the handler."""
-        ids[0] = new_correlation_id()
-        logs.correlation_id.set(ids[0])
-        context.set_trailing_metadata((("x-correlation-id", ids[0]),))
+        """Per call, inside its span, before the handler: the authentication's outcome, the
+        declared action, and the call context for the handler."""
         span.set("vault.correlation_id", ids[0])
-        principal = self._auth.authenticate(context.invocation_metadata(), context.auth_context())
-        span.set("vault.role", principal.role)  # the role only: never who the principal is
+        if isinstance(caller, Exception):
+            raise caller
+        span.set("vault.role", caller.role)  # the role only: never who the principal is
         if action_of(method) is None:  # every RPC must declare its action
             raise PermissionDenied()
-        return current_call.set(CallContext(principal, ids[0]))
+        return current_call.set(CallContext(caller, ids[0]))
 
     def _wrap_unary(
         self, fn: Callable[[Any, Any], Any], method: str, streaming: bool = False
     ) -> Callable[[Any, Any], Any]:
         def call(request: Any, context: grpc.ServicerContext) -> Any:
             ids, token, status, started = ["-"], None, "OK", time.perf_counter()
-            with tracing.rpc_span(method, context.invocation_metadata()) as span:
+            caller = self._authenticate(context, ids)
+            with self._span(context, method, caller) as span:
                 try:
-                    token = self._enter(context, method, ids, span)
+                    token = self._enter(method, ids, span, caller)
                     return fn(_decoded(request, streaming), context)
                 except Exception as exc:  # mapped, never leaked
                     status = _status_of(exc)
@@ -189,9 +211,10 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     ) -> Callable[[Any, Any], Iterator[Any]]:
         def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             ids, token, status, started = ["-"], None, "OK", time.perf_counter()
-            with tracing.rpc_span(method, context.invocation_metadata()) as span:
+            caller = self._authenticate(context, ids)
+            with self._span(context, method, caller) as span:
                 try:
-                    token = self._enter(context, method, ids, span)
+                    token = self._enter(method, ids, span, caller)
                     yield from fn(_decoded(request, streaming), context)
                 except GeneratorExit:  # the client went away mid-stream
                     status = "CANCELLED"
