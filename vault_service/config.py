@@ -167,7 +167,8 @@ class AuditConfig:
     """How often the server signs the head of the chain (bounds how much of the newest log could
     be rewritten undetected)."""
     retention_days: float = 90.0
-    """Entries older than this are pruned (the seeds keep access logs 3 months)."""
+    """Entries older than this are pruned (the seeds keep access logs 3 months). A breach scope
+    reaching further back is incomplete: a two-year scope needs 730 (docs/audit.md)."""
     prune_interval_seconds: float = 3600.0
     """How often the server prunes."""
 

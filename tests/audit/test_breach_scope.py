@@ -4,11 +4,13 @@ categories and fields released to whom, and when, in a time window.
 The promise: the scope of any window, with any filters, is exactly what left the server in it.
 The tests keep their own account of what each client received (the fields of each record it
 got back, and whether content came) through every release path (GetRecord, DownloadContent,
-ExportSubject, share reads), with denials in between, and compare it with the scope of many
-windows and filters, on SQLite and PostgreSQL. Then: subjects appear by pseudonym only and no
-field value appears anywhere (markers); a trail written before the release columns existed
-still verifies and is reported as not itemized; tampering with the new columns is detected; the
-query is the auditor's, audited, and refuses malformed windows with a clear message.
+ExportSubject, share reads; a search's releases: tests/access/test_find_records.py), with
+denials in between, and compare it with the scope of many windows and filters, on SQLite and
+PostgreSQL. Then: subjects appear by pseudonym only and no field value appears anywhere
+(markers); a trail written before the release columns existed still verifies and is reported as
+not itemized; tampering with the new columns is detected; the query is the auditor's, audited,
+and refuses malformed windows with a clear message. Windows past audit retention:
+test_breach_scope_retention.py; the release indexes: test_breach_scope_index.py.
 """
 
 from __future__ import annotations
@@ -395,6 +397,9 @@ def test_the_page_escapes_every_value() -> None:
             "releases": 1,
             "records": 1,
             "unrecorded_releases": 1,
+            "complete": False,
+            "trail_pruned": True,
+            "oldest_retained_at": 1.0,
             "by_category": [{"category": hostile, "releases": 1, "subjects": 1}],
             "by_recipient": [{"principal": hostile, "role": None, "releases": 1, "subjects": 1}],
         },

@@ -43,7 +43,9 @@ class AuditRow:
 
 
 #: the actions whose allowed entries are releases (the release step writes them; a search's
-#: "found" entries release whether a field equals the value: service/search.py)
+#: "found" entries release whether a field equals the value: service/search.py). Schema 18's
+#: partial indexes repeat them, in this order: changing one means a migration for the other
+#: (tests/audit/test_breach_scope_index.py)
 RELEASE_ACTIONS = ("record.get", "share.read", "subject.export", "record.find")
 
 

@@ -6,7 +6,9 @@ Contract: asks a running server over gRPC with an auditor's token (BreachScope, 
 with ``--json`` the scope as one JSON object; ``--html PATH`` writes it as a page in the
 compliance report's style, every value escaped. Subjects are named by pseudonym only
 (``vaultctl audit hash SUBJECT_ID`` gives the pseudonym of an id the application knows); no field
-value is ever part of it.
+value is ever part of it. A window reaching back past the oldest retained audit entry of a pruned
+trail (``[audit] retention_days``) is incomplete: the text and the page say so in a warning, the
+JSON with ``totals.complete`` false.
 """
 
 from __future__ import annotations
@@ -48,13 +50,36 @@ def _names(value: list[str] | None) -> str:
     return UNRECORDED if value is None else ", ".join(value) or "-"
 
 
+def trail_from(totals: Mapping[str, Any]) -> str:
+    """When the audit trail starts (its oldest retained entry)."""
+    at = totals["oldest_retained_at"]
+    return "an unknown time" if at is None else iso(at)
+
+
+def incomplete(totals: Mapping[str, Any]) -> str | None:
+    """The warning of a scope the audit trail does not fully cover (None if it does)."""
+    if totals["complete"]:
+        return None
+    if not totals["trail_pruned"]:
+        return "WARNING: the server did not say whether its audit trail covers the whole window"
+    return (
+        "WARNING: this scope is INCOMPLETE: the audit trail was pruned and its oldest retained "
+        f"entry is from {trail_from(totals)}, after the start of the window; "
+        "releases before then are not in it (keep more with [audit] retention_days)"
+    )
+
+
 def summary(data: Mapping[str, Any]) -> str:
     """The scope in lines: one per subject, one per disclosure under it."""
     t = data["totals"]
     lines = [
         f"breach scope {iso(data['from'])} .. {iso(data['to'])}: {t['subjects']} subjects, "
         f"{t['releases']} releases of {t['records']} records"
+        f" (audit trail from {trail_from(t)})"
     ]
+    warning = incomplete(t)
+    if warning:
+        lines.append(warning)
     for s in data["subjects"]:
         lines.append(
             f"  {s['subject_pseudonym']}  {s['releases']} releases, {s['records']} records, "
@@ -84,8 +109,10 @@ def render_html(data: Mapping[str, Any]) -> str:
         ("records", t["records"]),
         ("recipients", len(t["by_recipient"])),
         ("releases not itemized", t["unrecorded_releases"]),
+        ("window covered", "complete" if t["complete"] else "INCOMPLETE"),
     ]
     cats = t["by_category"]
+    warning = incomplete(t)
     rows = [
         [
             s["subject_pseudonym"],
@@ -105,8 +132,11 @@ def render_html(data: Mapping[str, Any]) -> str:
     parts = [
         *head("vault-service breach scope"),
         "<h1>Breach scope</h1>",
+        *([f'<p class="bad" id="incomplete">{esc(warning)}</p>'] if warning else []),
         f'<p class="muted">Releases from {esc(iso(data["from"]))} to {esc(iso(data["to"]))}'
-        f" (server time, UTC; both ends included). Filters: {esc(filters)}. Subjects are named "
+        f" (server time, UTC; both ends included). Filters: {esc(filters)}. The audit trail "
+        f"holds entries from {esc(trail_from(t))}"
+        f"{' (older ones were pruned)' if t['trail_pruned'] else ''}. Subjects are named "
         "by their audit pseudonym only (the application maps them back); fields by name, never "
         "by value.</p>",
         '<div class="cards">'

@@ -112,4 +112,7 @@ class AuditMixin(Transport):
                 for t in totals.by_recipient
             ),
             tuple(subjects),
+            oldest_retained_at=totals.oldest_retained_at or None,
+            trail_pruned=totals.trail_pruned,
+            complete=totals.complete,
         )

@@ -196,6 +196,14 @@ class BreachScope:
     by_category: tuple[BreachTally, ...]
     by_recipient: tuple[BreachTally, ...]
     subjects: tuple[BreachSubject, ...]
+    #: the time of the oldest entry the audit trail still holds (pruning deletes older ones);
+    #: None if the server did not say (one from before the field)
+    oldest_retained_at: float | None
+    #: whether the trail was pruned (its oldest retained entry is not its first ever)
+    trail_pruned: bool
+    #: whether the trail holds every entry of the window; False: releases before
+    #: ``oldest_retained_at`` were pruned and are not in this scope (or the server is too old to say)
+    complete: bool
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (``None`` where the audit entries did not record a value)."""
@@ -209,6 +217,9 @@ class BreachScope:
                 "releases": self.releases,
                 "records": self.records,
                 "unrecorded_releases": self.unrecorded,
+                "complete": self.complete,
+                "trail_pruned": self.trail_pruned,
+                "oldest_retained_at": self.oldest_retained_at,
                 "by_category": [
                     {"category": t.name, "releases": t.releases, "subjects": t.subjects}
                     for t in self.by_category

@@ -216,6 +216,9 @@ class VaultServicer(pb_grpc.VaultServicer):
                 unrecorded=report.unrecorded,
                 by_category=[_tally(t) for t in report.by_category],
                 by_recipient=[_tally(t) for t in report.by_recipient],
+                oldest_retained_at=report.coverage.oldest_at or 0.0,
+                trail_pruned=report.coverage.pruned,
+                complete=report.coverage.complete,
             )
         )
         for s in report.subjects:

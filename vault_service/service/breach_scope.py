@@ -3,10 +3,18 @@ whom, and when, in a time window; the answer a controller owes within 72 hours o
 (PIPA Art. 34, GDPR Art. 33).
 
 It is read from the audit trail alone: every release entry (GetRecord, DownloadContent,
-ExportSubject, share reads: the release step writes them) names the subject by its pseudonym, the
-record's category, the names of the fields released and the principal with its role. The answer
-holds pseudonyms, names and counts, never a subject id or a field value. Entries written before
-schema 18 recorded no category or fields: they are counted, as not recorded. The query is audited.
+ExportSubject, share reads: the release step writes them; and each record a FindRecords search
+returns, a release of the searched field: the actions of ``audit.model.RELEASE_ACTIONS``) names
+the subject by its pseudonym, the record's category, the names of the fields released and the
+principal with its role. The answer holds pseudonyms, names and counts, never a subject id or a
+field value. Entries written before schema 18 recorded no category or fields: they are counted,
+as not recorded.
+
+The trail is only as long as ``[audit] retention_days``: pruning deletes older entries. The
+answer says when the oldest retained entry was written, whether the trail was ever pruned (its
+oldest entry is not entry 1), and whether the window is complete (never pruned, or it starts at
+or after the oldest retained entry); a window reaching further back is incomplete, and says so.
+The query is audited with its window, its filters and that verdict.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from vault_service.errors import InvalidArgument
+from vault_service.errors import InvalidArgument, Unavailable
 from vault_service.policy import Action
 from vault_service.service import validate
 from vault_service.service.access import Access
@@ -66,6 +74,30 @@ class Tally:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """How much of the window the trail still holds. ``oldest_at``: the time of the oldest
+    retained entry (None: an empty trail); ``pruned``: entries were deleted by retention
+    pruning (the oldest retained entry is not entry 1); ``complete``: every entry of the window
+    is still there (never pruned, or the window starts at or after ``oldest_at``)."""
+
+    oldest_at: float | None
+    pruned: bool
+    complete: bool
+
+    @classmethod
+    def of(cls, oldest_seq: int | None, oldest_at: float | None, start: float) -> Coverage:
+        pruned = oldest_seq is not None and oldest_seq > 1
+        complete = not pruned or (oldest_at is not None and start >= oldest_at)
+        return cls(oldest_at, pruned, complete)
+
+    def describe(self) -> str:
+        """The verdict, as the query's audit entry records it."""
+        if self.complete:
+            return "window complete"
+        return f"window incomplete: trail pruned, oldest retained entry at {self.oldest_at:.0f}"
+
+
+@dataclass(frozen=True)
 class BreachScopeReport:
     """The breach scope of a window, with the filters it was asked with."""
 
@@ -77,6 +109,21 @@ class BreachScopeReport:
     unrecorded: int
     by_category: tuple[Tally, ...]
     by_recipient: tuple[Tally, ...]
+    coverage: Coverage
+
+
+def _filters(query: BreachQuery) -> str:
+    """The filters of a query as audited (policy names: no PHI)."""
+    named = [
+        f"{what}={value}"
+        for what, value in (
+            ("principal", query.principal),
+            ("category", query.category),
+            ("purpose", query.purpose),
+        )
+        if value
+    ]
+    return "filters " + " ".join(named) if named else "no filters"
 
 
 def _sort_key(value: str | None) -> tuple[bool, str]:
@@ -149,14 +196,23 @@ class BreachScope:
         ):
             validate.policy_name(value, what)
         self.access.allow(call, Action.AUDIT_BREACH_SCOPE)
+        first = self.store.audit_entries(0, 1)
+        asked = Coverage.of(
+            first[0].seq if first else None, first[0].row.at if first else None, query.start
+        )
         self.store.append_audit(
             self.access.row(
                 call,
                 Action.AUDIT_BREACH_SCOPE,
-                f"breach scope queried: {query.start:.0f}-{query.end:.0f}",
+                f"breach scope queried: {query.start:.0f}-{query.end:.0f}; {_filters(query)};"
+                f" {asked.describe()}",
             )
         )
         rows = self.store.breach_scope(query)
+        coverage = Coverage.of(rows.oldest_seq, rows.oldest_at, query.start)
+        if coverage.complete != asked.complete:
+            # a prune ran between the audit entry and the read: the entry would misstate it
+            raise Unavailable("the audit trail was pruned during the query: ask again")
         per_subject: dict[str, list[ReleaseGroup]] = defaultdict(list)
         by_category: dict[tuple[str | None, str | None], _Count] = defaultdict(_Count)
         by_recipient: dict[tuple[str | None, str | None], _Count] = defaultdict(_Count)
@@ -186,4 +242,5 @@ class BreachScope:
             unrecorded=unrecorded,
             by_category=_tallies(by_category, 0),
             by_recipient=_tallies(by_recipient, 1),
+            coverage=coverage,
         )

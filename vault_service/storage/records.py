@@ -484,5 +484,5 @@ class RecordStore(KeyInventory, SearchIndex):
 
     @abc.abstractmethod
     def breach_scope(self, query: BreachQuery) -> BreachRows:
-        """The releases of ``query``'s window grouped per subject, in one read (the index of
-        releases by time makes it a range scan of the window)."""
+        """The releases of ``query``'s window grouped per subject, and the oldest retained entry,
+        in one read (the index of releases by time makes it a range scan of the window)."""

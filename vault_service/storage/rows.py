@@ -210,11 +210,15 @@ class ReleaseGroup:
 
 @dataclass(frozen=True)
 class BreachRows:
-    """What the store reads for a breach window, in one snapshot: the release groups, and per
-    subject pseudonym the number of distinct records released."""
+    """What the store reads for a breach window, in one snapshot: the release groups, per
+    subject pseudonym the number of distinct records released, and the oldest entry the trail
+    still holds (its seq and time; None for an empty trail): a seq above 1 means entries were
+    pruned, so a window starting before that time is incomplete."""
 
     groups: list[ReleaseGroup]
     records: dict[str, int]
+    oldest_seq: int | None = None
+    oldest_at: float | None = None
 
 
 # the lifecycle states of a root version that the operator records (lifecycle/rotation.py)

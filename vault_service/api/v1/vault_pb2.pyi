@@ -606,7 +606,8 @@ Global___BreachScopeRequest: _TypeAlias = BreachScopeRequest  # noqa: Y015
 @_typing.final
 class BreachDisclosure(_message.Message):
     """Releases of one subject's records of one category to one principal, for one purpose, by one
-    action (record.get, share.read, subject.export): the fields released (their union), how many
+    action (record.get, share.read, subject.export, record.find: each record a FindRecords search
+    returns is a release of the searched field): the fields released (their union), how many
     releases, the first and the last.
     """
 
@@ -738,11 +739,25 @@ class BreachScopeTotals(_message.Message):
     UNRECORDED_FIELD_NUMBER: _builtins.int
     BY_CATEGORY_FIELD_NUMBER: _builtins.int
     BY_RECIPIENT_FIELD_NUMBER: _builtins.int
+    OLDEST_RETAINED_AT_FIELD_NUMBER: _builtins.int
+    TRAIL_PRUNED_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
     subjects: _builtins.int
     releases: _builtins.int
     records: _builtins.int
     unrecorded: _builtins.int
     """Releases whose entries recorded no category or fields (written before schema 18)."""
+    oldest_retained_at: _builtins.float
+    """The time of the oldest entry the audit trail still holds: entries older than
+    [audit] retention_days are pruned, and the scope cannot see what they recorded.
+    """
+    trail_pruned: _builtins.bool
+    """True if the trail was pruned (its oldest retained entry is not its first entry ever)."""
+    complete: _builtins.bool
+    """True if the trail holds every entry of the window: never pruned, or the window starts at or
+    after oldest_retained_at. False: releases before oldest_retained_at were pruned and are
+    missing from this scope (a server from before this field also says false: not known).
+    """
     @_builtins.property
     def by_category(self) -> _containers.RepeatedCompositeFieldContainer[Global___BreachTally]: ...
     @_builtins.property
@@ -756,10 +771,13 @@ class BreachScopeTotals(_message.Message):
         unrecorded: _builtins.int = ...,
         by_category: _abc.Iterable[Global___BreachTally] | None = ...,
         by_recipient: _abc.Iterable[Global___BreachTally] | None = ...,
+        oldest_retained_at: _builtins.float = ...,
+        trail_pruned: _builtins.bool = ...,
+        complete: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_category", b"by_category", "by_recipient", b"by_recipient", "records", b"records", "releases", b"releases", "subjects", b"subjects", "unrecorded", b"unrecorded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_category", b"by_category", "by_recipient", b"by_recipient", "complete", b"complete", "oldest_retained_at", b"oldest_retained_at", "records", b"records", "releases", b"releases", "subjects", b"subjects", "trail_pruned", b"trail_pruned", "unrecorded", b"unrecorded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

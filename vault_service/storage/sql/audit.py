@@ -21,8 +21,9 @@ from vault_service.storage.sql.base import Connection, SqlStoreBase, as_bytes
 #: the name under which the audit chain's appends are serialized
 AUDIT_CHAIN_LOCK = "audit-chain"
 
-#: the releases, as the partial index ``audit_releases`` (schema 18) states them: a query
-#: must repeat these terms word for word for either engine to use that index
+#: the releases, as the partial indexes of schema 18 state them: a query must repeat these
+#: terms word for word, the actions in the same order, for SQLite to use those indexes
+#: (tests/audit/test_breach_scope_index.py holds the two together)
 RELEASES = (
     "decision = 'allow' AND action IN (" + ", ".join(f"'{action}'" for action in RELEASE_ACTIONS) + ")"
 )
@@ -35,6 +36,27 @@ def fields_text(names: tuple[str, ...] | None) -> str | None:
 
 def fields_of(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(text.split(",")) if text else ()
+
+
+def breach_sql(query: BreachQuery) -> tuple[str, str, list[object]]:
+    """The two statements of a breach window (the release groups; the distinct records per
+    subject) and their arguments: both match with :data:`RELEASES` first, so that either engine
+    can use the partial indexes of schema 18."""
+    where = [RELEASES, "at >= ?", "at <= ?"]
+    args: list[object] = [query.start, query.end]
+    for column in ("principal", "category", "purpose"):
+        value = getattr(query, column)
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    match = " AND ".join(where)
+    keys = "subject_pseudonym, category, released_fields, principal, role, action, purpose"
+    return (
+        f"SELECT {keys}, COUNT(*), MIN(at), MAX(at) FROM audit_log WHERE {match} GROUP BY {keys}",
+        "SELECT subject_pseudonym, COUNT(DISTINCT record_id) FROM audit_log"
+        f" WHERE {match} GROUP BY subject_pseudonym",
+        args,
+    )
 
 
 class SqlAudit(SqlStoreBase):
@@ -184,26 +206,11 @@ class SqlAudit(SqlStoreBase):
         return [self._entry(r) for r in rows]
 
     def breach_scope(self, query: BreachQuery) -> BreachRows:
-        where = [RELEASES, "at >= ?", "at <= ?"]
-        args: list[object] = [query.start, query.end]
-        for column in ("principal", "category", "purpose"):
-            value = getattr(query, column)
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        match = " AND ".join(where)
-        keys = "subject_pseudonym, category, released_fields, principal, role, action, purpose"
+        grouped, per_subject, args = breach_sql(query)
         with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {keys}, COUNT(*), MIN(at), MAX(at) FROM audit_log WHERE {match}"
-                f" GROUP BY {keys}",
-                args,
-            ).fetchall()
-            records = conn.execute(
-                "SELECT subject_pseudonym, COUNT(DISTINCT record_id) FROM audit_log"
-                f" WHERE {match} GROUP BY subject_pseudonym",
-                args,
-            ).fetchall()
+            rows = conn.execute(grouped, args).fetchall()
+            records = conn.execute(per_subject, args).fetchall()
+            oldest = conn.execute("SELECT seq, at FROM audit_log ORDER BY seq LIMIT 1").fetchone()
         groups = [
             ReleaseGroup(
                 subject_pseudonym=r[0],
@@ -219,4 +226,9 @@ class SqlAudit(SqlStoreBase):
             )
             for r in rows
         ]
-        return BreachRows(groups, {str(p): int(n) for p, n in records})
+        return BreachRows(
+            groups,
+            {str(p): int(n) for p, n in records},
+            int(oldest[0]) if oldest else None,
+            float(oldest[1]) if oldest else None,
+        )
