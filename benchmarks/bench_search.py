@@ -1,8 +1,9 @@
 """FindRecords against GetRecord on the same server in the same run (issue 21: "a lookup costs at
-most 2x a Get"): a `vaultctl serve` subprocess (SQLite, the shipped clinic-matching policy whose
-member_profile.email is searchable), 5,000 members with distinct e-mail addresses, then one
-client calling, one call at a time, GetRecord of a random member's profile and FindRecords of a
-random member's e-mail (one match each), interleaved, each figure the median of ``REPEATS``.
+most 2x a Get"): a `vaultctl serve` subprocess started as bench_rpc starts it (SQLite, the tests'
+clinic-matching policy, whose member_profile.email is searchable), 5,000 members with distinct
+e-mail addresses, then one client calling, one call at a time, GetRecord of a random member's
+profile and FindRecords of a random member's e-mail (one match each), interleaved, each figure the
+median of ``REPEATS``.
 
 Both calls do one audited release (one audit append); the search adds the token (an HMAC) and the
 index lookup, and reads the record it found as a Get does (without decrypting it).
@@ -11,38 +12,19 @@ index lookup, and reads the record it found as a Get does (without decrypting it
 from __future__ import annotations
 
 import random
-import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.bench_rpc import start_vault, stop
 from benchmarks.harness import REPEATS, Result
-from tests.conftest import TOKENS, write_config
+from tests.conftest import TOKENS
 from vault_service.client import VaultClient
 
 MEMBERS = 5_000
 CALLS = 400
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _serve(home: Path) -> tuple[subprocess.Popen[str], str]:
-    config = write_config(home, logging__level='"WARNING"')
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vault_service.cli.main", "--config", str(config), "serve"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    m = re.search(r"listening on (127\.0\.0\.1:\d+)", proc.stdout.readline())
-    if m is None:
-        proc.kill()
-        raise RuntimeError("the vault did not start")
-    return proc, m.group(1)
 
 
 def _calls_per_second(fn: Callable[[str], None], args: list[str]) -> float:
@@ -57,9 +39,9 @@ def run() -> list[Result]:
     gets: list[float] = []
     finds: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        proc, addr = _serve(Path(tmp))
+        target = start_vault("sqlite-search", Path(tmp) / "v", 1)
         try:
-            with VaultClient(addr, TOKENS["app"]) as c:
+            with VaultClient(target.addr, TOKENS["app"]) as c:
                 ids = [
                     c.put_record(
                         f"member-{i}",
@@ -81,8 +63,7 @@ def run() -> list[Result]:
                     gets.append(_calls_per_second(get, [ids[i] for i in picks]))
                     finds.append(_calls_per_second(find, [f"member.{i}@example.kr" for i in picks]))
         finally:
-            proc.terminate()
-            proc.wait(60)
+            stop(target)
     get_rate, find_rate = statistics.median(gets), statistics.median(finds)
     return [
         Result(
