@@ -5,6 +5,7 @@ caller can put a value, and must never appear in the log)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import secrets
 import time
@@ -80,6 +81,7 @@ def _exercise(addr: str, home: Path, marker: str) -> list[str]:
         )
         with VaultClient(addr, TOKENS["clinic"]) as clinic:
             assert list(clinic.read_share(share.share_id))
+            assert [r.share_id for r in clinic.received_shares()] == [share.share_id]
         # FindRecords: the marker in the value searched, found (case folded) and not found
         profile = app.put_record(
             subject, "member_profile", {"email": email, "contact": marker, "language": "ko"}
@@ -113,6 +115,31 @@ def _exercise(addr: str, home: Path, marker: str) -> list[str]:
         )
         # BreachScope is the auditor's: the application is refused, whatever the filters
         expect_error(app.breach_scope, 0.0, time.time() + 60, principal=f"app-{marker}")
+        # the other RPCs the application may call, with the marker wherever it can go
+        uploaded = app.upload_record(
+            io.BytesIO(marker.encode() * 50),
+            subject_id=subject,
+            category="concern_photo",
+            fields={"caption": f"up {marker}"},
+        ).record_id
+        assert marker.encode() in b"".join(app.download_content(uploaded, "matching"))
+        listed = {r.record_id for r in app.iter_records(subject)}
+        assert {rid, photo, profile, uploaded} <= listed
+        (grant,) = [g for g in app.list_consents(subject) if g.purpose == "clinic_proposal"]
+        assert app.record_event(subject, "match_completed")
+        assert app.restrict_record(uploaded) and app.restrict_record(uploaded, False)
+        assert [s.share_id for s in app.list_shares(subject)] == [share.share_id]
+        app.list_notices()
+        app.revoke_share(share.share_id)
+        app.revoke_consent(grant.grant_id)
+        app.delete_record(uploaded)
+        expect_error(app.record_event, subject, f"event-{marker}")  # not an event name
+        expect_error(lambda: list(app.export_subject(subject, "subject_access")))  # not the app's
+        expect_error(app.place_hold, subject, f"reason {marker}", f"case-{marker}")
+        expect_error(app.list_holds, subject)
+        expect_error(app.release_hold, new_record_id())
+        expect_error(app.restrict_processing, subject, True)
+        expect_error(app.query_audit, principal=f"app-{marker}")
         copy_ciphertext(home, photo, rid)  # tampering: DATA_LOSS
         expect_error(app.get_record, rid, "matching")
         expect_error(app.erase_subject, marker * 100)
@@ -127,6 +154,10 @@ def _exercise(addr: str, home: Path, marker: str) -> list[str]:
         expect_error(auditor.breach_scope, 0.0, end, principal=f"App {marker}")  # not a name
         expect_error(auditor.breach_scope, end, 0.0, purpose=marker)  # from after to
         expect_error(auditor.find_records, "member_profile", "email", email, "customer_support")
+        events, _ = auditor.query_audit(principal="app", page_size=50)
+        assert events
+        assert auditor.query_audit(principal=f"app-{marker}")[0] == []
+        auditor.verify_deletion()
     with VaultClient(addr, f"token-{marker}") as stranger:
         expect_error(stranger.get_record, rid, "matching")
     # a raw request the SDK would not send: a non-UTF-8 string field's bytes carry the marker
