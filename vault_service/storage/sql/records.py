@@ -54,16 +54,20 @@ def write_tokens(
     key_kind: str,
     tokens: Sequence[bytes],
     spec: str,
+    *,
+    fresh: bool = False,
 ) -> None:
     """Inside a write transaction: the record's blind index is ``tokens`` (made for ``spec``),
-    replacing whatever it had: the index follows the current version."""
-    conn.execute("DELETE FROM blind_index WHERE record_id = ?", (record_id,))
+    replacing whatever it had: the index follows the current version. ``fresh``: a record
+    inserted in this transaction with its ``index_spec``, which has no tokens to replace."""
+    if not fresh:
+        conn.execute("DELETE FROM blind_index WHERE record_id = ?", (record_id,))
+        conn.execute("UPDATE records SET index_spec = ? WHERE record_id = ?", (spec, record_id))
     conn.executemany(
         "INSERT INTO blind_index (token, record_id, subject_ref, key_kind) VALUES (?, ?, ?, ?)"
         " ON CONFLICT DO NOTHING",
         [(t, record_id, subject_ref, key_kind) for t in tokens],
     )
-    conn.execute("UPDATE records SET index_spec = ? WHERE record_id = ?", (spec, record_id))
 
 
 class SqlRecords(SqlStoreBase):
@@ -80,7 +84,13 @@ class SqlRecords(SqlStoreBase):
             [(new.record_id, new.version, name, ct) for name, ct in new.payloads.items()],
         )
         write_tokens(
-            conn, new.record_id, new.subject_ref, new.key_kind, new.index_tokens, new.index_spec
+            conn,
+            new.record_id,
+            new.subject_ref,
+            new.key_kind,
+            new.index_tokens,
+            new.index_spec,
+            fresh=new.version == 1,  # only an insert writes version 1, spec and all
         )
 
     def replace_tokens(self, record_id: str, version: int, spec: str, tokens: Sequence[bytes]) -> bool:
@@ -123,8 +133,8 @@ class SqlRecords(SqlStoreBase):
                 raise FailedPrecondition("subject was erased; use a new subject id")
             conn.execute(
                 "INSERT INTO records (record_id, subject_ref, category, version, content_type,"
-                " blob_ref, content_length, field_names, created_at, updated_at, key_kind)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " blob_ref, content_length, field_names, created_at, updated_at, key_kind,"
+                " index_spec) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     new.record_id,
                     new.subject_ref,
@@ -137,6 +147,7 @@ class SqlRecords(SqlStoreBase):
                     now,
                     now,
                     new.key_kind,
+                    new.index_spec,
                 ),
             )
             self._write_version(conn, new)
