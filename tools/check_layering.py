@@ -2,9 +2,10 @@
 
     rpc, cli            ->  app, jobs  ->  service  ->  lifecycle  ->  key_hierarchy
                                                                    ->  policy, crypto, key_providers,
-                                                                       storage, audit
+                                                                       storage, audit, tlog
+    tlog                ->  crypto
     client              ->  (the generated api only)
-    crypto, policy      :   pure (no I/O modules, no vendor SDKs)
+    crypto, policy, tlog:   pure (no I/O modules, no vendor SDKs)
     errors, clock, ids, config, faults, logs, metrics, tracing, security_events, api: leaves
 
 Also checked: no import cycle between modules (imports under ``if TYPE_CHECKING:`` excepted), no
@@ -38,11 +39,13 @@ LEAVES = {
     "tracing",
     "security_events",
 }
-_CORE = {"crypto", "policy", "key_providers", "storage", "audit"}
+_CORE = {"crypto", "policy", "key_providers", "storage", "audit", "tlog"}
 # what each layer may import from the project (besides the leaves and itself)
 ALLOWED: dict[str, set[str]] = {
     "crypto": set(),
     "policy": set(),
+    # the transparency-log core: Merkle proofs and signed notes, signatures from crypto
+    "tlog": {"crypto"},
     "audit": {"crypto"},
     "key_providers": {"crypto"},
     "storage": {"key_providers", "audit", "policy"},
@@ -77,7 +80,7 @@ IMPURE = {
     "time",
     "threading",
 }
-PURE = {"crypto", "policy"}
+PURE = {"crypto", "policy", "tlog"}
 # the one module allowed to touch cryptography.hazmat
 HAZMAT_OK = {"vault_service/crypto/_primitives.py"}
 GENERATED = "vault_service/api/"
