@@ -46,9 +46,9 @@ ALLOWED: dict[str, set[str]] = {
     "policy": set(),
     # the transparency-log core: Merkle proofs and signed notes, signatures from crypto
     "tlog": {"crypto"},
-    "audit": {"crypto"},
+    "audit": {"crypto", "tlog"},
     "key_providers": {"crypto"},
-    "storage": {"key_providers", "audit", "policy"},
+    "storage": {"key_providers", "audit", "policy", "tlog"},
     "key_hierarchy": {"crypto", "key_providers", "storage"},
     "lifecycle": {"key_hierarchy"} | _CORE,
     "service": {"lifecycle", "key_hierarchy"} | _CORE,

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vault_service.audit.checkpoints import CheckpointStore, FilesystemCheckpointStore
+from vault_service.audit.witness import DirectoryWitness, Witness
 from vault_service.clock import Clock, RehearsalClock, SystemClock
 from vault_service.config import Config
 from vault_service.errors import ConfigError
@@ -24,6 +25,7 @@ from vault_service.key_providers.base import KeyProvider
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.key_providers.factory import build_provider
 from vault_service.lifecycle.ledger import DestructionLedger, LedgerTampered
+from vault_service.lifecycle.witnessing import Witnessing
 from vault_service.logs import fields
 from vault_service.policy import Policy, Principal, PrincipalEntry, load_policy
 from vault_service.policy.model import token_digest
@@ -131,6 +133,8 @@ class Assembly:
     store: RecordStore
     checkpoints: CheckpointStore
     dev_token: str | None = None
+    #: both logs' checkpoints and their witness (the sequencer, the start-up and live checks)
+    witnessing: Witnessing | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -186,15 +190,43 @@ def build_service(
     service.denials = DenialWatch(
         config.security.repeated_denials_threshold, config.security.repeated_denials_window_seconds
     )
+    checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
+    witnessing = Witnessing(
+        store,
+        ledger,
+        checkpoints,
+        lambda: service.signing_key,
+        service.integrity,
+        open_witness(config),
+        config.audit.origin,
+    )
     try:
-        report = service.replay_ledger()  # before anything is served
+        restored = witnessing.startup()  # the ledger repaired from the witness if it must be
     except LedgerTampered as exc:
         raise ConfigError(f"{ledger.path}: {exc}; refusing to start") from None
+    if restored:
+        log.warning("destruction ledger repaired from the witness", extra=fields(restored=restored))
+    replay(service)
+    service.seal_legacy_plaintext()
+    return Assembly(service, store, checkpoints, dev_token, witnessing)
+
+
+def open_witness(config: Config) -> Witness | None:
+    """The configured witness of both logs (None: ``[witness] directory`` is empty)."""
+    if not config.witness.directory:
+        return None
+    return DirectoryWitness(config.path(config.witness.directory), config.witness.name)
+
+
+def replay(service: VaultService) -> None:
+    """Make the store agree with the destruction ledger (before anything is served, and after a
+    repair of the ledger while serving)."""
+    try:
+        report = service.replay_ledger()
+    except LedgerTampered as exc:
+        raise ConfigError(f"{service.ledger.path}: {exc}; refusing to start") from None
     if report.total or report.re_deferred:
         log.warning(
             "destruction ledger replay destroyed again what a restored backup brought back",
             extra=fields(destroyed=report.total, deferred=report.re_deferred, **report.redone),
         )
-    service.seal_legacy_plaintext()
-    checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
-    return Assembly(service, store, checkpoints, dev_token)

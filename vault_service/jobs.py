@@ -23,8 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vault_service import metrics, security_events
-from vault_service.app import Assembly
+from vault_service.app import Assembly, replay
+from vault_service.audit.witness import WitnessRefused
 from vault_service.config import Config
+from vault_service.errors import Unavailable
 from vault_service.lifecycle import audit_log, rotation
 from vault_service.lifecycle.audit_log import ChainBroken
 from vault_service.logs import fields
@@ -69,16 +71,19 @@ def run_once(job: Job) -> bool:
 
 
 def _checkpoint_failed(exc: Exception) -> None:
-    if isinstance(exc, ChainBroken):
-        security_events.emit("audit_verification_failed", stage="checkpoint")
-    else:
-        security_events.emit("audit_checkpoint_failed")
+    if isinstance(exc, ChainBroken | WitnessRefused | Unavailable):
+        return  # the sequencer raised its own event (and halted, for the first two)
+    security_events.emit("audit_checkpoint_failed")
 
 
 def write_checkpoint(assembly: Assembly) -> None:
-    """Sign the head of the audit chain now (refused for a broken chain: ChainBroken)."""
+    """The sequencer: integrate new audit entries, sign and witness the tree's checkpoint
+    (a broken chain or a refusal by the witness halts the release of plaintext)."""
     svc = assembly.service
-    audit_log.write_checkpoint(svc.store, assembly.checkpoints, svc.signing_key, svc.clock.now())
+    if assembly.witnessing is None:
+        audit_log.write_checkpoint(svc.store, assembly.checkpoints, svc.signing_key, svc.clock.now())
+        return
+    assembly.witnessing.checkpoint(svc.clock.now())
 
 
 def final_checkpoint(assembly: Assembly) -> None:
@@ -110,13 +115,20 @@ def server_jobs(assembly: Assembly, config: Config) -> list[Job]:
         metrics.set_backlog("retention", 0)  # everything due was shredded (held: not due)
 
     def prune() -> None:
+        w = assembly.witnessing
         audit_log.prune(
             svc.store,
             assembly.checkpoints,
             svc.signing_key,
             config.audit.retention_days * _DAY,
             svc.clock.now(),
+            origin=w.audit_origin if w else "",
+            publisher=w.audit_publisher if w else None,
         )
+
+    def check_logs() -> None:
+        if assembly.witnessing is not None:
+            assembly.witnessing.check(lambda: replay(svc))
 
     def epochs() -> None:
         rotation.run_epochs(
@@ -169,6 +181,12 @@ def server_jobs(assembly: Assembly, config: Config) -> list[Job]:
             lambda: write_checkpoint(assembly),
             _checkpoint_failed,
             leased=True,
+        ),
+        Job(
+            "witness_check",
+            config.witness.check_interval_seconds,
+            check_logs,
+            _emit("audit_checkpoint_failed"),
         ),
         Job(
             "audit_prune",

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -69,6 +69,23 @@ SECURITY_EVENTS = Counter(
     "vault_security_events",
     "Security events by name (see docs/operations.md for what each means and what to do).",
     ["event"],
+    registry=REGISTRY,
+)
+
+INTEGRITY_HALTED = Gauge(
+    "vault_integrity_halted",
+    "1 while this process withholds plaintext because its logs failed an integrity check.",
+    registry=REGISTRY,
+)
+WITNESS_LAG = Gauge(
+    "vault_witness_lag_entries",
+    "Entries of each log not yet covered by a checkpoint its witness cosigned.",
+    ["log"],
+    registry=REGISTRY,
+)
+SEQUENCED = Counter(
+    "vault_audit_sequenced",
+    "Audit entries integrated into the audit trail's Merkle tree.",
     registry=REGISTRY,
 )
 

@@ -46,6 +46,10 @@ EVENTS = frozenset(
         "pending_deletions_job_failed",  # deletions no hold blocks any more were not carried out
         "witness_backfill_job_failed",  # records of an older version are not yet witnessed
         "index_backfill_job_failed",  # records not yet in their searchable fields' blind index
+        "log_rollback_detected",  # a log is shorter than its witnessed checkpoint: plaintext withheld
+        "log_fork_detected",  # a log has another root than its witnessed checkpoint: withheld
+        "ledger_repaired",  # destructions the restored ledger lacked were restored from the witness
+        "witness_unreachable",  # a checkpoint could not be given to the witness (retried)
     }
 )
 

@@ -1,5 +1,5 @@
 """The breach scope beyond audit retention, over a real gRPC server: pruning (the server's own
-``audit_prune`` job, ``[audit] retention_days``, default 90) deletes older entries, so a window
+``audit_prune`` job, ``[audit] retention_days``, default 730) deletes older entries, so a window
 reaching back past the oldest retained entry of a pruned trail would be silently partial. The
 scope says when its trail starts, whether it was pruned and whether the window is complete, in
 the SDK result, the JSON, the text and the page (a visible warning), and so does the query's
@@ -30,7 +30,7 @@ policy_text = harness.policy_text
 def _prune(v: Vault) -> None:
     """One run of the server's audit_prune job, with the server's config and clock."""
     config = load_config(v.home / "vault.toml", {})
-    assert config.audit.retention_days == 90  # the default
+    assert config.audit.retention_days == 730  # the default: two years
     (job,) = [j for j in server_jobs(v.running.assembly, config) if j.name == "audit_prune"]
     assert run_once(job)
 
@@ -76,7 +76,7 @@ def test_a_window_before_the_oldest_retained_entry_of_a_pruned_trail_is_incomple
     assert old in {s.subject_pseudonym for s in fresh.subjects}
     assert _scope_reasons(vault) == [f"breach scope queried: 0-{t0:.0f}; no filters; window complete"]
 
-    vault.clock.advance(100 * DAY)  # past the 90 days of retention
+    vault.clock.advance(800 * DAY)  # past the two years of retention
     t1 = vault.clock.now()
     _release(vault, "member-2")
     _prune(vault)
@@ -147,7 +147,7 @@ def test_a_prune_during_the_query_is_refused_rather_than_misaudited(
     a complete window the answer no longer has: the query fails, to be asked again."""
     t0 = vault.clock.now()
     _release(vault, "member-1")
-    vault.clock.advance(100 * DAY)
+    vault.clock.advance(800 * DAY)
     _release(vault, "member-2")
     store = vault.service.store
     read = store.breach_scope

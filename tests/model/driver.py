@@ -180,8 +180,11 @@ class Driver:
 
     def restore(self, tag: str) -> None:
         """Stop, put the backup ``tag`` back, start (the ledger stays where it is)."""
+        from tests.support.restore import acknowledge_restore
+
         self.stop()
         self.backend.restore(self.home, tag)
+        acknowledge_restore(self.home, self.clock)  # as docs/audit.md tells the operator
         self.start()
 
     def close(self) -> None:

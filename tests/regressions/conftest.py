@@ -170,15 +170,26 @@ class Vault:
         self.start()
         return Backup(target, copy)
 
-    def restore(self, backup: Backup) -> None:
-        """Stop, put the copy back, start again (start-up replays the ledger)."""
+    def restore(self, backup: Backup, *, acknowledge: bool = True) -> None:
+        """Stop, put the copy back, start again (start-up replays the ledger). The operator
+        acknowledges the restore first, as docs/audit.md says (the audit entries written since
+        the backup are lost: without the acknowledgment the server withholds plaintext);
+        ``acknowledge=False`` starts on the restored copy as it is."""
         self.stop()
         shutil.rmtree(self.home / "data")
         shutil.copytree(backup.data, self.home / "data")
         if self._pg is not None:
             self._pg_admin(f'DROP DATABASE "{self._pg_name}" WITH (FORCE)')
             self._pg_admin(f'CREATE DATABASE "{self._pg_name}" TEMPLATE "{backup.pg_database}"')
+        if acknowledge:
+            self.acknowledge_restore()
         self.start()
+
+    def acknowledge_restore(self, reason: str = "restored the backup on purpose") -> None:
+        """What ``vaultctl witness acknowledge-restore`` does, on the vault's clock."""
+        from tests.support.restore import acknowledge_restore
+
+        acknowledge_restore(self.home, self.clock, reason)
 
     @property
     def _pg_name(self) -> str:

@@ -77,10 +77,15 @@ def _opt(value: str | None) -> bytes:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A signed statement about the chain.
+    """A signed statement about the log, one line of the checkpoint store.
 
-    kind "head": entry ``seq`` has hash ``entry_hash`` (everything up to it is fixed).
-    kind "anchor": the log starts at entry ``seq``, whose prev_hash must be ``entry_hash``.
+    kind "tree": the Merkle tree of entries 1 ... ``seq`` has root ``entry_hash``; ``note`` is
+    the C2SP checkpoint note signed under the log's origin (and cosigned by the witness when
+    ``witnessed``), which carries the signature (``signature`` is empty).
+    kind "head" (written before the tree): entry ``seq`` has hash ``entry_hash``.
+    kind "anchor": the log starts at entry ``seq``, whose prev_hash must be ``entry_hash``;
+    ``prefix`` (anchors written with the tree) the hex hashes of the perfect subtrees covering
+    the pruned leaves 0 ... seq - 2, left to right.
     """
 
     kind: str
@@ -89,14 +94,32 @@ class Checkpoint:
     at: float
     public_key: str
     signature: str = ""
+    note: str = ""
+    witnessed: bool = False
+    prefix: tuple[str, ...] = ()
 
     def signed_bytes(self) -> bytes:
-        """The canonical bytes the signature covers (everything but the signature)."""
-        body = {k: v for k, v in asdict(self).items() if k != "signature"}
+        """The canonical bytes the signature covers (the fields of a "head" or "anchor"; an
+        anchor's prefix only when it has one, so older anchors verify as they did)."""
+        body: dict[str, object] = {
+            "kind": self.kind,
+            "seq": self.seq,
+            "entry_hash": self.entry_hash,
+            "at": self.at,
+            "public_key": self.public_key,
+        }
+        if self.prefix:
+            body["prefix"] = list(self.prefix)
         return b"vault-audit-checkpoint/v1\x00" + json.dumps(body, sort_keys=True).encode()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        for key, empty in (("note", ""), ("witnessed", False), ("prefix", ())):
+            if data[key] in (empty, list(empty) if isinstance(empty, tuple) else empty):
+                del data[key]
+        if "prefix" in data:
+            data["prefix"] = list(self.prefix)
+        return json.dumps(data, sort_keys=True)
 
     @staticmethod
     def from_json(line: str) -> Checkpoint:
@@ -108,4 +131,7 @@ class Checkpoint:
             at=float(data["at"]),
             public_key=str(data["public_key"]),
             signature=str(data["signature"]),
+            note=str(data.get("note", "")),
+            witnessed=bool(data.get("witnessed", False)),
+            prefix=tuple(str(h) for h in data.get("prefix", ())),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from vault_service.cli.common import (
@@ -35,8 +36,15 @@ def cmd_audit_verify(args: argparse.Namespace, env: Mapping[str, str], out: Outp
             else assembly.service.signing_key.public_key()
         )
         report = verify(assembly.store, assembly.checkpoints, public_key)
+        witnessed = _witness_verdict(assembly)
     finally:
         assembly.store.close()
+    if report.ok and witnessed in ("behind", "forked"):
+        report = replace(
+            report,
+            ok=False,
+            reason=f"the trail is {witnessed} the witnessed checkpoint (rolled back or forked)",
+        )
     data = {
         "ok": report.ok,
         "reason": report.reason,
@@ -45,12 +53,14 @@ def cmd_audit_verify(args: argparse.Namespace, env: Mapping[str, str], out: Outp
         "checkpoints_checked": report.checkpoints_checked,
         "unsigned_tail": report.unsigned_tail,
         "public_key": public_key.hex(),
+        "witness": witnessed,
     }
     verdict = "OK" if report.ok else "FAILED"
     text = (
         f"audit chain {verdict}: {report.reason}\n  entries checked: "
         f"{report.entries_checked}, checkpoints: {report.checkpoints_checked}, entries after "
         f"the latest checkpoint: {report.unsigned_tail}\n  signing key: {public_key.hex()}"
+        f"\n  witness: {witnessed}"
     )
     if report.first_bad_seq is not None:
         text += f"\n  first bad entry: {report.first_bad_seq}"
@@ -62,6 +72,19 @@ def cmd_audit_verify(args: argparse.Namespace, env: Mapping[str, str], out: Outp
     return 0 if report.ok else 1
 
 
+def _witness_verdict(assembly: Any) -> str:
+    """How the stored trail stands against the witness: unwitnessed, consistent, behind,
+    forked, or "none" (no witness configured) or "unreachable"."""
+    from vault_service.errors import Unavailable
+
+    if assembly.witnessing is None:
+        return "none"
+    try:
+        return str(assembly.witnessing.check_audit().value)
+    except Unavailable:
+        return "unreachable"
+
+
 def cmd_audit_checkpoint(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
     from vault_service.lifecycle.audit_log import write_checkpoint
 
@@ -69,7 +92,10 @@ def cmd_audit_checkpoint(args: argparse.Namespace, env: Mapping[str, str], out: 
     assembly = assembly_of(config, env)
     try:
         svc = assembly.service
-        cp = write_checkpoint(svc.store, assembly.checkpoints, svc.signing_key, svc.clock.now())
+        if assembly.witnessing is not None:
+            cp = assembly.witnessing.checkpoint(svc.clock.now())
+        else:
+            cp = write_checkpoint(svc.store, assembly.checkpoints, svc.signing_key, svc.clock.now())
     finally:
         assembly.store.close()
     out.emit(

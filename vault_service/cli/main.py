@@ -32,6 +32,7 @@ from vault_service.cli import (
     shares,
     subjects,
     verification,
+    witness,
 )
 from vault_service.cli.common import Output
 from vault_service.errors import ConfigError, Status, VaultError
@@ -50,7 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True)
     # registered in the order `vaultctl --help` lists them
-    groups = (serve, keys, audit, breach, consent, subjects, shares, lifecycle, verification, records)
+    groups = (
+        serve,
+        keys,
+        audit,
+        witness,
+        breach,
+        consent,
+        subjects,
+        shares,
+        lifecycle,
+        verification,
+        records,
+    )
     for group in (*groups, principals, dev, offline):
         group.add_parser(sub)
     return p

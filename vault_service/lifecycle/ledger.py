@@ -30,14 +30,22 @@ signed with the service's Ed25519 key over ``"vault-destruction-ledger/v2\\0" ||
 Lines of the first format (one signed subject erasure each, ``vault-erasure-ledger/v1``) are read as
 ``done`` subject erasures. A bad signature or a malformed line stops the replay: the server refuses
 to start rather than guess.
+
+The lines are also the leaves of a Merkle tree (RFC 6962, leaf data = the line's bytes without
+its newline): after each append the tree's checkpoint is signed and given to the witness with the
+new lines (:mod:`.ledger_sync`, through :attr:`DestructionLedger.after_append`), so that a line
+removed, edited or reordered breaks the proofs, and a ledger restored with the data directory is
+repaired from the witness before the replay.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import fcntl
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -146,9 +154,60 @@ class DestructionLedger:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: called after each durable append (the witness sync); its failures are its own
+        self.after_append: Callable[[SigningKey], None] | None = None
 
     def __repr__(self) -> str:
         return f"DestructionLedger({str(self.path)!r})"
+
+    @contextlib.contextmanager
+    def locked(self, exclusive: bool) -> Iterator[None]:
+        """Appends share this lock (O_APPEND keeps each line whole); a repair that rewrites the
+        file holds it alone."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            raise Unavailable("destruction ledger unavailable") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def lines(self) -> list[bytes]:
+        """Every complete line's bytes (without the newline), in order: the tree's leaves."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError:
+            raise Unavailable("destruction ledger unavailable") from None
+        return [line for line in data.split(b"\n")[:-1] if line.strip()]
+
+    def rewrite(self, lines: Sequence[bytes], public_key: bytes) -> None:
+        """Replace the ledger by ``lines`` (a repair from the witness; the caller holds the lock
+        exclusively): each must verify, then written whole to a new file renamed over the old."""
+        for n, line in enumerate(lines, start=1):
+            _parse(line.decode(), n, public_key)
+        tmp = self.path.with_name(self.path.name + ".repair")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                data = memoryview(b"".join(line + b"\n" for line in lines))
+                while data:
+                    data = data[os.write(fd, data) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            dfd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            raise Unavailable("destruction ledger unavailable") from None
 
     def append(self, signer: SigningKey, entries: Sequence[Destruction]) -> None:
         """Sign and durably append ``entries`` as one line; Unavailable if it cannot be written."""
@@ -163,19 +222,21 @@ class DestructionLedger:
             "signature": signer.sign(_signed_bytes(body, public)).hex(),
         }
         data = (json.dumps(line, sort_keys=True) + "\n").encode()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        with self.locked(exclusive=False):
             try:
-                _cut_torn_tail(fd)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            raise Unavailable("destruction ledger unavailable") from None
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+                try:
+                    _cut_torn_tail(fd)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError:
+                raise Unavailable("destruction ledger unavailable") from None
+        if self.after_append is not None:
+            self.after_append(signer)
 
     def entries(self, public_key: bytes) -> list[Destruction]:
         """Every entry in order, each line verified against ``public_key``; LedgerTampered on a

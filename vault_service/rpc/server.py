@@ -97,6 +97,7 @@ class RunningServer:
         self.jobs.start()
         self._monitor = threading.Thread(target=self._health_loop, name="provider-health", daemon=True)
         self._monitor.start()
+        self.service.integrity.on_change(lambda _halted: self._set(self._serving))
 
     @property
     def service(self) -> VaultService:
@@ -129,10 +130,12 @@ class RunningServer:
                     self._set(True)
 
     def _set(self, serving: bool) -> None:
+        """Record the provider's (or shutdown's) verdict; health is SERVING only while it is
+        and the integrity halt is not set (lifecycle/integrity.py)."""
         self._serving = serving
         status = (
             health_pb2.HealthCheckResponse.SERVING
-            if serving
+            if serving and not self.service.integrity.halted
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         for name in ("", SERVICE_NAME):
@@ -157,7 +160,10 @@ class RunningServer:
             return cs.hits, cs.misses
 
         state = metrics.StateCollector(
-            svc.store.records_by_category, provider_calls, cache_stats, lambda: self._serving
+            svc.store.records_by_category,
+            provider_calls,
+            cache_stats,
+            lambda: self._serving and not svc.integrity.halted,
         )
         host, _, port = listen.rpartition(":")
         self.metrics = MetricsEndpoint(host.strip("[]"), int(port), metrics.server_registry(state))

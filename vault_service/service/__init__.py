@@ -41,6 +41,7 @@ from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.lifecycle.dormancy import Activity, sweep_dormancy
 from vault_service.lifecycle.erasure import Eraser
 from vault_service.lifecycle.events import BusinessEvents
+from vault_service.lifecycle.integrity import Integrity
 from vault_service.lifecycle.ledger import DestructionLedger
 from vault_service.lifecycle.replay import Replayer, ReplayReport
 from vault_service.lifecycle.retention import retention_forecast, sweep_retention
@@ -110,7 +111,19 @@ class VaultService:
         self.business_events = BusinessEvents(store, lambda: keys.index_key)
         self.activity = Activity(store, keys, clock)
         keys.reactivate = self.activity.reactivate  # a write to a separated subject brings it back
-        self.reads = Reads(self.access, keys, store, blobs, self.shredder, self.activity, policy, clock)
+        #: the integrity halt of this process: no release while the logs fail a check
+        self.integrity = Integrity()
+        self.reads = Reads(
+            self.access,
+            keys,
+            store,
+            blobs,
+            self.shredder,
+            self.activity,
+            policy,
+            clock,
+            self.integrity,
+        )
         self.records = Records(
             self.access, keys, store, blobs, self.shredder, policy, clock, self.limits
         )

@@ -38,6 +38,7 @@ from vault_service.errors import (
 )
 from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.lifecycle.dormancy import Activity
+from vault_service.lifecycle.integrity import Integrity
 from vault_service.lifecycle.shredding import Requester, Shredder
 from vault_service.policy import Action, Policy, decide
 from vault_service.policy.decide import Decision, needs_subject_state
@@ -105,6 +106,7 @@ class Reads:
         activity: Activity,
         policy: Policy,
         clock: Clock,
+        integrity: Integrity | None = None,
     ) -> None:
         self.access = access
         self.keys = keys
@@ -114,6 +116,8 @@ class Reads:
         self.activity = activity
         self.policy = policy
         self.clock = clock
+        #: withholds every release once the vault's logs fail a check (lifecycle/integrity.py)
+        self.integrity = integrity or Integrity()
 
     # fetch and decide ----------------------------------------------------------------------------
     def missing(self, call: CallContext, action: Action, purpose: str, record_id: str) -> Exception:
@@ -179,6 +183,7 @@ class Reads:
         reason: str = "",
     ) -> Release:
         """Release what ``decision`` allows of ``stored`` (see the module docstring)."""
+        self.integrity.check_release()  # before anything is decrypted or audited
         meta = stored.meta
         visible = decision.fields
         if ask.stream and stored.blob_ref is None:

@@ -92,6 +92,7 @@ class Search:
         validate.page(page_size, page_token, MAX_PAGE)
         # the rights that depend on no data, before any lookup
         self.access.check(call, self.access.request(call, Action.RECORD_FIND, purpose=purpose))
+        self.reads.integrity.check_release()  # a match releases whether the field equals value
         spec = self.policy.purposes[purpose]
         if cat.name not in spec.categories or field not in spec.visible_fields(cat):
             raise self.access.refuse(

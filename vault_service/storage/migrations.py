@@ -274,6 +274,18 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE records ADD COLUMN index_spec TEXT",
         ],
     ),
+    (
+        20,
+        [
+            # The audit trail as a Merkle tree (issue 18): the hash of every perfect subtree of
+            # the integrated entries, leaves included (level 0, index = seq - 1). Pruned entries
+            # keep their leaves here, so that every remaining entry stays provable against the
+            # signed checkpoints. No PHI: hashes only.
+            "CREATE TABLE tlog_nodes ("
+            " log TEXT NOT NULL, level INTEGER NOT NULL, idx INTEGER NOT NULL,"
+            " hash BLOB NOT NULL, PRIMARY KEY (log, level, idx))",
+        ],
+    ),
 ]
 
 

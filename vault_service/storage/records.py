@@ -49,6 +49,7 @@ from vault_service.storage.rows import (
     VersionChange,
 )
 from vault_service.storage.search_index import SearchIndex
+from vault_service.storage.tree_nodes import TreeNodes
 
 __all__ = [
     "AuditQuery",
@@ -70,7 +71,7 @@ __all__ = [
 ]
 
 
-class RecordStore(KeyInventory, SearchIndex):
+class RecordStore(KeyInventory, SearchIndex, TreeNodes):
     """Persistent state of the vault (see the module docstring for the rules)."""
 
     @abc.abstractmethod

@@ -15,6 +15,7 @@ in the transaction that deletes the key):
 - :mod:`.holds`: legal holds, pending deletions, the records retention makes due;
 - :mod:`.shares`: shares, share keys, business events;
 - :mod:`.audit`: the audit chain;
+- :mod:`.tree`: the audit trail's Merkle tree (subtree hashes);
 - :mod:`.keys`: service keys, root-key rotation, root-version states;
 - :mod:`.aggregates`: counts for the metrics and the compliance report;
 - :mod:`.leases`: job leases between replicas.
@@ -32,6 +33,7 @@ from vault_service.storage.sql.records import SqlRecords
 from vault_service.storage.sql.search import SqlSearch
 from vault_service.storage.sql.shares import SqlShares
 from vault_service.storage.sql.subjects import SqlSubjects
+from vault_service.storage.sql.tree import SqlTree
 
 __all__ = ["AUDIT_CHAIN_LOCK", "Connection", "SqlRecordStore"]
 
@@ -43,6 +45,7 @@ class SqlRecordStore(
     SqlHolds,
     SqlShares,
     SqlAudit,
+    SqlTree,
     SqlKeys,
     SqlAggregates,
     SqlLeases,

@@ -1,0 +1,339 @@
+"""Witnesses: keepers of the latest checkpoint of each log, outside the backup set.
+
+A witness accepts a log's checkpoint only as a **consistent extension** of the last one it holds
+for that origin (RFC 6962 consistency proof), and cosigns it (C2SP tlog-cosignature). So a log
+rolled back by a restore, or forked (two writers signing different trees for one origin), can
+never again get a checkpoint past the witness, and the witness's copy says where the log was.
+
+The interface follows C2SP tlog-witness's ``add-checkpoint``: the caller names the size of the
+checkpoint it believes the witness holds (``old_size``) and proves the new one consistent with
+it. A witness holding another size answers :class:`WitnessConflict` with its size (HTTP 409 in
+tlog-witness), after which the caller retries with a proof from that size.
+
+The witness can also **keep a log's entries** (:meth:`Witness.add_checkpoint` ``entries``): the
+destruction ledger's lines, which hold no PHI (keyed subject references, object ids, times). It
+checks that they are exactly the leaves of the checkpoint it cosigns, so that a restore of the
+data directory *and* the ledger is repaired from the witness (:mod:`vault_service.lifecycle.
+ledger_sync`).
+
+:class:`DirectoryWitness` keeps all this in a directory that must be on other storage than the
+database, the blob store and the ledger, with its own backups (which, restored, at worst forget
+checkpoints: they never roll a log back, as the log is then ahead of them). Its cosigning key is
+its own seed, in that directory.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vault_service.crypto.signing import SigningKey
+from vault_service.errors import Unavailable
+from vault_service.tlog import merkle, note
+from vault_service.tlog.note import Checkpoint, NoteError
+
+
+class WitnessUnavailable(Unavailable):
+    """The witness could not be reached or written (nothing was accepted)."""
+
+    default_message = "witness unavailable"
+
+
+class WitnessConflict(Exception):
+    """The witness holds a checkpoint of another size than the caller's ``old_size``."""
+
+    def __init__(self, held_size: int) -> None:
+        super().__init__(f"the witness holds size {held_size}")
+        self.held_size = held_size
+
+
+class WitnessRefused(Exception):
+    """The checkpoint is not a consistent extension of what the witness holds (a rollback or a
+    fork), or its signature or its entries are wrong. The message names which, never data."""
+
+
+@dataclass(frozen=True)
+class LogKey:
+    """How a witness recognises a log: its origin and the Ed25519 key signing its notes."""
+
+    origin: str
+    public_key: bytes
+
+    def verifier(self) -> str:
+        return note.verifier_key(self.origin, self.public_key)
+
+
+@dataclass(frozen=True)
+class Held:
+    """What a witness holds for a log: its latest cosigned checkpoint."""
+
+    checkpoint: Checkpoint
+    #: the checkpoint note with the log's signature and the witness's cosignature
+    note: str
+
+
+class Witness(abc.ABC):
+    """A witness of one or more logs (see the module docstring)."""
+
+    #: the witness's name in its cosignature lines
+    name: str
+
+    @abc.abstractmethod
+    def public_key(self) -> bytes:
+        """The witness's Ed25519 public key (to verify its cosignatures)."""
+
+    @abc.abstractmethod
+    def latest(self, log: LogKey) -> Held | None:
+        """The latest checkpoint it holds for the log, None if it holds none."""
+
+    @abc.abstractmethod
+    def add_checkpoint(
+        self,
+        log: LogKey,
+        old_size: int,
+        proof: Sequence[bytes],
+        signed_note: str,
+        entries: Sequence[bytes] | None = None,
+    ) -> str:
+        """Accept ``signed_note`` if it extends the held checkpoint (of size ``old_size``)
+        consistently; returns the cosigned note. ``entries``: the log's leaves from ``old_size``
+        on, for a witness that keeps them. WitnessConflict, WitnessRefused, WitnessUnavailable."""
+
+    @abc.abstractmethod
+    def entries(self, log: LogKey, start: int) -> list[bytes]:
+        """The kept entries of the log from index ``start`` (empty if it keeps none)."""
+
+    @abc.abstractmethod
+    def reset(self, log: LogKey, statement: str) -> None:
+        """Forget the held checkpoint of a log whose history an operator acknowledged as lost
+        (a restore of the database): ``statement`` is a note signed by the log's key naming the
+        held size and root and the reason (:func:`reset_statement`). The witness keeps the
+        statement and the checkpoint it replaces in its history, for good. Refused
+        (WitnessRefused) for a log whose entries it keeps (those are repaired, never reset), or
+        when the statement does not name what it holds."""
+
+
+def reset_statement(held: Held, restored_size: int, reason: str) -> str:
+    """The text of a reset statement (sign it with :func:`note.sign_note` under the origin)."""
+    cp = held.checkpoint
+    return (
+        "vault-service/witness-reset/v1\n"
+        f"origin {cp.origin}\n"
+        f"held {cp.size} {cp.root.hex()}\n"
+        f"restored {restored_size}\n"
+        f"reason {' '.join(reason.split())}\n"
+    )
+
+
+def _slot(origin: str) -> str:
+    return hashlib.sha256(origin.encode()).hexdigest()[:32]
+
+
+class DirectoryWitness(Witness):
+    """A witness in a directory (see the module docstring). Several processes may share it: every
+    change is made under an exclusive ``flock`` of ``<dir>/lock``."""
+
+    def __init__(self, directory: Path, name: str = "vault-service-witness") -> None:
+        self.directory = directory
+        self.name = name
+        self._key: SigningKey | None = None
+
+    def __repr__(self) -> str:
+        return f"DirectoryWitness({str(self.directory)!r})"
+
+    # -- storage -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            raise WitnessUnavailable() from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _signer(self) -> SigningKey:
+        if self._key is None:
+            path = self.directory / "witness.key"
+            try:
+                if not path.exists():
+                    self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    _write_atomic(path, os.urandom(32).hex().encode())
+                self._key = SigningKey(bytes.fromhex(path.read_text().strip()))
+            except (OSError, ValueError):
+                raise WitnessUnavailable() from None
+        return self._key
+
+    def public_key(self) -> bytes:
+        with self._locked():
+            return self._signer().public_key()
+
+    def _dir(self, log: LogKey) -> Path:
+        return self.directory / "logs" / _slot(log.origin)
+
+    def latest(self, log: LogKey) -> Held | None:
+        with self._locked():
+            return self._held(log)
+
+    def _held(self, log: LogKey) -> Held | None:
+        try:
+            text = (self._dir(log) / "checkpoint").read_text()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            raise WitnessUnavailable() from None
+        try:
+            return Held(Checkpoint.parse(note.verify_note(text, log.origin, log.public_key)), text)
+        except (NoteError, ValueError):
+            raise WitnessRefused("the witness's own checkpoint does not verify") from None
+
+    def entries(self, log: LogKey, start: int) -> list[bytes]:
+        with self._locked():
+            return self._entries(log)[start:]
+
+    def _entries(self, log: LogKey) -> list[bytes]:
+        try:
+            text = (self._dir(log) / "entries.jsonl").read_text()
+        except FileNotFoundError:
+            return []
+        except OSError:
+            raise WitnessUnavailable() from None
+        out: list[bytes] = []
+        for line in text.split("\n")[:-1]:  # a torn last piece (no newline) was never accepted
+            out.append(bytes.fromhex(json.loads(line)["entry"]))
+        return out
+
+    def add_checkpoint(
+        self,
+        log: LogKey,
+        old_size: int,
+        proof: Sequence[bytes],
+        signed_note: str,
+        entries: Sequence[bytes] | None = None,
+    ) -> str:
+        try:
+            new = Checkpoint.parse(note.verify_note(signed_note, log.origin, log.public_key))
+        except (NoteError, ValueError):
+            raise WitnessRefused("the checkpoint is not signed by the log's key") from None
+        with self._locked():
+            held = self._held(log)
+            size = held.checkpoint.size if held else 0
+            if old_size != size:
+                raise WitnessConflict(size)
+            if held is not None:
+                _check_extension(held.checkpoint, new, proof)
+            kept: list[bytes] | None = None
+            if entries is not None:
+                kept = self._entries(log)
+                if len(kept) != size or size + len(entries) != new.size:
+                    raise WitnessRefused("the entries do not fill the checkpoint")
+                tree = merkle.MemoryTree()
+                for entry in (*kept, *entries):
+                    tree.append(merkle.leaf_hash(entry))
+                if tree.root() != new.root:
+                    raise WitnessRefused("the entries are not the checkpoint's leaves")
+            if held is not None and new.size == size:
+                return held.note  # the same checkpoint again: nothing to add
+            cosigned = note.add_signature_lines(signed_note, [self._cosign(new)])
+            self._store(log, cosigned, entries or ())
+            return cosigned
+
+    def reset(self, log: LogKey, statement: str) -> None:
+        try:
+            text = note.verify_note(statement, log.origin, log.public_key)
+        except (NoteError, ValueError):
+            raise WitnessRefused("the reset is not signed by the log's key") from None
+        with self._locked():
+            held = self._held(log)
+            if held is None:
+                return
+            if self._entries(log):
+                raise WitnessRefused("this log's entries are kept: it is repaired, never reset")
+            cp = held.checkpoint
+            if f"held {cp.size} {cp.root.hex()}\n" not in text or not text.startswith(
+                f"vault-service/witness-reset/v1\norigin {cp.origin}\n"
+            ):
+                raise WitnessRefused("the reset does not name the checkpoint the witness holds")
+            folder = self._dir(log)
+            try:
+                _append(
+                    folder / "history.jsonl",
+                    (json.dumps({"at": time.time(), "reset": statement}) + "\n").encode(),
+                )
+                (folder / "checkpoint").unlink()
+            except OSError:
+                raise WitnessUnavailable() from None
+
+    def _cosign(self, checkpoint: Checkpoint) -> str:
+        return note.cosign(checkpoint.body(), self.name, self._signer(), int(time.time()))
+
+    def _store(self, log: LogKey, cosigned: str, entries: Sequence[bytes]) -> None:
+        folder = self._dir(log)
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if entries:
+                start = len(self._entries(log))
+                lines = "".join(
+                    json.dumps({"index": start + i, "entry": e.hex()}) + "\n"
+                    for i, e in enumerate(entries)
+                )
+                _append(folder / "entries.jsonl", lines.encode())
+            _append(
+                folder / "history.jsonl",
+                (json.dumps({"at": time.time(), "note": cosigned}) + "\n").encode(),
+            )
+            _write_atomic(folder / "checkpoint", cosigned.encode())
+        except OSError:
+            raise WitnessUnavailable() from None
+
+
+def _check_extension(held: Checkpoint, new: Checkpoint, proof: Sequence[bytes]) -> None:
+    if new.size < held.size:
+        raise WitnessRefused(f"the log went back from size {held.size} to {new.size} (rolled back)")
+    if new.size == held.size:
+        if new.root != held.root:
+            raise WitnessRefused(f"a different tree of size {new.size} (a fork)")
+        return
+    if not merkle.verify_consistency(held.size, new.size, held.root, new.root, proof):
+        raise WitnessRefused(
+            f"size {new.size} is not a consistent extension of size {held.size} (a fork or an edit)"
+        )
+
+
+def _append(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

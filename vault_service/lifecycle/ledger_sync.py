@@ -1,0 +1,137 @@
+"""The destruction ledger and its witness: publish every append, repair a restored ledger.
+
+- **After each append** (:meth:`LedgerSync.publish`): the ledger's tree (leaves: its lines) gets
+  a checkpoint signed under the ledger's origin, given to the witness together with the new
+  lines; the cosigned note is kept beside the ledger (``<ledger>.checkpoint``). A witness that
+  cannot be reached does not stop the destruction (the ledger line is durable: the destruction
+  is owed and replayed from it): ``witness_unreachable`` is raised, ``vault_witness_lag_entries``
+  counts what the witness lacks, and the next append or the ``ledger_witness`` job catches up.
+- **At start-up** (:meth:`LedgerSync.reconcile`, before the replay): the ledger must be the
+  witnessed tree or a consistent extension of it. If it is shorter (the ledger was restored with
+  the data directory) or has another root (a line removed, edited or reordered), it is rebuilt
+  from the witness's copy of the lines, followed by the ledger's own lines the witness lacks
+  (each verified against the service's key), and checkpointed again: the replay that follows
+  destroys again whatever the restored store brought back. ``ledger_repaired`` is raised.
+  A witness whose own copy does not match its checkpoint is refused (the server does not start).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from vault_service import metrics, security_events
+from vault_service.audit.publish import LocalTree, Publisher, Verdict, compare, sign_checkpoint
+from vault_service.audit.witness import WitnessConflict
+from vault_service.crypto.signing import SigningKey
+from vault_service.errors import Unavailable
+from vault_service.lifecycle.ledger import DestructionLedger
+from vault_service.logs import fields
+from vault_service.tlog import merkle
+
+log = logging.getLogger("vault_service.ledger")
+
+#: the name of the ledger's log (its origin's middle part)
+LEDGER_LOG = "ledger"
+
+
+class WitnessCopyCorrupt(Exception):
+    """The witness's copy of the ledger lines does not hash to its own checkpoint."""
+
+
+def ledger_tree(lines: list[bytes]) -> LocalTree:
+    """The tree of ``lines`` (rebuilt in memory: the ledger holds destructions, not reads)."""
+    tree = merkle.MemoryTree()
+    for line in lines:
+        tree.append(merkle.leaf_hash(line))
+    return LocalTree(
+        tree.size,
+        tree.root,
+        tree.consistency_proof,
+        lambda start, end: lines[start:end],
+    )
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What the start-up check found and did."""
+
+    verdict: Verdict
+    #: lines restored from the witness
+    restored: int = 0
+
+
+class LedgerSync:
+    """Keeps one ledger and its witness in step (see the module docstring)."""
+
+    def __init__(self, ledger: DestructionLedger, publisher: Publisher, origin: str) -> None:
+        self.ledger = ledger
+        self.publisher = publisher
+        self.origin = origin
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.ledger.path.with_name(self.ledger.path.name + ".checkpoint")
+
+    def publish(self, signer: SigningKey) -> bool:
+        """Checkpoint the ledger as it is and give it to the witness; False (reported) if the
+        witness could not take it. WitnessRefused propagates (the ledger is not an extension
+        of what the witness holds: the start-up check repairs it)."""
+        for _ in range(3):
+            lines = self.ledger.lines()
+            tree = ledger_tree(lines)
+            if tree.size == 0:
+                return True
+            signed = sign_checkpoint(self.origin, tree.size, tree.root(tree.size), signer)
+            try:
+                cosigned = self.publisher.publish(signed, tree)
+            except WitnessConflict:
+                continue  # another process appended and published meanwhile: read again
+            except Unavailable:
+                metrics.WITNESS_LAG.labels(LEDGER_LOG).set(tree.size - (self.publisher_size()))
+                security_events.emit("witness_unreachable", log=LEDGER_LOG)
+                return False
+            metrics.WITNESS_LAG.labels(LEDGER_LOG).set(0)
+            self._keep(cosigned)
+            return True
+        return False
+
+    def publisher_size(self) -> int:
+        try:
+            held = self.publisher.witness.latest(self.publisher.log)
+        except Unavailable:
+            return 0
+        return held.checkpoint.size if held else 0
+
+    def _keep(self, cosigned: str) -> None:
+        tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
+        try:
+            tmp.write_text(cosigned)
+            tmp.replace(self.checkpoint_path)
+        except OSError:
+            log.warning("ledger checkpoint copy not written", extra=fields(log=LEDGER_LOG))
+
+    def reconcile(self, signer: SigningKey) -> Reconciled:
+        """The start-up check and repair (see the module docstring). Unavailable if the witness
+        cannot be reached; WitnessCopyCorrupt if its copy is not its checkpoint's tree."""
+        with self.ledger.locked(exclusive=True):
+            held = self.publisher.latest()
+            lines = self.ledger.lines()
+            verdict = compare(held, ledger_tree(lines))
+            restored = 0
+            if held is not None and verdict in (Verdict.BEHIND, Verdict.FORKED):
+                witnessed = self.publisher.witness.entries(self.publisher.log, 0)
+                copy = ledger_tree(witnessed)
+                if copy.size != held.checkpoint.size or copy.root(copy.size) != held.checkpoint.root:
+                    raise WitnessCopyCorrupt()
+                known = set(witnessed)
+                ours = [line for line in lines if line not in known]
+                have = set(lines)
+                restored = sum(1 for line in witnessed if line not in have)
+                self.ledger.rewrite([*witnessed, *ours], signer.public_key())
+                security_events.emit(
+                    "ledger_repaired", finding=verdict.value, restored=restored, kept=len(ours)
+                )
+        self.publish(signer)  # WitnessRefused here: the witness moved on while we repaired
+        return Reconciled(verdict, restored)
