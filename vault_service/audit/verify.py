@@ -188,7 +188,8 @@ def verify_chain(
             root = roots.get(tree.size)
             if root is not None and root != tree.root():
                 return _fail(
-                    f"entries up to {entry.seq} differ from the signed checkpoint of tree size {tree.size}"
+                    f"entries up to {entry.seq} differ from the signed checkpoint"
+                    f" of tree size {tree.size}"
                     " (chain rewritten)",
                     entry.seq,
                     checked,
