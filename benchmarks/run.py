@@ -25,6 +25,7 @@ MODULES = [
     "benchmarks.bench_search",
     "benchmarks.bench_tracing",
     "benchmarks.bench_breach_scope",
+    "benchmarks.bench_sequencer",
 ]
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
 

@@ -3,7 +3,7 @@
     rpc, cli            ->  app, jobs  ->  service  ->  lifecycle  ->  key_hierarchy
                                                                    ->  policy, crypto, key_providers,
                                                                        storage, audit, tlog
-    tlog                ->  crypto
+    tlog                ->  crypto   (audit and storage may import tlog too)
     client              ->  (the generated api only)
     crypto, policy, tlog:   pure (no I/O modules, no vendor SDKs)
     errors, clock, ids, config, faults, logs, metrics, tracing, security_events, api: leaves

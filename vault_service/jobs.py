@@ -26,7 +26,6 @@ from vault_service import metrics, security_events
 from vault_service.app import Assembly, replay
 from vault_service.audit.witness import WitnessRefused
 from vault_service.config import Config
-from vault_service.errors import Unavailable
 from vault_service.lifecycle import audit_log, rotation
 from vault_service.lifecycle.audit_log import ChainBroken
 from vault_service.logs import fields
@@ -71,8 +70,8 @@ def run_once(job: Job) -> bool:
 
 
 def _checkpoint_failed(exc: Exception) -> None:
-    if isinstance(exc, ChainBroken | WitnessRefused | Unavailable):
-        return  # the sequencer raised its own event (and halted, for the first two)
+    if isinstance(exc, ChainBroken | WitnessRefused):
+        return  # the sequencer raised its own event, and halted
     security_events.emit("audit_checkpoint_failed")
 
 
@@ -186,7 +185,7 @@ def server_jobs(assembly: Assembly, config: Config) -> list[Job]:
             "witness_check",
             config.witness.check_interval_seconds,
             check_logs,
-            _emit("audit_checkpoint_failed"),
+            _emit("witness_check_job_failed"),
         ),
         Job(
             "audit_prune",

@@ -50,6 +50,7 @@ EVENTS = frozenset(
         "log_fork_detected",  # a log has another root than its witnessed checkpoint: withheld
         "ledger_repaired",  # destructions the restored ledger lacked were restored from the witness
         "witness_unreachable",  # a checkpoint could not be given to the witness (retried)
+        "witness_check_job_failed",  # the logs were not compared with the witness this time
     }
 )
 

@@ -15,6 +15,7 @@ every service key).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -27,10 +28,12 @@ from vault_service.audit.verify import VerifyReport, verify_chain
 from vault_service.crypto.derive import audit_pseudonym
 from vault_service.crypto.signing import SigningKey
 from vault_service.errors import Unavailable
+from vault_service.faults import fault_point
 from vault_service.storage import RecordStore
 from vault_service.tlog import merkle
 
-PAGE = 5000
+#: entries per sequencer transaction (VAULT_SEQUENCER_PAGE: crash tests make it small)
+PAGE = int(os.environ.get("VAULT_SEQUENCER_PAGE", "5000"))
 #: the name of the audit trail's tree in ``tlog_nodes``
 AUDIT_TREE = "audit"
 #: the leaf standing for each entry pruned before the tree existed (an upgraded, pruned trail):
@@ -115,6 +118,7 @@ def integrate(store: RecordStore) -> int:
         store.add_tree_nodes(AUDIT_TREE, size, merkle.new_nodes(size, leaves, read))
         metrics.SEQUENCED.inc(len(leaves))
         size += len(leaves)
+        fault_point("sequencer.after_page")  # crash tests: a page integrated, the rest not
     return size
 
 
@@ -141,6 +145,7 @@ def write_checkpoint(
         return None
     tree = audit_tree(store)
     root = tree.root(size)
+    fault_point("sequencer.before_sign")  # crash tests: integrated, not yet signed
     signed = sign_checkpoint(origin, size, root, signer)
     failure: Exception | None = None
     if publisher is not None:
