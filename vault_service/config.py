@@ -177,6 +177,13 @@ class AuditConfig:
     from the signing key. Keep it stable: the witness knows the log by it."""
     prune_interval_seconds: float = 3600.0
     """How often the server prunes."""
+    tail_poll_seconds: float = 0.5
+    """How often a followed audit tail (TailAudit with follow, ``vaultctl audit tail --follow``)
+    looks for new entries: the most a new entry waits before it is sent (0 < value <= 60)."""
+    tail_max_follows: int = 2
+    """Followed audit tails one process serves at once; one more is RESOURCE_EXHAUSTED. Each
+    holds one of the ``server.workers`` threads while it runs, so never more than the workers
+    less one, whatever this says (0: no follows)."""
 
 
 @dataclass(frozen=True)
@@ -445,6 +452,10 @@ def _check_sections(source: str, built: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"{source}: audit.retention_days and audit.checkpoint_interval_seconds must be > 0"
         )
+    if not 0 < audit.tail_poll_seconds <= 60:
+        raise ConfigError(f"{source}: audit.tail_poll_seconds must be > 0 and at most 60")
+    if audit.tail_max_follows < 0:
+        raise ConfigError(f"{source}: audit.tail_max_follows must be >= 0")
     metrics: MetricsConfig = built["metrics"]
     if metrics.listen and ":" not in metrics.listen:
         raise ConfigError(f"{source}: metrics.listen: expected host:port")

@@ -1,7 +1,7 @@
 """The action table of docs/policy.md against the code (every action, every RPC, nothing more)
-and the shipped policies (deletion verification for operators and auditors, the audit query and
-the breach scope for auditors only, holds for a legal officer), so that the docs cannot drift
-from what the interceptor enforces."""
+and the shipped policies (deletion verification for operators and auditors, the audit query, the
+breach scope and the audit tail for auditors only, holds for a legal officer), so that the docs
+cannot drift from what the interceptor enforces."""
 
 from __future__ import annotations
 
@@ -44,10 +44,11 @@ def test_shipped_policies_grant_verification_and_holds_consistently(name: str) -
     policy = load_policy((ROOT / "policies" / name).read_text(), name)
     for role in ("operator", "auditor"):
         assert Action.DELETION_VERIFY in policy.roles[role].actions, (name, role)
-    auditing = {Action.AUDIT_QUERY, Action.AUDIT_BREACH_SCOPE}
+    auditing = {Action.AUDIT_QUERY, Action.AUDIT_BREACH_SCOPE, Action.AUDIT_TAIL}
     assert auditing <= policy.roles["auditor"].actions, name
-    assert not any(  # the breach scope is the auditor's: no other role of a shipped policy has it
-        Action.AUDIT_BREACH_SCOPE in r.actions for n, r in policy.roles.items() if n != "auditor"
-    ), name
+    for action in (Action.AUDIT_BREACH_SCOPE, Action.AUDIT_TAIL):
+        assert not any(  # the auditor's: no other role of a shipped policy has them
+            action in r.actions for n, r in policy.roles.items() if n != "auditor"
+        ), (name, action)
     holds = {Action.HOLD_PLACE, Action.HOLD_RELEASE, Action.HOLD_LIST}
     assert holds <= policy.roles["legal_officer"].actions, name

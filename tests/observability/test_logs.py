@@ -23,7 +23,8 @@ from vault_service.client import VaultClient
 from vault_service.errors import VaultError
 from vault_service.ids import new_record_id
 
-#: an auditor principal the exercise adds to the test policy (BreachScope is the auditor's)
+#: an auditor principal the exercise adds to the test policy (BreachScope and TailAudit are the
+#: auditor's)
 AUDITOR_TOKEN = "auditor-token-0123456789"
 
 
@@ -113,8 +114,9 @@ def _exercise(addr: str, home: Path, marker: str) -> list[str]:
         expect_error(
             find, "member_profile", f"field-{marker}", email, "customer_support", names_echoed=True
         )
-        # BreachScope is the auditor's: the application is refused, whatever the filters
+        # BreachScope and TailAudit are the auditor's: the application is refused
         expect_error(app.breach_scope, 0.0, time.time() + 60, principal=f"app-{marker}")
+        expect_error(lambda: list(app.tail_audit(follow=True)))
         # the other RPCs the application may call, with the marker wherever it can go
         uploaded = app.upload_record(
             io.BytesIO(marker.encode() * 50),
@@ -158,6 +160,18 @@ def _exercise(addr: str, home: Path, marker: str) -> list[str]:
         assert events
         assert auditor.query_audit(principal=f"app-{marker}")[0] == []
         auditor.verify_deletion()
+        # TailAudit: the whole trail (the calls above: no entry holds the marker, but for the
+        # breach scope's, whose reasons record the auditor's own filters by design), a page from
+        # a cursor, a follow ended by its deadline, and a bad cursor, limit and cursor past the end
+        tailed = list(auditor.tail_audit())
+        assert len(tailed) > 30
+        assert not [e for e in tailed if marker in repr(e) and e.action != "audit.breach_scope"]
+        assert len(list(auditor.tail_audit(len(tailed) - 3, limit=2))) == 2
+        with pytest.raises(VaultError):  # DEADLINE_EXCEEDED: the stream never ends by itself
+            list(auditor.tail_audit(len(tailed), follow=True, timeout=1.0))
+        expect_error(lambda: list(auditor.tail_audit(-1)))
+        expect_error(lambda: list(auditor.tail_audit(limit=-5)))
+        expect_error(lambda: list(auditor.tail_audit(10**12)))
     with VaultClient(addr, f"token-{marker}") as stranger:
         expect_error(stranger.get_record, rid, "matching")
     # a raw request the SDK would not send: a non-UTF-8 string field's bytes carry the marker

@@ -100,12 +100,13 @@ class Vault:
         assert self._server is None, "already running"
         self._server = start_server(load_config(self.home / "vault.toml", {}), {}, self.clock)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 0) -> None:
+        """Stop the server, its in-flight calls given ``grace`` seconds."""
         for client in self._clients.values():
             client.close()
         self._clients.clear()
         if self._server is not None:
-            self._server.stop(0)
+            self._server.stop(grace)
             self._server = None
 
     def restart(self) -> None:

@@ -9,6 +9,7 @@ are INVALID_ARGUMENT). Afterwards the server is still healthy and still serves."
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections import Counter
 from collections.abc import Iterator
@@ -45,6 +46,9 @@ ALLOWED = {
 #: every answer of the run, by method and status (printed; counts quoted in docs/reliability.md)
 SEEN: Counter[tuple[str, str]] = Counter()
 
+#: an auditor principal added to the fuzzed server's policy: TailAudit past its authorization
+AUDITOR_TOKEN = "auditor-token-0123456789"
+
 KNOWN = [
     "concern_text",
     "concern_photo",
@@ -67,6 +71,10 @@ KNOWN = [
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, list[str]]]:
     home = tmp_path_factory.mktemp("fuzz")
     write_config(home, logging__level='"WARNING"')
+    digest = hashlib.sha256(AUDITOR_TOKEN.encode()).hexdigest()
+    policy = home / "policy.toml"
+    auditor = f'\n[principals.auditor]\nrole = "auditor"\ntoken_sha256 = "{digest}"\n'
+    policy.write_text(policy.read_text() + auditor)
     server = start_server(load_config(home / "vault.toml", {}), {})
     with VaultClient(f"127.0.0.1:{server.port}", TOKENS["app"]) as app:
         ids = [app.put_record("member-1", "concern_text", {"text": "t"}).record_id for _ in range(2)]
@@ -203,18 +211,20 @@ def mangled(draw: st.DrawFn, base: bytes, descriptor: Descriptor) -> bytes:
     return base
 
 
-def _call(server: RunningServer, method: Any, payloads: list[bytes], token: str) -> grpc.StatusCode:
+def _call(
+    server: RunningServer, method: Any, payloads: list[bytes], token: str, timeout: float = 20
+) -> grpc.StatusCode:
     path = f"/{SERVICE.full_name}/{method.name}"
     metadata = (("authorization", f"Bearer {token}"),)
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         try:
             if method.client_streaming:
-                channel.stream_unary(path)(iter(payloads), metadata=metadata, timeout=20)
+                channel.stream_unary(path)(iter(payloads), metadata=metadata, timeout=timeout)
             elif method.server_streaming:
-                for _ in channel.unary_stream(path)(payloads[0], metadata=metadata, timeout=20):
+                for _ in channel.unary_stream(path)(payloads[0], metadata=metadata, timeout=timeout):
                     pass
             else:
-                channel.unary_unary(path)(payloads[0], metadata=metadata, timeout=20)
+                channel.unary_unary(path)(payloads[0], metadata=metadata, timeout=timeout)
         except grpc.RpcError as err:
             code: grpc.StatusCode = err.code()
             SEEN[(method.name, code.name)] += 1
@@ -252,6 +262,38 @@ def test_no_request_gets_internal_or_unknown(
     method, payloads, token = data.draw(fuzz_case(ids))
     code = _call(server, method, payloads, token)
     assert code in ALLOWED, (method.name, code)
+
+
+def _follows(payload: bytes) -> bool:
+    """Whether the bytes are a TailAudit request that follows (a stream that ends only at its
+    deadline)."""
+    try:
+        return bool(pb.TailAuditRequest.FromString(payload).follow)
+    except Exception:
+        return False
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_tail_audit_as_the_auditor_gets_no_internal_or_unknown(
+    fuzzed: tuple[RunningServer, list[str]], data: st.DataObject
+) -> None:
+    """TailAudit past its authorization (the other principals are refused it before anything):
+    any cursor, limit and follow, mangled as above. A follow ends only at its deadline (here
+    0.3 s): DEADLINE_EXCEEDED is its answer and no other request's."""
+    server, ids = fuzzed
+    method = SERVICE.methods_by_name["TailAudit"]
+    request = data.draw(message(method.input_type, ids))
+    payload = data.draw(mangled(request.SerializeToString(), method.input_type))
+    follows = _follows(payload)
+    code = _call(server, method, [payload], AUDITOR_TOKEN, timeout=0.3 if follows else 20)
+    if follows and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return
+    assert code in ALLOWED, (method.name, code, follows)
 
 
 def test_undecodable_bytes_are_invalid_argument(fuzzed: tuple[RunningServer, list[str]]) -> None:

@@ -67,6 +67,9 @@ def test_environment_overrides(tmp_path: Path) -> None:
             "keys.provider: 'hsm' is not one of aws-kms, local, vault-transit",
         ),
         ("x = = 1", {}, "not valid TOML"),
+        ("[audit]\ntail_poll_seconds = 0\n", {}, "audit.tail_poll_seconds must be > 0"),
+        ("[audit]\ntail_poll_seconds = 61\n", {}, "and at most 60"),
+        ("[audit]\ntail_max_follows = -1\n", {}, "audit.tail_max_follows must be >= 0"),
         # dormancy moved to the policy: the old keys are refused with where they went
         (
             "[lifecycle]\ndormant_after_days = 0\n",

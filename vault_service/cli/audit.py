@@ -1,8 +1,8 @@
-"""vaultctl audit: the tamper-evident audit trail (verify, checkpoint, prune, hash, query).
+"""vaultctl audit: the tamper-evident audit trail (verify, checkpoint, prune, hash, query, tail).
 
 Contract: verify, checkpoint, prune and hash run in-process on the assembled service (verify exits
-1 and raises a security event when the chain is broken); query asks a running server over gRPC,
-with an auditor's token.
+1 and raises a security event when the chain is broken); query and tail ask a running server over
+gRPC, with an auditor's token (tail, the export to a SIEM, is :mod:`.audit_tail`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from vault_service.cli import audit_tail
 from vault_service.cli.common import (
     Output,
     add_client_args,
@@ -188,3 +189,4 @@ def add_parser(sub: Any) -> None:
     a_query.add_argument("--page-size", type=int, default=100)
     add_client_args(a_query)
     a_query.set_defaults(fn=cmd_audit_query)
+    audit_tail.add_parser(audit)

@@ -1,12 +1,23 @@
-"""The audit trail: query its events, and the breach scope of a window (auditor role)."""
+"""The audit trail: query its events, tail it from a cursor, and the breach scope of a window
+(auditor role)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import grpc
+
 from vault_service.api.v1 import vault_pb2 as pb
-from vault_service.client.results import BreachDisclosure, BreachScope, BreachSubject, BreachTally
-from vault_service.client.transport import Transport
+from vault_service.client.results import (
+    AuditEvent,
+    BreachDisclosure,
+    BreachScope,
+    BreachSubject,
+    BreachTally,
+    TailGap,
+)
+from vault_service.client.transport import Transport, status_error
 from vault_service.errors import Unavailable
 
 #: the fields of an audit event, as the keys of the dicts ``query_audit`` returns
@@ -62,6 +73,35 @@ class AuditMixin(Transport):
         for event in events:
             event["released_fields"] = list(event["released_fields"])
         return events, resp.next_page_token
+
+    def tail_audit(
+        self,
+        after_seq: int = 0,
+        follow: bool = False,
+        limit: int = 0,
+        *,
+        timeout: float | None = None,
+    ) -> Iterator[AuditEvent | TailGap]:
+        """The audit trail after the cursor ``after_seq`` in seq order (auditor role), each
+        entry as it arrives; a :class:`TailGap` first where entries past the cursor are gone
+        (pruned). With ``follow`` the iteration then goes on with each new entry as it is
+        written, until you stop iterating (closing the iterator cancels the call) or the server
+        stops (``Unavailable``: tail again from the last seq you got). ``limit`` (0: none) ends
+        it after that many entries. ``timeout`` is the call's deadline: by default the client's
+        for a page, none for a follow."""
+        request = pb.TailAuditRequest(after_seq=after_seq, follow=follow, limit=limit)
+        deadline = timeout if timeout is not None else None if follow else self._deadline(None)
+        responses = self._stub.TailAudit(request, metadata=self._metadata_now(), timeout=deadline)
+        try:
+            for item in responses:
+                if item.HasField("gap"):
+                    yield TailGap(item.gap.from_seq, item.gap.to_seq)
+                else:
+                    yield AuditEvent.from_pb(item.event)
+        except grpc.RpcError as exc:
+            raise status_error(exc) from None
+        finally:
+            responses.cancel()  # type: ignore[no-untyped-call]  # a follow left early: end it
 
     def breach_scope(
         self,

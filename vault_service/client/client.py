@@ -10,7 +10,7 @@ transport.
     subjects.py   erasure and its verification, restriction, export, events
     holds.py      legal holds
     shares.py     shares
-    audit.py      audit queries
+    audit.py      audit queries, the audit tail, the breach scope
 """
 
 from __future__ import annotations

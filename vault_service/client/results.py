@@ -131,6 +131,65 @@ class Page:
 
 
 @dataclass(frozen=True)
+class AuditEvent:
+    """One audit entry (``tail_audit``): the keys of ``query_audit``'s dicts, typed. ``category``
+    and ``role`` are empty, and ``released_fields`` too, where the entry has none."""
+
+    seq: int
+    at: float
+    principal: str
+    action: str
+    purpose: str
+    subject_pseudonym: str
+    record_id: str
+    decision: str
+    reason: str
+    correlation_id: str
+    category: str
+    released_fields: tuple[str, ...]
+    role: str
+
+    @staticmethod
+    def from_pb(e: pb.AuditEvent) -> AuditEvent:
+        return AuditEvent(
+            e.seq,
+            e.at,
+            e.principal,
+            e.action,
+            e.purpose,
+            e.subject_pseudonym,
+            e.record_id,
+            e.decision,
+            e.reason,
+            e.correlation_id,
+            e.category,
+            tuple(e.released_fields),
+            e.role,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """As ``query_audit`` returns an event (``released_fields`` a list)."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["released_fields"] = list(self.released_fields)
+        return data
+
+
+@dataclass(frozen=True)
+class TailGap:
+    """In a tail: entries ``from_seq``..``to_seq`` (both included) are not in the audit trail
+    (pruned by retention, or deleted: ``vaultctl audit verify`` tells which), so the stream
+    goes on after them."""
+
+    from_seq: int
+    to_seq: int
+
+    @property
+    def skipped(self) -> int:
+        """How many entries are missing."""
+        return self.to_seq - self.from_seq + 1
+
+
+@dataclass(frozen=True)
 class BreachDisclosure:
     """Releases of one subject's records of one category to one principal, for one purpose, by
     one action. ``category``, ``fields`` and ``role`` are None where the audit entries did not

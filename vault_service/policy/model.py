@@ -40,6 +40,7 @@ class Action(enum.Enum):
     KEYS_STATUS = "keys.status"
     AUDIT_QUERY = "audit.query"
     AUDIT_BREACH_SCOPE = "audit.breach_scope"
+    AUDIT_TAIL = "audit.tail"
     NOTICE_LIST = "notice.list"
     RECORD_FIND = "record.find"
 

@@ -37,6 +37,7 @@ RPC_ACTIONS: dict[str, Action] = {
     "RestrictRecord": Action.RECORD_RESTRICT,
     "ListNotices": Action.NOTICE_LIST,
     "FindRecords": Action.RECORD_FIND,
+    "TailAudit": Action.AUDIT_TAIL,
 }
 
 

@@ -228,6 +228,8 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 try:
                     token = self._enter(method, ids, span, caller)
                     yield from fn(_decoded(request, streaming), context)
+                    if not context.is_active():  # ended meanwhile: a follow the client left
+                        status = "CANCELLED"
                 except GeneratorExit:  # the client went away mid-stream
                     status = "CANCELLED"
                     raise

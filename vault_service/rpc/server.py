@@ -75,8 +75,11 @@ class RunningServer:
         assembly: Assembly,
         config: Config,
         executor: futures.ThreadPoolExecutor | None = None,
+        servicer: VaultServicer | None = None,
     ) -> None:
         self.server = server
+        #: the servicer, told when the server stops (its followed audit tails end at their next poll)
+        self._servicer = servicer
         #: the threads that run the handlers (stop waits for them before closing the store)
         self._executor = executor
         self.port = port
@@ -183,6 +186,8 @@ class RunningServer:
         last checkpoint signs everything written."""
         self._stop.set()
         self._set(False)
+        if self._servicer is not None:
+            self._servicer.tails.stopping.set()  # a followed tail would hold the grace period
         self.server.stop(grace).wait()
         if self._executor is not None:
             # a handler aborted by the stop may still be running: nothing may use the store
@@ -228,7 +233,10 @@ def start_server(
         options=options,
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
     )
-    vault_pb2_grpc.add_VaultServicer_to_server(VaultServicer(assembly.service), server)
+    # a followed audit tail holds a worker thread: one is always left for the other calls
+    follows = min(config.audit.tail_max_follows, config.server.workers - 1)
+    servicer = VaultServicer(assembly.service, config.audit.tail_poll_seconds, follows)
+    vault_pb2_grpc.add_VaultServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -243,7 +251,7 @@ def start_server(
     if config.tracing.exporter != "off":
         tracing.configure(config.tracing)
     server.start()
-    running = RunningServer(server, port, health_servicer, assembly, config, executor)
+    running = RunningServer(server, port, health_servicer, assembly, config, executor, servicer)
     if config.metrics.listen:
         try:
             running.start_metrics(config.metrics.listen)

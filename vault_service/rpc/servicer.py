@@ -15,6 +15,7 @@ from vault_service.errors import InvalidArgument
 from vault_service.lifecycle.verification import FAILED, PENDING
 from vault_service.policy.model import Grant
 from vault_service.rpc.interceptor import current_call
+from vault_service.rpc.tail import TailStreams
 from vault_service.service import ContentStream, RecordView, VaultService
 from vault_service.service.breach_scope import Tally
 from vault_service.storage import AuditQuery, RecordMeta
@@ -103,8 +104,12 @@ MAX_RECORD_RESULTS = 1000
 class VaultServicer(pb_grpc.VaultServicer):
     """Implements vault.v1.Vault on a :class:`VaultService`."""
 
-    def __init__(self, service: VaultService) -> None:
+    def __init__(
+        self, service: VaultService, tail_poll_seconds: float = 0.5, tail_max_follows: int = 2
+    ) -> None:
         self._svc = service
+        #: TailAudit's streams (``tails.stopping`` ends the followed ones when the server stops)
+        self.tails = TailStreams(service, tail_poll_seconds, tail_max_follows)
 
     def PutRecord(self, request: pb.PutRecordRequest, context: Any) -> pb.PutRecordResponse:
         record_id, version = self._svc.put_record(
@@ -449,3 +454,6 @@ class VaultServicer(pb_grpc.VaultServicer):
                 for r in records
             ],
         )
+
+    def TailAudit(self, request: pb.TailAuditRequest, context: Any) -> Iterator[pb.TailAuditItem]:
+        return self.tails.items(request, context)

@@ -18,6 +18,7 @@ shares             time-limited, field-limited shares to a recipient
 holds              legal holds, and the release that carries out what they deferred
 audit_queries      the auditor's audit search
 breach_scope       the auditor's breach scope: releases per subject in a time window
+audit_tail         the auditor's tail of the trail from a cursor (export to a SIEM)
 notices            the lifecycle notices due for the application to send (dormancy)
 search             FindRecords: records by a searchable field's value (blind index)
 =================  ===========================================================================
@@ -29,7 +30,7 @@ raises only :class:`~vault_service.errors.VaultError` subclasses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from vault_service.audit.model import OPERATOR_PRINCIPAL, AuditEntry
 from vault_service.clock import Clock
@@ -52,6 +53,7 @@ from vault_service.policy.model import Grant
 from vault_service.security_events import DenialWatch
 from vault_service.service.access import Access
 from vault_service.service.audit_queries import AuditQueries
+from vault_service.service.audit_tail import AuditTail, TailGap
 from vault_service.service.breach_scope import BreachScope, BreachScopeReport
 from vault_service.service.consent import Consent
 from vault_service.service.events import Events
@@ -146,6 +148,7 @@ class VaultService:
         self.audit_queries = AuditQueries(self.access, store)
         self.search = Search(self.access, keys, store, self.reads, policy)
         self.breach = BreachScope(self.access, store)
+        self.audit_tail = AuditTail(self.access, store)
         self.notices = Notices(self.access, keys, store, self.business_events, policy.dormancy)
         self.verifier = DeletionVerifier(store, ledger, keys, self.shredder, policy, clock, schedule)
         self.replayer = Replayer(ledger, store, self.shredder, self.eraser, clock)
@@ -326,6 +329,11 @@ class VaultService:
 
     def breach_scope(self, call: CallContext, query: BreachQuery) -> BreachScopeReport:
         return self.breach.scope(call, query)
+
+    def tail_audit(
+        self, call: CallContext, after_seq: int, follow: bool, limit: int, wait: Callable[[], bool]
+    ) -> Iterator[AuditEntry | TailGap]:
+        return self.audit_tail.tail(call, after_seq, follow, limit, wait)
 
     # jobs (run by the server's loops and by vaultctl) --------------------------------------------
     def verify_deletions(self, call: CallContext | None = None) -> list[ErasureCheck]:

@@ -1908,3 +1908,92 @@ class FindRecordsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FindRecordsResponse: _TypeAlias = FindRecordsResponse  # noqa: Y015
+
+@_typing.final
+class TailAuditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    after_seq: _builtins.int
+    """The cursor: the seq of the last entry the client has (0: from the start of the trail).
+    Entries with seq > after_seq come in seq order. Must not be negative, nor past the newest
+    entry (FAILED_PRECONDITION: a cursor from another trail, or a trail restored from a backup).
+    """
+    follow: _builtins.bool
+    """After the entries already written, keep the stream open and send each new entry as it is
+    written (the server polls the trail every [audit] tail_poll_seconds, default 0.5 s).
+    """
+    limit: _builtins.int
+    """At most this many entries (gaps not counted), then the stream ends; 0..1,000,000, 0 means
+    no limit.
+    """
+    def __init__(
+        self,
+        *,
+        after_seq: _builtins.int = ...,
+        follow: _builtins.bool = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "follow", b"follow", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TailAuditRequest: _TypeAlias = TailAuditRequest  # noqa: Y015
+
+@_typing.final
+class TailGap(_message.Message):
+    """Entries from_seq..to_seq (both included) are not in the trail: pruned by retention (or
+    deleted, which `vaultctl audit verify` reports). Sent before the first entry after them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_SEQ_FIELD_NUMBER: _builtins.int
+    TO_SEQ_FIELD_NUMBER: _builtins.int
+    from_seq: _builtins.int
+    to_seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        from_seq: _builtins.int = ...,
+        to_seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_seq", b"from_seq", "to_seq", b"to_seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TailGap: _TypeAlias = TailGap  # noqa: Y015
+
+@_typing.final
+class TailAuditItem(_message.Message):
+    """One message of a tail: an entry, or the entries missing before the next one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    GAP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___AuditEvent: ...
+    @_builtins.property
+    def gap(self) -> Global___TailGap: ...
+    def __init__(
+        self,
+        *,
+        event: Global___AuditEvent | None = ...,
+        gap: Global___TailGap | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "gap", b"gap", "item", b"item"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "gap", b"gap", "item", b"item"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["event", "gap"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___TailAuditItem: _TypeAlias = TailAuditItem  # noqa: Y015

@@ -175,6 +175,11 @@ class VaultStub:
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.FindRecordsRequest.SerializeToString,
                 response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.FindRecordsResponse.FromString,
                 _registered_method=True)
+        self.TailAudit = channel.unary_stream(
+                '/vault.v1.Vault/TailAudit',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.TailAuditRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.TailAuditItem.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -385,6 +390,18 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TailAudit(self, request, context):
+        """The audit trail in sequence order from a cursor, for a SIEM (auditor role): the entries
+        with seq > after_seq, then, with follow, each new entry as it is written, until the client
+        cancels, the deadline passes or the server stops (UNAVAILABLE: resume from the last seq
+        received). Entries missing past the cursor (pruned) come as one TailGap first, before the
+        oldest retained entry. The call is audited once, when it starts. A follow holds a server
+        thread: past [audit] tail_max_follows at once, RESOURCE_EXHAUSTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -527,6 +544,11 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.FindRecords,
                     request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.FindRecordsRequest.FromString,
                     response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.FindRecordsResponse.SerializeToString,
+            ),
+            'TailAudit': grpc.unary_stream_rpc_method_handler(
+                    servicer.TailAudit,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.TailAuditRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.TailAuditItem.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1286,6 +1308,33 @@ class Vault:
             '/vault.v1.Vault/FindRecords',
             vault__service_dot_api_dot_v1_dot_vault__pb2.FindRecordsRequest.SerializeToString,
             vault__service_dot_api_dot_v1_dot_vault__pb2.FindRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TailAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vault.v1.Vault/TailAudit',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.TailAuditRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.TailAuditItem.FromString,
             options,
             channel_credentials,
             insecure,

@@ -109,6 +109,14 @@ class VaultStub:
     to a caller whose purpose may read that field. A record the caller may not read is left out,
     so a value whose matches are all refused answers like one that matches nothing.
     """
+    TailAudit: _grpc.UnaryStreamMultiCallable[_vault_pb2.TailAuditRequest, _vault_pb2.TailAuditItem]
+    """The audit trail in sequence order from a cursor, for a SIEM (auditor role): the entries
+    with seq > after_seq, then, with follow, each new entry as it is written, until the client
+    cancels, the deadline passes or the server stops (UNAVAILABLE: resume from the last seq
+    received). Entries missing past the cursor (pruned) come as one TailGap first, before the
+    oldest retained entry. The call is audited once, when it starts. A follow holds a server
+    thread: past [audit] tail_max_follows at once, RESOURCE_EXHAUSTED.
+    """
 
 @_typing.type_check_only
 class VaultAsyncStub(VaultStub):
@@ -184,6 +192,14 @@ class VaultAsyncStub(VaultStub):
     """Records whose searchable field equals a value (a blind index; equality only), metadata only,
     to a caller whose purpose may read that field. A record the caller may not read is left out,
     so a value whose matches are all refused answers like one that matches nothing.
+    """
+    TailAudit: _aio.UnaryStreamMultiCallable[_vault_pb2.TailAuditRequest, _vault_pb2.TailAuditItem]  # type: ignore[assignment]
+    """The audit trail in sequence order from a cursor, for a SIEM (auditor role): the entries
+    with seq > after_seq, then, with follow, each new entry as it is written, until the client
+    cancels, the deadline passes or the server stops (UNAVAILABLE: resume from the last seq
+    received). Entries missing past the cursor (pruned) come as one TailGap first, before the
+    oldest retained entry. The call is audited once, when it starts. A follow holds a server
+    thread: past [audit] tail_max_follows at once, RESOURCE_EXHAUSTED.
     """
 
 class VaultServicer(metaclass=_abc_1.ABCMeta):
@@ -425,6 +441,20 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
         """Records whose searchable field equals a value (a blind index; equality only), metadata only,
         to a caller whose purpose may read that field. A record the caller may not read is left out,
         so a value whose matches are all refused answers like one that matches nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def TailAudit(
+        self,
+        request: _vault_pb2.TailAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_vault_pb2.TailAuditItem], _abc.AsyncIterator[_vault_pb2.TailAuditItem]]:
+        """The audit trail in sequence order from a cursor, for a SIEM (auditor role): the entries
+        with seq > after_seq, then, with follow, each new entry as it is written, until the client
+        cancels, the deadline passes or the server stops (UNAVAILABLE: resume from the last seq
+        received). Entries missing past the cursor (pruned) come as one TailGap first, before the
+        oldest retained entry. The call is audited once, when it starts. A follow holds a server
+        thread: past [audit] tail_max_follows at once, RESOURCE_EXHAUSTED.
         """
 
 def add_VaultServicer_to_server(servicer: VaultServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
