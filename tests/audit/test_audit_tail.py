@@ -81,7 +81,7 @@ def _tails(v: Vault, decision: str = "allow") -> list[AuditEvent]:
 
 
 def _prune(v: Vault) -> None:
-    """One run of the server's audit_prune job (retention 90 days), with the server's clock."""
+    """One run of the server's audit_prune job (default retention: 730 days), on its clock."""
     config = load_config(v.home / "vault.toml", {})
     (job,) = [j for j in server_jobs(v.running.assembly, config) if j.name == "audit_prune"]
     assert run_once(job)
@@ -289,7 +289,7 @@ def test_a_prune_past_the_cursor_is_reported_as_a_gap_before_the_oldest_entry(
     then the oldest retained entry; a cursor inside the retained trail gets none. The command
     prints the gap as a line of its own, warns, and moves its cursor past it."""
     _put(vault, 3)  # entries 1-3
-    vault.clock.advance(91 * DAY)
+    vault.clock.advance(731 * DAY)  # past the two years of retention
     _put(vault, 2)  # entries 4-5, within retention
     _prune(vault)  # entry 6 (the prune's own), then 1-3 deleted
     auditor = vault.client("auditor")
