@@ -26,6 +26,7 @@ MODULES = [
     "benchmarks.bench_tracing",
     "benchmarks.bench_breach_scope",
     "benchmarks.bench_sequencer",
+    "benchmarks.bench_audit_scaling",
 ]
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
 

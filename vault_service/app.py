@@ -20,6 +20,8 @@ from vault_service.audit.checkpoints import CheckpointStore, FilesystemCheckpoin
 from vault_service.audit.witness import DirectoryWitness, Witness
 from vault_service.clock import Clock, RehearsalClock, SystemClock
 from vault_service.config import Config
+from vault_service.crypto.derive import audit_pending_mac
+from vault_service.crypto.keys import IndexKey
 from vault_service.errors import ConfigError
 from vault_service.key_providers.base import KeyProvider
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
@@ -187,6 +189,7 @@ def build_service(
         ledger=ledger,
         schedule=(lc.rotate_every_days * _DAY, lc.backup_window_days * _DAY),
     )
+    attach_audit_mac(store, service.keys.index_key)
     service.denials = DenialWatch(
         config.security.repeated_denials_threshold, config.security.repeated_denials_window_seconds
     )
@@ -209,6 +212,23 @@ def build_service(
     replay(service)
     service.seal_legacy_plaintext()
     return Assembly(service, store, checkpoints, dev_token, witnessing)
+
+
+def attach_audit_mac(store: RecordStore, index_key: IndexKey) -> None:
+    """MAC the calls' pending audit entries under the service's key (storage/sql/
+    audit_pending.py): every process writing to the store must, or the sequencer refuses them."""
+    store.audit_mac = lambda writer, digest: audit_pending_mac(index_key, writer, digest)
+
+
+def open_audited_store(config: Config, provider: KeyProvider, clock: Clock) -> RecordStore:
+    """The configured store, migrated, its audit entries MACed (for commands that write to the
+    store without the whole service: the key epochs)."""
+    from vault_service.key_hierarchy import KeyHierarchy
+
+    store = open_store(config)
+    keys = KeyHierarchy(store, provider, SubjectKeyCache(CacheLimits(max_entries=0), clock), clock)
+    attach_audit_mac(store, keys.index_key)
+    return store
 
 
 def open_witness(config: Config) -> Witness | None:

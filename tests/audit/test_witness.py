@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
+from vault_service.app import build_service
 from vault_service.audit.checkpoints import FilesystemCheckpointStore
 from vault_service.audit.model import AuditRow
 from vault_service.audit.publish import Publisher, Verdict, compare, sign_checkpoint
@@ -28,6 +29,8 @@ from vault_service.audit.witness import (
     WitnessRefused,
     reset_statement,
 )
+from vault_service.clock import FixedClock
+from vault_service.config import load_config
 from vault_service.crypto.signing import SigningKey
 from vault_service.lifecycle import audit_log
 from vault_service.lifecycle.integrity import Integrity
@@ -178,19 +181,25 @@ def _sequencer(home: Path, faults: str) -> int:
     ).returncode
 
 
-@pytest.mark.parametrize("point", ["sequencer.after_page:2", "sequencer.before_sign:1"])
+@pytest.mark.parametrize(
+    "point", ["sequencer.before_move_commit:1", "sequencer.after_page:2", "sequencer.before_sign:1"]
+)
 def test_sequencer_killed_mid_integration_loses_nothing(tmp_path: Path, point: str) -> None:
     write_config(tmp_path)
-    store = SqliteRecordStore(tmp_path / "data" / "vault.db")
-    store.migrate()
+    # written as a server writes them: pending, MACed under the service's key
+    assembly = build_service(load_config(tmp_path / "vault.toml", {}), {}, FixedClock(1000.0))
     for i in range(40):
-        store.append_audit(_row(i))
-    store.close()
+        assembly.store.append_audit(_row(i))
+    assert len(assembly.store.pending_rows(100)) >= 40
+    assembly.close()
     assert _sequencer(tmp_path, point) == -9  # SIGKILL at the fault point
     store = SqliteRecordStore(tmp_path / "data" / "vault.db")
     partial = store.tree_size(audit_log.AUDIT_TREE)
-    # killed after two pages of 7, or after integrating everything but before signing
-    assert partial == 14 if point.startswith("sequencer.after_page") else partial >= 40
+    # killed before the move committed (nothing moved), after two pages of 7, or after
+    # integrating everything but before signing
+    expected = {"sequencer.before_move_commit:1": 0, "sequencer.after_page:2": 14}
+    assert partial == expected[point] if point in expected else partial >= 40
+    assert len(store.pending_rows(100)) == (40 if partial == 0 else 0)
     store.close()
     assert _sequencer(tmp_path, "") == 0  # the next run finishes
     store = SqliteRecordStore(tmp_path / "data" / "vault.db")

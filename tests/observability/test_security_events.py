@@ -111,9 +111,10 @@ def test_a_broken_audit_chain_is_never_signed_and_is_an_event(running: Any, vaul
     assert audit_log.write_checkpoint(svc.store, checkpoints, svc.signing_key, svc.clock.now())
     with VaultClient(f"127.0.0.1:{running.port}", TOKENS["app"]) as app:
         app.put_record("member-1", "concern_text", {"text": "u"})
-    with RawDb(vault_home) as db:  # someone with database access rewrites history
+    with RawDb(vault_home) as db:  # someone with database access rewrites what is not yet signed
         db.execute(
-            "UPDATE audit_log SET reason = 'nothing to see' WHERE seq = (SELECT MAX(seq) FROM audit_log)"
+            "UPDATE audit_pending SET reason = 'nothing to see'"
+            " WHERE id = (SELECT MAX(id) FROM audit_pending)"
         )
     signed = len(checkpoints.all())
     with pytest.raises(audit_log.ChainBroken):

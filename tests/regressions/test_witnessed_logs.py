@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import BACKENDS
 from tests.regressions.conftest import Vault
+from tests.support.db import RawDb
 from vault_service.errors import NotFound, Unavailable
 from vault_service.lifecycle.integrity import WITHHELD
 
@@ -195,10 +196,7 @@ def test_an_entry_edited_before_integration_is_never_signed_and_halts(vault: Vau
     rid = vault.client("app").put_record("member-1", "concern_text", TEXT).record_id
     _checkpoint(vault)
     vault.client("app").get_record(rid, "matching")
-    store = vault.running.service.store
-    head = store.audit_head()
-    assert head is not None
-    _edit_reason(vault, head.seq)
+    _edit_newest_pending(vault)
     from vault_service.lifecycle.audit_log import ChainBroken
 
     with pytest.raises(ChainBroken):
@@ -206,7 +204,10 @@ def test_an_entry_edited_before_integration_is_never_signed_and_halts(vault: Vau
     _withheld(vault, rid)
 
 
-def _edit_reason(vault: Vault, seq: int) -> None:
-    store = vault.running.service.store
-    with store._write() as conn:
-        conn.execute("UPDATE audit_log SET reason = ? WHERE seq = ?", ("nothing happened", seq))
+def _edit_newest_pending(vault: Vault) -> None:
+    """An attacker with write access to the database edits the newest entry, still pending."""
+    with RawDb(vault.home) as db:
+        db.execute(
+            "UPDATE audit_pending SET reason = 'nothing happened'"
+            " WHERE id = (SELECT MAX(id) FROM audit_pending)"
+        )

@@ -259,7 +259,11 @@ def test_retention_sweep_killed(seed: int, tmp_path: Path, recovered: list[_Serv
         assert server.client.get_record(rid, "matching").fields["text"] == text
     with sqlite3.connect(home / "data" / "vault.db") as conn:
         audited = [
-            r for (r,) in conn.execute("SELECT record_id FROM audit_log WHERE action = 'job.retention'")
+            r
+            for (r,) in conn.execute(  # the chain's entries and those awaiting the sequencer
+                "SELECT record_id FROM audit_log WHERE action = 'job.retention' UNION ALL"
+                " SELECT record_id FROM audit_pending WHERE action = 'job.retention'"
+            )
         ]
     assert sorted(audited) == sorted(due)  # one shred audited per due record, none twice
     check_consistent(server)

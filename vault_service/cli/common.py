@@ -54,10 +54,12 @@ def clock_of(config: Config) -> Any:
     return clock_for(config)
 
 
-def store_of(config: Config) -> Any:
-    from vault_service.app import open_store
+def store_of(config: Config, provider: Any) -> Any:
+    """The store, with its audit entries MACed under the service's key (``provider`` unwraps
+    it): a command that writes audit entries must MAC them as the server does."""
+    from vault_service.app import clock_for, open_audited_store
 
-    return open_store(config)
+    return open_audited_store(config, provider, clock_for(config))
 
 
 def assembly_of(config: Config, env: Mapping[str, str]) -> Any:

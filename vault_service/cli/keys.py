@@ -51,7 +51,7 @@ def cmd_keys_status(args: argparse.Namespace, env: Mapping[str, str], out: Outpu
 
     config = config_of(args, env)
     provider = provider_of(config, env)
-    store = store_of(config)
+    store = store_of(config, provider)
     try:
         rows = inventory(store, provider)
         counts = store.subject_keys_by_root_version()
@@ -97,7 +97,7 @@ def cmd_keys_rotate(args: argparse.Namespace, env: Mapping[str, str], out: Outpu
 
     config = config_of(args, env)
     provider = provider_of(config, env)
-    store = store_of(config)
+    store = store_of(config, provider)
     try:
         old, new = rotate(store, provider, clock_of(config).now())
     finally:
@@ -114,7 +114,7 @@ def cmd_keys_epoch(args: argparse.Namespace, env: Mapping[str, str], out: Output
 
     config = config_of(args, env)
     provider = provider_of(config, env)
-    store = store_of(config)
+    store = store_of(config, provider)
     lc = config.lifecycle
     try:
         report = run_epochs(
@@ -151,7 +151,7 @@ def cmd_keys_rewrap(args: argparse.Namespace, env: Mapping[str, str], out: Outpu
 
     config = config_of(args, env)
     provider = provider_of(config, env)
-    store = store_of(config)
+    store = store_of(config, provider)
     show = sys.stderr.isatty() and not out.as_json
     try:
         summary = rewrap_keys(
@@ -190,9 +190,10 @@ def cmd_keys_retire(args: argparse.Namespace, env: Mapping[str, str], out: Outpu
     from vault_service.lifecycle.rotation import retire
 
     config = config_of(args, env)
-    store = store_of(config)
+    provider = provider_of(config, env)
+    store = store_of(config, provider)
     try:
-        status = retire(store, provider_of(config, env), args.version, clock_of(config).now())
+        status = retire(store, provider, args.version, clock_of(config).now())
     finally:
         store.close()
     out.emit(
@@ -207,7 +208,7 @@ def cmd_keys_destroy(args: argparse.Namespace, env: Mapping[str, str], out: Outp
 
     config = config_of(args, env)
     provider = provider_of(config, env)
-    store = store_of(config)
+    store = store_of(config, provider)
     now = clock_of(config).now()
     try:
         if args.mark:

@@ -14,6 +14,8 @@ put-request/v1       length-prefixed request parts      the digest an idempotent
 event/v1             subject ref, name, time (repr)     the MAC of a business event's time
 blind-index/v1       the normalised value (UTF-8)       a searchable field's index token,
                                                         under that field's own key
+audit-pending/v1     writer id, 0x00, the entry's       the MAC of an audit entry awaiting the
+                     hash as if at seq = writer seq     sequencer (a gap or an edit is caught)
 ===================  =================================  =====================================
 
 Every label is followed by a 0x00 byte. The audit pseudonym of a subject is not a MAC of its
@@ -36,9 +38,10 @@ IDEMPOTENCY = b"idempotency/v1"
 PUT_REQUEST = b"put-request/v1"
 EVENT = b"event/v1"
 BLIND_INDEX = b"blind-index/v1"
+AUDIT_PENDING = b"audit-pending/v1"
 
 #: every label above: the tests check they are distinct and none is a prefix of another
-DOMAINS = (SUBJECT_REF, PURPOSE_PSEUDONYM, IDEMPOTENCY, PUT_REQUEST, EVENT, BLIND_INDEX)
+DOMAINS = (SUBJECT_REF, PURPOSE_PSEUDONYM, IDEMPOTENCY, PUT_REQUEST, EVENT, BLIND_INDEX, AUDIT_PENDING)
 
 _U32 = struct.Struct(">I")
 
@@ -102,3 +105,10 @@ def blind_index_token(key: IndexKey, how: str, value: str) -> bytes:
     of one field give equal tokens (the leakage of equality search, docs/policy.md); tokens of
     different fields or deployments never match."""
     return _mac(key, BLIND_INDEX, normalise(value, how).encode()).digest()
+
+
+def audit_pending_mac(key: IndexKey, writer: str, digest: bytes) -> bytes:
+    """The MAC of a pending audit entry: its writer and its hash computed at the writer's own
+    sequence number (storage/sql/audit.py), so that the sequencer detects an entry removed,
+    edited or moved between writers before it was integrated."""
+    return _mac(key, AUDIT_PENDING, writer.encode(), b"\x00", digest).digest()

@@ -30,6 +30,7 @@ from vault_service.crypto.signing import SigningKey
 from vault_service.errors import Unavailable
 from vault_service.faults import fault_point
 from vault_service.storage import RecordStore
+from vault_service.storage.tree_nodes import PendingTampered
 from vault_service.tlog import merkle
 
 #: entries per sequencer transaction (VAULT_SEQUENCER_PAGE: crash tests make it small)
@@ -79,6 +80,11 @@ def integrate(store: RecordStore) -> int:
     """Append the leaves of every entry written since the tree's last leaf (see the module
     docstring), a page of entries per transaction; returns the tree's size. ChainBroken if the
     new entries do not chain onto the tree, or if the trail ends before the tree does."""
+    try:
+        while store.sequence_pending():  # calls' pending entries into the chain first
+            pass
+    except PendingTampered:
+        raise ChainBroken() from None
     tree = audit_tree(store)
     size = tree.size
     head = store.audit_head()
@@ -185,6 +191,7 @@ def prune(
     The tree keeps the pruned leaves, so every kept entry stays provable. Returns how many
     entries were deleted."""
     store.append_audit(job_row("audit.prune", f"retention {retention_seconds:.0f}s", now))
+    integrate(store)  # the prune's own entry (and every pending one) into the chain first
     first_kept = store.audit_first_seq_since(now - retention_seconds)
     if first_kept is None:
         return 0
@@ -244,7 +251,20 @@ def _all_entries(store: RecordStore) -> Iterator[AuditEntry]:
 
 
 def verify(store: RecordStore, checkpoints: CheckpointStore, public_key: bytes) -> VerifyReport:
-    """Verify the whole stored chain against every checkpoint (streams the log in pages)."""
+    """Verify the whole stored chain against every checkpoint (streams the log in pages), after
+    sequencing the pending entries (a gap or a bad MAC among them fails the verification)."""
+    try:
+        while store.sequence_pending():
+            pass
+    except PendingTampered:
+        return VerifyReport(
+            False,
+            "pending entries do not verify (removed or edited before they were sequenced)",
+            None,
+            0,
+            0,
+            0,
+        )
     try:
         cps = checkpoints.all()
     except (ValueError, KeyError):

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from vault_service import security_events
 from vault_service.audit.model import AuditEntry
-from vault_service.errors import InvalidArgument
+from vault_service.errors import InvalidArgument, Unavailable
 from vault_service.policy import Action
 from vault_service.service import validate
 from vault_service.service.access import Access
 from vault_service.service.types import CallContext
 from vault_service.storage import AuditQuery, RecordStore
+from vault_service.storage.tree_nodes import PendingTampered
+
+
+def sequenced(store: RecordStore) -> None:
+    """Move the calls' pending audit entries into the chain, so that an auditor's query sees
+    every entry committed before it (its own included). A gap or a bad MAC among them is
+    UNAVAILABLE here (the sequencer job halts the release of plaintext on it)."""
+    try:
+        while store.sequence_pending():
+            pass
+    except PendingTampered:
+        security_events.emit("audit_verification_failed", stage="query")
+        raise Unavailable("the audit trail failed verification") from None
 
 
 class AuditQueries:
@@ -33,6 +47,7 @@ class AuditQueries:
                 validate.time(bound, what)
         self.access.allow(call, Action.AUDIT_QUERY)
         self.store.append_audit(self.access.row(call, Action.AUDIT_QUERY, "audit queried"))
+        sequenced(self.store)
         size = page_size or 100
         rows = self.store.query_audit(query, int(page_token or 0), size + 1)
         return rows[:size], str(rows[size - 1].seq) if len(rows) > size else ""

@@ -28,6 +28,7 @@ from vault_service.audit.model import AuditEntry
 from vault_service.errors import FailedPrecondition, InvalidArgument
 from vault_service.policy import Action
 from vault_service.service.access import Access
+from vault_service.service.audit_queries import sequenced
 from vault_service.service.types import CallContext
 from vault_service.storage import RecordStore
 
@@ -77,6 +78,7 @@ class AuditTail:
         self.store.append_audit(
             self.access.row(call, Action.AUDIT_TAIL, describe(after_seq, follow, limit))
         )
+        sequenced(self.store)
         head = self.store.audit_head()  # this call's own entry, or a later one
         if head is not None and after_seq >= head.seq:
             raise FailedPrecondition(
@@ -91,6 +93,7 @@ class AuditTail:
         sent = 0
         while True:
             size = min(TAIL_PAGE, limit - sent) if limit else TAIL_PAGE
+            sequenced(self.store)  # what was committed since the last page
             page = self.store.audit_entries(cursor, size)
             for entry in page:
                 if entry.seq > cursor + 1:

@@ -26,6 +26,7 @@ from vault_service.errors import InvalidArgument, Unavailable
 from vault_service.policy import Action
 from vault_service.service import validate
 from vault_service.service.access import Access
+from vault_service.service.audit_queries import sequenced
 from vault_service.service.types import CallContext
 from vault_service.storage import RecordStore
 from vault_service.storage.rows import BreachQuery, ReleaseGroup
@@ -196,6 +197,7 @@ class BreachScope:
         ):
             validate.policy_name(value, what)
         self.access.allow(call, Action.AUDIT_BREACH_SCOPE)
+        sequenced(self.store)  # every release committed before the query is in the chain
         first = self.store.audit_entries(0, 1)
         asked = Coverage.of(
             first[0].seq if first else None, first[0].row.at if first else None, query.start
@@ -208,6 +210,7 @@ class BreachScope:
                 f" {asked.describe()}",
             )
         )
+        sequenced(self.store)
         rows = self.store.breach_scope(query)
         coverage = Coverage.of(rows.oldest_seq, rows.oldest_at, query.start)
         if coverage.complete != asked.complete:

@@ -286,6 +286,29 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " hash BLOB NOT NULL, PRIMARY KEY (log, level, idx))",
         ],
     ),
+    (
+        21,
+        [
+            # Group commit of the audit trail (issue 18): a call's entry is written here in its own
+            # transaction, with no lock another process waits on; the sequencer moves entries
+            # into audit_log (assigning seq and the chain) about every second. Each writer (a
+            # thread of a process) numbers its entries without gaps (audit_writers, a row only it
+            # updates: a rolled-back call rolls its number back too) and MACs them, so that an
+            # entry removed or edited before it is integrated is a gap or a bad MAC at
+            # integration (audit_integrated: the last number integrated per writer, a row only
+            # the sequencer updates).
+            "CREATE TABLE audit_pending ("
+            " id INTEGER PRIMARY KEY AUTOINCREMENT, writer TEXT NOT NULL, wseq INTEGER NOT NULL,"
+            " mac BLOB NOT NULL, at REAL NOT NULL, principal TEXT NOT NULL, action TEXT NOT NULL,"
+            " purpose TEXT NOT NULL, subject_pseudonym TEXT NOT NULL, record_id TEXT NOT NULL,"
+            " decision TEXT NOT NULL, reason TEXT NOT NULL, correlation_id TEXT NOT NULL,"
+            " witnessed_version INTEGER, category TEXT, released_fields TEXT, role TEXT,"
+            " UNIQUE (writer, wseq))",
+            "CREATE INDEX audit_pending_by_record ON audit_pending(record_id)",
+            "CREATE TABLE audit_writers (writer TEXT PRIMARY KEY, next_wseq INTEGER NOT NULL)",
+            "CREATE TABLE audit_integrated (writer TEXT PRIMARY KEY, wseq INTEGER NOT NULL)",
+        ],
+    ),
 ]
 
 

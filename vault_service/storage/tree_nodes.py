@@ -1,5 +1,6 @@
-"""The Merkle-tree half of the record store's interface: the stored hashes of a transparency
-log's perfect subtrees (:mod:`vault_service.tlog.merkle`), for the audit trail.
+"""The transparency-log half of the record store's interface: the stored hashes of a log's
+perfect subtrees (:mod:`vault_service.tlog.merkle`), and the audit trail's group commit (calls
+write pending entries; the sequencer moves them into the chain: storage/sql/audit_pending.py).
 
 :class:`~vault_service.storage.records.RecordStore` extends it; split out so that each
 interface module stays one capability. A log is named (``"audit"``); its size is the number of
@@ -9,13 +10,29 @@ leaves stored (level 0 holds one per integrated entry, index = seq - 1).
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
+from vault_service.audit.model import AuditRow
 from vault_service.tlog.merkle import Node
 
 
 class TreeNodes(abc.ABC):
     """Reads and appends of a log's subtree hashes (see the module docstring)."""
+
+    #: the MAC of a pending audit entry, (writer, digest) -> MAC, under the service's key: set by
+    #: the composition root. None: entries carry an empty MAC, and only empty MACs are accepted
+    #: (a store used without a service, as tests and benchmarks use one)
+    audit_mac: Callable[[str, bytes], bytes] | None = None
+
+    @abc.abstractmethod
+    def sequence_pending(self, limit: int = 50_000) -> int:
+        """Move up to ``limit`` committed pending audit entries into the chain, in one
+        transaction, under the lock only sequencers take; returns how many. PendingTampered if
+        a writer's numbers have a gap or a MAC does not verify."""
+
+    @abc.abstractmethod
+    def pending_rows(self, limit: int) -> list[AuditRow]:
+        """The audit entries not yet in the chain, oldest first."""
 
     @abc.abstractmethod
     def tree_size(self, log: str) -> int:
@@ -30,6 +47,11 @@ class TreeNodes(abc.ABC):
         """Store ``nodes`` in one transaction if the log's tree still has ``size`` leaves
         (another writer integrating the same leaves fails, never stores them twice):
         :class:`TreeMoved` otherwise."""
+
+
+class PendingTampered(Exception):
+    """A pending audit entry is missing from its writer's numbering, or its MAC does not verify:
+    nothing was moved (the sequencer halts the release of plaintext)."""
 
 
 class TreeMoved(Exception):

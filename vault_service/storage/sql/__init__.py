@@ -24,7 +24,7 @@ in the transaction that deletes the key):
 from __future__ import annotations
 
 from vault_service.storage.sql.aggregates import SqlAggregates
-from vault_service.storage.sql.audit import AUDIT_CHAIN_LOCK, SqlAudit
+from vault_service.storage.sql.audit import SqlAudit
 from vault_service.storage.sql.base import Connection
 from vault_service.storage.sql.holds import SqlHolds
 from vault_service.storage.sql.keys import SqlKeys
@@ -35,7 +35,7 @@ from vault_service.storage.sql.shares import SqlShares
 from vault_service.storage.sql.subjects import SqlSubjects
 from vault_service.storage.sql.tree import SqlTree
 
-__all__ = ["AUDIT_CHAIN_LOCK", "Connection", "SqlRecordStore"]
+__all__ = ["Connection", "SqlRecordStore"]
 
 
 class SqlRecordStore(
@@ -57,5 +57,6 @@ class SqlRecordStore(
     there. PostgreSQL runs writers concurrently at READ COMMITTED, so each read-then-write takes
     the row lock that makes it race-free (:attr:`_FOR_UPDATE`, :attr:`_FOR_SHARE`), workers
     skip rows another worker holds (:attr:`_SKIP_LOCKED`), and the audit chain and idempotency
-    keys are serialized by :meth:`_serialize`.
+    keys are serialized by :meth:`_serialize` (calls' audit entries take no such lock: the
+    sequencer orders them, storage/sql/audit_pending.py).
     """

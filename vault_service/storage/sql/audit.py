@@ -1,10 +1,10 @@
 """The audit chain: the queries of the ``audit_log`` table.
 
-Contract: every entry is appended inside the transaction of the operation it records (so a
-mutation without its entry never commits), with its sequence number and the hash linking it to
-the previous entry computed under the chain lock (:data:`AUDIT_CHAIN_LOCK`), so appends from
-concurrent writers form one unbroken chain; reads return entries in sequence order; pruning
-deletes only a prefix of the chain.
+Contract: every entry is written inside the transaction of the operation it records (so a
+mutation without its entry never commits), as a pending entry (:mod:`.audit_pending`: no lock
+another writer waits on); the sequencer gives it its sequence number and the hash linking it to
+the previous entry, so that the chain is one unbroken sequence. Reads of ``audit_log`` return
+entries in sequence order; pruning deletes only a prefix of the chain.
 """
 
 from __future__ import annotations
@@ -13,13 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vault_service import metrics, security_events
-from vault_service.audit.chain import GENESIS, entry_hash
 from vault_service.audit.model import RELEASE_ACTIONS, AuditEntry, AuditRow
 from vault_service.storage.rows import AuditQuery, BreachQuery, BreachRows, ReleaseGroup
-from vault_service.storage.sql.base import Connection, SqlStoreBase, as_bytes
-
-#: the name under which the audit chain's appends are serialized
-AUDIT_CHAIN_LOCK = "audit-chain"
+from vault_service.storage.sql.audit_pending import FIELDS, SqlAuditPending, row_of
+from vault_service.storage.sql.base import Connection, as_bytes
 
 #: the releases, as the partial indexes of schema 18 state them: a query must repeat these
 #: terms word for word, the actions in the same order, for SQLite to use those indexes
@@ -59,7 +56,7 @@ def breach_sql(query: BreachQuery) -> tuple[str, str, list[object]]:
     )
 
 
-class SqlAudit(SqlStoreBase):
+class SqlAudit(SqlAuditPending):
     """Appends to the audit chain and its reads."""
 
     def _audited(self, conn: Connection, row: AuditRow | None) -> None:
@@ -73,38 +70,12 @@ class SqlAudit(SqlStoreBase):
             raise
 
     def _insert_audit(self, conn: Connection, row: AuditRow | None) -> None:
-        """Append ``row`` to the hash chain inside the caller's write transaction. The chain
-        lock is held from reading the head to the commit, so appends are race-free; callers take
-        it last, after any row locks, so that it is held as briefly as possible."""
+        """Write ``row`` inside the caller's write transaction as a pending entry: durable when
+        the caller commits, with no lock another writer waits on; the sequencer gives it its
+        place in the chain (storage/sql/audit_pending.py)."""
         if row is None:
             return
-        self._serialize(conn, AUDIT_CHAIN_LOCK)
-        head = conn.execute("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (int(head[0]) + 1, as_bytes(head[1])) if head else (1, GENESIS)
-        conn.execute(
-            "INSERT INTO audit_log (seq, at, principal, action, purpose, subject_pseudonym,"
-            " record_id, decision, reason, correlation_id, prev_hash, entry_hash,"
-            " witnessed_version, category, released_fields, role)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                seq,
-                row.at,
-                row.principal,
-                row.action,
-                row.purpose,
-                row.subject_pseudonym,
-                row.record_id,
-                row.decision,
-                row.reason,
-                row.correlation_id,
-                prev,
-                entry_hash(prev, seq, row),
-                row.witnessed_version,
-                row.category,
-                fields_text(row.released_fields),
-                row.role,
-            ),
-        )
+        self._insert_pending_audit(conn, row)
 
     def append_audit(self, audit: AuditRow) -> None:
         with self._write() as conn:
@@ -142,9 +113,15 @@ class SqlAudit(SqlStoreBase):
         return AuditEntry(int(r[0]), row, as_bytes(r[10]), as_bytes(r[11]))
 
     def audit_rows(self, limit: int = 1000) -> list[AuditRow]:
+        """The latest ``limit`` entries, oldest first: the chain's, then the pending ones."""
         with self._read() as conn:
-            rows = conn.execute(f"{self._ENTRY} ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
-        return [self._entry(r).row for r in reversed(rows)]
+            pending = conn.execute(
+                f"SELECT {FIELDS} FROM audit_pending ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+            rows = conn.execute(
+                f"{self._ENTRY} ORDER BY seq DESC LIMIT ?", (limit - len(pending),)
+            ).fetchall()
+        return [self._entry(r).row for r in reversed(rows)] + [row_of(r) for r in reversed(pending)]
 
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
         with self._read() as conn:
@@ -158,7 +135,9 @@ class SqlAudit(SqlStoreBase):
             rows = conn.execute(
                 "SELECT r.record_id, r.subject_ref, r.version FROM records r WHERE NOT EXISTS"
                 " (SELECT 1 FROM audit_log a WHERE a.record_id = r.record_id"
-                f" AND a.witnessed_version IS NOT NULL) ORDER BY r.record_id LIMIT ?{self._FOR_SHARE}",
+                " AND a.witnessed_version IS NOT NULL) AND NOT EXISTS"
+                " (SELECT 1 FROM audit_pending p WHERE p.record_id = r.record_id"
+                f" AND p.witnessed_version IS NOT NULL) ORDER BY r.record_id LIMIT ?{self._FOR_SHARE}",
                 (limit,),
             ).fetchall()
             for record_id, ref, version in rows:

@@ -186,11 +186,19 @@ class SqlRecords(SqlStoreBase):
                 (record_id, row[3]),
             ).fetchall()
             grants = self._grants(conn, as_bytes(row[1]), grants_for) if grants_for is not None else []
-            witness = conn.execute(
-                "SELECT witnessed_version FROM audit_log WHERE record_id = ?"
-                " AND witnessed_version IS NOT NULL ORDER BY seq DESC LIMIT 1",
-                (record_id,),
-            ).fetchone()
+            # the newest witness: a pending entry (not yet sequenced) is newer than the chain's
+            witness = (
+                conn.execute(
+                    "SELECT witnessed_version FROM audit_pending WHERE record_id = ?"
+                    " AND witnessed_version IS NOT NULL ORDER BY id DESC LIMIT 1",
+                    (record_id,),
+                ).fetchone()
+                or conn.execute(
+                    "SELECT witnessed_version FROM audit_log WHERE record_id = ?"
+                    " AND witnessed_version IS NOT NULL ORDER BY seq DESC LIMIT 1",
+                    (record_id,),
+                ).fetchone()
+            )
         return StoredRecord(
             meta=meta_of(row),
             subject_key=WrappedKey(row[10], as_bytes(row[11])),
