@@ -232,10 +232,33 @@ def open_audited_store(config: Config, provider: KeyProvider, clock: Clock) -> R
 
 
 def open_witness(config: Config) -> Witness | None:
-    """The configured witness of both logs (None: ``[witness] directory`` is empty)."""
-    if not config.witness.directory:
+    """The configured witness of both logs: a witness process (``[witness] url``, its key
+    ``public_key``), a directory (``[witness] directory``), or None when both are empty."""
+    w = config.witness
+    if w.url and w.directory:
+        raise ConfigError(
+            "witness.url and witness.directory: one witness, not two; with a witness process at"
+            ' url set directory = ""'
+        )
+    if w.url:
+        from vault_service.audit.witness_client import HttpWitness
+
+        try:
+            key = bytes.fromhex(w.public_key)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ConfigError(
+                "witness.public_key: the witness's Ed25519 public key, 64 hex digits, is required"
+                " with witness.url (vaultctl witness key --directory DIR prints it)"
+            )
+        try:
+            return HttpWitness(w.url, w.name, key, w.timeout_seconds)
+        except ValueError as exc:
+            raise ConfigError(f"[witness] url, name or timeout_seconds: {exc}") from None
+    if not w.directory:
         return None
-    return DirectoryWitness(config.path(config.witness.directory), config.witness.name)
+    return DirectoryWitness(config.path(w.directory), w.name)
 
 
 def replay(service: VaultService) -> None:

@@ -197,6 +197,13 @@ class WitnessConfig:
     production)."""
     name: str = "vault-service-witness"
     """The witness's name in its cosignature lines."""
+    url: str = ""
+    """A witness process (``vaultctl witness serve``) at ``http(s)://host:port``, instead of
+    ``directory`` (set it to ""). Its key is ``public_key``, never taken from the server."""
+    public_key: str = ""
+    """With ``url``: the witness's Ed25519 public key, 64 hex digits (``vaultctl witness key``)."""
+    timeout_seconds: float = 5.0
+    """With ``url``: the longest the witness may take to answer one read or write."""
     check_interval_seconds: float = 10.0
     """How often every process checks its database's audit tree against the witness (a rollback
     or fork halts the release of plaintext)."""
