@@ -125,3 +125,25 @@ def test_readers_see_an_entry_the_moment_its_call_committed(database: Any) -> No
     store.sequence_pending()
     store.append_audit(_row(2))
     assert [r.reason for r in store.audit_rows()] == ["e1", "e2"]
+
+
+def test_a_rewound_writer_counter_is_a_security_event(database: Any) -> None:
+    """Hiding a writer's newest entry takes deleting it and rewinding the writer's counter (else
+    the next entry is a gap): the writer notices its counter went back."""
+    from vault_service import metrics
+
+    def events() -> float:
+        sample = metrics.REGISTRY.get_sample_value(
+            "vault_security_events_total", {"event": "audit_verification_failed"}
+        )
+        return sample or 0.0
+
+    store = _macs(database.store())
+    for i in range(3):
+        store.append_audit(_row(i))
+    before = events()
+    with database.raw() as db:
+        db.execute(f"DELETE FROM audit_pending WHERE {LAST}")
+        db.execute("UPDATE audit_writers SET next_wseq = next_wseq - 1")
+    store.append_audit(_row(9))
+    assert events() == before + 1

@@ -5,7 +5,7 @@ Contract:
 
 - the cursor is the seq of the last entry the client has: entries with ``seq > after_seq`` come
   in seq order, read from the store in pages of :data:`TAIL_PAGE` (never the whole trail);
-- seqs are contiguous (each append takes the next one under the chain lock, and pruning deletes
+- seqs are contiguous (the sequencer gives each entry the next one, and pruning deletes
   only a prefix), so an entry whose seq is not the cursor's next one means the entries between
   are gone: a :class:`TailGap` naming them comes first. That is how a cursor older than the
   oldest retained entry (retention pruned past it) learns what it missed;

@@ -7,8 +7,9 @@ module supplies connections and the PostgreSQL side of concurrency:
   (``FOR UPDATE`` / ``FOR SHARE``), so two replicas cannot both act on the same state;
 - reads run at REPEATABLE READ, READ ONLY: a record, its payloads and its grants come from one
   snapshot, and a read-only snapshot transaction never fails to serialize;
-- the audit chain and idempotency keys are serialized by transaction-scoped advisory locks
-  (``pg_advisory_xact_lock``), held until commit;
+- idempotency keys and the audit sequencer are serialized by transaction-scoped advisory locks
+  (``pg_advisory_xact_lock``), held until commit; calls' audit entries take none (group
+  commit: storage/sql/audit_pending.py);
 - work queues (the purge of erased subjects) use ``FOR UPDATE SKIP LOCKED`` so that jobs in every
   replica share the work instead of queueing on it;
 - migrations run under a session advisory lock, so replicas starting together migrate once.
@@ -154,8 +155,15 @@ class PostgresRecordStore(SqlRecordStore):
                 IsolationLevel.REPEATABLE_READ if read_only else IsolationLevel.READ_COMMITTED
             )
             conn.read_only = read_only
-            with conn.transaction():
-                yield _PgConnection(conn)
+            try:
+                with conn.transaction():
+                    yield _PgConnection(conn)
+            except BaseException:
+                if not read_only:
+                    self._audit_rolled_back()
+                raise
+            if not read_only:
+                self._audit_committed()
 
     def _write(self) -> contextlib.AbstractContextManager[Connection]:
         return self._transaction(read_only=False)

@@ -118,8 +118,10 @@ class SqliteRecordStore(SqlRecordStore):
                         yield conn
                     except BaseException:
                         conn.execute("ROLLBACK")
+                        self._audit_rolled_back()
                         raise
                     conn.execute("COMMIT")
+                    self._audit_committed()
             finally:
                 self._write_lock.release()
 

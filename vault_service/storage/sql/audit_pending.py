@@ -26,6 +26,7 @@ import secrets
 import threading
 from typing import Any
 
+from vault_service import security_events
 from vault_service.audit.chain import GENESIS, entry_hash
 from vault_service.audit.model import AuditRow
 from vault_service.faults import fault_point
@@ -100,10 +101,34 @@ class SqlAuditPending(SqlStoreBase):
             "UPDATE audit_writers SET next_wseq = next_wseq + 1 WHERE writer = ? RETURNING next_wseq",
             (writer,),
         ).fetchone()
+        # the number of this writer's last committed entry: the counter must give the next one;
+        # anything else means someone rewound it, as one would to hide the newest entries
+        seen = getattr(local, "seen", 0)
         if row is None:  # this writer's first entry (or its first one rolled back)
+            if seen:
+                self._rewound()
             conn.execute("INSERT INTO audit_writers (writer, next_wseq) VALUES (?, 1)", (writer,))
-            return writer, 1
-        return writer, int(row[0])
+            wseq = 1
+        else:
+            wseq = int(row[0])
+            if seen and wseq != seen + 1:
+                self._rewound()
+        local.pending = wseq
+        return writer, wseq
+
+    def _audit_committed(self) -> None:
+        local = self.__dict__.get("_writers")
+        if local is not None and getattr(local, "pending", None) is not None:
+            local.seen, local.pending = local.pending, None
+
+    def _audit_rolled_back(self) -> None:
+        local = self.__dict__.get("_writers")
+        if local is not None:
+            local.pending = None
+
+    @staticmethod
+    def _rewound() -> None:
+        security_events.emit("audit_verification_failed", stage="writer counter rewound")
 
     def _mac_of(self, writer: str, wseq: int, row: AuditRow) -> bytes:
         if self.audit_mac is None:

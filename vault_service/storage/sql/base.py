@@ -183,6 +183,13 @@ class SqlStoreBase(RecordStore):
         exclusively (``shared``: others may hold it shared too), and hold it until this one
         ends."""
 
+    def _audit_committed(self) -> None:
+        """Called by the dialect when a write transaction of this thread committed (the
+        audit writer learns which of its numbers are durable: storage/sql/audit_pending.py)."""
+
+    def _audit_rolled_back(self) -> None:
+        """Called by the dialect when a write transaction of this thread rolled back."""
+
     def _refuse_closed_version(self, conn: Connection, provider: str, version: str) -> None:
         """Inside a write transaction that stores a key wrapped under ``version``: refuse it if
         the operator retired the version or is destroying it (RootVersionRetired). The shared
