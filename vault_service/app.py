@@ -176,6 +176,7 @@ def build_service(
     )
     ledger = open_ledger(config)
     lc = config.lifecycle
+    checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
     service = VaultService(
         store,
         blobs,
@@ -186,11 +187,11 @@ def build_service(
         cache,
         ledger=ledger,
         schedule=(lc.rotate_every_days * _DAY, lc.backup_window_days * _DAY),
+        checkpoints=checkpoints,
     )
     service.denials = DenialWatch(
         config.security.repeated_denials_threshold, config.security.repeated_denials_window_seconds
     )
-    checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
     witnessing = Witnessing(
         store,
         ledger,
