@@ -25,6 +25,7 @@ from vault_service.key_providers.base import KeyProvider
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.key_providers.factory import build_provider
 from vault_service.lifecycle.ledger import DestructionLedger, LedgerTampered
+from vault_service.lifecycle.ledger_proof import WitnessedLedger
 from vault_service.lifecycle.witnessing import Witnessing
 from vault_service.logs import fields
 from vault_service.policy import Policy, Principal, PrincipalEntry, load_policy
@@ -201,6 +202,9 @@ def build_service(
         open_witness(config),
         config.audit.origin,
     )
+    if witnessing.ledger_sync is not None:  # certificates prove against witnessed checkpoints
+        sync = witnessing.ledger_sync
+        service.verifier.witnessed_ledger = WitnessedLedger(sync.checkpoint_path, sync.publish)
     try:
         restored = witnessing.startup()  # the ledger repaired from the witness if it must be
     except LedgerTampered as exc:
