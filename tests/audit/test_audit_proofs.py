@@ -422,6 +422,9 @@ def test_the_worked_example_of_the_docs_is_what_the_vault_computes_and_verifies(
     built, built_note, vault_key, witness_key = _example()
     assert event == built.as_dict()
     assert signed == built_note
+    leaf = merkle.leaf_hash(built.entry_hash)
+    opened = open_checkpoint(signed, default_origin(vault_key, AUDIT_TREE), vault_key)
+    assert f"Leaf 1 is\n`{leaf.hex()}`" in section and f"\n`{opened.root.hex()}`:" in section
     assert key_hex == {"vault_key": vault_key.hex(), "witness_key": witness_key.hex()}
     origin = default_origin(vault_key, AUDIT_TREE)
     prover = Prover(origin, vault_key, ("vault-service-witness", witness_key))
