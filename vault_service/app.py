@@ -27,6 +27,7 @@ from vault_service.key_providers.base import KeyProvider
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
 from vault_service.key_providers.factory import build_provider
 from vault_service.lifecycle.ledger import DestructionLedger, LedgerTampered
+from vault_service.lifecycle.ledger_proof import WitnessedLedger
 from vault_service.lifecycle.witnessing import Witnessing
 from vault_service.logs import fields
 from vault_service.policy import Policy, Principal, PrincipalEntry, load_policy
@@ -178,6 +179,7 @@ def build_service(
     )
     ledger = open_ledger(config)
     lc = config.lifecycle
+    checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
     service = VaultService(
         store,
         blobs,
@@ -188,12 +190,12 @@ def build_service(
         cache,
         ledger=ledger,
         schedule=(lc.rotate_every_days * _DAY, lc.backup_window_days * _DAY),
+        checkpoints=checkpoints,
     )
     attach_audit_mac(store, service.keys.index_key)
     service.denials = DenialWatch(
         config.security.repeated_denials_threshold, config.security.repeated_denials_window_seconds
     )
-    checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
     witnessing = Witnessing(
         store,
         ledger,
@@ -203,6 +205,9 @@ def build_service(
         open_witness(config),
         config.audit.origin,
     )
+    if witnessing.ledger_sync is not None:  # certificates prove against witnessed checkpoints
+        sync = witnessing.ledger_sync
+        service.verifier.witnessed_ledger = WitnessedLedger(sync.checkpoint_path, sync.publish)
     try:
         restored = witnessing.startup()  # the ledger repaired from the witness if it must be
     except LedgerTampered as exc:

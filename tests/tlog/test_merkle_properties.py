@@ -21,6 +21,7 @@ from vault_service.tlog.merkle import (
     consistency_ranges,
     fold,
     inclusion_proof,
+    inclusion_proofs,
     inclusion_ranges,
     leaf_hash,
     new_nodes,
@@ -90,6 +91,23 @@ def test_inclusion_proofs_verify_and_any_change_fails(size: int, data: st.DataOb
     if proof:
         assert not verify_inclusion(leaf, index, size, proof[:-1], r)
     assert not verify_inclusion(leaf, index, size, [*proof, r], r)
+
+
+@settings(max_examples=100, deadline=None)
+@given(sizes, st.data())
+def test_many_inclusion_proofs_read_their_nodes_once(size: int, data: st.DataObject) -> None:
+    """inclusion_proofs gives each index's inclusion_proof, from one read of the union of
+    their nodes (what QueryAudit does for a page of entries); none when no proof needs one."""
+    tree = MemoryTree(leaves_of(size))
+    indices = data.draw(st.lists(st.integers(0, size - 1), max_size=40), label="indices")
+    reader = Counting(tree.reader())
+    proofs = inclusion_proofs(reader, indices, size)
+    assert proofs == [inclusion_proof(tree.reader(), i, size) for i in indices]
+    assert len(reader.calls) == (1 if size > 1 and indices else 0)
+    wanted = {n for i in indices for s, e in inclusion_ranges(i, size) for n in range_nodes(s, e)}
+    assert set(reader.calls[0] if reader.calls else ()) == wanted
+    with pytest.raises(ValueError):
+        inclusion_proofs(reader, [*indices, size], size)
 
 
 @settings(max_examples=150, deadline=None)

@@ -15,6 +15,9 @@ from pathlib import Path
 from vault_service.audit.chain import Checkpoint
 from vault_service.errors import Unavailable
 
+#: bytes read at a time when looking for the latest checkpoint from the end of the file
+_BLOCK = 64 * 1024
+
 
 class CheckpointStore(abc.ABC):
     """Append-only store of checkpoints."""
@@ -26,6 +29,12 @@ class CheckpointStore(abc.ABC):
     @abc.abstractmethod
     def all(self) -> list[Checkpoint]:
         """Every checkpoint, in the order appended. Raises ValueError on a corrupt line."""
+
+    def latest(self, kind: str) -> Checkpoint | None:
+        """The last checkpoint of ``kind`` appended (None: none). Raises ValueError on a
+        corrupt line read on the way. Implementations read from the end."""
+        found = [c for c in self.all() if c.kind == kind]
+        return found[-1] if found else None
 
 
 class FilesystemCheckpointStore(CheckpointStore):
@@ -56,3 +65,27 @@ class FilesystemCheckpointStore(CheckpointStore):
         except FileNotFoundError:
             return []
         return [Checkpoint.from_json(line) for line in text.splitlines() if line.strip()]
+
+    def latest(self, kind: str) -> Checkpoint | None:
+        """Reads the file backwards in blocks until a line of ``kind`` (a query asks for the
+        latest tree checkpoint every call: never the whole file)."""
+        try:
+            with self._path.open("rb") as f:
+                pos = f.seek(0, os.SEEK_END)
+                rest = b""  # the start of a line whose beginning is in an earlier block
+                while pos > 0:
+                    step = min(_BLOCK, pos)
+                    pos -= step
+                    f.seek(pos)
+                    lines = (f.read(step) + rest).split(b"\n")
+                    rest = lines.pop(0) if pos > 0 else b""
+                    for line in reversed(lines):
+                        if line.strip():
+                            checkpoint = Checkpoint.from_json(line.decode())
+                            if checkpoint.kind == kind:
+                                return checkpoint
+        except FileNotFoundError:
+            return None
+        except OSError:
+            raise Unavailable("audit checkpoint store unavailable") from None
+        return None

@@ -2,7 +2,8 @@
 
 Contract: verify, checkpoint, prune and hash run in-process on the assembled service (verify exits
 1 and raises a security event when the chain is broken); query and tail ask a running server over
-gRPC, with an auditor's token (tail, the export to a SIEM, is :mod:`.audit_tail`).
+gRPC, with an auditor's token (tail, the export to a SIEM, is :mod:`.audit_tail`); with
+``--prove`` both verify each entry offline before printing it (:mod:`.audit_prove`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from vault_service.cli import audit_tail
+from vault_service.cli import audit_prove, audit_tail
 from vault_service.cli.common import (
     Output,
     add_client_args,
@@ -136,8 +137,9 @@ def cmd_audit_hash(args: argparse.Namespace, env: Mapping[str, str], out: Output
 
 
 def cmd_audit_query(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
+    prover = audit_prove.prover_of(args, env) if args.prove else None
     with client_of(args, env) as client:
-        events, token = client.query_audit(
+        page = client.query_audit_page(
             subject_pseudonym=args.subject_pseudonym,
             principal=args.principal,
             action=args.action,
@@ -147,14 +149,34 @@ def cmd_audit_query(args: argparse.Namespace, env: Mapping[str, str], out: Outpu
             page_size=args.page_size,
             page_token=args.page_token,
         )
+    events = [e.as_dict() for e in page.events]
     lines = [
         f"{e['seq']:>8} {fmt_time(e['at'])} {e['principal']:<16} {e['action']:<16} "
         f"{e['decision']:<5} {e['reason']} {e['record_id']}"
         for e in events
     ]
-    if token:
-        lines.append(f"(more: --page-token {token})")
-    out.emit({"events": events, "next_page_token": token}, "\n".join(lines) or "(no events)")
+    data: dict[str, Any] = {"events": events, "next_page_token": page.next_page_token}
+    if prover is not None:
+        try:
+            checks, size = audit_prove.prove_page(prover, page.events, page.checkpoint)
+        except audit_prove.ProofFailed as failed:
+            out.emit(
+                {"proved": False, "first_bad_entry": failed.seq, "reason": failed.reason},
+                f"audit proof FAILED: {failed}",
+            )
+            return 1
+        newer = sum(not c.proved for c in checks)
+        lines = [
+            f"{line}  {'proved' if c.proved else 'newer'}" for line, c in zip(lines, checks, strict=True)
+        ]
+        data.update(proved=True, checkpoint=page.checkpoint, tree_size=size, not_yet_provable=newer)
+        lines.append(
+            f"proofs OK: {len(checks) - newer} entries included in the signed checkpoint of size "
+            f"{size}" + (f"; {newer} newer than it (not yet provable: ask again)" if newer else "")
+        )
+    if page.next_page_token:
+        lines.append(f"(more: --page-token {page.next_page_token})")
+    out.emit(data, "\n".join(lines) or "(no events)")
     return 0
 
 
@@ -187,6 +209,7 @@ def add_parser(sub: Any) -> None:
     a_query.add_argument("--since", type=float, default=None, help="unix time")
     a_query.add_argument("--until", type=float, default=None, help="unix time")
     a_query.add_argument("--page-size", type=int, default=100)
+    audit_prove.add_prove_args(a_query)
     add_client_args(a_query)
     a_query.set_defaults(fn=cmd_audit_query)
     audit_tail.add_parser(audit)

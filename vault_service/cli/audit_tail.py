@@ -14,6 +14,11 @@ given). A crash between the two re-prints that one line on the next start; no en
 skipped. SIGINT (Ctrl-C) and SIGTERM are held off while a line and its cursor are written, then
 end the command cleanly: exit 130 (SIGINT) or 143 (SIGTERM), the cursor naming the last line
 printed. A cursor file is used by one tail at a time (an exclusive lock beside it).
+
+With ``--prove`` each entry is verified offline before its line is printed (:mod:`.audit_prove`);
+the first that fails is not printed (nor its seq recorded) and ends the command with exit 1. A
+JSON line then says ``"proved"``: true when the entry was proved included in the signed
+checkpoint, false when it is newer than it (a followed entry, usually: not yet provable).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from vault_service import __version__
+from vault_service.cli import audit_prove
 from vault_service.cli.common import Output, add_client_args, client_of
 from vault_service.errors import ConfigError
 
@@ -126,8 +132,18 @@ def cef_gap(gap: TailGap) -> str:
 # JSON ---------------------------------------------------------------------------------------------
 
 
-def json_event(event: AuditEvent) -> str:
-    return json.dumps({**event.as_dict(), "format": EVENT_FORMAT}, sort_keys=True)
+#: the keys of an event's dict a JSON line leaves out: the proof means nothing without its
+#: checkpoint note, which the line does not carry (``--prove`` checks it before printing)
+JSON_LEFT_OUT = ("inclusion_proof", "tree_size")
+
+
+def json_event(event: AuditEvent, proved: bool | None = None) -> str:
+    """The JSON line of an event; with ``--prove`` (``proved`` not None) ``"proved"`` says
+    whether it was proved included in the signed checkpoint (false: newer than it)."""
+    data = {k: v for k, v in event.as_dict().items() if k not in JSON_LEFT_OUT}
+    if proved is not None:
+        data["proved"] = proved
+    return json.dumps({**data, "format": EVENT_FORMAT}, sort_keys=True)
 
 
 def json_gap(gap: TailGap) -> str:
@@ -260,13 +276,23 @@ def cmd_audit_tail(args: argparse.Namespace, env: Mapping[str, str], out: Output
 def _tail(
     args: argparse.Namespace, env: Mapping[str, str], cursor: Path | None, after: int, signals: Signals
 ) -> int:
-    """Print each line, then (``cursor``) record its seq; a signal ends it between two lines."""
+    """Print each line, then (``cursor``) record its seq; a signal ends it between two lines.
+    With ``--prove`` each entry is verified first: the first that fails is not printed, and
+    ends the command (exit 1, naming it)."""
     from vault_service.client.results import TailGap
 
     event_line, gap_line = FORMATS[args.format]
     timeout = None if args.follow else args.timeout
+    prover = audit_prove.prover_of(args, env) if args.prove else None
     with client_of(args, env) as client:
         for item in client.tail_audit(after, args.follow, args.limit, timeout=timeout):
+            proved: bool | None = None
+            if prover is not None and not isinstance(item, TailGap):
+                try:
+                    proved = audit_prove.checked(prover, item, item.checkpoint).proved
+                except audit_prove.ProofFailed as failed:
+                    print(f"audit proof FAILED: {failed}", file=sys.stderr, flush=True)
+                    return 1
             with signals.held():
                 if isinstance(item, TailGap):
                     print(gap_line(item), flush=True)
@@ -278,7 +304,8 @@ def _tail(
                     )
                     seq = item.to_seq
                 else:
-                    print(event_line(item), flush=True)
+                    text = json_event(item, proved) if args.format == "json" else event_line(item)
+                    print(text, flush=True)
                     seq = item.seq
                 if cursor is not None:
                     write_cursor(cursor, seq)
@@ -305,5 +332,6 @@ def add_parser(audit: Any) -> None:
     )
     p.add_argument("--format", choices=sorted(FORMATS), default="json", help="json lines or CEF")
     p.add_argument("--limit", type=int, default=0, help="stop after this many entries (0: none)")
+    audit_prove.add_prove_args(p)
     add_client_args(p)
     p.set_defaults(fn=cmd_audit_tail)

@@ -2,7 +2,9 @@
 promises.
 
 Contract: verify-deletion checks every erasure in-process and writes its certificates (exit 0 all
-verified, 3 some pending, 1 any failed); verify-certificate checks one certificate offline; report
+verified, 3 some pending, 1 any failed); verify-certificate checks one certificate offline (its
+signature, then its ledger proof: the ledger checkpoint's signature, the witness's cosignature
+with ``--witness-key``, the line's inclusion; a certificate without one: "no ledger proof"); report
 writes the compliance report (:mod:`vault_service.cli.report`) and exits 1 if the audit chain did
 not verify.
 """
@@ -75,19 +77,45 @@ def cmd_verify_deletion(args: argparse.Namespace, env: Mapping[str, str], out: O
 
 
 def cmd_verify_certificate(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
+    from vault_service.lifecycle.ledger_proof import check_ledger_proof
     from vault_service.lifecycle.verification import check_certificate
 
     try:
         cert = json.loads(Path(args.file).read_text())
+        if not isinstance(cert, dict):
+            raise ValueError("not an object")
     except (OSError, ValueError):
         out.emit({"valid": False, "reason": "unreadable"}, "certificate INVALID: unreadable")
         return 1
-    ok, reason = check_certificate(cert, bytes.fromhex(args.public_key) if args.public_key else None)
-    out.emit(
-        {"valid": ok, "reason": reason, "subject_pseudonym": cert.get("subject_pseudonym")},
-        f"certificate {'VALID' if ok else 'INVALID'}: {reason}",
-    )
+    pinned = _key(args.public_key, "--public-key") if args.public_key else None
+    witness = (args.witness_name, _key(args.witness_key, "--witness-key")) if args.witness_key else None
+    ok, reason = check_certificate(cert, pinned)
+    ledger = ""
+    if ok:  # the signature holds: the key it names is the vault's (or the pinned one)
+        ok, ledger = check_ledger_proof(cert, pinned or bytes.fromhex(cert["public_key"]), witness)
+        if not ok:
+            reason = f"ledger proof: {ledger}"
+    data = {
+        "valid": ok,
+        "reason": reason,
+        "ledger_proof": ledger,
+        "subject_pseudonym": cert.get("subject_pseudonym"),
+    }
+    text = f"certificate {'VALID' if ok else 'INVALID'}: {reason}"
+    if ok:
+        text += f"\n  ledger proof: {ledger}"
+    out.emit(data, text)
     return 0 if ok else 1
+
+
+def _key(value: str, flag: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"{flag}: an Ed25519 public key is 64 hex digits")
+    return raw
 
 
 def cmd_report(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
@@ -132,6 +160,11 @@ def add_parser(sub: Any) -> None:
     cert = sub.add_parser("verify-certificate", help="check a deletion certificate offline")
     cert.add_argument("file")
     cert.add_argument("--public-key", help="the vault's signing key (hex) to pin")
+    cert.add_argument(
+        "--witness-key",
+        help="require the witness's cosignature on the ledger checkpoint (its public key, hex)",
+    )
+    cert.add_argument("--witness-name", default="vault-service-witness", help="the witness's name")
     cert.set_defaults(fn=cmd_verify_certificate)
     report = sub.add_parser(
         "report",

@@ -10,7 +10,9 @@ import grpc
 
 from vault_service.api.v1 import vault_pb2 as pb
 from vault_service.client.results import (
+    AUDIT_EVENT_FIELDS,
     AuditEvent,
+    AuditPage,
     BreachDisclosure,
     BreachScope,
     BreachSubject,
@@ -20,22 +22,7 @@ from vault_service.client.results import (
 from vault_service.client.transport import Transport, status_error
 from vault_service.errors import Unavailable
 
-#: the fields of an audit event, as the keys of the dicts ``query_audit`` returns
-AUDIT_EVENT_FIELDS = (
-    "seq",
-    "at",
-    "principal",
-    "action",
-    "purpose",
-    "subject_pseudonym",
-    "record_id",
-    "decision",
-    "reason",
-    "correlation_id",
-    "category",
-    "released_fields",
-    "role",
-)
+__all__ = ["AUDIT_EVENT_FIELDS", "AuditMixin"]
 
 
 class AuditMixin(Transport):
@@ -54,7 +41,38 @@ class AuditMixin(Transport):
         page_token: str = "",
         timeout: float | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
-        """One page of audit events (auditor role); returns (events, next_page_token)."""
+        """One page of audit events (auditor role); returns (events, next_page_token), each
+        event a dict of :data:`AUDIT_EVENT_FIELDS` (:meth:`AuditEvent.as_dict`). With the
+        checkpoint its proofs are against: :meth:`query_audit_page`."""
+        page = self.query_audit_page(
+            subject_pseudonym=subject_pseudonym,
+            principal=principal,
+            action=action,
+            decision=decision,
+            since=since,
+            until=until,
+            page_size=page_size,
+            page_token=page_token,
+            timeout=timeout,
+        )
+        return [e.as_dict() for e in page.events], page.next_page_token
+
+    def query_audit_page(
+        self,
+        *,
+        subject_pseudonym: str = "",
+        principal: str = "",
+        action: str = "",
+        decision: str = "",
+        since: float = 0.0,
+        until: float = 0.0,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> AuditPage:
+        """One page of audit events (auditor role) as :class:`AuditEvent` values, with the
+        signed checkpoint note their inclusion proofs are against (``vault_service.audit.prove``
+        verifies them offline)."""
         resp = self._call(
             self._stub.QueryAudit,
             pb.QueryAuditRequest(
@@ -69,10 +87,8 @@ class AuditMixin(Transport):
             ),
             timeout,
         )
-        events = [{f: getattr(e, f) for f in AUDIT_EVENT_FIELDS} for e in resp.events]
-        for event in events:
-            event["released_fields"] = list(event["released_fields"])
-        return events, resp.next_page_token
+        events = tuple(AuditEvent.from_pb(e, resp.checkpoint) for e in resp.events)
+        return AuditPage(events, resp.next_page_token, resp.checkpoint)
 
     def tail_audit(
         self,
@@ -88,16 +104,20 @@ class AuditMixin(Transport):
         written, until you stop iterating (closing the iterator cancels the call) or the server
         stops (``Unavailable``: tail again from the last seq you got). ``limit`` (0: none) ends
         it after that many entries. ``timeout`` is the call's deadline: by default the client's
-        for a page, none for a follow."""
+        for a page, none for a follow. Each event carries the checkpoint note its proof is
+        against (``AuditEvent.checkpoint``: the stream sends a note once, the events after it
+        share it)."""
         request = pb.TailAuditRequest(after_seq=after_seq, follow=follow, limit=limit)
         deadline = timeout if timeout is not None else None if follow else self._deadline(None)
         responses = self._stub.TailAudit(request, metadata=self._metadata_now(), timeout=deadline)
+        checkpoint = ""
         try:
             for item in responses:
                 if item.HasField("gap"):
                     yield TailGap(item.gap.from_seq, item.gap.to_seq)
-                else:
-                    yield AuditEvent.from_pb(item.event)
+                elif item.HasField("event"):
+                    checkpoint = item.checkpoint or checkpoint
+                    yield AuditEvent.from_pb(item.event, checkpoint)
         except grpc.RpcError as exc:
             raise status_error(exc) from None
         finally:

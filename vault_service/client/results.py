@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vault_service.api.v1 import vault_pb2 as pb
@@ -130,10 +130,21 @@ class Page:
     next_page_token: str
 
 
+#: the fields of an audit event whose values are bytes (hex in :meth:`AuditEvent.as_dict`)
+_HASH_FIELDS = ("entry_hash", "prev_hash")
+
+
 @dataclass(frozen=True)
 class AuditEvent:
-    """One audit entry (``tail_audit``): the keys of ``query_audit``'s dicts, typed. ``category``
-    and ``role`` are empty, and ``released_fields`` too, where the entry has none."""
+    """One audit entry: its fields, and its proof (docs/audit.md, "Proofs for users").
+
+    ``category`` and ``role`` are empty, and ``released_fields`` too, where the entry has none;
+    ``category_recorded``, ``released_fields_recorded`` and ``role_recorded`` say whether the
+    entry records them at all (their presence is part of the entry hash). ``leaf_index``
+    (``seq - 1``), ``entry_hash`` and ``prev_hash`` place it in the chain and the tree;
+    ``inclusion_proof`` proves it in the tree of ``tree_size`` leaves (0: newer than the
+    checkpoint, no proof yet) whose root the signed note ``checkpoint`` states.
+    :func:`vault_service.audit.prove.verify_event` checks it all offline."""
 
     seq: int
     at: float
@@ -148,9 +159,22 @@ class AuditEvent:
     category: str
     released_fields: tuple[str, ...]
     role: str
+    leaf_index: int = 0
+    entry_hash: bytes = b""
+    prev_hash: bytes = b""
+    inclusion_proof: tuple[bytes, ...] = ()
+    tree_size: int = 0
+    witnessed_version: int | None = None
+    category_recorded: bool = False
+    released_fields_recorded: bool = False
+    role_recorded: bool = False
+    #: the cosigned checkpoint note the proof is against ("" when the server sent none); not
+    #: one of :meth:`as_dict`'s keys (a query page carries it once: ``AuditPage.checkpoint``),
+    #: nor of the event's equality: it is what the event is proved against, not the event
+    checkpoint: str = field(default="", repr=False, compare=False)
 
     @staticmethod
-    def from_pb(e: pb.AuditEvent) -> AuditEvent:
+    def from_pb(e: pb.AuditEvent, checkpoint: str = "") -> AuditEvent:
         return AuditEvent(
             e.seq,
             e.at,
@@ -165,13 +189,53 @@ class AuditEvent:
             e.category,
             tuple(e.released_fields),
             e.role,
+            leaf_index=e.leaf_index,
+            entry_hash=e.entry_hash,
+            prev_hash=e.prev_hash,
+            inclusion_proof=tuple(e.inclusion_proof),
+            tree_size=e.tree_size,
+            witnessed_version=e.witnessed_version if e.HasField("witnessed_version") else None,
+            category_recorded=e.HasField("category"),
+            released_fields_recorded=e.released_fields_recorded,
+            role_recorded=e.HasField("role"),
+            checkpoint=checkpoint,
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """As ``query_audit`` returns an event (``released_fields`` a list)."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        """As ``query_audit`` returns an event: JSON-ready (``released_fields`` a list, the
+        hashes and the proof in hex), every field but ``checkpoint``."""
+        data = {name: getattr(self, name) for name in AUDIT_EVENT_FIELDS}
         data["released_fields"] = list(self.released_fields)
+        for name in _HASH_FIELDS:
+            data[name] = data[name].hex()
+        data["inclusion_proof"] = [h.hex() for h in self.inclusion_proof]
         return data
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any], checkpoint: str = "") -> AuditEvent:
+        """The event of an :meth:`as_dict` (a JSON line of ``vaultctl audit tail``); keys it
+        lacks (a line of an older version) take their defaults, other keys are ignored."""
+        known = {k: v for k, v in data.items() if k in AUDIT_EVENT_FIELDS}
+        known["released_fields"] = tuple(known.get("released_fields", ()))
+        for name in _HASH_FIELDS:
+            if name in known:
+                known[name] = bytes.fromhex(known[name])
+        known["inclusion_proof"] = tuple(bytes.fromhex(h) for h in known.get("inclusion_proof", ()))
+        return AuditEvent(**known, checkpoint=checkpoint)
+
+
+#: the fields of an audit event, as the keys of the dicts ``query_audit`` returns
+AUDIT_EVENT_FIELDS = tuple(name for name in AuditEvent.__dataclass_fields__ if name != "checkpoint")
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """One page of ``query_audit_page``: the events, each with the page's checkpoint."""
+
+    events: tuple[AuditEvent, ...]
+    next_page_token: str
+    #: the cosigned checkpoint note the events' proofs are against ("" when none)
+    checkpoint: str
 
 
 @dataclass(frozen=True)

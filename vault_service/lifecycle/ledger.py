@@ -304,6 +304,17 @@ def _cut_torn_tail(fd: int) -> None:
     os.ftruncate(fd, 0)
 
 
+def parse_line(line: bytes, public_key: bytes, n: int = 1) -> list[Destruction]:
+    """The entries of one ledger line (its bytes without the newline, as :meth:`lines` gives
+    them), its signature verified against ``public_key``; LedgerTampered (naming line ``n``)
+    on a bad one. A deletion certificate's ledger proof embeds a line: a verifier reads it so."""
+    try:
+        text = line.decode()
+    except UnicodeDecodeError:
+        raise LedgerTampered(f"destruction ledger line {n} is malformed") from None
+    return list(_parse(text, n, public_key))
+
+
 def _parse(line: str, n: int, public_key: bytes) -> Iterable[Destruction]:
     try:
         d = json.loads(line)

@@ -19,6 +19,8 @@ Checks per erasure:
 
 Result: VERIFIED (a certificate is issued), PENDING_UNTIL <date>, PENDING (no date: a hold
 applies, or rotation is off and a root version is still active), or FAILED with the reason.
+A certificate carries the ledger proof of the destruction (:mod:`.ledger_proof`: its ledger
+line, the line's inclusion proof, the witnessed ledger checkpoint), covered by its signature.
 
 Single records are verified and certified the same way: every record the ledger says was
 destroyed (a DeleteRecord, a retention shred, a read-once release; not one a ``cancelled``
@@ -54,6 +56,7 @@ from vault_service.crypto.signing import SigningKey, verify_signature
 from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.key_providers.base import KeyState, KeyVersion
 from vault_service.lifecycle.ledger import Destruction, DestructionLedger, Kind, State
+from vault_service.lifecycle.ledger_proof import LedgerProver, WitnessedLedger
 from vault_service.lifecycle.shredding import Shredder
 from vault_service.policy import Policy
 from vault_service.storage import RecordStore, RootVersionState
@@ -64,6 +67,8 @@ VERIFIED, PENDING, FAILED = "VERIFIED", "PENDING", "FAILED"
 #: record rows of an erased subject should be purged within this long (the purge loop runs
 #: every few seconds); beyond it their presence is a failure, not a delay
 PURGE_DEADLINE = 3600.0
+#: the ledger proof of a destruction's latest entry (None: none to give)
+LedgerProofOf = Callable[[Destruction], Mapping[str, Any] | None]
 #: a record's rows are gone within this long of its ledger entry (the shred is one transaction
 #: right after the entry; a crash in between is finished by the next start's replay)
 SHRED_GRACE = 300.0
@@ -120,10 +125,12 @@ def verify_erasures(
     legal_until: Callable[[bytes], float | None] = lambda ref: None,
     orphan_blobs: int = 0,
     destroyed_by: Callable[[KeyVersion], float | None] = lambda v: None,
+    ledger_proof: LedgerProofOf = lambda e: None,
 ) -> list[ErasureCheck]:
     """Check every subject erasure of the ledger (see the module docstring); VERIFIED ones get a
-    certificate. ``destroyed_by(version)`` is when the epoch schedule will have destroyed an
-    active root version (None if it will not: rotation is off)."""
+    certificate (with ``ledger_proof(entry)`` when not None). ``destroyed_by(version)`` is when
+    the epoch schedule will have destroyed an active root version (None if it will not:
+    rotation is off)."""
     by_version = {v.version: v for v in versions}
     out = []
     for entry in entries:
@@ -150,7 +157,7 @@ def verify_erasures(
             check.checks["cache"] = "aged out"
         _check_root_versions(check, entry.root_versions, by_version, destroyed_by)
         if check.status == VERIFIED:
-            check.certificate = issue_certificate(check, entry, signer, now)
+            check.certificate = issue_certificate(check, entry, signer, now, ledger_proof(entry))
         out.append(check)
     return out
 
@@ -219,11 +226,23 @@ def _signed_bytes(body: dict[str, Any]) -> bytes:
     return b"vault-deletion-certificate/v1\x00" + json.dumps(unsigned, sort_keys=True).encode()
 
 
+def sign_certificate(body: Mapping[str, Any], signer: SigningKey) -> dict[str, Any]:
+    """``body`` with its Ed25519 ``signature`` over everything else in it."""
+    signed = {k: v for k, v in body.items() if k != "signature"}
+    signed["signature"] = signer.sign(_signed_bytes(signed)).hex()
+    return signed
+
+
 def issue_certificate(
-    check: ErasureCheck, entry: Destruction, signer: SigningKey, now: float
+    check: ErasureCheck,
+    entry: Destruction,
+    signer: SigningKey,
+    now: float,
+    ledger_proof: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A deletion certificate: what was checked, when, signed with Ed25519. A record's (not a
-    subject's) also names the record, the cause and ``kind: record``."""
+    subject's) also names the record, the cause and ``kind: record``. ``ledger_proof``
+    (:mod:`.ledger_proof`), when given, is part of what the signature covers."""
     body: dict[str, Any] = {
         "format": CERT_FORMAT,
         "certificate_id": f"{entry.object_id or check.subject_pseudonym}-{int(now)}",
@@ -237,8 +256,9 @@ def issue_certificate(
     }
     if entry.kind is Kind.RECORD:
         body.update(kind="record", record_id=entry.object_id, cause=entry.origin or entry.cause)
-    body["signature"] = signer.sign(_signed_bytes(body)).hex()
-    return body
+    if ledger_proof is not None:
+        body["ledger_proof"] = dict(ledger_proof)
+    return sign_certificate(body, signer)
 
 
 def check_certificate(cert: dict[str, Any], public_key: bytes | None = None) -> tuple[bool, str]:
@@ -274,9 +294,10 @@ def verify_records(
     now: float,
     backup_window: float,
     orphan_blobs: int = 0,
+    ledger_proof: LedgerProofOf = lambda e: None,
 ) -> list[RecordCheck]:
     """Check every record destruction of the ledger (see the module docstring); VERIFIED ones
-    get a certificate."""
+    get a certificate (with ``ledger_proof(entry)`` when not None)."""
     out = []
     for entry in entries:
         if entry.state is State.CANCELLED:
@@ -313,7 +334,7 @@ def verify_records(
         else:
             check.checks["backups"] = "expired"
         if check.status == VERIFIED:
-            check.certificate = issue_certificate(check, entry, signer, now)
+            check.certificate = issue_certificate(check, entry, signer, now, ledger_proof(entry))
     return out
 
 
@@ -362,6 +383,12 @@ class DeletionVerifier:
         self.clock = clock
         #: (rotate_every, backup_window) seconds of the epoch job
         self.schedule = schedule
+        #: the ledger's witnessed checkpoints, for the certificates' ledger proofs (set by the
+        #: composition root when there is a witness; None: proved against the vault's own)
+        self.witnessed_ledger: WitnessedLedger | None = None
+
+    def _prover(self, signer: SigningKey) -> LedgerProver:
+        return LedgerProver(self.ledger, signer, self.witnessed_ledger)
 
     def legal_until(self, ref: bytes) -> float | None:
         """When the subject's last record under legal retention is due (None if none)."""
@@ -392,6 +419,7 @@ class DeletionVerifier:
             epoch_schedule(
                 self.store.root_version_states(provider.name), rotate_every, backup_window, now
             ),
+            self._prover(signer).proof,
         )
         self._audited(principal, now, "", results)
         return results
@@ -408,6 +436,7 @@ class DeletionVerifier:
             now,
             self.schedule[1],
             self.shredder.orphan_blobs(),
+            self._prover(signer).proof,
         )
         self._audited(principal, now, "records: ", results)
         return results

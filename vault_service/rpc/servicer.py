@@ -15,7 +15,7 @@ from vault_service.errors import InvalidArgument
 from vault_service.lifecycle.verification import FAILED, PENDING
 from vault_service.policy.model import Grant
 from vault_service.rpc.interceptor import current_call
-from vault_service.rpc.tail import TailStreams
+from vault_service.rpc.tail import TailStreams, audit_event
 from vault_service.service import ContentStream, RecordView, VaultService
 from vault_service.service.breach_scope import Tally
 from vault_service.storage import AuditQuery, RecordMeta
@@ -179,29 +179,11 @@ class VaultServicer(pb_grpc.VaultServicer):
             since=request.since or None,
             until=request.until or None,
         )
-        entries, token = self._svc.query_audit(
-            current_call.get(), query, request.page_size, request.page_token
-        )
+        page = self._svc.query_audit(current_call.get(), query, request.page_size, request.page_token)
         return pb.QueryAuditResponse(
-            events=[
-                pb.AuditEvent(
-                    seq=e.seq,
-                    at=e.row.at,
-                    principal=e.row.principal,
-                    action=e.row.action,
-                    purpose=e.row.purpose,
-                    subject_pseudonym=e.row.subject_pseudonym,
-                    record_id=e.row.record_id,
-                    decision=e.row.decision,
-                    reason=e.row.reason,
-                    correlation_id=e.row.correlation_id,
-                    category=e.row.category or "",
-                    released_fields=list(e.row.released_fields or ()),
-                    role=e.row.role or "",
-                )
-                for e in entries
-            ],
-            next_page_token=token,
+            events=[audit_event(e) for e in page.entries],
+            next_page_token=page.next_page_token,
+            checkpoint=page.checkpoint,
         )
 
     def BreachScope(self, request: pb.BreachScopeRequest, context: Any) -> Iterator[pb.BreachScopeItem]:

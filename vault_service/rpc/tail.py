@@ -1,5 +1,9 @@
 """TailAudit over gRPC: the stream of audit entries (and gaps) from a cursor, and how a followed
-tail waits between polls of the trail.
+tail waits between polls of the trail; and :func:`audit_event`, an entry with its proof as both
+QueryAudit and TailAudit send it.
+
+An event carries the checkpoint note its proof is against only when it differs from the last one
+the stream sent (a note is some 300 bytes: not repeated on every event).
 
 Contract: a followed tail waits on its call, never on the service's clock. Each wait lasts the
 poll interval (``[audit] tail_poll_seconds``) and wakes at once when the call ends (cancelled by
@@ -22,30 +26,45 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from vault_service.api.v1 import vault_pb2 as pb
-from vault_service.audit.model import AuditEntry
 from vault_service.errors import ResourceExhausted, Unavailable
 from vault_service.rpc.interceptor import current_call
 from vault_service.service import VaultService
+from vault_service.service.audit_proofs import ProvedEntry
 from vault_service.service.audit_tail import TailGap
 
 
-def audit_event(e: AuditEntry) -> pb.AuditEvent:
-    """An audit entry as the API sends it."""
-    return pb.AuditEvent(
+def audit_event(proved: ProvedEntry) -> pb.AuditEvent:
+    """An audit entry as the API sends it (QueryAudit and TailAudit alike): its fields, with
+    what a reader needs to recompute its hash exactly (which optional fields it records), and
+    its inclusion proof (docs/audit.md, "Proofs for users")."""
+    e, row = proved.entry, proved.entry.row
+    event = pb.AuditEvent(
         seq=e.seq,
-        at=e.row.at,
-        principal=e.row.principal,
-        action=e.row.action,
-        purpose=e.row.purpose,
-        subject_pseudonym=e.row.subject_pseudonym,
-        record_id=e.row.record_id,
-        decision=e.row.decision,
-        reason=e.row.reason,
-        correlation_id=e.row.correlation_id,
-        category=e.row.category or "",
-        released_fields=list(e.row.released_fields or ()),
-        role=e.row.role or "",
+        at=row.at,
+        principal=row.principal,
+        action=row.action,
+        purpose=row.purpose,
+        subject_pseudonym=row.subject_pseudonym,
+        record_id=row.record_id,
+        decision=row.decision,
+        reason=row.reason,
+        correlation_id=row.correlation_id,
+        released_fields=list(row.released_fields or ()),
+        leaf_index=e.seq - 1,
+        entry_hash=e.entry_hash,
+        prev_hash=e.prev_hash,
+        inclusion_proof=list(proved.inclusion_proof),
+        tree_size=proved.tree_size,
+        released_fields_recorded=row.released_fields is not None,
     )
+    # optional fields: set only when the entry records them (their presence is hashed)
+    if row.category is not None:
+        event.category = row.category
+    if row.role is not None:
+        event.role = row.role
+    if row.witnessed_version is not None:
+        event.witnessed_version = row.witnessed_version
+    return event
 
 
 class TailStreams:
@@ -64,13 +83,16 @@ class TailStreams:
         items = self._svc.tail_audit(
             current_call.get(), request.after_seq, request.follow, request.limit, self._waiter(context)
         )
+        sent = ""  # the checkpoint note last sent: sent again only when it changes
         with self._slot(request.follow):
             for item in items:
                 if isinstance(item, TailGap):
                     gap = pb.TailGap(from_seq=item.from_seq, to_seq=item.to_seq)
                     yield pb.TailAuditItem(gap=gap)
                 else:
-                    yield pb.TailAuditItem(event=audit_event(item))
+                    note = item.checkpoint if item.checkpoint != sent else ""
+                    sent = item.checkpoint or sent
+                    yield pb.TailAuditItem(event=audit_event(item), checkpoint=note)
 
     @contextlib.contextmanager
     def _slot(self, follow: bool) -> Iterator[None]:

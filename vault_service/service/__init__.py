@@ -17,6 +17,7 @@ events             the RecordEvent call
 shares             time-limited, field-limited shares to a recipient
 holds              legal holds, and the release that carries out what they deferred
 audit_queries      the auditor's audit search
+audit_proofs       the inclusion proofs of the entries an auditor reads (query and tail)
 breach_scope       the auditor's breach scope: releases per subject in a time window
 audit_tail         the auditor's tail of the trail from a cursor (export to a SIEM)
 notices            the lifecycle notices due for the application to send (dormancy)
@@ -32,7 +33,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from vault_service.audit.model import OPERATOR_PRINCIPAL, AuditEntry
+from vault_service.audit.checkpoints import CheckpointStore
+from vault_service.audit.model import OPERATOR_PRINCIPAL
 from vault_service.clock import Clock
 from vault_service.crypto.derive import audit_pseudonym, purpose_pseudonym, subject_ref
 from vault_service.crypto.signing import SigningKey
@@ -52,6 +54,7 @@ from vault_service.policy import Action, Policy
 from vault_service.policy.model import Grant
 from vault_service.security_events import DenialWatch
 from vault_service.service.access import Access
+from vault_service.service.audit_proofs import AuditPage, AuditProofs, ProvedEntry
 from vault_service.service.audit_queries import AuditQueries
 from vault_service.service.audit_tail import AuditTail, TailGap
 from vault_service.service.breach_scope import BreachScope, BreachScopeReport
@@ -93,6 +96,7 @@ class VaultService:
         *,
         ledger: DestructionLedger,
         schedule: tuple[float, float] = (0.0, 0.0),
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -145,10 +149,13 @@ class VaultService:
             clock,
         )
         self.holds = Holds(self.access, keys, store, self.eraser, clock)
-        self.audit_queries = AuditQueries(self.access, store)
+        #: the signed checkpoints the proofs of QueryAudit and TailAudit are against (given by
+        #: the composition root; None: entries come without proofs)
+        self.audit_proofs = AuditProofs(store, checkpoints)
+        self.audit_queries = AuditQueries(self.access, store, self.audit_proofs)
         self.search = Search(self.access, keys, store, self.reads, policy)
         self.breach = BreachScope(self.access, store)
-        self.audit_tail = AuditTail(self.access, store)
+        self.audit_tail = AuditTail(self.access, store, self.audit_proofs)
         self.notices = Notices(self.access, keys, store, self.business_events, policy.dormancy)
         self.verifier = DeletionVerifier(store, ledger, keys, self.shredder, policy, clock, schedule)
         self.replayer = Replayer(ledger, store, self.shredder, self.eraser, clock)
@@ -324,7 +331,7 @@ class VaultService:
     # audit ---------------------------------------------------------------------------------------
     def query_audit(
         self, call: CallContext, query: AuditQuery, page_size: int = 0, page_token: str = ""
-    ) -> tuple[list[AuditEntry], str]:
+    ) -> AuditPage:
         return self.audit_queries.query(call, query, page_size, page_token)
 
     def breach_scope(self, call: CallContext, query: BreachQuery) -> BreachScopeReport:
@@ -332,7 +339,7 @@ class VaultService:
 
     def tail_audit(
         self, call: CallContext, after_seq: int, follow: bool, limit: int, wait: Callable[[], bool]
-    ) -> Iterator[AuditEntry | TailGap]:
+    ) -> Iterator[ProvedEntry | TailGap]:
         return self.audit_tail.tail(call, after_seq, follow, limit, wait)
 
     # jobs (run by the server's loops and by vaultctl) --------------------------------------------

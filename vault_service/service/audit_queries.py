@@ -1,13 +1,14 @@
-"""Audit queries: an auditor's paged search of the audit trail (the query is audited too)."""
+"""Audit queries: an auditor's paged search of the audit trail (the query is audited too), each
+entry with its inclusion proof against the latest signed checkpoint (:mod:`.audit_proofs`)."""
 
 from __future__ import annotations
 
 from vault_service import security_events
-from vault_service.audit.model import AuditEntry
 from vault_service.errors import InvalidArgument, Unavailable
 from vault_service.policy import Action
 from vault_service.service import validate
 from vault_service.service.access import Access
+from vault_service.service.audit_proofs import AuditPage, AuditProofs
 from vault_service.service.types import CallContext
 from vault_service.storage import AuditQuery, RecordStore
 from vault_service.storage.tree_nodes import PendingTampered
@@ -28,14 +29,15 @@ def sequenced(store: RecordStore) -> None:
 class AuditQueries:
     """Pages of audit entries for the auditor role."""
 
-    def __init__(self, access: Access, store: RecordStore) -> None:
+    def __init__(self, access: Access, store: RecordStore, proofs: AuditProofs) -> None:
         self.access = access
         self.store = store
+        self.proofs = proofs
 
     def query(
         self, call: CallContext, query: AuditQuery, page_size: int = 0, page_token: str = ""
-    ) -> tuple[list[AuditEntry], str]:
-        """A page of entries matching ``query``; returns (entries, next_page_token)."""
+    ) -> AuditPage:
+        """A page of entries matching ``query`` with their proofs, and the next page's token."""
         if not 0 <= page_size <= validate.MAX_AUDIT_PAGE:
             raise InvalidArgument(f"page_size must be between 0 and {validate.MAX_AUDIT_PAGE}")
         if page_token and not (page_token.isascii() and page_token.isdigit()):
@@ -50,4 +52,9 @@ class AuditQueries:
         sequenced(self.store)
         size = page_size or 100
         rows = self.store.query_audit(query, int(page_token or 0), size + 1)
-        return rows[:size], str(rows[size - 1].seq) if len(rows) > size else ""
+        checkpoint = self.proofs.latest()
+        return AuditPage(
+            self.proofs.prove(rows[:size], checkpoint),
+            checkpoint.note if checkpoint is not None else "",
+            str(rows[size - 1].seq) if len(rows) > size else "",
+        )

@@ -16,7 +16,10 @@ Contract:
   take those seqs again;
 - with ``follow`` the stream waits between polls through ``wait``, given by the transport: it
   waits about one poll interval and answers whether the call is still on (not cancelled, its
-  deadline not passed; it raises if the server is stopping). The service reads no clock for it.
+  deadline not passed; it raises if the server is stopping). The service reads no clock for it;
+- each entry comes with its inclusion proof against the latest signed checkpoint, the proofs of
+  a page from one read of the tree (:mod:`.audit_proofs`); entries newer than the checkpoint
+  (a follow's new entries, usually) come without one (``tree_size`` 0).
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from vault_service.audit.model import AuditEntry
 from vault_service.errors import FailedPrecondition, InvalidArgument
 from vault_service.policy import Action
 from vault_service.service.access import Access
+from vault_service.service.audit_proofs import AuditProofs, ProvedEntry
 from vault_service.service.audit_queries import sequenced
 from vault_service.service.types import CallContext
 from vault_service.storage import RecordStore
@@ -57,9 +60,10 @@ def describe(after_seq: int, follow: bool, limit: int) -> str:
 class AuditTail:
     """The tail of the audit trail for the auditor role (see the module docstring)."""
 
-    def __init__(self, access: Access, store: RecordStore) -> None:
+    def __init__(self, access: Access, store: RecordStore, proofs: AuditProofs) -> None:
         self.access = access
         self.store = store
+        self.proofs = proofs
 
     def tail(
         self,
@@ -68,7 +72,7 @@ class AuditTail:
         follow: bool,
         limit: int,
         wait: Callable[[], bool],
-    ) -> Iterator[AuditEntry | TailGap]:
+    ) -> Iterator[ProvedEntry | TailGap]:
         """The entries after ``after_seq`` (and gaps), then with ``follow`` the new ones."""
         if not 0 <= after_seq <= MAX_SEQ:
             raise InvalidArgument("after_seq must not be negative")
@@ -89,16 +93,17 @@ class AuditTail:
 
     def _stream(
         self, cursor: int, follow: bool, limit: int, wait: Callable[[], bool]
-    ) -> Iterator[AuditEntry | TailGap]:
+    ) -> Iterator[ProvedEntry | TailGap]:
         sent = 0
         while True:
             size = min(TAIL_PAGE, limit - sent) if limit else TAIL_PAGE
             sequenced(self.store)  # what was committed since the last page
             page = self.store.audit_entries(cursor, size)
-            for entry in page:
+            for proved in self.proofs.prove(page) if page else ():
+                entry = proved.entry
                 if entry.seq > cursor + 1:
                     yield TailGap(cursor + 1, entry.seq - 1)
-                yield entry
+                yield proved
                 cursor = entry.seq
             sent += len(page)
             if limit and sent >= limit:

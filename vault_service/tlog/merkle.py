@@ -190,6 +190,19 @@ def inclusion_proof(read: NodeReader, index: int, size: int) -> list[bytes]:
     return _fold_ranges(read, inclusion_ranges(index, size))
 
 
+def inclusion_proofs(read: NodeReader, indices: Sequence[int], size: int) -> list[list[bytes]]:
+    """The inclusion proofs of several leaves in the tree of ``size`` leaves, in order.
+
+    ONE call to ``read`` for them all (the union of the nodes of every proof's ranges; none
+    when no proof needs a node), then each range folded. ValueError unless every index is in
+    ``0 <= index < size``.
+    """
+    per_proof = [[range_nodes(start, end) for start, end in inclusion_ranges(i, size)] for i in indices]
+    wanted = sorted({node for ranges in per_proof for nodes in ranges for node in nodes})
+    got = read(wanted) if wanted else {}
+    return [[fold([_stored(got, n) for n in nodes]) for nodes in ranges] for ranges in per_proof]
+
+
 def consistency_proof(read: NodeReader, old_size: int, new_size: int) -> list[bytes]:
     """The RFC 6962 consistency proof from the tree of ``old_size`` leaves to ``new_size``.
 

@@ -503,6 +503,13 @@ class AuditEvent(_message.Message):
     CATEGORY_FIELD_NUMBER: _builtins.int
     RELEASED_FIELDS_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    LEAF_INDEX_FIELD_NUMBER: _builtins.int
+    ENTRY_HASH_FIELD_NUMBER: _builtins.int
+    PREV_HASH_FIELD_NUMBER: _builtins.int
+    INCLUSION_PROOF_FIELD_NUMBER: _builtins.int
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    WITNESSED_VERSION_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELDS_RECORDED_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     at: _builtins.float
     principal: _builtins.str
@@ -515,11 +522,37 @@ class AuditEvent(_message.Message):
     correlation_id: _builtins.str
     category: _builtins.str
     """The record's category and, for a release, the names of the fields released and the
-    caller's role (entries since schema 18; empty before).
+    caller's role (entries since schema 18; empty before). category and role are set only
+    when the entry records them (presence is hashed: see entry_hash).
     """
     role: _builtins.str
+    leaf_index: _builtins.int
+    """The proof of the entry (docs/audit.md, "Proofs for users"). Entry seq is leaf seq - 1 of
+    the audit trail's RFC 6962 Merkle tree, whose leaf data is the entry's hash.
+    """
+    entry_hash: _builtins.bytes
+    """SHA-256 over "vault-audit/v1", prev_hash, the seq and the fields above (docs/format.md
+    §15): recomputed from this message's fields, it must be this.
+    """
+    prev_hash: _builtins.bytes
+    """The previous entry's entry_hash (32 zero bytes before entry 1)."""
+    tree_size: _builtins.int
+    """The size of the tree the proof is against (the checkpoint's); 0 when the entry is newer
+    than the checkpoint (the sequencer integrates it within [audit]
+    checkpoint_interval_seconds: ask again).
+    """
+    witnessed_version: _builtins.int
+    """The record version a put or update wrote (the rollback witness), when the entry has one."""
+    released_fields_recorded: _builtins.bool
+    """Whether the entry records released_fields (possibly none); false: not recorded."""
     @_builtins.property
     def released_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def inclusion_proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """The RFC 6962 inclusion proof of leaf SHA-256(0x00 || entry_hash) at leaf_index in the
+        tree of tree_size leaves, whose root the checkpoint note states.
+        """
+
     def __init__(
         self,
         *,
@@ -533,15 +566,33 @@ class AuditEvent(_message.Message):
         decision: _builtins.str = ...,
         reason: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
-        category: _builtins.str = ...,
+        category: _builtins.str | None = ...,
         released_fields: _abc.Iterable[_builtins.str] | None = ...,
-        role: _builtins.str = ...,
+        role: _builtins.str | None = ...,
+        leaf_index: _builtins.int = ...,
+        entry_hash: _builtins.bytes = ...,
+        prev_hash: _builtins.bytes = ...,
+        inclusion_proof: _abc.Iterable[_builtins.bytes] | None = ...,
+        tree_size: _builtins.int = ...,
+        witnessed_version: _builtins.int | None = ...,
+        released_fields_recorded: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_category", b"_category", "_role", b"_role", "_witnessed_version", b"_witnessed_version", "category", b"category", "role", b"role", "witnessed_version", b"witnessed_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "at", b"at", "category", b"category", "correlation_id", b"correlation_id", "decision", b"decision", "principal", b"principal", "purpose", b"purpose", "reason", b"reason", "record_id", b"record_id", "released_fields", b"released_fields", "role", b"role", "seq", b"seq", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_category", b"_category", "_role", b"_role", "_witnessed_version", b"_witnessed_version", "action", b"action", "at", b"at", "category", b"category", "correlation_id", b"correlation_id", "decision", b"decision", "entry_hash", b"entry_hash", "inclusion_proof", b"inclusion_proof", "leaf_index", b"leaf_index", "prev_hash", b"prev_hash", "principal", b"principal", "purpose", b"purpose", "reason", b"reason", "record_id", b"record_id", "released_fields", b"released_fields", "released_fields_recorded", b"released_fields_recorded", "role", b"role", "seq", b"seq", "subject_pseudonym", b"subject_pseudonym", "tree_size", b"tree_size", "witnessed_version", b"witnessed_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__category: _TypeAlias = _typing.Literal["category"]  # noqa: Y015
+    _WhichOneofArgType__category: _TypeAlias = _typing.Literal["_category", b"_category"]  # noqa: Y015
+    _WhichOneofReturnType__role: _TypeAlias = _typing.Literal["role"]  # noqa: Y015
+    _WhichOneofArgType__role: _TypeAlias = _typing.Literal["_role", b"_role"]  # noqa: Y015
+    _WhichOneofReturnType__witnessed_version: _TypeAlias = _typing.Literal["witnessed_version"]  # noqa: Y015
+    _WhichOneofArgType__witnessed_version: _TypeAlias = _typing.Literal["_witnessed_version", b"_witnessed_version"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__category) -> _WhichOneofReturnType__category | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__role) -> _WhichOneofReturnType__role | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__witnessed_version) -> _WhichOneofReturnType__witnessed_version | None: ...
 
 Global___AuditEvent: _TypeAlias = AuditEvent  # noqa: Y015
 
@@ -551,7 +602,12 @@ class QueryAuditResponse(_message.Message):
 
     EVENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    checkpoint: _builtins.str
+    """The signed checkpoint note (C2SP tlog-checkpoint, cosigned by the witness) the events'
+    inclusion proofs are against: the latest the vault stored; empty before the first.
+    """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]: ...
     def __init__(
@@ -559,10 +615,11 @@ class QueryAuditResponse(_message.Message):
         *,
         events: _abc.Iterable[Global___AuditEvent] | None = ...,
         next_page_token: _builtins.str = ...,
+        checkpoint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "events", b"events", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1978,6 +2035,11 @@ class TailAuditItem(_message.Message):
 
     EVENT_FIELD_NUMBER: _builtins.int
     GAP_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    checkpoint: _builtins.str
+    """With an event: the signed checkpoint note its proof (and the proofs of the events after
+    it) are against, set on the first event proved against it; empty while it stays the same.
+    """
     @_builtins.property
     def event(self) -> Global___AuditEvent: ...
     @_builtins.property
@@ -1987,10 +2049,11 @@ class TailAuditItem(_message.Message):
         *,
         event: Global___AuditEvent | None = ...,
         gap: Global___TailGap | None = ...,
+        checkpoint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "gap", b"gap", "item", b"item"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "gap", b"gap", "item", b"item"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "event", b"event", "gap", b"gap", "item", b"item"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["event", "gap"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015

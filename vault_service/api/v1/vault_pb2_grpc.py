@@ -244,7 +244,9 @@ class VaultServicer:
         raise NotImplementedError('Method not implemented!')
 
     def QueryAudit(self, request, context):
-        """Query the audit trail (auditor role). Entries name subjects by pseudonym only.
+        """Query the audit trail (auditor role). Entries name subjects by pseudonym only. Each comes
+        with its hash and inclusion proof against the signed checkpoint the response carries
+        (docs/audit.md, "Proofs for users").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -359,7 +361,8 @@ class VaultServicer:
 
     def VerifyDeletion(self, request, context):
         """Verify every erasure (for deletion-verification jobs); VERIFIED ones come with a signed
-        certificate (JSON) that `vaultctl verify-certificate` checks offline.
+        certificate (JSON, with the destruction's ledger proof) that `vaultctl verify-certificate`
+        checks offline.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -396,7 +399,8 @@ class VaultServicer:
         cancels, the deadline passes or the server stops (UNAVAILABLE: resume from the last seq
         received). Entries missing past the cursor (pruned) come as one TailGap first, before the
         oldest retained entry. The call is audited once, when it starts. A follow holds a server
-        thread: past [audit] tail_max_follows at once, RESOURCE_EXHAUSTED.
+        thread: past [audit] tail_max_follows at once, RESOURCE_EXHAUSTED. Each event comes with
+        its proof as in QueryAudit (TailAuditItem.checkpoint: the note, when it changes).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

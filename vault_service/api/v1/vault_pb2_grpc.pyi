@@ -58,7 +58,10 @@ class VaultStub:
     EraseSubject: _grpc.UnaryUnaryMultiCallable[_vault_pb2.EraseSubjectRequest, _vault_pb2.EraseSubjectResponse]
     """Erase a subject: destroys its subject key, so every record becomes unreadable at once."""
     QueryAudit: _grpc.UnaryUnaryMultiCallable[_vault_pb2.QueryAuditRequest, _vault_pb2.QueryAuditResponse]
-    """Query the audit trail (auditor role). Entries name subjects by pseudonym only."""
+    """Query the audit trail (auditor role). Entries name subjects by pseudonym only. Each comes
+    with its hash and inclusion proof against the signed checkpoint the response carries
+    (docs/audit.md, "Proofs for users").
+    """
     BreachScope: _grpc.UnaryStreamMultiCallable[_vault_pb2.BreachScopeRequest, _vault_pb2.BreachScopeItem]
     """The breach scope of a time window (auditor role): per subject pseudonym, the categories and
     fields released (names, never values), to whom and when, with counts. The totals come
@@ -94,7 +97,8 @@ class VaultStub:
     """A subject's holds."""
     VerifyDeletion: _grpc.UnaryUnaryMultiCallable[_vault_pb2.VerifyDeletionRequest, _vault_pb2.VerifyDeletionResponse]
     """Verify every erasure (for deletion-verification jobs); VERIFIED ones come with a signed
-    certificate (JSON) that `vaultctl verify-certificate` checks offline.
+    certificate (JSON, with the destruction's ledger proof) that `vaultctl verify-certificate`
+    checks offline.
     """
     RestrictRecord: _grpc.UnaryUnaryMultiCallable[_vault_pb2.RestrictRecordRequest, _vault_pb2.RestrictProcessingResponse]
     """Restrict processing of one record (a correction or deletion request in progress) or lift
@@ -115,7 +119,8 @@ class VaultStub:
     cancels, the deadline passes or the server stops (UNAVAILABLE: resume from the last seq
     received). Entries missing past the cursor (pruned) come as one TailGap first, before the
     oldest retained entry. The call is audited once, when it starts. A follow holds a server
-    thread: past [audit] tail_max_follows at once, RESOURCE_EXHAUSTED.
+    thread: past [audit] tail_max_follows at once, RESOURCE_EXHAUSTED. Each event comes with
+    its proof as in QueryAudit (TailAuditItem.checkpoint: the note, when it changes).
     """
 
 @_typing.type_check_only
@@ -142,7 +147,10 @@ class VaultAsyncStub(VaultStub):
     EraseSubject: _aio.UnaryUnaryMultiCallable[_vault_pb2.EraseSubjectRequest, _vault_pb2.EraseSubjectResponse]  # type: ignore[assignment]
     """Erase a subject: destroys its subject key, so every record becomes unreadable at once."""
     QueryAudit: _aio.UnaryUnaryMultiCallable[_vault_pb2.QueryAuditRequest, _vault_pb2.QueryAuditResponse]  # type: ignore[assignment]
-    """Query the audit trail (auditor role). Entries name subjects by pseudonym only."""
+    """Query the audit trail (auditor role). Entries name subjects by pseudonym only. Each comes
+    with its hash and inclusion proof against the signed checkpoint the response carries
+    (docs/audit.md, "Proofs for users").
+    """
     BreachScope: _aio.UnaryStreamMultiCallable[_vault_pb2.BreachScopeRequest, _vault_pb2.BreachScopeItem]  # type: ignore[assignment]
     """The breach scope of a time window (auditor role): per subject pseudonym, the categories and
     fields released (names, never values), to whom and when, with counts. The totals come
@@ -178,7 +186,8 @@ class VaultAsyncStub(VaultStub):
     """A subject's holds."""
     VerifyDeletion: _aio.UnaryUnaryMultiCallable[_vault_pb2.VerifyDeletionRequest, _vault_pb2.VerifyDeletionResponse]  # type: ignore[assignment]
     """Verify every erasure (for deletion-verification jobs); VERIFIED ones come with a signed
-    certificate (JSON) that `vaultctl verify-certificate` checks offline.
+    certificate (JSON, with the destruction's ledger proof) that `vaultctl verify-certificate`
+    checks offline.
     """
     RestrictRecord: _aio.UnaryUnaryMultiCallable[_vault_pb2.RestrictRecordRequest, _vault_pb2.RestrictProcessingResponse]  # type: ignore[assignment]
     """Restrict processing of one record (a correction or deletion request in progress) or lift
@@ -199,7 +208,8 @@ class VaultAsyncStub(VaultStub):
     cancels, the deadline passes or the server stops (UNAVAILABLE: resume from the last seq
     received). Entries missing past the cursor (pruned) come as one TailGap first, before the
     oldest retained entry. The call is audited once, when it starts. A follow holds a server
-    thread: past [audit] tail_max_follows at once, RESOURCE_EXHAUSTED.
+    thread: past [audit] tail_max_follows at once, RESOURCE_EXHAUSTED. Each event comes with
+    its proof as in QueryAudit (TailAuditItem.checkpoint: the note, when it changes).
     """
 
 class VaultServicer(metaclass=_abc_1.ABCMeta):
@@ -277,7 +287,10 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
         request: _vault_pb2.QueryAuditRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_vault_pb2.QueryAuditResponse, _abc.Awaitable[_vault_pb2.QueryAuditResponse]]:
-        """Query the audit trail (auditor role). Entries name subjects by pseudonym only."""
+        """Query the audit trail (auditor role). Entries name subjects by pseudonym only. Each comes
+        with its hash and inclusion proof against the signed checkpoint the response carries
+        (docs/audit.md, "Proofs for users").
+        """
 
     @_abc_1.abstractmethod
     def BreachScope(
@@ -409,7 +422,8 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_vault_pb2.VerifyDeletionResponse, _abc.Awaitable[_vault_pb2.VerifyDeletionResponse]]:
         """Verify every erasure (for deletion-verification jobs); VERIFIED ones come with a signed
-        certificate (JSON) that `vaultctl verify-certificate` checks offline.
+        certificate (JSON, with the destruction's ledger proof) that `vaultctl verify-certificate`
+        checks offline.
         """
 
     @_abc_1.abstractmethod
@@ -454,7 +468,8 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
         cancels, the deadline passes or the server stops (UNAVAILABLE: resume from the last seq
         received). Entries missing past the cursor (pruned) come as one TailGap first, before the
         oldest retained entry. The call is audited once, when it starts. A follow holds a server
-        thread: past [audit] tail_max_follows at once, RESOURCE_EXHAUSTED.
+        thread: past [audit] tail_max_follows at once, RESOURCE_EXHAUSTED. Each event comes with
+        its proof as in QueryAudit (TailAuditItem.checkpoint: the note, when it changes).
         """
 
 def add_VaultServicer_to_server(servicer: VaultServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
