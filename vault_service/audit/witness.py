@@ -19,7 +19,11 @@ ledger_sync`).
 :class:`DirectoryWitness` keeps all this in a directory that must be on other storage than the
 database, the blob store and the ledger, with its own backups (which, restored, at worst forget
 checkpoints: they never roll a log back, as the log is then ahead of them). Its cosigning key is
-its own seed, in that directory.
+its own seed, in that directory. It keeps in memory, per log, the tree of the entries it keeps
+and what it read of their file, so that accepting a checkpoint reads only the entries appended
+since (by it or by another process sharing the directory): O(new entries), not O(log size). A
+file changed otherwise than by an append (restored from a backup, edited) is read whole again
+(:mod:`.appended`).
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ import json
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from vault_service.audit.appended import AppendedFile, ReadCounters
 from vault_service.crypto.signing import SigningKey
 from vault_service.errors import Unavailable
 from vault_service.tlog import merkle, note
@@ -137,6 +142,14 @@ def _slot(origin: str) -> str:
     return hashlib.sha256(origin.encode()).hexdigest()[:32]
 
 
+@dataclass
+class _Kept:
+    """What this process read of one log's ``entries.jsonl``, and the tree of those entries."""
+
+    file: AppendedFile
+    tree: merkle.MemoryTree = field(default_factory=merkle.MemoryTree)
+
+
 class DirectoryWitness(Witness):
     """A witness in a directory (see the module docstring). Several processes may share it: every
     change is made under an exclusive ``flock`` of ``<dir>/lock``."""
@@ -145,6 +158,9 @@ class DirectoryWitness(Witness):
         self.directory = directory
         self.name = name
         self._key: SigningKey | None = None
+        # per log slot; read and changed only under the directory's lock (which also serialises
+        # this process's threads: each takes it on its own open file)
+        self._kept: dict[str, _Kept] = {}
 
     def __repr__(self) -> str:
         return f"DirectoryWitness({str(self.directory)!r})"
@@ -210,10 +226,35 @@ class DirectoryWitness(Witness):
             return []
         except OSError:
             raise WitnessUnavailable() from None
-        out: list[bytes] = []
-        for line in text.split("\n")[:-1]:  # a torn last piece (no newline) was never accepted
-            out.append(bytes.fromhex(json.loads(line)["entry"]))
-        return out
+        # a torn last piece (no newline) was never accepted
+        return [_entry_of(line.encode()) for line in text.split("\n")[:-1]]
+
+    def kept_reads(self, log: LogKey) -> ReadCounters:
+        """How much of the log's kept entries this object has read (for tests and figures)."""
+        kept = self._kept.get(_slot(log.origin))
+        return kept.file.counters if kept is not None else ReadCounters()
+
+    def _kept_tree(self, log: LogKey) -> merkle.MemoryTree:
+        """The tree of the kept entries as the file is now (the caller holds the lock): what
+        was appended since the last call is read, or all of it if the file is not an
+        extension of what was read."""
+        slot = _slot(log.origin)
+        kept = self._kept.get(slot)
+        if kept is None:
+            kept = self._kept[slot] = _Kept(AppendedFile(self._dir(log) / "entries.jsonl"))
+        try:
+            chunk = kept.file.read()
+            if chunk.restarted:
+                kept.tree = merkle.MemoryTree()
+            for _, line in chunk.lines():
+                kept.tree.append(merkle.leaf_hash(_entry_of(line)))
+        except BaseException as exc:
+            # the offset may be past what the tree took: the next call reads everything again
+            del self._kept[slot]
+            if isinstance(exc, OSError):
+                raise WitnessUnavailable() from None
+            raise
+        return kept.tree
 
     def add_checkpoint(
         self,
@@ -234,20 +275,18 @@ class DirectoryWitness(Witness):
                 raise WitnessConflict(size)
             if held is not None:
                 _check_extension(held.checkpoint, new, proof)
-            kept: list[bytes] | None = None
             if entries is not None:
-                kept = self._entries(log)
-                if len(kept) != size or size + len(entries) != new.size:
+                kept = self._kept_tree(log)
+                if kept.size != size or size + len(entries) != new.size:
                     raise WitnessRefused("the entries do not fill the checkpoint")
-                tree = merkle.MemoryTree()
-                for entry in (*kept, *entries):
-                    tree.append(merkle.leaf_hash(entry))
-                if tree.root() != new.root:
+                # the kept tree is not extended here: the entries are taken only once stored
+                leaves = [merkle.leaf_hash(entry) for entry in entries]
+                if kept.extended_root(leaves) != new.root:
                     raise WitnessRefused("the entries are not the checkpoint's leaves")
             if held is not None and new.size == size:
                 return held.note  # the same checkpoint again: nothing to add
             cosigned = note.add_signature_lines(signed_note, [self._cosign(new)])
-            self._store(log, cosigned, entries or ())
+            self._store(log, cosigned, size, entries or ())
             return cosigned
 
     def reset(self, log: LogKey, statement: str) -> None:
@@ -259,7 +298,7 @@ class DirectoryWitness(Witness):
             held = self._held(log)
             if held is None:
                 return
-            if self._entries(log):
+            if self._kept_tree(log).size:
                 raise WitnessRefused("this log's entries are kept: it is repaired, never reset")
             cp = held.checkpoint
             if f"held {cp.size} {cp.root.hex()}\n" not in text or not text.startswith(
@@ -279,17 +318,24 @@ class DirectoryWitness(Witness):
     def _cosign(self, checkpoint: Checkpoint) -> str:
         return note.cosign(checkpoint.body(), self.name, self._signer(), int(time.time()))
 
-    def _store(self, log: LogKey, cosigned: str, entries: Sequence[bytes]) -> None:
+    def _store(self, log: LogKey, cosigned: str, start: int, entries: Sequence[bytes]) -> None:
+        """Append ``entries`` (the leaves from index ``start``: the caller checked that the file
+        holds ``start`` entries), the note to the history, and make it the held checkpoint."""
         folder = self._dir(log)
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             if entries:
-                start = len(self._entries(log))
-                lines = "".join(
+                data = "".join(
                     json.dumps({"index": start + i, "entry": e.hex()}) + "\n"
                     for i, e in enumerate(entries)
-                )
-                _append(folder / "entries.jsonl", lines.encode())
+                ).encode()
+                identity, at = _append(folder / "entries.jsonl", data)
+                kept = self._kept.get(_slot(log.origin))
+                # what this process just wrote need not be read back (when nothing else lies
+                # between the last read and the write: then the next read takes it all)
+                if kept is not None and kept.file.took(identity, at, data):
+                    for entry in entries:
+                        kept.tree.append(merkle.leaf_hash(entry))
             _append(
                 folder / "history.jsonl",
                 (json.dumps({"at": time.time(), "note": cosigned}) + "\n").encode(),
@@ -297,6 +343,11 @@ class DirectoryWitness(Witness):
             _write_atomic(folder / "checkpoint", cosigned.encode())
         except OSError:
             raise WitnessUnavailable() from None
+
+
+def _entry_of(line: bytes) -> bytes:
+    """The entry of one line of ``entries.jsonl``."""
+    return bytes.fromhex(json.loads(line)["entry"])
 
 
 def _check_extension(held: Checkpoint, new: Checkpoint, proof: Sequence[bytes]) -> None:
@@ -312,15 +363,19 @@ def _check_extension(held: Checkpoint, new: Checkpoint, proof: Sequence[bytes]) 
         )
 
 
-def _append(path: Path, data: bytes) -> None:
+def _append(path: Path, data: bytes) -> tuple[tuple[int, int], int]:
+    """Append ``data`` durably (the caller holds the lock); returns the file's (device, inode)
+    and the offset the data was written at."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
+        st = os.fstat(fd)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
+    return (st.st_dev, st.st_ino), st.st_size
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -13,20 +13,30 @@
   (each verified against the service's key), and checkpointed again: the replay that follows
   destroys again whatever the restored store brought back. ``ledger_repaired`` is raised.
   A witness whose own copy does not match its checkpoint is refused (the server does not start).
+
+**Cost.** Publishing is O(new lines): the tree is kept in memory (:class:`.ledger_tail.
+LedgerTail`), and only the bytes appended since the last publish are read (appended here or by
+another process), unless the file is not an extension of what was read (a repair, a truncation,
+an edit of its tail): then it is read whole. The witness keeps its copy's tree the same way. The
+start-up and continuous check (:meth:`LedgerSync.reconcile`) reads the whole file, as it must to
+see an edit anywhere in it, and starts the kept tree again from that read.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from vault_service import metrics, security_events
+from vault_service.audit.appended import ReadCounters
 from vault_service.audit.publish import LocalTree, Publisher, Verdict, compare, sign_checkpoint
 from vault_service.audit.witness import WitnessConflict
 from vault_service.crypto.signing import SigningKey
 from vault_service.errors import Unavailable
 from vault_service.lifecycle.ledger import DestructionLedger
+from vault_service.lifecycle.ledger_tail import LedgerMoved, LedgerTail
 from vault_service.logs import fields
 from vault_service.tlog import merkle
 
@@ -63,39 +73,53 @@ class Reconciled:
 
 
 class LedgerSync:
-    """Keeps one ledger and its witness in step (see the module docstring)."""
+    """Keeps one ledger and its witness in step (see the module docstring). Thread-safe: the
+    publishes of one object take turns (they share the tree kept in memory)."""
 
     def __init__(self, ledger: DestructionLedger, publisher: Publisher, origin: str) -> None:
         self.ledger = ledger
         self.publisher = publisher
         self.origin = origin
+        self._tail = LedgerTail(ledger.path)
+        self._lock = threading.Lock()
 
     @property
     def checkpoint_path(self) -> Path:
         return self.ledger.path.with_name(self.ledger.path.name + ".checkpoint")
 
+    @property
+    def reads(self) -> ReadCounters:
+        """How much of the ledger file this object has read (full reads, bytes)."""
+        return self._tail.counters
+
     def publish(self, signer: SigningKey) -> bool:
         """Checkpoint the ledger as it is and give it to the witness; False (reported) if the
         witness could not take it. WitnessRefused propagates (the ledger is not an extension
-        of what the witness holds: the start-up check repairs it)."""
-        for _ in range(3):
-            lines = self.ledger.lines()
-            tree = ledger_tree(lines)
-            if tree.size == 0:
+        of what the witness holds: the start-up check repairs it). Unavailable if the ledger
+        cannot be read."""
+        with self._lock:
+            for _ in range(3):
+                tree = self._tail.refresh()
+                if tree.size == 0:
+                    return True
+                signed = sign_checkpoint(self.origin, tree.size, tree.root(tree.size), signer)
+                try:
+                    cosigned = self.publisher.publish(signed, tree)
+                except WitnessConflict:
+                    continue  # another process appended and published meanwhile: read again
+                except LedgerMoved:
+                    # an older line the witness lacked was changed in place: read it all again
+                    self._tail.forget()
+                    continue
+                except Unavailable:
+                    metrics.WITNESS_LAG.labels(LEDGER_LOG).set(tree.size - (self.publisher_size()))
+                    security_events.emit("witness_unreachable", log=LEDGER_LOG)
+                    return False
+                self._tail.witnessed(tree.size)
+                metrics.WITNESS_LAG.labels(LEDGER_LOG).set(0)
+                self._keep(cosigned)
                 return True
-            signed = sign_checkpoint(self.origin, tree.size, tree.root(tree.size), signer)
-            try:
-                cosigned = self.publisher.publish(signed, tree)
-            except WitnessConflict:
-                continue  # another process appended and published meanwhile: read again
-            except Unavailable:
-                metrics.WITNESS_LAG.labels(LEDGER_LOG).set(tree.size - (self.publisher_size()))
-                security_events.emit("witness_unreachable", log=LEDGER_LOG)
-                return False
-            metrics.WITNESS_LAG.labels(LEDGER_LOG).set(0)
-            self._keep(cosigned)
-            return True
-        return False
+            return False
 
     def publisher_size(self) -> int:
         try:
@@ -117,8 +141,11 @@ class LedgerSync:
         cannot be reached; WitnessCopyCorrupt if its copy is not its checkpoint's tree."""
         with self.ledger.locked(exclusive=True):
             held = self.publisher.latest()
-            lines = self.ledger.lines()
-            verdict = compare(held, ledger_tree(lines))
+            with self._lock:
+                # the whole file, as only a whole read sees an edit anywhere in it; the kept
+                # tree starts again from this read
+                lines = self._tail.read_all()
+                verdict = compare(held, self._tail.local_tree())
             restored = 0
             if held is not None and verdict in (Verdict.BEHIND, Verdict.FORKED):
                 witnessed = self.publisher.witness.entries(self.publisher.log, 0)

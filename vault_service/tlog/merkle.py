@@ -334,11 +334,14 @@ def verify_consistency(
 
 
 class MemoryTree:
-    """A tree whose leaf hashes are held in a list, for small logs rebuilt in memory.
+    """A tree whose leaf hashes are held in a list, for logs kept in memory.
 
-    The destruction ledger is small and re-read whole, so its tree is rebuilt here rather than
-    stored. :meth:`reader` serves the same :data:`NodeReader` contract as a storage shell, so the
-    roots and proofs are computed by the same functions as for a stored tree.
+    The destruction ledger's tree lives here rather than in a table: its shells keep one per
+    process and extend it as lines are appended. :meth:`reader` serves the same
+    :data:`NodeReader` contract as a storage shell, so the roots and proofs are computed by the
+    same functions as for a stored tree. A perfect subtree's hash is computed once (its leaves
+    never change), so extending the tree by ``k`` leaves and asking for the new root costs
+    O(k + log n) hashes.
     """
 
     def __init__(self, leaves: Iterable[bytes] = ()) -> None:
@@ -376,6 +379,23 @@ class MemoryTree:
     def root(self, size: int | None = None) -> bytes:
         """The root of the first ``size`` leaves (all by default). ValueError past the end."""
         return root(self.reader(), self._size(size))
+
+    def extended_root(self, leaves: Sequence[bytes]) -> bytes:
+        """The root the tree would have with ``leaves`` (HASHES) appended, leaving it as it is.
+        ValueError on a leaf hash that is not :data:`HASH_SIZE` bytes."""
+        if not leaves:
+            return self.root()
+        old = self.reader()
+        added = new_nodes(self.size, leaves, old)
+
+        def read(nodes: Iterable[Node]) -> Mapping[Node, bytes]:
+            # a node the new leaves completed is in ``added``; every other one is old
+            wanted = list(nodes)
+            got = {node: added[node] for node in wanted if node in added}
+            got.update(old([node for node in wanted if node not in added]))
+            return got
+
+        return root(read, self.size + len(leaves))
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """The inclusion proof of leaf ``index`` in the tree of ``size`` leaves (all by default)."""
