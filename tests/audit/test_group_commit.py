@@ -147,3 +147,20 @@ def test_a_rewound_writer_counter_is_a_security_event(database: Any) -> None:
         db.execute("UPDATE audit_writers SET next_wseq = next_wseq - 1")
     store.append_audit(_row(9))
     assert events() == before + 1
+
+
+def test_several_entries_in_one_transaction_are_not_a_rewound_counter(database: Any) -> None:
+    from vault_service import metrics
+
+    def events() -> float:
+        sample = metrics.REGISTRY.get_sample_value(
+            "vault_security_events_total", {"event": "audit_verification_failed"}
+        )
+        return sample or 0.0
+
+    store = _macs(database.store())
+    before = events()
+    store.append_audits([_row(i) for i in range(5)])  # one transaction, five numbers
+    store.append_audit(_row(5))
+    assert events() == before
+    assert store.sequence_pending() == 6

@@ -103,7 +103,9 @@ class SqlAuditPending(SqlStoreBase):
         ).fetchone()
         # the number of this writer's last committed entry: the counter must give the next one;
         # anything else means someone rewound it, as one would to hide the newest entries
-        seen = getattr(local, "seen", 0)
+        # (or, within one transaction writing several, the number of its previous entry there)
+        pending = getattr(local, "pending", None)
+        seen = pending if pending is not None else getattr(local, "seen", 0)
         if row is None:  # this writer's first entry (or its first one rolled back)
             if seen:
                 self._rewound()
