@@ -41,6 +41,7 @@ from pathlib import Path
 
 from vault_service.audit.appended import AppendedFile, ReadCounters
 from vault_service.crypto.signing import SigningKey
+from vault_service.durable import append_file, replace_file
 from vault_service.errors import Unavailable
 from vault_service.tlog import merkle, note
 from vault_service.tlog.note import Checkpoint, NoteError
@@ -186,7 +187,7 @@ class DirectoryWitness(Witness):
             try:
                 if not path.exists():
                     self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                    _write_atomic(path, os.urandom(32).hex().encode())
+                    replace_file(path, os.urandom(32).hex().encode())
                 self._key = SigningKey(bytes.fromhex(path.read_text().strip()))
             except (OSError, ValueError):
                 raise WitnessUnavailable() from None
@@ -340,7 +341,7 @@ class DirectoryWitness(Witness):
                 folder / "history.jsonl",
                 (json.dumps({"at": time.time(), "note": cosigned}) + "\n").encode(),
             )
-            _write_atomic(folder / "checkpoint", cosigned.encode())
+            replace_file(folder / "checkpoint", cosigned.encode())
         except OSError:
             raise WitnessUnavailable() from None
 
@@ -366,29 +367,5 @@ def _check_extension(held: Checkpoint, new: Checkpoint, proof: Sequence[bytes]) 
 def _append(path: Path, data: bytes) -> tuple[tuple[int, int], int]:
     """Append ``data`` durably (the caller holds the lock); returns the file's (device, inode)
     and the offset the data was written at."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        st = os.fstat(fd)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    st = append_file(path, data)
     return (st.st_dev, st.st_ino), st.st_size
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)

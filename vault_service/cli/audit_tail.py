@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from vault_service import __version__
 from vault_service.cli import audit_prove
 from vault_service.cli.common import Output, add_client_args, client_of
+from vault_service.durable import replace_file
 from vault_service.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -177,20 +178,7 @@ def read_cursor(path: Path) -> int | None:
 def write_cursor(path: Path, seq: int) -> None:
     """Replace the cursor file atomically: a temporary file beside it written and fsynced,
     renamed over it, and the directory fsynced (the rename itself is durable)."""
-    data = json.dumps({"format": CURSOR_FORMAT, "seq": seq}) + "\n"
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    replace_file(path, (json.dumps({"format": CURSOR_FORMAT, "seq": seq}) + "\n").encode())
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from typing import Any
 from vault_service.clock import Clock, SystemClock
 from vault_service.crypto import Context, RootKeyMaterial, SecretKey, unwrap_key, wrap_key
 from vault_service.crypto.passphrase import open_with_passphrase, seal_with_passphrase
+from vault_service.durable import replace_file
 from vault_service.errors import ConfigError, FailedPrecondition, IntegrityError, shown
 from vault_service.key_providers.base import (
     DestroyResult,
@@ -54,22 +55,6 @@ def _check_permissions(path: Path) -> None:
         )
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
         raise ConfigError(f"{path}: keyring is owned by another user (uid {st.st_uid})")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class LocalKeyring:
@@ -137,7 +122,7 @@ def _save(path: Path, ring: LocalKeyring, passphrase: bytes | None) -> None:
             "sealed": seal_with_passphrase(passphrase, body, _SEAL_AAD),
         }
         body = json.dumps(doc, sort_keys=True).encode()
-    _atomic_write(path, body)
+    replace_file(path, body)
 
 
 def load_keyring(path: Path, passphrase: bytes | None) -> LocalKeyring:

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from vault_service.crypto.signing import SigningKey, verify_signature
+from vault_service.durable import replace_file
 from vault_service.errors import Unavailable
 
 FORMAT = "vault-destruction-ledger/v2"
@@ -190,22 +191,8 @@ class DestructionLedger:
         exclusively): each must verify, then written whole to a new file renamed over the old."""
         for n, line in enumerate(lines, start=1):
             _parse(line.decode(), n, public_key)
-        tmp = self.path.with_name(self.path.name + ".repair")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                data = memoryview(b"".join(line + b"\n" for line in lines))
-                while data:
-                    data = data[os.write(fd, data) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            replace_file(self.path, b"".join(line + b"\n" for line in lines))
         except OSError:
             raise Unavailable("destruction ledger unavailable") from None
 

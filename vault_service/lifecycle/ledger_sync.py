@@ -34,6 +34,7 @@ from vault_service.audit.appended import ReadCounters
 from vault_service.audit.publish import LocalTree, Publisher, Verdict, compare, sign_checkpoint
 from vault_service.audit.witness import WitnessConflict
 from vault_service.crypto.signing import SigningKey
+from vault_service.durable import replace_file
 from vault_service.errors import Unavailable
 from vault_service.lifecycle.ledger import DestructionLedger
 from vault_service.lifecycle.ledger_tail import LedgerMoved, LedgerTail
@@ -129,10 +130,8 @@ class LedgerSync:
         return held.checkpoint.size if held else 0
 
     def _keep(self, cosigned: str) -> None:
-        tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
         try:
-            tmp.write_text(cosigned)
-            tmp.replace(self.checkpoint_path)
+            replace_file(self.checkpoint_path, cosigned.encode())
         except OSError:
             log.warning("ledger checkpoint copy not written", extra=fields(log=LEDGER_LOG))
 

@@ -186,19 +186,15 @@ class SqlRecords(SqlStoreBase):
                 (record_id, row[3]),
             ).fetchall()
             grants = self._grants(conn, as_bytes(row[1]), grants_for) if grants_for is not None else []
-            # the newest witness: a pending entry (not yet sequenced) is newer than the chain's
-            witness = (
-                conn.execute(
-                    "SELECT witnessed_version FROM audit_pending WHERE record_id = ?"
-                    " AND witnessed_version IS NOT NULL ORDER BY id DESC LIMIT 1",
-                    (record_id,),
-                ).fetchone()
-                or conn.execute(
-                    "SELECT witnessed_version FROM audit_log WHERE record_id = ?"
-                    " AND witnessed_version IS NOT NULL ORDER BY seq DESC LIMIT 1",
-                    (record_id,),
-                ).fetchone()
-            )
+            # the newest witness, in one round trip: a pending entry (not yet sequenced) is
+            # newer than any of the chain's
+            witness = conn.execute(
+                "SELECT COALESCE((SELECT witnessed_version FROM audit_pending WHERE record_id = ?"
+                " AND witnessed_version IS NOT NULL ORDER BY id DESC LIMIT 1),"
+                " (SELECT witnessed_version FROM audit_log WHERE record_id = ?"
+                " AND witnessed_version IS NOT NULL ORDER BY seq DESC LIMIT 1))",
+                (record_id, record_id),
+            ).fetchone()
         return StoredRecord(
             meta=meta_of(row),
             subject_key=WrappedKey(row[10], as_bytes(row[11])),
@@ -208,7 +204,7 @@ class SqlRecords(SqlStoreBase):
             subject_state=SubjectState(row[14]),
             grants=tuple(grants),
             key_kind=KeyKind(row[15]),
-            witnessed_version=int(witness[0]) if witness else None,
+            witnessed_version=int(witness[0]) if witness and witness[0] is not None else None,
         )
 
     def get_meta(self, record_id: str) -> RecordMeta | None:
