@@ -57,6 +57,11 @@ def _withheld(vault: Vault, rid: str) -> None:
     with pytest.raises(Unavailable) as err:
         vault.client("app").get_record(rid, "matching")
     assert str(err.value) == WITHHELD
+    with pytest.raises(Unavailable) as err:  # a search's match is a release too
+        vault.client("app").find_records(
+            "member_profile", "email", "member.1@example.kr", "customer_support"
+        )
+    assert str(err.value) == WITHHELD
     assert _health(vault) == "NOT_SERVING"
 
 
