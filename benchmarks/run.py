@@ -18,6 +18,7 @@ from benchmarks.harness import Result
 
 MODULES = [
     "benchmarks.bench_rpc",
+    "benchmarks.bench_batches",
     "benchmarks.bench_envelope",
     "benchmarks.bench_keys",
     "benchmarks.bench_large_objects",

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import ROOT, write_config
 from vault_service.api.v1 import vault_pb2
-from vault_service.client import VaultClient
+from vault_service.client import RecordToGet, RecordToPut, VaultClient
 from vault_service.config import load_config
 from vault_service.errors import VaultError
 from vault_service.policy import load_policy
@@ -46,7 +46,7 @@ def expected(rpc: str, role: str, grant: str, restricted: bool) -> str:
     spec = POLICY.roles[role]
     if RPC_ACTIONS[rpc].value not in {a.value for a in spec.actions}:
         return "PERMISSION_DENIED"
-    if rpc in ("GetRecord", "DownloadContent"):
+    if rpc in ("GetRecord", "DownloadContent", "BatchGetRecords"):
         purpose = POLICY.purposes[READ_PURPOSE.get(role, "matching")]
         if purpose.name not in spec.purposes:
             return "PERMISSION_DENIED"
@@ -108,7 +108,7 @@ def test_authorization_table(server: Any) -> None:
     clients = {role: VaultClient(address, token(role)) for role in ROLES}
     setup = clients["application"]
     cases = list(itertools.product(sorted(RPC_ACTIONS), ROLES, GRANTS, RESTRICTED))
-    assert len(cases) == len(RPC_ACTIONS) * len(ROLES) * len(GRANTS) * len(RESTRICTED) == 29 * 6 * 8
+    assert len(cases) == len(RPC_ACTIONS) * len(ROLES) * len(GRANTS) * len(RESTRICTED) == 31 * 6 * 8
     wants = Counter(expected(*case) for case in cases)
     assert wants["OK"] > 50 and wants["PERMISSION_DENIED"] > 200 and wants["NOT_FOUND"] > 0
     assert expected("GetRecord", "application", "absent", True) == "PERMISSION_DENIED"
@@ -179,6 +179,10 @@ def _invoke(
         return c.put_record(subject, "concern_text", {"text": "x"})
     if rpc == "GetRecord":
         return c.get_record(rid, READ_PURPOSE.get(role, "matching"))
+    if rpc == "BatchPutRecords":  # a batch of one: its item's status is the single call's
+        return _only(c.put_records([RecordToPut(subject, "concern_text", {"text": "x"})]))
+    if rpc == "BatchGetRecords":
+        return _only(c.get_records([RecordToGet(rid, READ_PURPOSE.get(role, "matching"))]))
     if rpc == "ListRecords":
         return c.list_records(subject)
     if rpc == "UpdateRecord":
@@ -244,6 +248,14 @@ def _invoke(
     if rpc == "FindRecords":
         return c.find_records("member_profile", "email", "kim@example.kr", FIND_PURPOSE)
     raise AssertionError(f"no call for {rpc}: add it here")
+
+
+def _only(outcomes: list[Any]) -> object:
+    """The one item's result of a batch, its error raised."""
+    (outcome,) = outcomes
+    if isinstance(outcome, VaultError):
+        raise outcome
+    return outcome
 
 
 def _officer_call() -> Any:

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import TOKENS
+from tests.regressions.conftest import read_once_policy_text
 from vault_service.app import build_service
 from vault_service.audit.model import AuditRow
-from vault_service.client import VaultClient
+from vault_service.client import RecordToGet, RecordToPut, VaultClient
 from vault_service.config import load_config
 from vault_service.errors import Unavailable, VaultError
 from vault_service.rpc.server import RunningServer, start_server
@@ -83,6 +84,9 @@ def test_disk_full_audit_fails_every_kind_of_call_closed(
             lambda: app.delete_record(rid),
             lambda: app.erase_subject("m-1"),
             lambda: clinic.get_record(rid, "matching"),  # a denial must be audited too
+            # a batch: nothing of it stored or released (the whole call fails)
+            lambda: app.put_records([RecordToPut("m-1", "concern_text", {"text": "secret-b"})] * 3),
+            lambda: app.get_records([RecordToGet(rid, "matching")] * 3),
         ]
         for call in calls:
             with pytest.raises(Unavailable) as err:
@@ -113,3 +117,26 @@ def test_blocking_audit_never_answers_ok(vault_home: Path) -> None:
             assert _count(vault_home, "records") == records
     finally:
         server.stop(1)
+
+
+def test_a_batch_whose_audit_fails_destroys_no_read_once_record(vault_home: Path) -> None:
+    """A read-once record in a batch is destroyed only after the batch's releases are on the
+    record: when the audit cannot be written, the batch fails (UNAVAILABLE) or, for a batch of
+    read-once records alone, each item does; either way the record is still there after."""
+    (vault_home / "policy.toml").write_text(read_once_policy_text())
+    server = _server(vault_home, DiskFullAudit)
+    store: Any = server.service.store
+    try:
+        with VaultClient(f"127.0.0.1:{server.port}", TOKENS["app"]) as app:
+            rid = app.put_record("m-1", "concern_text", {"text": "secret"}).record_id
+            photo = app.put_record("m-1", "face_photo", {}, content=b"face").record_id
+            store.failing = True
+            whole = RecordToGet(photo, "simulation", include_content=True)
+            with pytest.raises(Unavailable):
+                app.get_records([RecordToGet(rid, "matching"), whole])
+            (alone,) = app.get_records([whole])
+            assert isinstance(alone, Unavailable)
+            store.failing = False
+            assert app.get_record(photo, "simulation", include_content=True).content == b"face"
+    finally:
+        server.stop(0)

@@ -29,7 +29,7 @@ from tests.model.reference import OK, POLICY_PATH, TOKENS, Actual
 from tests.support.serve import vaultctl
 from vault_service.api.v1 import vault_pb2 as pb
 from vault_service.api.v1 import vault_pb2_grpc as pb_grpc
-from vault_service.client import VaultClient
+from vault_service.client import RecordToGet, RecordToPut, VaultClient
 from vault_service.clock import FixedClock
 from vault_service.config import load_config
 from vault_service.errors import VaultError
@@ -239,6 +239,37 @@ class Driver:
         except VaultError as exc:
             return _err(exc)
         return Actual(OK, (res.record_id, res.version))
+
+    def put_many(self, items: list[tuple[str, str, dict[str, str], bytes | None]]) -> list[Actual]:
+        """BatchPutRecords of (subject, category, fields, content); per item as :meth:`put`
+        (a failure of the whole call is every item's)."""
+        try:
+            out = self.clients["app"].put_records(
+                [RecordToPut(s, c, f, content=b) for s, c, f, b in items]
+            )
+        except VaultError as exc:
+            return [_err(exc)] * len(items)
+        return [
+            _err(o) if isinstance(o, VaultError) else Actual(OK, (o.record_id, o.version)) for o in out
+        ]
+
+    def get_many(self, who: str, items: list[tuple[str, str, list[str] | None, bool]]) -> list[Actual]:
+        """BatchGetRecords of (record_id, purpose, fields, content); per item as :meth:`get`."""
+        try:
+            out = self.clients[who].get_records(
+                [RecordToGet(r, p, fields=f or (), include_content=c) for r, p, f, c in items]
+            )
+        except VaultError as exc:
+            return [_err(exc)] * len(items)
+        return [
+            _err(o)
+            if isinstance(o, VaultError)
+            else Actual(
+                OK,
+                (dict(o.fields), o.content, o.info.version, o.info.category, o.info.subject_pseudonym),
+            )
+            for o in out
+        ]
 
     def upload_after_end(self, subject: str, category: str, fields: dict[str, str]) -> Actual:
         """UploadRecord with a data message after the end marker (D8), on the raw stub."""

@@ -283,6 +283,63 @@ class LifecycleMachine(RuleBasedStateMachine):
         self._get(who, label, purpose, fields, content)
 
     @rule(
+        labels=st.lists(records, min_size=1, max_size=4),
+        who=st.sampled_from(["app"] * 4 + ["officer", "clinic"]),
+        purposes=st.lists(
+            st.sampled_from([*PURPOSES, "subject_access", "marketing"]), min_size=4, max_size=4
+        ),
+        masks=st.lists(st.integers(0, 3), min_size=4, max_size=4),
+        content=st.booleans(),
+    )
+    def batch_get(
+        self, labels: list[str], who: str, purposes: list[str], masks: list[int], content: bool
+    ) -> None:
+        """BatchGetRecords: each item is what its GetRecord, made in the batch's order, would
+        answer (the same record twice: a read-once record is gone for the second)."""
+        items: list[tuple[str, str, list[str] | None, bool]] = []
+        for label, purpose, mask in zip(labels, purposes, masks, strict=False):
+            r = self.model.s.records[label]
+            if not self.model.usable(r.subject):
+                return
+            names = sorted(self.model.policy.categories[r.category].fields)
+            fields = [f for i, f in enumerate(names) if mask >> i & 1] or None
+            items.append((label, purpose, fields, content))
+        actuals = self.vault.get_many(who, [(self.ids[lb], p, f, c) for lb, p, f, c in items])
+        for (label, purpose, fields, c), actual in zip(items, actuals, strict=True):
+            exp = self.model.get(who, label, purpose, fields, c)
+            exp.op = f"batch item: {exp.op}"
+            self._check(exp, actual)
+
+    @rule(
+        target=records,
+        sids=st.lists(st.sampled_from(SUBJECTS), min_size=1, max_size=4),
+        categories=st.lists(st.sampled_from([*CATEGORIES, "c" * 80]), min_size=4, max_size=4),
+        seed=st.integers(0, 1000),
+    )
+    def batch_put(self, sids: list[str], categories: list[str], seed: int) -> Any:
+        """BatchPutRecords: each item is what its PutRecord would answer (an undeclared category
+        is that item's INVALID_ARGUMENT), all stored in one commit."""
+        items: list[tuple[str, str, str, dict[str, str], bytes | None]] = []
+        for n, (sid, category) in enumerate(zip(sids, categories, strict=False)):
+            if not self.model.usable(sid):
+                return multiple()
+            c = self.model.policy.categories.get(category)
+            names = sorted(c.fields) if c else ["x"]
+            fields = dict(zip(names, WORDS[(seed + n) % 40 : (seed + n) % 40 + 2], strict=False))
+            content = content_of(CONTENT_SIZES[(seed + n) % 4], seed + n) if c and c.content else None
+            items.append((self.model.label("r"), sid, category, fields, content))
+        actuals = self.vault.put_many([(s, c, f, b) for _, s, c, f, b in items])
+        stored = []
+        for (label, sid, category, fields, content), actual in zip(items, actuals, strict=True):
+            exp = self.model.put(label, sid, category, fields, content, f"batch put {label} {sid}")
+            self._check(exp, actual)
+            if actual.status == ref.OK:
+                self._bind(label, actual.value[0])
+                stored.append(label)
+        self.vault.settle()
+        return multiple(*stored)
+
+    @rule(
         label=records,
         purpose=st.sampled_from(["care", "care", "proposal", "research"]),
         span=st.sampled_from(["whole", "whole", "head", "tail", "middle"]),

@@ -224,13 +224,32 @@ def _call(
                 for _ in channel.unary_stream(path)(payloads[0], metadata=metadata, timeout=timeout):
                     pass
             else:
-                channel.unary_unary(path)(payloads[0], metadata=metadata, timeout=timeout)
+                answer = channel.unary_unary(path)(payloads[0], metadata=metadata, timeout=timeout)
+                for item in _batch_items(method, answer):
+                    SEEN[(f"{method.name} item", grpc.StatusCode(_BY_NUMBER[item]).name)] += 1
+                    if _BY_NUMBER[item] not in ALLOWED:
+                        return _BY_NUMBER[item]
         except grpc.RpcError as err:
             code: grpc.StatusCode = err.code()
             SEEN[(method.name, code.name)] += 1
             return code
     SEEN[(method.name, "OK")] += 1
     return grpc.StatusCode.OK
+
+
+_BY_NUMBER = {c.value[0]: c for c in grpc.StatusCode}
+_BATCH_ANSWERS = {
+    "BatchPutRecords": pb.BatchPutRecordsResponse,
+    "BatchGetRecords": pb.BatchGetRecordsResponse,
+}
+
+
+def _batch_items(method: Any, answer: bytes) -> list[int]:
+    """The status codes of a batch answer's items (each must be in the table, like a call's)."""
+    kind = _BATCH_ANSWERS.get(method.name)
+    if kind is None:
+        return []
+    return [r.status.code for r in kind.FromString(answer).results]
 
 
 @st.composite
@@ -300,7 +319,14 @@ def test_undecodable_bytes_are_invalid_argument(fuzzed: tuple[RunningServer, lis
     server, _ = fuzzed
     by_name = {m.name: m for m in METHODS}
     not_utf8 = b"\x0a\x02\xff\xfe"  # field 1 (a string in every request here) holding invalid UTF-8
-    for name in ("PutRecord", "GetRecord", "ReadShare", "ExportSubject"):
+    for name in (
+        "PutRecord",
+        "GetRecord",
+        "BatchPutRecords",
+        "BatchGetRecords",
+        "ReadShare",
+        "ExportSubject",
+    ):
         assert (
             _call(server, by_name[name], [not_utf8], TOKENS["app"]) == grpc.StatusCode.INVALID_ARGUMENT
         )

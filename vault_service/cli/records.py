@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vault_service.cli import record_batches
 from vault_service.cli.common import Output, add_client_args, client_of
 from vault_service.errors import ConfigError, shown
 
@@ -139,6 +140,7 @@ def add_parser(sub: Any) -> None:
     """vaultctl record ... (smoke tests against a running server)"""
     rec = sub.add_parser("record", help="record calls against a running server")
     rec_sub = rec.add_subparsers(dest="record_cmd", required=True)
+    record_batches.add_parsers(rec_sub)
     up = rec_sub.add_parser("upload", help="stream a file as a record's content (progress bar)")
     add_client_args(up)
     up.add_argument("--file", required=True)

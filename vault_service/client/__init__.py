@@ -10,8 +10,20 @@ from vault_service.client.client import (
     PutResult,
     Record,
     RecordInfo,
+    RecordToGet,
+    RecordToPut,
     ShareInfo,
     VaultClient,
 )
 
-__all__ = ["Consent", "Page", "PutResult", "Record", "RecordInfo", "ShareInfo", "VaultClient"]
+__all__ = [
+    "Consent",
+    "Page",
+    "PutResult",
+    "Record",
+    "RecordInfo",
+    "RecordToGet",
+    "RecordToPut",
+    "ShareInfo",
+    "VaultClient",
+]

@@ -16,6 +16,7 @@ transport.
 from __future__ import annotations
 
 from vault_service.client.audit import AuditMixin
+from vault_service.client.batches import BatchesMixin, RecordToGet, RecordToPut
 from vault_service.client.consent import ConsentMixin
 from vault_service.client.content import ContentMixin
 from vault_service.client.holds import HoldsMixin
@@ -25,11 +26,22 @@ from vault_service.client.shares import SharesMixin
 from vault_service.client.subjects import SubjectsMixin
 from vault_service.client.transport import tls_credentials
 
-__all__ = ["Consent", "Page", "PutResult", "Record", "RecordInfo", "ShareInfo", "VaultClient"]
+__all__ = [
+    "Consent",
+    "Page",
+    "PutResult",
+    "Record",
+    "RecordInfo",
+    "RecordToGet",
+    "RecordToPut",
+    "ShareInfo",
+    "VaultClient",
+]
 
 
 class VaultClient(
     RecordsMixin,
+    BatchesMixin,
     ContentMixin,
     ConsentMixin,
     SubjectsMixin,

@@ -66,6 +66,13 @@ def status_error(exc: grpc.RpcError) -> VaultError:
     return error
 
 
+def error_of_code(code: int, message: str) -> VaultError:
+    """The project's error for a status code number and message (a batch item's status)."""
+    by_number = {c.value[0]: c for c in grpc.StatusCode}
+    status = by_number.get(code, grpc.StatusCode.UNKNOWN)
+    return _BY_CODE.get(status, Internal)(message or None)
+
+
 def tls_credentials(*, ca_file: str, cert_file: str = "", key_file: str = "") -> grpc.ChannelCredentials:
     """TLS channel credentials: ``ca_file`` verifies the server; ``cert_file``/``key_file``
     present a client certificate (mTLS)."""

@@ -10,6 +10,9 @@ SERVICE = "vault.v1.Vault"
 RPC_ACTIONS: dict[str, Action] = {
     "PutRecord": Action.RECORD_PUT,
     "GetRecord": Action.RECORD_GET,
+    # a batch is its items' single calls (each item checked as one)
+    "BatchPutRecords": Action.RECORD_PUT,
+    "BatchGetRecords": Action.RECORD_GET,
     "ListRecords": Action.RECORD_LIST,
     "UpdateRecord": Action.RECORD_UPDATE,
     # an upload is a put, or an update when its header names a record (checked by the service)

@@ -9,14 +9,16 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
+
 from vault_service.api.v1 import vault_pb2 as pb
 from vault_service.api.v1 import vault_pb2_grpc as pb_grpc
-from vault_service.errors import InvalidArgument
+from vault_service.errors import InvalidArgument, VaultError
 from vault_service.lifecycle.verification import FAILED, PENDING
 from vault_service.policy.model import Grant
 from vault_service.rpc.interceptor import current_call
 from vault_service.rpc.tail import TailStreams, audit_event
-from vault_service.service import ContentStream, RecordView, VaultService
+from vault_service.service import ContentStream, GetItem, PutItem, RecordView, VaultService
 from vault_service.service.breach_scope import Tally
 from vault_service.storage import AuditQuery, RecordMeta
 from vault_service.storage.rows import BreachQuery, HoldRow, ShareRow
@@ -96,6 +98,15 @@ def _meta(m: RecordMeta) -> pb.RecordMetadata:
     )
 
 
+_OK = pb.ItemStatus(code=0)
+
+
+def _item_status(exc: VaultError) -> pb.ItemStatus:
+    """One batch item's refusal: its status code and public message, as a single call's."""
+    code: int = getattr(grpc.StatusCode, exc.status.value).value[0]
+    return pb.ItemStatus(code=code, message=exc.public_message)
+
+
 #: record destructions in one VerifyDeletion answer (about 800 bytes each with a certificate):
 #: FAILED first, then PENDING, then the newest VERIFIED; vaultctl verify-deletion lists all
 MAX_RECORD_RESULTS = 1000
@@ -132,6 +143,43 @@ class VaultServicer(pb_grpc.VaultServicer):
             request.include_content,
         )
         return _view(view)
+
+    def BatchPutRecords(
+        self, request: pb.BatchPutRecordsRequest, context: Any
+    ) -> pb.BatchPutRecordsResponse:
+        items = [
+            PutItem(
+                r.subject_id,
+                r.category,
+                dict(r.fields),
+                r.content_type,
+                r.content if r.content else None,
+                r.idempotency_key,
+            )
+            for r in request.items
+        ]
+        results = [
+            pb.BatchPutResult(status=_item_status(o))
+            if isinstance(o, VaultError)
+            else pb.BatchPutResult(status=_OK, record=pb.PutRecordResponse(record_id=o[0], version=o[1]))
+            for o in self._svc.put_records(current_call.get(), items)
+        ]
+        return pb.BatchPutRecordsResponse(results=results)
+
+    def BatchGetRecords(
+        self, request: pb.BatchGetRecordsRequest, context: Any
+    ) -> pb.BatchGetRecordsResponse:
+        items = [
+            GetItem(r.record_id, r.purpose, frozenset(r.fields) if r.fields else None, r.include_content)
+            for r in request.items
+        ]
+        results = [
+            pb.BatchGetResult(status=_item_status(o))
+            if isinstance(o, VaultError)
+            else pb.BatchGetResult(status=_OK, record=_view(o))
+            for o in self._svc.get_records(current_call.get(), items)
+        ]
+        return pb.BatchGetRecordsResponse(results=results)
 
     def ListRecords(self, request: pb.ListRecordsRequest, context: Any) -> pb.ListRecordsResponse:
         rows, token = self._svc.list_records(

@@ -31,13 +31,14 @@ raises only :class:`~vault_service.errors.VaultError` subclasses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from vault_service.audit.checkpoints import CheckpointStore
 from vault_service.audit.model import OPERATOR_PRINCIPAL
 from vault_service.clock import Clock
 from vault_service.crypto.derive import audit_pseudonym, purpose_pseudonym, subject_ref
 from vault_service.crypto.signing import SigningKey
+from vault_service.errors import VaultError
 from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.key_providers.base import KeyProvider
 from vault_service.key_providers.cache import CacheLimits, SubjectKeyCache
@@ -57,6 +58,7 @@ from vault_service.service.access import Access
 from vault_service.service.audit_proofs import AuditPage, AuditProofs, ProvedEntry
 from vault_service.service.audit_queries import AuditQueries
 from vault_service.service.audit_tail import AuditTail, TailGap
+from vault_service.service.batches import GetItem, PutItem
 from vault_service.service.breach_scope import BreachScope, BreachScopeReport
 from vault_service.service.consent import Consent
 from vault_service.service.events import Events
@@ -74,7 +76,9 @@ from vault_service.storage.rows import BreachQuery, HoldRow
 __all__ = [
     "CallContext",
     "ContentStream",
+    "GetItem",
     "Limits",
+    "PutItem",
     "RecordView",
     "ShareTerms",
     "VaultService",
@@ -214,6 +218,14 @@ class VaultService:
         return self.records.put(
             call, subject_id, category, fields, content_type, content, idempotency_key
         )
+
+    def put_records(
+        self, call: CallContext, items: Sequence[PutItem]
+    ) -> list[tuple[str, int] | VaultError]:
+        return self.records.put_many(call, items)
+
+    def get_records(self, call: CallContext, items: Sequence[GetItem]) -> list[RecordView | VaultError]:
+        return self.reads.get_many(call, items)
 
     def update_record(
         self,

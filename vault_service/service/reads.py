@@ -20,10 +20,11 @@ subject's state and consent, in the data the fetch read in one transaction) and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from vault_service import security_events
+from vault_service.audit.model import AuditRow
 from vault_service.clock import Clock
 from vault_service.crypto import DataKey, PayloadReader, open_payload
 from vault_service.crypto.context import record_context
@@ -35,7 +36,9 @@ from vault_service.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    VaultError,
 )
+from vault_service.ids import is_record_id
 from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.lifecycle.dormancy import Activity
 from vault_service.lifecycle.integrity import Integrity
@@ -46,6 +49,7 @@ from vault_service.policy.deidentify import scrub_text
 from vault_service.policy.model import CONTENT_FIELD
 from vault_service.service import validate
 from vault_service.service.access import Access
+from vault_service.service.batches import GetItem, ReleaseBatch, batch_item_error, batch_size
 from vault_service.service.types import CallContext, RecordView
 from vault_service.storage import BlobStore, RecordStore, StoredRecord, SubjectState
 from vault_service.storage.rows import KeyKind, ReadOnceClaim
@@ -130,12 +134,25 @@ class Reads:
         )
         return PermissionDenied() if needs_subject_state(purpose, self.policy) else NotFound()
 
-    def fetch(self, call: CallContext, record_id: str, purpose: str, action: Action) -> StoredRecord:
+    def fetch(
+        self,
+        call: CallContext,
+        record_id: str,
+        purpose: str,
+        action: Action,
+        batch: ReleaseBatch | None = None,
+    ) -> StoredRecord:
         """The record's current version with the grants ``purpose`` needs, once the caller may
         read for ``purpose`` at all. (A record kept by law after its subject's erasure is still
-        found; :meth:`decide` lets only purposes with retained access read it.)"""
+        found; :meth:`decide` lets only purposes with retained access read it.) In a ``batch``,
+        a read-once record an earlier item released is gone, as after that item's single call."""
         self.access.check(call, self.access.request(call, action, purpose=purpose), record_id=record_id)
-        stored = self.store.get_record(record_id, grants_for=purpose)
+        if batch is None:
+            stored = self.store.get_record(record_id, grants_for=purpose)
+        elif record_id in batch.claimed:
+            stored = None
+        else:
+            stored = batch.fetched.get((purpose, record_id))
         if stored is None:
             raise self.missing(call, action, purpose, record_id)
         return stored
@@ -181,8 +198,11 @@ class Reads:
         decision: Decision,
         ask: Ask,
         reason: str = "",
+        batch: ReleaseBatch | None = None,
     ) -> Release:
-        """Release what ``decision`` allows of ``stored`` (see the module docstring)."""
+        """Release what ``decision`` allows of ``stored`` (see the module docstring). In a
+        ``batch``, the audit entry joins the batch's one commit, and a read-once record's
+        destruction waits for it (:mod:`.batches`); the caller hands nothing out before."""
         self.integrity.check_release()  # before anything is decrypted or audited
         meta = stored.meta
         visible = decision.fields
@@ -222,23 +242,17 @@ class Reads:
         )
         claim: ReadOnceClaim | None = None
         try:
-            if read_once:  # the release and the destruction, on the record together
-                destroyed = replace(
-                    audit,
-                    action=Action.RECORD_DELETE.value,
-                    reason=READ_ONCE,
-                    released_fields=None,  # the destruction releases nothing
-                    role=None,
+            if read_once and batch is not None:  # destroyed once the batch's releases commit
+                batch.claimed.add(meta.record_id)
+                batch.after_commit(
+                    lambda: self.shredder.remove_blobs(
+                        self._consume(call, action, purpose, stored, audit).shredded
+                    )
                 )
-                claim = self.shredder.consume_read_once(
-                    meta.record_id,
-                    meta.subject_ref,
-                    meta.version,  # the version decrypted: an update meanwhile wins
-                    (audit, destroyed),
-                    Requester(call.principal.name, "read-once"),
-                )
-                if claim is None:  # another read released it first
-                    raise self.missing(call, action, purpose, meta.record_id)
+            elif read_once:
+                claim = self._consume(call, action, purpose, stored, audit)
+            elif batch is not None:
+                batch.audits.append(audit)
             else:
                 self.store.append_audit(audit)
         except BaseException:
@@ -252,6 +266,30 @@ class Reads:
                 self.shredder.remove_blobs(claim.shredded)
             return Release(view)
         return Release(view, self._pieces(stored, data_key, ask, claim))
+
+    def _consume(
+        self, call: CallContext, action: Action, purpose: str, stored: StoredRecord, audit: AuditRow
+    ) -> ReadOnceClaim:
+        """A read-once record's release and destruction, on the record together (the first
+        release wins: another read finds nothing)."""
+        meta = stored.meta
+        destroyed = replace(
+            audit,
+            action=Action.RECORD_DELETE.value,
+            reason=READ_ONCE,
+            released_fields=None,  # the destruction releases nothing
+            role=None,
+        )
+        claim = self.shredder.consume_read_once(
+            meta.record_id,
+            meta.subject_ref,
+            meta.version,  # the version decrypted: an update meanwhile wins
+            (audit, destroyed),
+            Requester(call.principal.name, "read-once"),
+        )
+        if claim is None:  # another read released it first
+            raise self.missing(call, action, purpose, meta.record_id)
+        return claim
 
     def _wake(
         self, call: CallContext, action: Action, purpose: str, stored: StoredRecord
@@ -381,15 +419,54 @@ class Reads:
         purpose: str,
         fields: frozenset[str] | None = None,
         include_content: bool = False,
+        batch: ReleaseBatch | None = None,
     ) -> RecordView:
         """Decrypt a record's current version for ``purpose``: only the fields the purpose, the
-        subject's consent and its restriction state allow; de-identified where the purpose says."""
+        subject's consent and its restriction state allow; de-identified where the purpose says.
+        In a ``batch`` (:meth:`get_many`), the view may be handed out only after the batch's
+        commit."""
         validate.purpose(self.policy, purpose)
         validate.record_id(record_id)
-        stored = self.fetch(call, record_id, purpose, Action.RECORD_GET)
+        stored = self.fetch(call, record_id, purpose, Action.RECORD_GET, batch)
         ask = Ask(fields=fields, content=include_content, narrowable=True)
         decision = self.decide(call, Action.RECORD_GET, purpose, stored, ask.wanted())
-        return self.release(call, Action.RECORD_GET, purpose, stored, decision, ask).view
+        return self.release(call, Action.RECORD_GET, purpose, stored, decision, ask, batch=batch).view
+
+    def get_many(self, call: CallContext, items: Sequence[GetItem]) -> list[RecordView | VaultError]:
+        """Read many records, each exactly as :meth:`get_record`: per item its view or the
+        VaultError that refused it. The releases' audit entries commit in one transaction
+        before anything is returned (if it fails, the call fails: nothing is released); then
+        the read-once records are destroyed, each in its own transaction, and one that cannot
+        be (another read won, or the database failed) is that item's error, not the batch's:
+        the others are on the record and destroyed."""
+        batch_size(len(items))
+        batch = ReleaseBatch()
+        by_purpose: dict[str, list[str]] = {}
+        for item in items:  # only what the single call would get as far as reading
+            if item.purpose in self.policy.purposes and is_record_id(item.record_id):
+                by_purpose.setdefault(item.purpose, []).append(item.record_id)
+        for purpose, ids in by_purpose.items():  # one read transaction (one snapshot) each
+            found = self.store.get_records(ids, grants_for=purpose)
+            batch.fetched.update(((purpose, r), stored) for r, stored in found.items())
+        outcomes: list[RecordView | VaultError] = []
+        for n, item in enumerate(items):
+            batch.item = n
+            try:
+                outcomes.append(
+                    self.get_record(
+                        call, item.record_id, item.purpose, item.fields, item.include_content, batch
+                    )
+                )
+            except VaultError as exc:
+                outcomes.append(batch_item_error(exc))
+        if batch.audits:
+            self.store.append_audits(batch.audits)  # before anything leaves: fail closed
+        for n, consume in batch.deferred:
+            try:
+                consume()
+            except VaultError as exc:
+                outcomes[n] = exc
+        return outcomes
 
     def download_content(
         self,

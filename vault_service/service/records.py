@@ -12,7 +12,7 @@ until the hold's release. A delete goes through the one shred path (:mod:`..life
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from vault_service.clock import Clock
@@ -26,7 +26,7 @@ from vault_service.crypto import (
 )
 from vault_service.crypto.context import record_context, subject_id_context
 from vault_service.crypto.derive import idempotency_ref, request_digest, subject_ref
-from vault_service.errors import FailedPrecondition, InvalidArgument, NotFound
+from vault_service.errors import FailedPrecondition, InvalidArgument, NotFound, VaultError
 from vault_service.faults import fault_point
 from vault_service.ids import new_record_id
 from vault_service.key_hierarchy import KeyHierarchy
@@ -36,11 +36,13 @@ from vault_service.policy.decide import consented
 from vault_service.policy.model import CONTENT_FIELD, Category
 from vault_service.service import validate
 from vault_service.service.access import Access
+from vault_service.service.batches import PutItem, batch_item_error, batch_size
 from vault_service.service.search import index_spec, index_tokens
 from vault_service.service.types import CallContext, ContentStream, Limits
 from vault_service.storage import (
     BlobStore,
     Idempotency,
+    NewRecord,
     RecordMeta,
     RecordStore,
     RecordVersion,
@@ -177,41 +179,85 @@ class Records:
         idempotency_key: str = "",
     ) -> tuple[str, int]:
         """Store a new record; returns (record_id, version)."""
-        validate.subject_id(subject_id)
-        cat = validate.category(self.policy, category)
-        validate.payload(self.limits, cat, fields, content)
-        validate.content_type(content_type)
-        validate.idempotency_key(idempotency_key)
-        ref = subject_ref(self.keys.index_key, subject_id)
-        self.access.check(call, self.access.request(call, Action.RECORD_PUT, category=category), ref=ref)
+        item = PutItem(subject_id, category, fields, content_type, content, idempotency_key)
+        new = self._prepare(call, item)
+        try:
+            stored_id = self.store.insert_record(
+                new.version, self.clock.now(), new.idempotency, new.audit
+            )
+        except Exception:
+            self._unwritten(new.version)
+            raise
+        return self._stored(new, stored_id)
+
+    def put_many(
+        self, call: CallContext, items: Sequence[PutItem]
+    ) -> list[tuple[str, int] | VaultError]:
+        """Store many new records, each exactly as :meth:`put`, in one transaction: per item its
+        (record_id, version) or the VaultError that refused it (see :mod:`.batches` for the
+        errors that fail the whole batch instead: then nothing is stored)."""
+        batch_size(len(items))
+        outcomes: list[tuple[str, int] | VaultError | None] = [None] * len(items)
+        prepared: list[tuple[int, NewRecord]] = []
+        try:
+            for n, item in enumerate(items):
+                try:
+                    prepared.append((n, self._prepare(call, item)))
+                except VaultError as exc:
+                    outcomes[n] = batch_item_error(exc)
+            stored = self.store.insert_records([p for _, p in prepared], self.clock.now())
+        except BaseException:
+            for _, new in prepared:
+                self._unwritten(new.version)
+            raise
+        for (n, new), result in zip(prepared, stored, strict=True):
+            if isinstance(result, VaultError):
+                self._unwritten(new.version)
+                outcomes[n] = result
+            else:
+                outcomes[n] = self._stored(new, result)
+        return [o for o in outcomes if o is not None]
+
+    def _prepare(self, call: CallContext, item: PutItem) -> NewRecord:
+        """Everything a put does before its one write transaction: validation, authorization,
+        consent, the sealed version (its content already in the blob store) and its audit entry."""
+        validate.subject_id(item.subject_id)
+        cat = validate.category(self.policy, item.category)
+        validate.payload(self.limits, cat, item.fields, item.content)
+        validate.content_type(item.content_type)
+        validate.idempotency_key(item.idempotency_key)
+        ref = subject_ref(self.keys.index_key, item.subject_id)
+        request = self.access.request(call, Action.RECORD_PUT, category=item.category)
+        self.access.check(call, request, ref=ref)
         self._require_store_consent(call, Action.RECORD_PUT, ref, cat)
         key, kind = self.keys.key_for_write(ref, cat.retention.survives_erasure)
         record_id = new_record_id(self.clock.now())
-        new = self._seal(ref, key, kind, record_id, 1, category, fields, content_type, content)
+        new = self._seal(
+            ref, key, kind, record_id, 1, item.category, item.fields, item.content_type, item.content
+        )
         # the id, sealed under the subject key, so that notices can name the person (it dies
         # with the subject key); the first one written stands
         subject_key = key if kind is KeyKind.SUBJECT else self.keys.subject_key_for_write(ref)
-        sealed_id = seal_value(subject_key, subject_id_context(ref), subject_id.encode())
+        sealed_id = seal_value(subject_key, subject_id_context(ref), item.subject_id.encode())
         new = replace(new, sealed_subject_id=sealed_id)
         fault_point("put.after_wrap")  # keys wrapped, payloads sealed, blob written; no commit
         idem = None
-        if idempotency_key:
+        if item.idempotency_key:
             idem = Idempotency(
                 call.principal.name,
-                idempotency_ref(self.keys.index_key, idempotency_key),
-                self._digest(ref, category, fields, content_type, content),
+                idempotency_ref(self.keys.index_key, item.idempotency_key),
+                self._digest(ref, item.category, item.fields, item.content_type, item.content),
             )
         audit = self.access.row(
             call, Action.RECORD_PUT, "stored", ref=ref, record_id=record_id, witnessed_version=1
         )
-        try:
-            stored_id = self.store.insert_record(new, self.clock.now(), idem, audit)
-        except Exception:
-            self._unwritten(new)
-            raise
+        return NewRecord(new, idem, audit)
+
+    def _stored(self, new: NewRecord, stored_id: str) -> tuple[str, int]:
+        """After a put's commit: an idempotent retry's new blob goes (the first write stands)."""
         fault_point("put.after_commit")  # committed; the caller has not heard back
-        if stored_id != record_id:  # an idempotent retry: the first write stands
-            self._unwritten(new)
+        if stored_id != new.version.record_id:
+            self._unwritten(new.version)
         return stored_id, 1
 
     def update(

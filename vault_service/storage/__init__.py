@@ -6,6 +6,7 @@ from vault_service.storage.filesystem import FilesystemBlobStore
 from vault_service.storage.records import (
     AuditQuery,
     Idempotency,
+    NewRecord,
     RecordMeta,
     RecordStore,
     RecordVersion,
@@ -23,6 +24,7 @@ __all__ = [
     "BlobStore",
     "FilesystemBlobStore",
     "Idempotency",
+    "NewRecord",
     "RecordMeta",
     "RecordStore",
     "RecordVersion",

@@ -21,6 +21,7 @@ import abc
 from collections.abc import Callable, Sequence
 
 from vault_service.audit.model import AuditEntry, AuditRow
+from vault_service.errors import VaultError
 from vault_service.key_providers.base import WrappedKey
 from vault_service.policy.model import Grant
 from vault_service.storage.inventory import KeyInventory
@@ -34,6 +35,7 @@ from vault_service.storage.rows import (
     EventRow,
     HoldRow,
     Idempotency,
+    NewRecord,
     NoticeRow,
     PendingDeletion,
     ReadOnceClaim,
@@ -58,6 +60,7 @@ __all__ = [
     "EventRow",
     "HoldRow",
     "Idempotency",
+    "NewRecord",
     "PendingDeletion",
     "RecordMeta",
     "RecordStore",
@@ -174,21 +177,26 @@ class RecordStore(KeyInventory, SearchIndex, TreeNodes):
     # records -----------------------------------------------------------------------------------
     @abc.abstractmethod
     def insert_record(
-        self,
-        new: RecordVersion,
-        now: float,
-        idempotency: Idempotency | None,
-        audit: AuditRow | None,
+        self, new: RecordVersion, now: float, idempotency: Idempotency | None, audit: AuditRow | None
     ) -> str:
         """Insert a new record (version 1). With an idempotency key already used for the same
         request, returns the earlier record id and writes nothing; for a different request raises
         AlreadyExists. Raises FailedPrecondition if the subject is erased or has no key."""
 
     @abc.abstractmethod
+    def insert_records(self, items: Sequence[NewRecord], now: float) -> list[str | VaultError]:
+        """Each as :meth:`insert_record` (its id, or the VaultError that undid its writes only),
+        in one transaction; any other failure rolls it all back and raises."""
+
+    @abc.abstractmethod
     def get_record(self, record_id: str, grants_for: str | None = None) -> StoredRecord | None:
         """The current version, or None if absent, shredded, or its subject erased. With
         ``grants_for`` (a purpose), the subject's grants for it are read in the same
         transaction."""
+
+    @abc.abstractmethod
+    def get_records(self, ids: Sequence[str], grants_for: str | None = None) -> dict[str, StoredRecord]:
+        """:meth:`get_record` of each id in one read transaction: those found, by id."""
 
     @abc.abstractmethod
     def set_subject_state(

@@ -14,6 +14,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from vault_service.audit.model import AuditRow
 from vault_service.key_providers.base import WrappedKey
 from vault_service.policy.model import Grant
 
@@ -122,6 +123,15 @@ class Idempotency:
     principal: str
     key: str
     request_digest: bytes
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """One record of a batch insert: its first version, idempotency key and audit entry."""
+
+    version: RecordVersion
+    idempotency: Idempotency | None
+    audit: AuditRow | None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,16 @@ class VaultStub:
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.GetRecordRequest.SerializeToString,
                 response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.GetRecordResponse.FromString,
                 _registered_method=True)
+        self.BatchPutRecords = channel.unary_unary(
+                '/vault.v1.Vault/BatchPutRecords',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.BatchPutRecordsRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.BatchPutRecordsResponse.FromString,
+                _registered_method=True)
+        self.BatchGetRecords = channel.unary_unary(
+                '/vault.v1.Vault/BatchGetRecords',
+                request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.BatchGetRecordsRequest.SerializeToString,
+                response_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.BatchGetRecordsResponse.FromString,
+                _registered_method=True)
         self.ListRecords = channel.unary_unary(
                 '/vault.v1.Vault/ListRecords',
                 request_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListRecordsRequest.SerializeToString,
@@ -195,6 +205,26 @@ class VaultServicer:
 
     def GetRecord(self, request, context):
         """Read a record's current version for a named purpose. Only the fields the purpose allows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchPutRecords(self, request, context):
+        """Store up to 500 records in one call: each item exactly as one PutRecord (validation,
+        authorization, consent, idempotency, audit), with its own status. The stored items commit
+        in one transaction; if it fails (the database or the audit down), nothing is stored and
+        the call fails UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetRecords(self, request, context):
+        """Read up to 500 records in one call: each item exactly as one GetRecord (purpose, consent,
+        restriction, read-once), with its own status. The releases' audit entries commit before
+        the answer leaves; if they cannot be written, nothing is released and the call fails
+        UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -419,6 +449,16 @@ def add_VaultServicer_to_server(servicer, server):
                     request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.GetRecordRequest.FromString,
                     response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.GetRecordResponse.SerializeToString,
             ),
+            'BatchPutRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchPutRecords,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.BatchPutRecordsRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.BatchPutRecordsResponse.SerializeToString,
+            ),
+            'BatchGetRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetRecords,
+                    request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.BatchGetRecordsRequest.FromString,
+                    response_serializer=vault__service_dot_api_dot_v1_dot_vault__pb2.BatchGetRecordsResponse.SerializeToString,
+            ),
             'ListRecords': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRecords,
                     request_deserializer=vault__service_dot_api_dot_v1_dot_vault__pb2.ListRecordsRequest.FromString,
@@ -610,6 +650,60 @@ class Vault:
             '/vault.v1.Vault/GetRecord',
             vault__service_dot_api_dot_v1_dot_vault__pb2.GetRecordRequest.SerializeToString,
             vault__service_dot_api_dot_v1_dot_vault__pb2.GetRecordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchPutRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/BatchPutRecords',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.BatchPutRecordsRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.BatchPutRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vault.v1.Vault/BatchGetRecords',
+            vault__service_dot_api_dot_v1_dot_vault__pb2.BatchGetRecordsRequest.SerializeToString,
+            vault__service_dot_api_dot_v1_dot_vault__pb2.BatchGetRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

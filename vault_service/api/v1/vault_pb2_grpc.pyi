@@ -43,6 +43,18 @@ class VaultStub:
     """Store a new record (version 1). Idempotent per (principal, idempotency_key)."""
     GetRecord: _grpc.UnaryUnaryMultiCallable[_vault_pb2.GetRecordRequest, _vault_pb2.GetRecordResponse]
     """Read a record's current version for a named purpose. Only the fields the purpose allows."""
+    BatchPutRecords: _grpc.UnaryUnaryMultiCallable[_vault_pb2.BatchPutRecordsRequest, _vault_pb2.BatchPutRecordsResponse]
+    """Store up to 500 records in one call: each item exactly as one PutRecord (validation,
+    authorization, consent, idempotency, audit), with its own status. The stored items commit
+    in one transaction; if it fails (the database or the audit down), nothing is stored and
+    the call fails UNAVAILABLE.
+    """
+    BatchGetRecords: _grpc.UnaryUnaryMultiCallable[_vault_pb2.BatchGetRecordsRequest, _vault_pb2.BatchGetRecordsResponse]
+    """Read up to 500 records in one call: each item exactly as one GetRecord (purpose, consent,
+    restriction, read-once), with its own status. The releases' audit entries commit before
+    the answer leaves; if they cannot be written, nothing is released and the call fails
+    UNAVAILABLE.
+    """
     ListRecords: _grpc.UnaryUnaryMultiCallable[_vault_pb2.ListRecordsRequest, _vault_pb2.ListRecordsResponse]
     """List a subject's records: metadata only, paginated."""
     UpdateRecord: _grpc.UnaryUnaryMultiCallable[_vault_pb2.UpdateRecordRequest, _vault_pb2.UpdateRecordResponse]
@@ -132,6 +144,18 @@ class VaultAsyncStub(VaultStub):
     """Store a new record (version 1). Idempotent per (principal, idempotency_key)."""
     GetRecord: _aio.UnaryUnaryMultiCallable[_vault_pb2.GetRecordRequest, _vault_pb2.GetRecordResponse]  # type: ignore[assignment]
     """Read a record's current version for a named purpose. Only the fields the purpose allows."""
+    BatchPutRecords: _aio.UnaryUnaryMultiCallable[_vault_pb2.BatchPutRecordsRequest, _vault_pb2.BatchPutRecordsResponse]  # type: ignore[assignment]
+    """Store up to 500 records in one call: each item exactly as one PutRecord (validation,
+    authorization, consent, idempotency, audit), with its own status. The stored items commit
+    in one transaction; if it fails (the database or the audit down), nothing is stored and
+    the call fails UNAVAILABLE.
+    """
+    BatchGetRecords: _aio.UnaryUnaryMultiCallable[_vault_pb2.BatchGetRecordsRequest, _vault_pb2.BatchGetRecordsResponse]  # type: ignore[assignment]
+    """Read up to 500 records in one call: each item exactly as one GetRecord (purpose, consent,
+    restriction, read-once), with its own status. The releases' audit entries commit before
+    the answer leaves; if they cannot be written, nothing is released and the call fails
+    UNAVAILABLE.
+    """
     ListRecords: _aio.UnaryUnaryMultiCallable[_vault_pb2.ListRecordsRequest, _vault_pb2.ListRecordsResponse]  # type: ignore[assignment]
     """List a subject's records: metadata only, paginated."""
     UpdateRecord: _aio.UnaryUnaryMultiCallable[_vault_pb2.UpdateRecordRequest, _vault_pb2.UpdateRecordResponse]  # type: ignore[assignment]
@@ -230,6 +254,30 @@ class VaultServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_vault_pb2.GetRecordResponse, _abc.Awaitable[_vault_pb2.GetRecordResponse]]:
         """Read a record's current version for a named purpose. Only the fields the purpose allows."""
+
+    @_abc_1.abstractmethod
+    def BatchPutRecords(
+        self,
+        request: _vault_pb2.BatchPutRecordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.BatchPutRecordsResponse, _abc.Awaitable[_vault_pb2.BatchPutRecordsResponse]]:
+        """Store up to 500 records in one call: each item exactly as one PutRecord (validation,
+        authorization, consent, idempotency, audit), with its own status. The stored items commit
+        in one transaction; if it fails (the database or the audit down), nothing is stored and
+        the call fails UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchGetRecords(
+        self,
+        request: _vault_pb2.BatchGetRecordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vault_pb2.BatchGetRecordsResponse, _abc.Awaitable[_vault_pb2.BatchGetRecordsResponse]]:
+        """Read up to 500 records in one call: each item exactly as one GetRecord (purpose, consent,
+        restriction, read-once), with its own status. The releases' audit entries commit before
+        the answer leaves; if they cannot be written, nothing is released and the call fails
+        UNAVAILABLE.
+        """
 
     @_abc_1.abstractmethod
     def ListRecords(

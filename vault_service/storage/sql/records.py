@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from vault_service.audit.model import DEFERRED_REASON, AuditRow
-from vault_service.errors import AlreadyExists, FailedPrecondition, LegalHoldActive
+from vault_service.errors import AlreadyExists, FailedPrecondition, LegalHoldActive, VaultError
 from vault_service.key_providers.base import WrappedKey
 from vault_service.storage.rows import (
     Idempotency,
     KeyKind,
+    NewRecord,
     PendingDeletion,
     ReadOnceClaim,
     RecordMeta,
@@ -45,6 +46,11 @@ from vault_service.storage.sql.base import (
 
 def _field_names(new: RecordVersion) -> str:
     return "\x1f".join(sorted(new.payloads))
+
+
+def _idempotency_lock(idempotency: Idempotency) -> str:
+    """The lock that serializes the requests of one idempotency key."""
+    return f"idempotency:{idempotency.principal}:{idempotency.key}"
 
 
 def write_tokens(
@@ -113,88 +119,127 @@ class SqlRecords(SqlStoreBase):
         audit: AuditRow | None,
     ) -> str:
         with self._write() as conn:
-            if idempotency is not None:
-                self._serialize(conn, f"idempotency:{idempotency.principal}:{idempotency.key}")
-                row = conn.execute(
-                    "SELECT request_digest, record_id FROM idempotency"
-                    " WHERE principal = ? AND idem_key = ?",
-                    (idempotency.principal, idempotency.key),
-                ).fetchone()
-                if row is not None:
-                    if as_bytes(row[0]) != idempotency.request_digest:
-                        raise AlreadyExists("idempotency key already used for another request")
-                    return str(row[1])
-            live = conn.execute(
-                "SELECT 1 FROM subjects s JOIN subject_keys sk ON sk.subject_ref = s.subject_ref"
-                f" WHERE s.subject_ref = ? AND s.state != 'erased'{self._FOR_NO_KEY_UPDATE}",
-                (new.subject_ref,),
+            return self._insert_new(conn, new, now, idempotency, audit)
+
+    def insert_records(self, items: Sequence[NewRecord], now: float) -> list[str | VaultError]:
+        with self._write() as conn:
+            # every lock of the batch up front, in one order (idempotency keys, then subjects),
+            # so that two batches never wait on each other in a cycle (PostgreSQL)
+            for lock in sorted({_idempotency_lock(i.idempotency) for i in items if i.idempotency}):
+                self._serialize(conn, lock)
+            outcomes: list[str | VaultError] = [""] * len(items)
+            for n in sorted(range(len(items)), key=lambda k: items[k].version.subject_ref):
+                item = items[n]
+                # an item's refusal undoes its own writes only; its audit entry is its last
+                # write, so a rollback to the savepoint never takes an audit entry with it
+                conn.execute("SAVEPOINT batch_item")
+                try:
+                    outcomes[n] = self._insert_new(conn, item.version, now, item.idempotency, item.audit)
+                except VaultError as exc:
+                    conn.execute("ROLLBACK TO SAVEPOINT batch_item")
+                    outcomes[n] = exc
+                conn.execute("RELEASE SAVEPOINT batch_item")
+        return outcomes
+
+    def _insert_new(
+        self,
+        conn: Connection,
+        new: RecordVersion,
+        now: float,
+        idempotency: Idempotency | None,
+        audit: AuditRow | None,
+    ) -> str:
+        """One new record in the caller's transaction (see :meth:`insert_record`)."""
+        if idempotency is not None:
+            self._serialize(conn, _idempotency_lock(idempotency))
+            row = conn.execute(
+                "SELECT request_digest, record_id FROM idempotency WHERE principal = ? AND idem_key = ?",
+                (idempotency.principal, idempotency.key),
             ).fetchone()
-            if live is None:
-                raise FailedPrecondition("subject was erased; use a new subject id")
+            if row is not None:
+                if as_bytes(row[0]) != idempotency.request_digest:
+                    raise AlreadyExists("idempotency key already used for another request")
+                return str(row[1])
+        live = conn.execute(
+            "SELECT 1 FROM subjects s JOIN subject_keys sk ON sk.subject_ref = s.subject_ref"
+            f" WHERE s.subject_ref = ? AND s.state != 'erased'{self._FOR_NO_KEY_UPDATE}",
+            (new.subject_ref,),
+        ).fetchone()
+        if live is None:
+            raise FailedPrecondition("subject was erased; use a new subject id")
+        conn.execute(
+            "INSERT INTO records (record_id, subject_ref, category, version, content_type,"
+            " blob_ref, content_length, field_names, created_at, updated_at, key_kind,"
+            " index_spec) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                new.record_id,
+                new.subject_ref,
+                new.category,
+                new.version,
+                new.content_type,
+                new.blob_ref,
+                new.content_length,
+                _field_names(new),
+                now,
+                now,
+                new.key_kind,
+                new.index_spec,
+            ),
+        )
+        self._write_version(conn, new)
+        self._active(conn, new.subject_ref, now)
+        if new.sealed_subject_id is not None:
             conn.execute(
-                "INSERT INTO records (record_id, subject_ref, category, version, content_type,"
-                " blob_ref, content_length, field_names, created_at, updated_at, key_kind,"
-                " index_spec) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "UPDATE subjects SET sealed_id = ? WHERE subject_ref = ? AND sealed_id IS NULL",
+                (new.sealed_subject_id, new.subject_ref),
+            )
+        if idempotency is not None:
+            conn.execute(
+                "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
                 (
+                    idempotency.principal,
+                    idempotency.key,
+                    idempotency.request_digest,
                     new.record_id,
-                    new.subject_ref,
-                    new.category,
-                    new.version,
-                    new.content_type,
-                    new.blob_ref,
-                    new.content_length,
-                    _field_names(new),
                     now,
-                    now,
-                    new.key_kind,
-                    new.index_spec,
                 ),
             )
-            self._write_version(conn, new)
-            self._active(conn, new.subject_ref, now)
-            if new.sealed_subject_id is not None:
-                conn.execute(
-                    "UPDATE subjects SET sealed_id = ? WHERE subject_ref = ? AND sealed_id IS NULL",
-                    (new.sealed_subject_id, new.subject_ref),
-                )
-            if idempotency is not None:
-                conn.execute(
-                    "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
-                    (
-                        idempotency.principal,
-                        idempotency.key,
-                        idempotency.request_digest,
-                        new.record_id,
-                        now,
-                    ),
-                )
-            self._audited(conn, audit)
+        self._audited(conn, audit)
         return new.record_id
 
     def get_record(self, record_id: str, grants_for: str | None = None) -> StoredRecord | None:
         with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {META_COLUMNS}, COALESCE(sk.root_version, lk.root_version),"
-                " COALESCE(sk.wrapped, lk.wrapped), rk.wrapped, r.blob_ref, s.state, r.key_kind"
-                f" FROM records r {self._live} WHERE {LIVE_WHERE} AND r.record_id = ?",
-                (record_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            payloads = conn.execute(
-                "SELECT field, ciphertext FROM record_payloads WHERE record_id = ? AND version = ?",
-                (record_id, row[3]),
-            ).fetchall()
-            grants = self._grants(conn, as_bytes(row[1]), grants_for) if grants_for is not None else []
-            # the newest witness, in one round trip: a pending entry (not yet sequenced) is
-            # newer than any of the chain's
-            witness = conn.execute(
-                "SELECT COALESCE((SELECT witnessed_version FROM audit_pending WHERE record_id = ?"
-                " AND witnessed_version IS NOT NULL ORDER BY id DESC LIMIT 1),"
-                " (SELECT witnessed_version FROM audit_log WHERE record_id = ?"
-                " AND witnessed_version IS NOT NULL ORDER BY seq DESC LIMIT 1))",
-                (record_id, record_id),
-            ).fetchone()
+            return self._stored(conn, record_id, grants_for)
+
+    def get_records(self, ids: Sequence[str], grants_for: str | None = None) -> dict[str, StoredRecord]:
+        with self._read() as conn:
+            found = {r: self._stored(conn, r, grants_for) for r in dict.fromkeys(ids)}
+        return {r: stored for r, stored in found.items() if stored is not None}
+
+    def _stored(self, conn: Connection, record_id: str, grants_for: str | None) -> StoredRecord | None:
+        """One record as :meth:`get_record` reads it, in the caller's read transaction."""
+        row = conn.execute(
+            f"SELECT {META_COLUMNS}, COALESCE(sk.root_version, lk.root_version),"
+            " COALESCE(sk.wrapped, lk.wrapped), rk.wrapped, r.blob_ref, s.state, r.key_kind"
+            f" FROM records r {self._live} WHERE {LIVE_WHERE} AND r.record_id = ?",
+            (record_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        payloads = conn.execute(
+            "SELECT field, ciphertext FROM record_payloads WHERE record_id = ? AND version = ?",
+            (record_id, row[3]),
+        ).fetchall()
+        grants = self._grants(conn, as_bytes(row[1]), grants_for) if grants_for is not None else []
+        # the newest witness, in one round trip: a pending entry (not yet sequenced) is
+        # newer than any of the chain's
+        witness = conn.execute(
+            "SELECT COALESCE((SELECT witnessed_version FROM audit_pending WHERE record_id = ?"
+            " AND witnessed_version IS NOT NULL ORDER BY id DESC LIMIT 1),"
+            " (SELECT witnessed_version FROM audit_log WHERE record_id = ?"
+            " AND witnessed_version IS NOT NULL ORDER BY seq DESC LIMIT 1))",
+            (record_id, record_id),
+        ).fetchone()
         return StoredRecord(
             meta=meta_of(row),
             subject_key=WrappedKey(row[10], as_bytes(row[11])),

@@ -1,0 +1,84 @@
+"""BatchPutRecords and BatchGetRecords of 100 1 KiB records (SQLite, one ``vaultctl serve``
+process, 4 batches in flight from a separate client process, benchmarks/batch_load.py), against
+the single calls (PutRecord, GetRecord, 64 in flight, benchmarks/load_client.py) in the same
+run on the same server: records/s of each, the ratio is the batch's gain. Runs are interleaved
+and each figure is the median of ``REPEATS``."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.bench_rpc import load, start_vault, stop
+from benchmarks.harness import REPEATS, Result
+from tests.conftest import TOKENS
+
+SECONDS = 4.0
+ITEMS = 100
+ROOT = Path(__file__).resolve().parent.parent
+GOALS = {"put": "goal >= 5,000 records/s", "get": "goal >= 10,000 records/s"}
+
+
+def _batch_load(addr: str, mode: str, ids_file: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.batch_load",
+            addr,
+            mode,
+            str(SECONDS),
+            str(ids_file),
+            str(ITEMS),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "VAULT_SERVICE_TOKEN": TOKENS["app"]},
+    )
+    result: dict[str, float] = json.loads(out.stdout)
+    if result["errors"]:
+        raise RuntimeError(f"{mode}: {result['errors']} calls or items failed")
+    return result
+
+
+def run() -> list[Result]:
+    runs: dict[str, list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        target = start_vault("sqlite-1", Path(tmp) / "s1", 1)
+        try:
+            assert target.ids_file is not None
+            for _ in range(REPEATS):
+                for op in ("put", "get"):
+                    runs.setdefault(f"batch-{op}", []).append(
+                        _batch_load(target.addr, f"batch-{op}", target.ids_file)
+                    )
+                    runs.setdefault(op, []).append(load(target, op))
+        finally:
+            stop(target)
+
+    def median(mode: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[mode])
+
+    return [
+        Result(
+            f"Batch{op.title()}Records of {ITEMS} 1 KiB records (SQLite, 1 process)",
+            median(f"batch-{op}", "records_per_s"),
+            "records/s",
+            f"single {op.title()}Record calls, 64 in flight",
+            median(op, "ops_per_s"),
+            f"{GOALS[op]}; batch p50 {median(f'batch-{op}', 'p50_ms'):.0f} ms",
+        )
+        for op in ("put", "get")
+    ]
+
+
+if __name__ == "__main__":
+    for r in run():
+        print(r.line())
