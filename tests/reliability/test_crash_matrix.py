@@ -28,7 +28,7 @@ import pytest
 
 from tests.conftest import TOKENS, write_config
 from tests.support.serve import start_serving, vaultctl
-from vault_service.client import VaultClient
+from vault_service.client import RecordToPut, VaultClient
 from vault_service.config import load_config
 from vault_service.errors import Unavailable, VaultError
 from vault_service.lifecycle import audit_log, rotation
@@ -283,3 +283,68 @@ def test_fault_points_are_inert_unless_armed(tmp_path: Path) -> None:
     server = _Server(home)
     assert server.client.get_record(rid, "matching").fields["text"] == "t"
     server.close()
+
+
+# --- batches of puts killed before and after their one commit -------------------------------------
+def _batch(t: int, b: int, rng: random.Random) -> list[RecordToPut]:
+    items = []
+    for n in range(5):
+        with_content = rng.random() < 0.4
+        items.append(
+            RecordToPut(
+                f"member-{t}",
+                "concern_photo" if with_content else "concern_text",
+                {"caption": f"c-{t}-{b}-{n}"} if with_content else {"text": f"t-{t}-{b}-{n}"},
+                content=os.urandom(rng.randrange(1, 100_000)) if with_content else None,
+                idempotency_key=f"b-{t}-{b}-{n}",
+            )
+        )
+    return items
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["put.after_wrap", "put.after_commit"])
+@pytest.mark.parametrize("seed", range(6))
+def test_batch_put_killed(point: str, seed: int, tmp_path: Path, recovered: list[_Server]) -> None:
+    """A BatchPutRecords killed part-way: a batch is stored whole or not at all (one commit),
+    every acknowledged batch reads back, and the batches retried with their idempotency keys
+    give each record exactly once."""
+    rng = random.Random(f"batch-{point}-{seed}")
+    home = _home(tmp_path)
+    proc, addr = start_serving(home / "vault.toml", {"VAULT_FAULTS": f"{point}:{rng.randint(6, 40)}"})
+    plans = {(t, b): _batch(t, b, rng) for t in range(2) for b in range(12)}
+    acked: dict[tuple[int, int], list[str]] = {}
+
+    def writer(t: int) -> None:
+        with VaultClient(addr, TOKENS["app"], timeout=10) as c:
+            for b in range(12):
+                try:
+                    out = c.put_records(plans[(t, b)])
+                except VaultError:
+                    return  # the server is gone
+                acked[(t, b)] = [o.record_id for o in out]  # type: ignore[union-attr]
+
+    workers = [threading.Thread(target=writer, args=(t,)) for t in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert proc.wait(30) == -9
+    assert len(acked) < len(plans)
+    server = _Server(home)
+    recovered.append(server)
+    c = server.client
+    for key, ids in acked.items():
+        for item, rid in zip(plans[key], ids, strict=True):
+            got = c.get_record(rid, "matching", include_content=item.content is not None)
+            assert got.fields == item.fields and got.content == item.content
+    for t in range(2):  # whole batches or nothing: a subject's count is a multiple of 5
+        assert len(c.list_records(f"member-{t}").records) % 5 == 0
+    for key, items in plans.items():
+        retried = c.put_records(items)
+        assert all(not isinstance(o, VaultError) for o in retried)
+        if key in acked:
+            assert [o.record_id for o in retried] == acked[key]  # type: ignore[union-attr]
+    for t in range(2):
+        assert len(c.list_records(f"member-{t}").records) == 5 * 12
+    check_consistent(server)
