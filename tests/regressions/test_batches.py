@@ -278,3 +278,29 @@ def test_two_concurrent_batches_over_the_same_subjects_both_commit(vault: Vault)
     assert errors == []
     app = vault.client("app")
     assert sum(len(app.list_records(s).records) for s in subjects) == 2 * 4 * len(subjects)
+
+
+DORMANCY = """
+[dormancy]
+description = "Separated after a year without use."
+after_days = 365
+notice_days = 30
+separate = true
+"""
+
+
+@pytest.mark.parametrize("policy_text", [read_once_policy_text() + DORMANCY], indirect=False)
+def test_a_batch_that_wakes_a_dormant_subject_reads_it_as_single_calls_would(vault: Vault) -> None:
+    """Dormancy and batches: a reactivation read of a dormant subject wakes it, so a later item
+    of the same batch reads its other record under an ordinary purpose, as the second of two
+    single calls would; before the wake, that read is refused."""
+    app = vault.client("app")
+    profile = app.put_record("d-1", "member_profile", {"email": "d1@example.kr"}).record_id
+    text = app.put_record("d-1", "concern_text", {"text": "asleep"}).record_id
+    vault.clock.advance(400 * 86400)
+    assert vault.service.sweep_dormancy()["dormant"] == 1
+    (before,) = app.get_records([RecordToGet(text, "matching")])
+    assert isinstance(before, PermissionDenied)
+    out = app.get_records([RecordToGet(profile, "reactivation"), RecordToGet(text, "matching")])
+    assert isinstance(out[0], Record) and out[0].fields == {"email": "d1@example.kr"}
+    assert isinstance(out[1], Record) and out[1].fields == {"text": "asleep"}

@@ -22,13 +22,15 @@ idempotency keys, a retried put never stores twice).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vault_service.audit.model import AuditRow
 from vault_service.errors import InvalidArgument, Status, VaultError
+from vault_service.ids import is_record_id
+from vault_service.policy import Policy
 from vault_service.service.types import ContentStream
-from vault_service.storage import StoredRecord
+from vault_service.storage import RecordStore, StoredRecord
 
 #: the most items in one batch (and the message size limit: grpc's max receive size)
 MAX_BATCH_ITEMS = 500
@@ -86,6 +88,20 @@ class ReleaseBatch:
     claimed: set[str] = field(default_factory=set)
     #: the index of the item being read
     item: int = 0
+
+    @classmethod
+    def read(cls, store: RecordStore, policy: Policy, items: Sequence[GetItem]) -> ReleaseBatch:
+        """A batch with its records read, one read transaction (one snapshot) per purpose; only
+        the items their single call would read (a known purpose, a well-formed id)."""
+        batch = cls()
+        by_purpose: dict[str, list[str]] = {}
+        for item in items:
+            if item.purpose in policy.purposes and is_record_id(item.record_id):
+                by_purpose.setdefault(item.purpose, []).append(item.record_id)
+        for purpose, ids in by_purpose.items():
+            found = store.get_records(ids, grants_for=purpose)
+            batch.fetched.update(((purpose, r), stored) for r, stored in found.items())
+        return batch
 
     def after_commit(self, consume: Callable[[], None]) -> None:
         """Carry out ``consume`` (the current item's read-once destruction) after the commit."""

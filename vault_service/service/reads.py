@@ -38,7 +38,6 @@ from vault_service.errors import (
     PermissionDenied,
     VaultError,
 )
-from vault_service.ids import is_record_id
 from vault_service.key_hierarchy import KeyHierarchy
 from vault_service.lifecycle.dormancy import Activity
 from vault_service.lifecycle.integrity import Integrity
@@ -153,6 +152,9 @@ class Reads:
             stored = None
         else:
             stored = batch.fetched.get((purpose, record_id))
+            if stored is not None and stored.subject_state is SubjectState.DORMANT:
+                # an earlier item may have woken the subject: read it as its single call would
+                stored = self.store.get_record(record_id, grants_for=purpose)
         if stored is None:
             raise self.missing(call, action, purpose, record_id)
         return stored
@@ -440,14 +442,7 @@ class Reads:
         be (another read won, or the database failed) is that item's error, not the batch's:
         the others are on the record and destroyed."""
         batch_size(len(items))
-        batch = ReleaseBatch()
-        by_purpose: dict[str, list[str]] = {}
-        for item in items:  # only what the single call would get as far as reading
-            if item.purpose in self.policy.purposes and is_record_id(item.record_id):
-                by_purpose.setdefault(item.purpose, []).append(item.record_id)
-        for purpose, ids in by_purpose.items():  # one read transaction (one snapshot) each
-            found = self.store.get_records(ids, grants_for=purpose)
-            batch.fetched.update(((purpose, r), stored) for r, stored in found.items())
+        batch = ReleaseBatch.read(self.store, self.policy, items)
         outcomes: list[RecordView | VaultError] = []
         for n, item in enumerate(items):
             batch.item = n
