@@ -125,7 +125,7 @@ class S3Witness(KeepingWitness):
             state = _State(got[1], json.loads(got[0]))
             text = state.doc["note"]
             state.entries()
-            if state.seq < 0 or not isinstance(text, str | None):
+            if state.seq < 0 or int(state.doc["kept"]) < 0 or not isinstance(text, str | None):
                 raise ValueError(state.seq)
         except (ValueError, KeyError, TypeError):
             raise WitnessRefused("the witness's own checkpoint does not verify") from None
