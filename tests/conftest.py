@@ -47,6 +47,26 @@ def pg_dsn(pg_cluster: Any) -> Any:
     pg_cluster.drop_database(dsn)
 
 
+# --- an S3-compatible server (moto, one request at a time: conditional writes atomic) -------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Any:
+    from tests.support.moto_server import MotoServer
+
+    server = MotoServer(serial=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: Any) -> Any:
+    """A new, empty bucket on the test S3 server (a :class:`Bucket` with no prefix)."""
+    from tests.support.moto_server import new_bucket
+
+    return new_bucket(s3_server)
+
+
 # --- a configured vault in a temp directory, and a real gRPC server on a free port -----------------
 
 TOKENS = {

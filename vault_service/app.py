@@ -123,9 +123,33 @@ def open_provider(config: Config, env: Mapping[str, str], clock: Clock | None = 
     return build_provider(config, env, clock or clock_for(config))
 
 
-def open_ledger(config: Config) -> DestructionLedger:
-    """The destruction ledger named by the config (kept apart from the data directory)."""
-    return DestructionLedger(config.path(config.lifecycle.ledger_path))
+def s3_location(value: str) -> tuple[str, str] | None:
+    """(bucket, key prefix) of an ``s3://bucket/prefix/`` setting (``[lifecycle] ledger_path``,
+    ``[witness] directory``); None for a path."""
+    if not value.startswith("s3://"):
+        return None
+    bucket, _, prefix = value.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise ConfigError(f"{value}: expected s3://bucket/prefix/")
+    return bucket, prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def open_ledger(config: Config, env: Mapping[str, str] | None = None) -> DestructionLedger:
+    """The destruction ledger named by the config (kept apart from the data directory): a file,
+    or an S3-compatible bucket when ``[lifecycle] ledger_path`` is ``s3://bucket/prefix/``."""
+    lc = config.lifecycle
+    where = s3_location(lc.ledger_path)
+    if where is None:
+        return DestructionLedger(config.path(lc.ledger_path))
+    from vault_service.audit.s3_objects import Bucket, s3_client
+    from vault_service.lifecycle.ledger_s3 import S3LedgerStore
+
+    client = s3_client(
+        endpoint_url=lc.ledger_s3_endpoint_url or None,
+        env=env if env is not None else os.environ,
+        timeout_seconds=10.0,
+    )
+    return DestructionLedger(S3LedgerStore(Bucket(client, *where)))
 
 
 @dataclass
@@ -177,7 +201,7 @@ def build_service(
         max_content_bytes=max(config.server.max_message_bytes - 64 * 1024, 0),
         max_object_bytes=config.storage.max_object_bytes,
     )
-    ledger = open_ledger(config)
+    ledger = open_ledger(config, env)
     lc = config.lifecycle
     checkpoints = FilesystemCheckpointStore(config.path(config.audit.checkpoint_path))
     service = VaultService(
@@ -202,16 +226,16 @@ def build_service(
         checkpoints,
         lambda: service.signing_key,
         service.integrity,
-        open_witness(config),
+        open_witness(config, env),
         config.audit.origin,
     )
     if witnessing.ledger_sync is not None:  # certificates prove against witnessed checkpoints
         sync = witnessing.ledger_sync
-        service.verifier.witnessed_ledger = WitnessedLedger(sync.checkpoint_path, sync.publish)
+        service.verifier.witnessed_ledger = WitnessedLedger(sync.kept_checkpoint, sync.publish)
     try:
         restored = witnessing.startup()  # the ledger repaired from the witness if it must be
     except LedgerTampered as exc:
-        raise ConfigError(f"{ledger.path}: {exc}; refusing to start") from None
+        raise ConfigError(f"{ledger.where}: {exc}; refusing to start") from None
     if restored:
         log.warning("destruction ledger repaired from the witness", extra=fields(restored=restored))
     replay(service)
@@ -236,15 +260,19 @@ def open_audited_store(config: Config, provider: KeyProvider, clock: Clock) -> R
     return store
 
 
-def open_witness(config: Config) -> Witness | None:
+def open_witness(config: Config, env: Mapping[str, str] | None = None) -> Witness | None:
     """The configured witness of both logs: a witness process (``[witness] url``, its key
-    ``public_key``), a directory (``[witness] directory``), or None when both are empty."""
+    ``public_key``), a directory (``directory``), an S3-compatible bucket (``directory`` of the
+    form ``s3://bucket/prefix/``, its key ``key_file``), or None when both are empty."""
     w = config.witness
     if w.url and w.directory:
         raise ConfigError(
             "witness.url and witness.directory: one witness, not two; with a witness process at"
             ' url set directory = ""'
         )
+    where = s3_location(w.directory)
+    if where is not None:
+        return _s3_witness(config, where, env if env is not None else os.environ)
     if w.url:
         from vault_service.audit.witness_client import HttpWitness
 
@@ -266,13 +294,32 @@ def open_witness(config: Config) -> Witness | None:
     return DirectoryWitness(config.path(w.directory), w.name)
 
 
+def _s3_witness(config: Config, where: tuple[str, str], env: Mapping[str, str]) -> Witness:
+    from vault_service.audit.s3_objects import Bucket, s3_client
+    from vault_service.audit.witness_s3 import S3Witness
+
+    w = config.witness
+    if not w.key_file:
+        raise ConfigError(
+            "witness.key_file: the witness's cosigning seed is required with an s3:// witness"
+            " directory (a file on other storage than the bucket and the vault's backups)"
+        )
+    client = s3_client(
+        endpoint_url=w.s3_endpoint_url or None,
+        env=env,
+        max_attempts=2,
+        timeout_seconds=w.timeout_seconds,
+    )
+    return S3Witness(Bucket(client, *where), config.path(w.key_file), w.name)
+
+
 def replay(service: VaultService) -> None:
     """Make the store agree with the destruction ledger (before anything is served, and after a
     repair of the ledger while serving)."""
     try:
         report = service.replay_ledger()
     except LedgerTampered as exc:
-        raise ConfigError(f"{service.ledger.path}: {exc}; refusing to start") from None
+        raise ConfigError(f"{service.ledger.where}: {exc}; refusing to start") from None
     if report.total or report.re_deferred:
         log.warning(
             "destruction ledger replay destroyed again what a restored backup brought back",

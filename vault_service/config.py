@@ -192,7 +192,8 @@ class WitnessConfig:
 
     directory: str = "var/witness"
     """The witness of both logs' checkpoints (and keeper of the ledger's lines): a directory on
-    other storage than the database, the blobs and the ledger, never restored with them. Empty:
+    other storage than the database, the blobs and the ledger, never restored with them, or
+    ``s3://bucket/prefix/`` (an S3-compatible bucket, shared by conditional writes). Empty:
     no witness (a rollback of the database and the ledger together goes unnoticed: not for
     production)."""
     name: str = "vault-service-witness"
@@ -207,6 +208,11 @@ class WitnessConfig:
     check_interval_seconds: float = 10.0
     """How often every process checks its database's audit tree against the witness (a rollback
     or fork halts the release of plaintext)."""
+    s3_endpoint_url: str = ""
+    """With an s3:// ``directory``: the endpoint (R2, MinIO, a test server); empty for AWS."""
+    key_file: str = ""
+    """With an s3:// ``directory`` (required): the witness's cosigning seed, made if missing;
+    never in the bucket, nor where the vault's backups are."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +223,10 @@ class LifecycleConfig:
     """The destruction ledger (every erasure, shred, replaced version, revoked share and consent;
     replayed at start-up): keep it on other storage than the database and its backups, or a
     restore of both brings back what was destroyed. (The file name is kept from when it listed
-    erasures only.)"""
+    erasures only.) Or ``s3://bucket/prefix/``: an S3-compatible bucket, appends ordered by
+    conditional writes (docs/lifecycle.md), for processes on several machines."""
+    ledger_s3_endpoint_url: str = ""
+    """With an s3:// ``ledger_path``: the endpoint (R2, MinIO, a test server); empty for AWS."""
     rotate_every_days: float = 30.0
     """Root-key epochs: a new primary root version this often (0 disables scheduled rotation)."""
     backup_window_days: float = 35.0
@@ -412,21 +421,7 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
         raise ConfigError(f"{source}: policy: path of the policy file is required")
     base = path.resolve().parent
     policy_path = Path(policy) if Path(policy).is_absolute() else (base / policy).resolve()
-    return Config(
-        built["server"],
-        built["storage"],
-        built["keys"],
-        built["tls"],
-        built["audit"],
-        built["lifecycle"],
-        built["logging"],
-        policy_path,
-        base,
-        built["metrics"],
-        built["security"],
-        built["tracing"],
-        built["witness"],
-    )
+    return Config(**built, policy_path=policy_path, base_dir=base)
 
 
 def _check_sections(source: str, built: Mapping[str, Any]) -> None:

@@ -104,7 +104,8 @@ def test_publishing_after_an_append_reads_only_the_new_bytes(
         held = _held(witness, key)
         assert (held.size, held.root) == _file_tree(ledger)
     assert witness.entries(log, 0) == ledger.lines()
-    kept_note = sync.checkpoint_path.read_text()
+    kept_note = sync.kept_checkpoint()
+    assert kept_note is not None
     assert checkpoint_of(kept_note).size == 45
     assert note.verify_cosignature(kept_note, "witness.example", witness.public_key()) > 0
 
@@ -331,7 +332,7 @@ def test_a_torn_last_line_is_not_a_leaf_until_its_newline(tmp_path: Path, key: S
     ledger = DestructionLedger(tmp_path / "ledger.jsonl")
     for i in range(3):
         ledger.append(key, [_entry(i)])
-    tail = LedgerTail(ledger.path)
+    tail = LedgerTail(ledger.store)
     assert tail.refresh().size == 3
     other = DestructionLedger(tmp_path / "other.jsonl")
     other.append(key, [_entry(3)])

@@ -10,25 +10,32 @@ twice: the next run finishes and the trail verifies.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import write_config
+from tests.support.moto_server import CREDENTIALS, free_port, same_bucket
 from vault_service.app import build_service
 from vault_service.audit.checkpoints import FilesystemCheckpointStore
 from vault_service.audit.model import AuditRow
 from vault_service.audit.publish import Publisher, Verdict, compare, sign_checkpoint
 from vault_service.audit.witness import (
     DirectoryWitness,
+    KeepingWitness,
     LogKey,
     WitnessConflict,
     WitnessRefused,
+    WitnessUnavailable,
     reset_statement,
 )
+from vault_service.audit.witness_s3 import S3Witness
 from vault_service.clock import FixedClock
 from vault_service.config import load_config
 from vault_service.crypto.signing import SigningKey
@@ -63,14 +70,25 @@ def signer() -> SigningKey:
     return SigningKey.generate()
 
 
-@pytest.fixture
-def witness(tmp_path: Path) -> DirectoryWitness:
-    return DirectoryWitness(tmp_path / "witness", "witness.example")
+@pytest.fixture(params=["directory", "s3"])
+def witness(tmp_path: Path, request: pytest.FixtureRequest) -> KeepingWitness:
+    """Each witness storage in turn: the checks are the same, written once."""
+    if request.param == "directory":
+        return DirectoryWitness(tmp_path / "witness", "witness.example")
+    bucket = request.getfixturevalue("s3_bucket")
+    return S3Witness(bucket, tmp_path / "witness.key", "witness.example")
 
 
-def test_accepts_consistent_extensions_and_cosigns(
-    witness: DirectoryWitness, signer: SigningKey
-) -> None:
+def _history(witness: KeepingWitness) -> str:
+    """Everything the witness keeps as its history (for S3: the archived states and the held one)."""
+    if isinstance(witness, DirectoryWitness):
+        return "".join(p.read_text() for p in (witness.directory / "logs").rglob("history.jsonl"))
+    assert isinstance(witness, S3Witness)
+    bucket = witness.bucket
+    return "".join(bucket.get(item.key)[0].decode() for item in bucket.listing("logs/"))
+
+
+def test_accepts_consistent_extensions_and_cosigns(witness: KeepingWitness, signer: SigningKey) -> None:
     log = LogKey(ORIGIN, signer.public_key())
     first, _ = _signed(signer, _leaves(3))
     cosigned = witness.add_checkpoint(log, 0, [], first)
@@ -84,7 +102,7 @@ def test_accepts_consistent_extensions_and_cosigns(
 
 
 def test_refuses_rollback_fork_bad_proof_and_foreign_signer(
-    witness: DirectoryWitness, signer: SigningKey
+    witness: KeepingWitness, signer: SigningKey
 ) -> None:
     log = LogKey(ORIGIN, signer.public_key())
     big, _ = _signed(signer, _leaves(8))
@@ -107,7 +125,7 @@ def test_refuses_rollback_fork_bad_proof_and_foreign_signer(
 
 
 def test_keeps_entries_only_when_they_are_the_leaves(
-    witness: DirectoryWitness, signer: SigningKey
+    witness: KeepingWitness, signer: SigningKey
 ) -> None:
     log = LogKey(ORIGIN, signer.public_key())
     entries = _leaves(5)
@@ -125,7 +143,7 @@ def test_keeps_entries_only_when_they_are_the_leaves(
 
 
 def test_reset_needs_the_logs_signature_and_names_the_held_checkpoint(
-    witness: DirectoryWitness, signer: SigningKey
+    witness: KeepingWitness, signer: SigningKey
 ) -> None:
     log = LogKey(ORIGIN, signer.public_key())
     signed, _ = _signed(signer, _leaves(4))
@@ -140,11 +158,91 @@ def test_reset_needs_the_logs_signature_and_names_the_held_checkpoint(
         witness.reset(log, note.sign_note(stale, ORIGIN, signer))
     witness.reset(log, note.sign_note(reset_statement(held, 2, "restore"), ORIGIN, signer))
     assert witness.latest(log) is None
-    history = (witness.directory / "logs").rglob("history.jsonl")
-    assert any("witness-reset" in p.read_text() for p in history)
+    assert "witness-reset" in _history(witness)
 
 
-def _vault(home: Path, signer: SigningKey, witness: DirectoryWitness) -> Witnessing:
+class _Racing(S3Witness):
+    """An S3 witness that lets another process add a checkpoint between its read and its write."""
+
+    meanwhile: Callable[[], object] | None = None
+
+    def _store(self, *args: Any) -> bool:
+        if self.meanwhile is not None:
+            self.meanwhile()
+            self.meanwhile = None
+        return super()._store(*args)
+
+
+def test_s3_a_lost_compare_and_swap_is_a_conflict_and_the_publisher_retries(
+    s3_bucket: Any, tmp_path: Path, signer: SigningKey
+) -> None:
+    log = LogKey(ORIGIN, signer.public_key())
+    racing = _Racing(s3_bucket, tmp_path / "w.key", "witness.example")
+    other = S3Witness(same_bucket(s3_bucket), tmp_path / "w.key", "witness.example")
+    entries = _leaves(9)
+    three, _ = _signed(signer, entries[:3])
+    racing.add_checkpoint(log, 0, [], three, entries[:3])
+    five, tree5 = _signed(signer, entries[:5])
+    seven, tree7 = _signed(signer, entries[:7])
+    racing.meanwhile = lambda: other.add_checkpoint(
+        log,
+        3,
+        tree5.consistency(3, 5),
+        five,
+        entries[3:5],  # type: ignore[attr-defined]
+    )
+    with pytest.raises(WitnessConflict) as conflict:  # its If-Match failed: 412
+        racing.add_checkpoint(log, 3, tree7.consistency(3, 7), seven, entries[3:7])  # type: ignore[attr-defined]
+    assert conflict.value.held_size == 5
+    # the publisher learns the size and proves again from it; nothing is lost or doubled
+    nine, tree9 = _signed(signer, entries)
+    racing.meanwhile = lambda: other.add_checkpoint(
+        log,
+        5,
+        tree7.consistency(5, 7),
+        seven,
+        entries[5:7],  # type: ignore[attr-defined]
+    )
+    Publisher(racing, log).publish(nine, tree9)  # type: ignore[arg-type]
+    assert racing.entries(log, 0) == other.entries(log, 0) == entries
+    held = other.latest(log)
+    assert held is not None and held.checkpoint.size == 9
+
+
+def test_s3_an_unreachable_endpoint_is_unavailable(tmp_path: Path, signer: SigningKey) -> None:
+    from vault_service.audit.s3_objects import Bucket, s3_client
+
+    client = s3_client(
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        env=CREDENTIALS,
+        max_attempts=1,
+        timeout_seconds=1.0,
+    )
+    witness = S3Witness(Bucket(client, "nowhere", "w/"), tmp_path / "w.key", "witness.example")
+    log = LogKey(ORIGIN, signer.public_key())
+    with pytest.raises(WitnessUnavailable):
+        witness.latest(log)
+    signed, _ = _signed(signer, _leaves(2))
+    with pytest.raises(WitnessUnavailable):
+        witness.add_checkpoint(log, 0, [], signed)
+
+
+def test_s3_a_tampered_held_checkpoint_is_refused(
+    s3_bucket: Any, tmp_path: Path, signer: SigningKey
+) -> None:
+    witness = S3Witness(s3_bucket, tmp_path / "w.key", "witness.example")
+    log = LogKey(ORIGIN, signer.public_key())
+    signed, _ = _signed(signer, _leaves(4))
+    witness.add_checkpoint(log, 0, [], signed)
+    (held,) = [item.key for item in s3_bucket.listing("logs/") if item.key.endswith("/held")]
+    doc = json.loads(s3_bucket.get(held)[0])
+    doc["note"] = doc["note"].replace("\n4\n", "\n3\n")
+    s3_bucket.put(held, json.dumps(doc).encode())
+    with pytest.raises(WitnessRefused, match="does not verify"):
+        witness.latest(log)
+
+
+def _vault(home: Path, signer: SigningKey, witness: KeepingWitness) -> Witnessing:
     store = SqliteRecordStore(home / "vault.db")
     store.migrate()
     return Witnessing(
@@ -159,7 +257,7 @@ def _vault(home: Path, signer: SigningKey, witness: DirectoryWitness) -> Witness
 
 
 def test_a_fork_is_refused_and_halts_the_vault_refused(
-    tmp_path: Path, witness: DirectoryWitness, signer: SigningKey
+    tmp_path: Path, witness: KeepingWitness, signer: SigningKey
 ) -> None:
     a, b = _vault(tmp_path / "a", signer, witness), _vault(tmp_path / "b", signer, witness)
     for i in range(5):
@@ -229,7 +327,7 @@ def test_sequencer_killed_mid_integration_loses_nothing(tmp_path: Path, point: s
 
 
 def test_the_published_tree_is_the_witnessed_one(
-    tmp_path: Path, witness: DirectoryWitness, signer: SigningKey
+    tmp_path: Path, witness: KeepingWitness, signer: SigningKey
 ) -> None:
     v = _vault(tmp_path / "a", signer, witness)
     for i in range(9):

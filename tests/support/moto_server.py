@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -28,16 +29,23 @@ def free_port() -> int:
 
 
 class MotoServer:
-    """``python -m moto.server`` on 127.0.0.1; :meth:`reset` clears all state between tests."""
+    """``python -m moto.server`` on 127.0.0.1; :meth:`reset` clears all state between tests.
+    ``serial``: one request at a time, so that conditional writes are atomic as on S3
+    (tests/support/moto_serial.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, serial: bool = False) -> None:
+        self.serial = serial
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MotoServer:
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        if self.serial:
+            command = [sys.executable, str(Path(__file__).with_name("moto_serial.py"))]
+            command += ["127.0.0.1", str(self.port)]
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -63,6 +71,30 @@ class MotoServer:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
             self._proc = None
+
+
+def new_bucket(server: MotoServer, prefix: str = "", max_attempts: int = 2) -> Any:
+    """A new bucket of a unique name on ``server``: an :class:`~vault_service.audit.s3_objects.
+    Bucket` (keys under ``prefix``) with its own client."""
+    import uuid
+
+    from vault_service.audit.s3_objects import Bucket, s3_client
+
+    client = s3_client(
+        endpoint_url=server.url, env=CREDENTIALS, max_attempts=max_attempts, timeout_seconds=5.0
+    )
+    name = f"test-{uuid.uuid4().hex[:20]}"
+    client.create_bucket(Bucket=name)
+    return Bucket(client, name, prefix)
+
+
+def same_bucket(bucket: Any, prefix: str | None = None) -> Any:
+    """The bucket of ``bucket`` through a client of its own (another process's view)."""
+    from vault_service.audit.s3_objects import Bucket, s3_client
+
+    url = bucket.client.meta.endpoint_url
+    client = s3_client(endpoint_url=url, env=CREDENTIALS, max_attempts=2, timeout_seconds=5.0)
+    return Bucket(client, bucket.bucket, bucket.prefix if prefix is None else prefix)
 
 
 #: KMS's answer to a cryptographic operation on a key in this state

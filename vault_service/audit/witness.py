@@ -24,6 +24,10 @@ and what it read of their file, so that accepting a checkpoint reads only the en
 since (by it or by another process sharing the directory): O(new entries), not O(log size). A
 file changed otherwise than by an append (restored from a backup, edited) is read whole again
 (:mod:`.appended`).
+
+:class:`~.witness_s3.S3Witness` keeps the same in an S3-compatible bucket, its held checkpoints
+replaced by conditional writes. Both take their checks from :class:`KeepingWitness`: only the
+storage differs.
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ import json
 import os
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vault_service.audit.appended import AppendedFile, ReadCounters
 from vault_service.crypto.signing import SigningKey
@@ -139,8 +145,143 @@ def reset_statement(held: Held, restored_size: int, reason: str) -> str:
     )
 
 
-def _slot(origin: str) -> str:
+def slot(origin: str) -> str:
+    """A log's folder (or key prefix) in a witness's storage."""
     return hashlib.sha256(origin.encode()).hexdigest()[:32]
+
+
+def key_from_file(path: Path) -> SigningKey:
+    """A witness's cosigning key: the seed in ``path`` (64 hex digits), made (mode 0600) when
+    the file does not exist. OSError or ValueError when it cannot be read or written."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        replace_file(path, os.urandom(32).hex().encode())
+    return SigningKey(bytes.fromhex(path.read_text().strip()))
+
+
+class KeepingWitness(Witness):
+    """The checks and the cosignature of a witness that keeps its own state, written once for
+    every storage (:class:`DirectoryWitness`, :class:`~.witness_s3.S3Witness`): a subclass only
+    reads and writes. Within :meth:`_session`, :meth:`_load` reads a log's held note and a
+    token; :meth:`_store` and :meth:`_forget` replace it only if it is still what the token
+    names (a compare-and-swap: False when another process changed it meanwhile)."""
+
+    @abc.abstractmethod
+    def _session(self) -> AbstractContextManager[None]:
+        """What a read-check-write runs in (a lock, or nothing when the writes are conditional)."""
+
+    @abc.abstractmethod
+    def _signer(self) -> SigningKey:
+        """The cosigning key (WitnessUnavailable when it cannot be read)."""
+
+    @abc.abstractmethod
+    def _load(self, log: LogKey) -> tuple[str | None, Any]:
+        """The held note of the log (None if none) and the token of what was read."""
+
+    @abc.abstractmethod
+    def _kept_tree(self, log: LogKey, token: Any) -> merkle.MemoryTree:
+        """The tree of the kept entries of the state ``token`` names."""
+
+    def _kept_size(self, log: LogKey, token: Any) -> int:
+        """How many entries are kept in the state ``token`` names."""
+        return self._kept_tree(log, token).size
+
+    @abc.abstractmethod
+    def _kept_entries(self, log: LogKey, token: Any) -> list[bytes]:
+        """Every kept entry of the state ``token`` names."""
+
+    @abc.abstractmethod
+    def _store(
+        self, log: LogKey, token: Any, cosigned: str, start: int, entries: Sequence[bytes]
+    ) -> bool:
+        """Append ``entries`` (the leaves from index ``start``, checked against the kept ones),
+        the note to the history, and make it the held checkpoint; False if the state is no
+        longer the one ``token`` names (nothing was changed that counts)."""
+
+    @abc.abstractmethod
+    def _forget(self, log: LogKey, token: Any, statement: str) -> bool:
+        """Keep ``statement`` in the history and hold nothing for the log; False as
+        :meth:`_store`."""
+
+    def public_key(self) -> bytes:
+        with self._session():
+            return self._signer().public_key()
+
+    def latest(self, log: LogKey) -> Held | None:
+        with self._session():
+            return self._held(log)[0]
+
+    def _held(self, log: LogKey) -> tuple[Held | None, Any]:
+        text, token = self._load(log)
+        if text is None:
+            return None, token
+        try:
+            checkpoint = Checkpoint.parse(note.verify_note(text, log.origin, log.public_key))
+        except (NoteError, ValueError):
+            raise WitnessRefused("the witness's own checkpoint does not verify") from None
+        return Held(checkpoint, text), token
+
+    def entries(self, log: LogKey, start: int) -> list[bytes]:
+        with self._session():
+            return self._kept_entries(log, self._held(log)[1])[start:]
+
+    def add_checkpoint(
+        self,
+        log: LogKey,
+        old_size: int,
+        proof: Sequence[bytes],
+        signed_note: str,
+        entries: Sequence[bytes] | None = None,
+    ) -> str:
+        try:
+            new = Checkpoint.parse(note.verify_note(signed_note, log.origin, log.public_key))
+        except (NoteError, ValueError):
+            raise WitnessRefused("the checkpoint is not signed by the log's key") from None
+        with self._session():
+            held, token = self._held(log)
+            size = held.checkpoint.size if held else 0
+            if old_size != size:
+                raise WitnessConflict(size)
+            if held is not None:
+                _check_extension(held.checkpoint, new, proof)
+            if entries is not None:
+                kept = self._kept_tree(log, token)
+                if kept.size != size or size + len(entries) != new.size:
+                    raise WitnessRefused("the entries do not fill the checkpoint")
+                # the kept tree is not extended here: the entries are taken only once stored
+                leaves = [merkle.leaf_hash(entry) for entry in entries]
+                if kept.extended_root(leaves) != new.root:
+                    raise WitnessRefused("the entries are not the checkpoint's leaves")
+            if held is not None and new.size == size:
+                return held.note  # the same checkpoint again: nothing to add
+            cosigned = note.add_signature_lines(signed_note, [self._cosign(new)])
+            if not self._store(log, token, cosigned, size, entries or ()):
+                # another process moved the held checkpoint between the read and the write
+                now = self._held(log)[0]
+                raise WitnessConflict(now.checkpoint.size if now else 0)
+            return cosigned
+
+    def reset(self, log: LogKey, statement: str) -> None:
+        try:
+            text = note.verify_note(statement, log.origin, log.public_key)
+        except (NoteError, ValueError):
+            raise WitnessRefused("the reset is not signed by the log's key") from None
+        with self._session():
+            held, token = self._held(log)
+            if held is None:
+                return
+            if self._kept_size(log, token):
+                raise WitnessRefused("this log's entries are kept: it is repaired, never reset")
+            cp = held.checkpoint
+            if f"held {cp.size} {cp.root.hex()}\n" not in text or not text.startswith(
+                f"vault-service/witness-reset/v1\norigin {cp.origin}\n"
+            ):
+                raise WitnessRefused("the reset does not name the checkpoint the witness holds")
+            if not self._forget(log, token, statement):
+                raise WitnessUnavailable("the witness changed during the reset: try again")
+
+    def _cosign(self, checkpoint: Checkpoint) -> str:
+        return note.cosign(checkpoint.body(), self.name, self._signer(), int(time.time()))
 
 
 @dataclass
@@ -151,7 +292,7 @@ class _Kept:
     tree: merkle.MemoryTree = field(default_factory=merkle.MemoryTree)
 
 
-class DirectoryWitness(Witness):
+class DirectoryWitness(KeepingWitness):
     """A witness in a directory (see the module docstring). Several processes may share it: every
     change is made under an exclusive ``flock`` of ``<dir>/lock``."""
 
@@ -166,8 +307,6 @@ class DirectoryWitness(Witness):
     def __repr__(self) -> str:
         return f"DirectoryWitness({str(self.directory)!r})"
 
-    # -- storage -----------------------------------------------------------------------------
-
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         try:
@@ -181,46 +320,29 @@ class DirectoryWitness(Witness):
         finally:
             os.close(fd)
 
+    def _session(self) -> AbstractContextManager[None]:
+        return self._locked()
+
     def _signer(self) -> SigningKey:
         if self._key is None:
-            path = self.directory / "witness.key"
             try:
-                if not path.exists():
-                    self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                    replace_file(path, os.urandom(32).hex().encode())
-                self._key = SigningKey(bytes.fromhex(path.read_text().strip()))
+                self._key = key_from_file(self.directory / "witness.key")
             except (OSError, ValueError):
                 raise WitnessUnavailable() from None
         return self._key
 
-    def public_key(self) -> bytes:
-        with self._locked():
-            return self._signer().public_key()
-
     def _dir(self, log: LogKey) -> Path:
-        return self.directory / "logs" / _slot(log.origin)
+        return self.directory / "logs" / slot(log.origin)
 
-    def latest(self, log: LogKey) -> Held | None:
-        with self._locked():
-            return self._held(log)
-
-    def _held(self, log: LogKey) -> Held | None:
+    def _load(self, log: LogKey) -> tuple[str | None, Any]:
         try:
-            text = (self._dir(log) / "checkpoint").read_text()
+            return (self._dir(log) / "checkpoint").read_text(), None
         except FileNotFoundError:
-            return None
+            return None, None
         except OSError:
             raise WitnessUnavailable() from None
-        try:
-            return Held(Checkpoint.parse(note.verify_note(text, log.origin, log.public_key)), text)
-        except (NoteError, ValueError):
-            raise WitnessRefused("the witness's own checkpoint does not verify") from None
 
-    def entries(self, log: LogKey, start: int) -> list[bytes]:
-        with self._locked():
-            return self._entries(log)[start:]
-
-    def _entries(self, log: LogKey) -> list[bytes]:
+    def _kept_entries(self, log: LogKey, token: Any) -> list[bytes]:
         try:
             text = (self._dir(log) / "entries.jsonl").read_text()
         except FileNotFoundError:
@@ -232,17 +354,17 @@ class DirectoryWitness(Witness):
 
     def kept_reads(self, log: LogKey) -> ReadCounters:
         """How much of the log's kept entries this object has read (for tests and figures)."""
-        kept = self._kept.get(_slot(log.origin))
+        kept = self._kept.get(slot(log.origin))
         return kept.file.counters if kept is not None else ReadCounters()
 
-    def _kept_tree(self, log: LogKey) -> merkle.MemoryTree:
+    def _kept_tree(self, log: LogKey, token: Any) -> merkle.MemoryTree:
         """The tree of the kept entries as the file is now (the caller holds the lock): what
         was appended since the last call is read, or all of it if the file is not an
         extension of what was read."""
-        slot = _slot(log.origin)
-        kept = self._kept.get(slot)
+        name = slot(log.origin)
+        kept = self._kept.get(name)
         if kept is None:
-            kept = self._kept[slot] = _Kept(AppendedFile(self._dir(log) / "entries.jsonl"))
+            kept = self._kept[name] = _Kept(AppendedFile(self._dir(log) / "entries.jsonl"))
         try:
             chunk = kept.file.read()
             if chunk.restarted:
@@ -251,77 +373,27 @@ class DirectoryWitness(Witness):
                 kept.tree.append(merkle.leaf_hash(_entry_of(line)))
         except BaseException as exc:
             # the offset may be past what the tree took: the next call reads everything again
-            del self._kept[slot]
+            del self._kept[name]
             if isinstance(exc, OSError):
                 raise WitnessUnavailable() from None
             raise
         return kept.tree
 
-    def add_checkpoint(
-        self,
-        log: LogKey,
-        old_size: int,
-        proof: Sequence[bytes],
-        signed_note: str,
-        entries: Sequence[bytes] | None = None,
-    ) -> str:
+    def _forget(self, log: LogKey, token: Any, statement: str) -> bool:
+        folder = self._dir(log)
         try:
-            new = Checkpoint.parse(note.verify_note(signed_note, log.origin, log.public_key))
-        except (NoteError, ValueError):
-            raise WitnessRefused("the checkpoint is not signed by the log's key") from None
-        with self._locked():
-            held = self._held(log)
-            size = held.checkpoint.size if held else 0
-            if old_size != size:
-                raise WitnessConflict(size)
-            if held is not None:
-                _check_extension(held.checkpoint, new, proof)
-            if entries is not None:
-                kept = self._kept_tree(log)
-                if kept.size != size or size + len(entries) != new.size:
-                    raise WitnessRefused("the entries do not fill the checkpoint")
-                # the kept tree is not extended here: the entries are taken only once stored
-                leaves = [merkle.leaf_hash(entry) for entry in entries]
-                if kept.extended_root(leaves) != new.root:
-                    raise WitnessRefused("the entries are not the checkpoint's leaves")
-            if held is not None and new.size == size:
-                return held.note  # the same checkpoint again: nothing to add
-            cosigned = note.add_signature_lines(signed_note, [self._cosign(new)])
-            self._store(log, cosigned, size, entries or ())
-            return cosigned
+            _append(
+                folder / "history.jsonl",
+                (json.dumps({"at": time.time(), "reset": statement}) + "\n").encode(),
+            )
+            (folder / "checkpoint").unlink()
+        except OSError:
+            raise WitnessUnavailable() from None
+        return True
 
-    def reset(self, log: LogKey, statement: str) -> None:
-        try:
-            text = note.verify_note(statement, log.origin, log.public_key)
-        except (NoteError, ValueError):
-            raise WitnessRefused("the reset is not signed by the log's key") from None
-        with self._locked():
-            held = self._held(log)
-            if held is None:
-                return
-            if self._kept_tree(log).size:
-                raise WitnessRefused("this log's entries are kept: it is repaired, never reset")
-            cp = held.checkpoint
-            if f"held {cp.size} {cp.root.hex()}\n" not in text or not text.startswith(
-                f"vault-service/witness-reset/v1\norigin {cp.origin}\n"
-            ):
-                raise WitnessRefused("the reset does not name the checkpoint the witness holds")
-            folder = self._dir(log)
-            try:
-                _append(
-                    folder / "history.jsonl",
-                    (json.dumps({"at": time.time(), "reset": statement}) + "\n").encode(),
-                )
-                (folder / "checkpoint").unlink()
-            except OSError:
-                raise WitnessUnavailable() from None
-
-    def _cosign(self, checkpoint: Checkpoint) -> str:
-        return note.cosign(checkpoint.body(), self.name, self._signer(), int(time.time()))
-
-    def _store(self, log: LogKey, cosigned: str, start: int, entries: Sequence[bytes]) -> None:
-        """Append ``entries`` (the leaves from index ``start``: the caller checked that the file
-        holds ``start`` entries), the note to the history, and make it the held checkpoint."""
+    def _store(
+        self, log: LogKey, token: Any, cosigned: str, start: int, entries: Sequence[bytes]
+    ) -> bool:
         folder = self._dir(log)
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -331,7 +403,7 @@ class DirectoryWitness(Witness):
                     for i, e in enumerate(entries)
                 ).encode()
                 identity, at = _append(folder / "entries.jsonl", data)
-                kept = self._kept.get(_slot(log.origin))
+                kept = self._kept.get(slot(log.origin))
                 # what this process just wrote need not be read back (when nothing else lies
                 # between the last read and the write: then the next read takes it all)
                 if kept is not None and kept.file.took(identity, at, data):
@@ -344,6 +416,7 @@ class DirectoryWitness(Witness):
             replace_file(folder / "checkpoint", cosigned.encode())
         except OSError:
             raise WitnessUnavailable() from None
+        return True
 
 
 def _entry_of(line: bytes) -> bytes:

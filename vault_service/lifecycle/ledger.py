@@ -4,7 +4,8 @@ A database restored from a backup still holds whatever was destroyed after the b
 an erased subject's wrapped key, a shredded record's data key, a replaced version, a revoked
 share's key. The ledger lives on other storage (``[lifecycle] ledger_path``), is append-only, and
 is replayed at start-up before the server serves (:mod:`.replay`): whatever it says was destroyed
-is destroyed again.
+is destroyed again. Its lines are kept by a :class:`~.ledger_store.LedgerStore`: a file, or an
+S3-compatible bucket with conditional writes (``[lifecycle] ledger_s3_bucket``, :mod:`.ledger_s3`).
 
 Every destruction is appended **before** the store changes (if the ledger cannot be written,
 nothing is destroyed: UNAVAILABLE), with its state:
@@ -40,19 +41,16 @@ repaired from the witness before the replay.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import fcntl
 import json
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from vault_service.crypto.signing import SigningKey, verify_signature
-from vault_service.durable import replace_file
-from vault_service.errors import Unavailable
+from vault_service.lifecycle.ledger_store import FileLedgerStore, LedgerStore
 
 FORMAT = "vault-destruction-ledger/v2"
 
@@ -150,51 +148,54 @@ def _v1_signed_bytes(d: dict[str, Any]) -> bytes:
 
 
 class DestructionLedger:
-    """Append-only signed JSON lines at ``path`` (mode 0600). Thread-safe appends (one write
-    call per line, O_APPEND)."""
+    """Append-only signed lines in a :class:`~.ledger_store.LedgerStore` (a file at ``path``,
+    or an S3-compatible bucket: :mod:`.ledger_s3`). Thread-safe appends."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, store: LedgerStore | Path) -> None:
+        self.store = FileLedgerStore(store) if isinstance(store, Path) else store
         #: called after each durable append (the witness sync); its failures are its own
         self.after_append: Callable[[SigningKey], None] | None = None
 
     def __repr__(self) -> str:
-        return f"DestructionLedger({str(self.path)!r})"
+        return f"DestructionLedger({self.store.where!r})"
 
-    @contextlib.contextmanager
-    def locked(self, exclusive: bool) -> Iterator[None]:
-        """Appends share this lock (O_APPEND keeps each line whole); a repair that rewrites the
-        file holds it alone."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError:
-            raise Unavailable("destruction ledger unavailable") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)
+    @property
+    def where(self) -> str:
+        """Where the lines are (a path or an s3:// address), for messages."""
+        return self.store.where
+
+    @property
+    def path(self) -> Path:
+        """The file of a ledger kept in a file."""
+        if not isinstance(self.store, FileLedgerStore):
+            raise AttributeError(f"the ledger at {self.store.where} is not a file")
+        return self.store.path
+
+    def locked(self, exclusive: bool) -> AbstractContextManager[None]:
+        """Appends share this lock; a repair that rewrites the ledger holds it alone."""
+        return self.store.locked(exclusive)
 
     def lines(self) -> list[bytes]:
-        """Every complete line's bytes (without the newline), in order: the tree's leaves."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        except OSError:
-            raise Unavailable("destruction ledger unavailable") from None
-        return [line for line in data.split(b"\n")[:-1] if line.strip()]
+        """Every line's bytes (without the newline), in order: the tree's leaves."""
+        return self.store.lines()
 
-    def rewrite(self, lines: Sequence[bytes], public_key: bytes) -> None:
-        """Replace the ledger by ``lines`` (a repair from the witness; the caller holds the lock
-        exclusively): each must verify, then written whole to a new file renamed over the old."""
-        for n, line in enumerate(lines, start=1):
-            _parse(line.decode(), n, public_key)
-        try:
-            replace_file(self.path, b"".join(line + b"\n" for line in lines))
-        except OSError:
-            raise Unavailable("destruction ledger unavailable") from None
+    def rewrite(
+        self,
+        lines: Sequence[bytes] | Callable[[list[bytes]], Sequence[bytes]],
+        public_key: bytes,
+    ) -> None:
+        """Replace the ledger by ``lines``, or by ``lines(current lines)`` (a repair from the
+        witness; the caller holds the lock exclusively): each must verify, then the store
+        replaces the lines whole."""
+        build = lines if callable(lines) else (lambda _current: lines)
+
+        def checked(current: list[bytes]) -> Sequence[bytes]:
+            new = build(current)
+            for n, line in enumerate(new, start=1):
+                parse_line(line, public_key, n)
+            return new
+
+        self.store.rebuild(checked)
 
     def append(self, signer: SigningKey, entries: Sequence[Destruction]) -> None:
         """Sign and durably append ``entries`` as one line; Unavailable if it cannot be written."""
@@ -208,37 +209,16 @@ class DestructionLedger:
             "public_key": public,
             "signature": signer.sign(_signed_bytes(body, public)).hex(),
         }
-        data = (json.dumps(line, sort_keys=True) + "\n").encode()
-        with self.locked(exclusive=False):
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-                try:
-                    _cut_torn_tail(fd)
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError:
-                raise Unavailable("destruction ledger unavailable") from None
+        self.store.append(json.dumps(line, sort_keys=True).encode())
         if self.after_append is not None:
             self.after_append(signer)
 
     def entries(self, public_key: bytes) -> list[Destruction]:
         """Every entry in order, each line verified against ``public_key``; LedgerTampered on a
         bad one."""
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return []
         out: list[Destruction] = []
-        lines = text.split("\n")
-        # the last piece has no newline: empty, or an append torn by a crash before its fsync
-        # completed (ledger first: nothing was destroyed for it); the next append cuts it
-        for n, line in enumerate(lines[:-1], start=1):
-            if line.strip():
-                out.extend(_parse(line, n, public_key))
+        for n, line in enumerate(self.store.lines(), start=1):
+            out.extend(parse_line(line, public_key, n))
         return out
 
     def latest(self, public_key: bytes) -> list[Destruction]:
@@ -271,24 +251,6 @@ class DestructionLedger:
     def subject_erasures(self, public_key: bytes) -> list[Destruction]:
         """The latest entry of every subject erasure (done or deferred)."""
         return [e for e in self.latest(public_key) if e.kind is Kind.SUBJECT]
-
-
-def _cut_torn_tail(fd: int) -> None:
-    """Truncate a last line that lacks its newline (an append a crash tore), so the next line
-    starts on a line of its own."""
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
-    end = size
-    while end > 0:
-        start = max(0, end - 4096)
-        chunk = os.pread(fd, end - start, start)
-        cut = chunk.rfind(b"\n")
-        if cut >= 0:
-            os.ftruncate(fd, start + cut + 1)
-            return
-        end = start
-    os.ftruncate(fd, 0)
 
 
 def parse_line(line: bytes, public_key: bytes, n: int = 1) -> list[Destruction]:

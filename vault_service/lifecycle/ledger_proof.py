@@ -28,12 +28,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from vault_service.audit.publish import sign_checkpoint
 from vault_service.crypto.derive import audit_pseudonym
 from vault_service.crypto.signing import SigningKey
+from vault_service.errors import Unavailable
 from vault_service.lifecycle.audit_log import default_origin
 from vault_service.lifecycle.ledger import (
     Destruction,
@@ -60,10 +60,10 @@ def ledger_origin(public_key: bytes) -> str:
 
 @dataclass(frozen=True)
 class WitnessedLedger:
-    """What the witnessing module offers the prover: where the ledger's latest cosigned
-    checkpoint note is kept, and how to have a fresh one cosigned (False: not now)."""
+    """What the witnessing module offers the prover: the ledger's latest cosigned checkpoint
+    note kept beside it (None if none), and how to have a fresh one cosigned (False: not now)."""
 
-    checkpoint_path: Path
+    kept_checkpoint: Callable[[], str | None]
     publish: Callable[[SigningKey], bool]
 
 
@@ -139,9 +139,11 @@ class LedgerProver:
         if self.witnessed is None:
             return None
         try:
-            signed = self.witnessed.checkpoint_path.read_text()
+            signed = self.witnessed.kept_checkpoint()
+            if signed is None:
+                return None
             checkpoint = note.open_checkpoint(signed, self.origin, self.signer.public_key())
-        except (OSError, ValueError):
+        except (OSError, ValueError, Unavailable):
             return None
         if checkpoint.size > self._tree.size:
             self._load()  # appended meanwhile (by another process): the tree grows

@@ -2,10 +2,11 @@
 
 - **After each append** (:meth:`LedgerSync.publish`): the ledger's tree (leaves: its lines) gets
   a checkpoint signed under the ledger's origin, given to the witness together with the new
-  lines; the cosigned note is kept beside the ledger (``<ledger>.checkpoint``). A witness that
-  cannot be reached does not stop the destruction (the ledger line is durable: the destruction
-  is owed and replayed from it): ``witness_unreachable`` is raised, ``vault_witness_lag_entries``
-  counts what the witness lacks, and the next append or the ``ledger_witness`` job catches up.
+  lines; the cosigned note is kept beside the ledger (``<ledger>.checkpoint``, or the
+  ``checkpoint`` object of an S3 ledger). A witness that cannot be reached does not stop the
+  destruction (the ledger line is durable: the destruction is owed and replayed from it):
+  ``witness_unreachable`` is raised, ``vault_witness_lag_entries`` counts what the witness
+  lacks, and the next append or the ``ledger_witness`` job catches up.
 - **At start-up** (:meth:`LedgerSync.reconcile`, before the replay): the ledger must be the
   witnessed tree or a consistent extension of it. If it is shorter (the ledger was restored with
   the data directory) or has another root (a line removed, edited or reordered), it is rebuilt
@@ -15,11 +16,12 @@
   A witness whose own copy does not match its checkpoint is refused (the server does not start).
 
 **Cost.** Publishing is O(new lines): the tree is kept in memory (:class:`.ledger_tail.
-LedgerTail`), and only the bytes appended since the last publish are read (appended here or by
-another process), unless the file is not an extension of what was read (a repair, a truncation,
+LedgerTail`), and only the lines appended since the last publish are read (appended here or by
+another process), unless the store is not an extension of what was read (a repair, a truncation,
 an edit of its tail): then it is read whole. The witness keeps its copy's tree the same way. The
-start-up and continuous check (:meth:`LedgerSync.reconcile`) reads the whole file, as it must to
-see an edit anywhere in it, and starts the kept tree again from that read.
+start-up and continuous check (:meth:`LedgerSync.reconcile`) checks the whole store, as it must
+to see an edit anywhere in it (a file is read whole; an S3 ledger is listed whole and the ETags
+compared), and starts the kept tree again when it changed.
 """
 
 from __future__ import annotations
@@ -27,14 +29,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 from vault_service import metrics, security_events
 from vault_service.audit.appended import ReadCounters
 from vault_service.audit.publish import LocalTree, Publisher, Verdict, compare, sign_checkpoint
 from vault_service.audit.witness import WitnessConflict
 from vault_service.crypto.signing import SigningKey
-from vault_service.durable import replace_file
 from vault_service.errors import Unavailable
 from vault_service.lifecycle.ledger import DestructionLedger
 from vault_service.lifecycle.ledger_tail import LedgerMoved, LedgerTail
@@ -81,16 +81,16 @@ class LedgerSync:
         self.ledger = ledger
         self.publisher = publisher
         self.origin = origin
-        self._tail = LedgerTail(ledger.path)
+        self._tail = LedgerTail(ledger.store)
         self._lock = threading.Lock()
 
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.ledger.path.with_name(self.ledger.path.name + ".checkpoint")
+    def kept_checkpoint(self) -> str | None:
+        """The ledger's latest cosigned checkpoint note kept beside it, None if none."""
+        return self.ledger.store.kept_checkpoint()
 
     @property
     def reads(self) -> ReadCounters:
-        """How much of the ledger file this object has read (full reads, bytes)."""
+        """How much of the ledger this object has read (full reads, bytes)."""
         return self._tail.counters
 
     def publish(self, signer: SigningKey) -> bool:
@@ -131,8 +131,8 @@ class LedgerSync:
 
     def _keep(self, cosigned: str) -> None:
         try:
-            replace_file(self.checkpoint_path, cosigned.encode())
-        except OSError:
+            self.ledger.store.keep_checkpoint(cosigned)
+        except (OSError, Unavailable):
             log.warning("ledger checkpoint copy not written", extra=fields(log=LEDGER_LOG))
 
     def reconcile(self, signer: SigningKey) -> Reconciled:
@@ -141,23 +141,25 @@ class LedgerSync:
         with self.ledger.locked(exclusive=True):
             held = self.publisher.latest()
             with self._lock:
-                # the whole file, as only a whole read sees an edit anywhere in it; the kept
-                # tree starts again from this read
-                lines = self._tail.read_all()
-                verdict = compare(held, self._tail.local_tree())
-            restored = 0
+                # the whole store, as only a whole check sees an edit anywhere in it; the kept
+                # tree starts again when it changed
+                verdict = compare(held, self._tail.check_whole())
+            counts = {"restored": 0, "kept": 0}
             if held is not None and verdict in (Verdict.BEHIND, Verdict.FORKED):
                 witnessed = self.publisher.witness.entries(self.publisher.log, 0)
                 copy = ledger_tree(witnessed)
                 if copy.size != held.checkpoint.size or copy.root(copy.size) != held.checkpoint.root:
                     raise WitnessCopyCorrupt()
-                known = set(witnessed)
-                ours = [line for line in lines if line not in known]
-                have = set(lines)
-                restored = sum(1 for line in witnessed if line not in have)
-                self.ledger.rewrite([*witnessed, *ours], signer.public_key())
-                security_events.emit(
-                    "ledger_repaired", finding=verdict.value, restored=restored, kept=len(ours)
-                )
+
+                def repaired(lines: list[bytes]) -> list[bytes]:
+                    # the lines as they are when the store is frozen for the rebuild
+                    known, have = set(witnessed), set(lines)
+                    ours = [line for line in lines if line not in known]
+                    counts["restored"] = sum(1 for line in witnessed if line not in have)
+                    counts["kept"] = len(ours)
+                    return [*witnessed, *ours]
+
+                self.ledger.rewrite(repaired, signer.public_key())
+                security_events.emit("ledger_repaired", finding=verdict.value, **counts)
         self.publish(signer)  # WitnessRefused here: the witness moved on while we repaired
-        return Reconciled(verdict, restored)
+        return Reconciled(verdict, counts["restored"])

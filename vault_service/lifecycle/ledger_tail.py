@@ -1,89 +1,76 @@
-"""The destruction ledger's Merkle tree, kept in memory in step with the file.
+"""The destruction ledger's Merkle tree, kept in memory in step with the ledger's store.
 
 Publishing a checkpoint after each append (:mod:`.ledger_sync`) needs the tree of the ledger as
-it is. Rebuilding it from the whole file made each destruction cost O(ledger size), and a
-retention sweep of thousands of records quadratic. :class:`LedgerTail` keeps the tree (leaf
-hashes, :class:`~vault_service.tlog.merkle.MemoryTree`) and the byte offset it has read, and on
-each :meth:`LedgerTail.refresh` reads only the lines appended since, by this process or by any
-other one sharing the file. When the file is not an extension of what it read (a repair renamed
-a new file over it, here or in another process; someone truncated it or edited its tail), it
-reads it whole again (:mod:`vault_service.audit.appended` says what is checked, and what is not:
-an edit in place that keeps every offset and the last line is left to the continuous check,
-which reads the whole file and calls :meth:`LedgerTail.forget`).
+it is. Rebuilding it from every line made each destruction cost O(ledger size), and a retention
+sweep of thousands of records quadratic. :class:`LedgerTail` keeps the tree (leaf hashes,
+:class:`~vault_service.tlog.merkle.MemoryTree`) and a cursor of the store
+(:class:`~.ledger_store.LedgerCursor`), and on each :meth:`LedgerTail.refresh` reads only the
+lines appended since, by this process or by any other one sharing the store. When the store is
+not an extension of what it read (a repair replaced the lines, here or in another process;
+someone truncated or edited them), it reads them all again (the store's cursor says what it
+checks; the continuous check checks the whole store: :meth:`LedgerTail.check_whole`).
 
-The leaves are the ledger's lines as :meth:`.ledger.DestructionLedger.lines` gives them: every
-complete line that is not blank, without its newline; a torn last line (no newline) is not a
-leaf.
+The leaves are the ledger's lines as :meth:`.ledger.DestructionLedger.lines` gives them.
 """
 
 from __future__ import annotations
 
-from array import array
-from pathlib import Path
-
-from vault_service.audit.appended import AppendedFile, ReadCounters
+from vault_service.audit.appended import ReadCounters
 from vault_service.audit.publish import LocalTree
-from vault_service.errors import Unavailable
+from vault_service.lifecycle.ledger_store import LedgerRead, LedgerStore
 from vault_service.tlog import merkle
 
 
 class LedgerMoved(Exception):
-    """An older line, read again for the witness, is not the one the tree holds: the file was
+    """An older line, read again for the witness, is not the one the tree holds: the store was
     changed in place. The caller forgets the tree and reads again."""
 
 
 class LedgerTail:
-    """The tree of the ledger at ``path`` (see the module docstring). Not thread-safe: the
+    """The tree of the ledger in ``store`` (see the module docstring). Not thread-safe: the
     caller serialises its use."""
 
-    def __init__(self, path: Path) -> None:
-        self._file = AppendedFile(path)
+    def __init__(self, store: LedgerStore) -> None:
+        self._cursor = store.cursor()
         self.forget()
 
     @property
     def counters(self) -> ReadCounters:
-        """How much of the file was read so far."""
-        return self._file.counters
+        """How much of the store was read so far."""
+        return self._cursor.counters
 
     def forget(self) -> None:
-        """Drop the tree: the next :meth:`refresh` reads the whole file."""
-        self._file.forget()
+        """Drop the tree: the next :meth:`refresh` reads every line."""
+        self._cursor.forget()
         self._drop_tree()
 
     def _drop_tree(self) -> None:
         self._tree = merkle.MemoryTree()
-        # the byte offset of each leaf's line (8 bytes a line, not the line itself)
-        self._starts = array("q")
         # the lines of the last refresh, from leaf index ``_fresh_from``: the ones the witness
         # most likely lacks, so that handing them over reads nothing more
         self._fresh: list[bytes] = []
         self._fresh_from = 0
 
     def refresh(self) -> LocalTree:
-        """The tree of the file as it is now (reading what was appended since the last call, or
-        the whole file when it is not an extension of what was read). Unavailable when the file
-        cannot be read. The tree's ``entries`` raise :class:`LedgerMoved` when an older line
-        they must read again was changed meanwhile."""
-        try:
-            chunk = self._file.read()
-        except OSError:
-            raise Unavailable("destruction ledger unavailable") from None
-        if chunk.restarted:
+        """The tree of the store as it is now (reading what was appended since the last call,
+        or every line when the store is not an extension of what was read). Unavailable when
+        the store cannot be read. The tree's ``entries`` raise :class:`LedgerMoved` when an
+        older line they must read again was changed meanwhile."""
+        return self._take(self._cursor.read())
+
+    def check_whole(self) -> LocalTree:
+        """As :meth:`refresh`, the whole store checked against what was read (the start-up and
+        continuous check: an edit anywhere restarts the tree)."""
+        return self._take(self._cursor.read_whole())
+
+    def _take(self, read: LedgerRead) -> LocalTree:
+        if read.restarted:
             self._drop_tree()
         self._fresh, self._fresh_from = [], self._tree.size
-        for offset, line in chunk.lines():
-            if line.strip():
-                self._tree.append(merkle.leaf_hash(line))
-                self._starts.append(offset)
-                self._fresh.append(line)
+        for line in read.lines:
+            self._tree.append(merkle.leaf_hash(line))
+            self._fresh.append(line)
         return self.local_tree()
-
-    def read_all(self) -> list[bytes]:
-        """Every line, read from the whole file (the start-up check); the tree is rebuilt
-        from them. Unavailable when the file cannot be read."""
-        self.forget()
-        self.refresh()
-        return list(self._fresh)
 
     def witnessed(self, size: int) -> None:
         """The witness holds the first ``size`` lines: the fresh ones below are not kept."""
@@ -101,7 +88,7 @@ class LedgerTail:
 
     def _entries(self, start: int, end: int) -> list[bytes]:
         """The lines of leaves [start, end): the fresh ones from memory, older ones read again
-        from the file at their offsets and checked against the tree's leaf hashes."""
+        from the store and checked against the tree's leaf hashes."""
         older: list[bytes] = []
         if start < self._fresh_from:
             older = self._read_again(start, min(end, self._fresh_from))
@@ -109,16 +96,8 @@ class LedgerTail:
         return older + self._fresh[lo : max(end - self._fresh_from, lo)]
 
     def _read_again(self, start: int, stop: int) -> list[bytes]:
-        first = self._starts[start]
-        last = self._starts[stop] if stop < len(self._starts) else self._file.end
-        try:
-            data = self._file.read_range(first, last)
-        except OSError:
-            raise Unavailable("destruction ledger unavailable") from None
-        if data is None:
-            raise LedgerMoved()
-        lines = [line for line in data.split(b"\n")[:-1] if line.strip()]
-        if len(lines) != stop - start or any(
+        lines = self._cursor.read_again(start, stop)
+        if lines is None or any(
             merkle.leaf_hash(line) != self._tree.leaf(start + i) for i, line in enumerate(lines)
         ):
             raise LedgerMoved()

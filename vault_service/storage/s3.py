@@ -18,13 +18,12 @@ import datetime
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from vault_service.audit.s3_objects import s3_client
 from vault_service.errors import Unavailable
 from vault_service.storage.blobs import BlobReader, BlobStore
 from vault_service.storage.filesystem import valid_ref
 
 try:
-    import boto3
-    from botocore.config import Config as BotoConfig
     from botocore.exceptions import BotoCoreError, ClientError
 except ImportError as exc:  # pragma: no cover - only without the extra
     raise ImportError("the s3 blob store needs boto3: pip install 'vault-service[s3]'") from exc
@@ -91,16 +90,8 @@ class S3BlobStore(BlobStore):
         if part_size < MIN_PART:
             raise ValueError("S3 parts are at least 5 MiB")
         self._bucket, self._prefix, self._part = bucket, prefix, part_size
-        env = env or {}
-        self._client = client or boto3.session.Session(
-            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-            aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
-            region_name=region,
-        ).client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            config=BotoConfig(retries={"mode": "standard", "total_max_attempts": max_attempts}),
+        self._client = client or s3_client(
+            endpoint_url=endpoint_url, region=region, env=env, max_attempts=max_attempts
         )
 
     def __repr__(self) -> str:
