@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/dev.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install proto proto-check run test test-model lint bench soak clean system-deps
+.PHONY: help install proto proto-check run test test-model lint bench soak clean system-deps bench-deps
 
 help:
 	@echo "make run      set up and serve on 127.0.0.1:50051 (SQLite, filesystem blobs, local keyring)"
@@ -38,9 +38,13 @@ run: proto
 	$(VENV)/bin/vaultctl --config $(CONFIG) keys init --if-missing
 	$(VENV)/bin/vaultctl --config $(CONFIG) serve
 
-# Debian packages the tests run for real (PostgreSQL, Chromium, Node.js): installed when missing.
+# Debian packages the tests run for real (PostgreSQL, Chromium, Node.js, h2load): installed when
+# missing; bench-deps: the benchmarks' (PostgreSQL, h2load).
 system-deps:
 	@tools/system_deps.sh
+
+bench-deps:
+	@tools/system_deps.sh bench
 
 # The independent gRPC client of the interoperability test (tests/interop/node), from npm.
 NODE_DEPS := tests/interop/node/node_modules/.package-lock.json
@@ -73,7 +77,7 @@ soak: proto
 
 # BENCH: benchmark modules to run alone (e.g. BENCH=benchmarks.bench_breach_scope); default all
 BENCH ?=
-bench: proto
+bench: proto bench-deps
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m benchmarks.run $(BENCH)
 
