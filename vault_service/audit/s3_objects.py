@@ -37,10 +37,6 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 _LOST = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
-class _Lost(Exception):
-    pass
-
-
 def s3_client(
     *,
     endpoint_url: str | None = None,
@@ -70,7 +66,10 @@ def s3_client(
 
 
 @contextlib.contextmanager
-def _mapped() -> Iterator[None]:
+def mapped_errors() -> Iterator[None]:
+    """boto3's errors as the file system's, written once for every S3 adapter (these logs and the
+    blob store): a missing object is FileNotFoundError, a failed condition (the key exists, or
+    was replaced) FileExistsError, anything else of the endpoint OSError; never its text."""
     try:
         yield
     except ClientError as exc:
@@ -78,7 +77,7 @@ def _mapped() -> Iterator[None]:
         if code in _MISSING:
             raise FileNotFoundError(code) from None
         if code in _LOST:
-            raise _Lost() from None
+            raise FileExistsError(code) from None
         raise OSError(f"S3 error {code}") from None
     except BotoCoreError as exc:
         raise OSError(f"S3 unreachable ({type(exc).__name__})") from None
@@ -108,7 +107,7 @@ class Bucket:
     def get(self, key: str) -> tuple[bytes, str] | None:
         """The object's bytes and ETag, None if there is none."""
         try:
-            with _mapped():
+            with mapped_errors():
                 resp = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
                 body = resp["Body"]
                 try:
@@ -117,16 +116,16 @@ class Bucket:
                     body.close()
         except FileNotFoundError:
             return None
-        except _Lost:
+        except FileExistsError:
             raise OSError("S3 read refused") from None
         return data, str(resp["ETag"])
 
     def put(self, key: str, data: bytes) -> None:
         """Write the object whatever is there."""
         try:
-            with _mapped():
+            with mapped_errors():
                 self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
-        except (_Lost, FileNotFoundError):
+        except (FileExistsError, FileNotFoundError):
             raise OSError("S3 write refused") from None
 
     def put_new(self, key: str, data: bytes) -> bool:
@@ -139,9 +138,9 @@ class Bucket:
 
     def _put(self, key: str, data: bytes, **condition: str) -> bool:
         try:
-            with _mapped():
+            with mapped_errors():
                 self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data, **condition)
-        except (_Lost, FileNotFoundError):
+        except (FileExistsError, FileNotFoundError):
             return False
         return True
 
@@ -152,9 +151,9 @@ class Bucket:
         if start_after:
             args["StartAfter"] = self.prefix + start_after
         try:
-            with _mapped():
+            with mapped_errors():
                 for page in self.client.get_paginator("list_objects_v2").paginate(**args):
                     for obj in page.get("Contents", []):
                         yield Listed(obj["Key"][len(self.prefix) :], str(obj["ETag"]), int(obj["Size"]))
-        except (_Lost, FileNotFoundError):
+        except (FileExistsError, FileNotFoundError):
             raise OSError("S3 listing refused") from None

@@ -18,33 +18,23 @@ import datetime
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from vault_service.audit.s3_objects import s3_client
+from vault_service.audit.s3_objects import mapped_errors, s3_client
 from vault_service.errors import Unavailable
 from vault_service.storage.blobs import BlobReader, BlobStore
 from vault_service.storage.filesystem import valid_ref
 
-try:
-    from botocore.exceptions import BotoCoreError, ClientError
-except ImportError as exc:  # pragma: no cover - only without the extra
-    raise ImportError("the s3 blob store needs boto3: pip install 'vault-service[s3]'") from exc
-
 MIN_PART = 5 * 1024 * 1024
-_MISSING = {"NoSuchKey", "404", "NotFound"}
-_EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 
 @contextlib.contextmanager
 def _mapped() -> Iterator[None]:
+    """S3's errors as the adapter's (:func:`mapped_errors`); the endpoint down is Unavailable."""
     try:
-        yield
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _MISSING:
-            raise FileNotFoundError("blob not found") from None
-        if code in _EXISTS:
-            raise FileExistsError("blob exists") from None
-        raise Unavailable("blob storage unavailable") from None
-    except BotoCoreError:
+        with mapped_errors():
+            yield
+    except (FileNotFoundError, FileExistsError):
+        raise
+    except OSError:
         raise Unavailable("blob storage unavailable") from None
 
 
