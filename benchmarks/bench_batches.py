@@ -6,46 +6,21 @@ and each figure is the median of ``REPEATS``."""
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.bench_rpc import load, start_vault, stop
+from benchmarks.bench_rpc import load, run_load, start_vault, stop
 from benchmarks.harness import REPEATS, Result
-from tests.conftest import TOKENS
 
 SECONDS = 4.0
 ITEMS = 100
-ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"put": "goal >= 5,000 records/s", "get": "goal >= 10,000 records/s"}
 
 
 def _batch_load(addr: str, mode: str, ids_file: Path) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.batch_load",
-            addr,
-            mode,
-            str(SECONDS),
-            str(ids_file),
-            str(ITEMS),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, "VAULT_SERVICE_TOKEN": TOKENS["app"]},
-    )
-    result: dict[str, float] = json.loads(out.stdout)
-    if result["errors"]:
-        raise RuntimeError(f"{mode}: {result['errors']} calls or items failed")
-    return result
+    args = [addr, mode, str(SECONDS), str(ids_file), str(ITEMS)]
+    return run_load("benchmarks.batch_load", args, mode)
 
 
 def run() -> list[Result]:

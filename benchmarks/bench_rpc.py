@@ -104,12 +104,11 @@ def start_vault(
     return target
 
 
-def load(target: _Target, mode: str) -> dict[str, float]:
-    args = [sys.executable, "-m", "benchmarks.load_client", target.addr, mode, str(SECONDS)]
-    if target.ids_file is not None:
-        args.append(str(target.ids_file))
+def run_load(module: str, args: list[str], what: str) -> dict[str, float]:
+    """A load generator ``module`` run as its own process with the app's token: its JSON line,
+    or RuntimeError if any call (or batch item) failed."""
     out = subprocess.run(
-        args,
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -118,8 +117,15 @@ def load(target: _Target, mode: str) -> dict[str, float]:
     )
     result: dict[str, float] = json.loads(out.stdout)
     if result["errors"]:
-        raise RuntimeError(f"{target.name} {mode}: {result['errors']} calls failed")
+        raise RuntimeError(f"{what}: {result['errors']} calls failed")
     return result
+
+
+def load(target: _Target, mode: str) -> dict[str, float]:
+    args = [target.addr, mode, str(SECONDS)]
+    if target.ids_file is not None:
+        args.append(str(target.ids_file))
+    return run_load("benchmarks.load_client", args, f"{target.name} {mode}")
 
 
 def _record_count(addr: str, subject: str) -> int:

@@ -12,6 +12,7 @@ Over a real gRPC server, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import grpc
@@ -304,3 +305,26 @@ def test_a_batch_that_wakes_a_dormant_subject_reads_it_as_single_calls_would(vau
     out = app.get_records([RecordToGet(profile, "reactivation"), RecordToGet(text, "matching")])
     assert isinstance(out[0], Record) and out[0].fields == {"email": "d1@example.kr"}
     assert isinstance(out[1], Record) and out[1].fields == {"text": "asleep"}
+
+
+def test_a_held_read_once_record_in_a_batch_is_consumed_once_and_destroyed_at_release(
+    vault: Vault,
+) -> None:
+    """Holds, read-once and batches: under a legal hold a read-once record read in a batch is
+    released once (a second item and later reads are NOT_FOUND), kept until the hold's release,
+    and destroyed then."""
+    app, legal = vault.client("app"), vault.client("legal")
+    rid = app.put_record("held-1", "face_photo", {}, content=PHOTO).record_id
+    hold = legal.place_hold("held-1", "evidence", "case-9", record_id=rid)
+    whole = RecordToGet(rid, "simulation", include_content=True)
+    out = app.get_records([whole, whole])
+    assert isinstance(out[0], Record) and out[0].content == PHOTO
+    assert isinstance(out[1], NotFound)
+    (again,) = app.get_records([whole])
+    assert isinstance(again, NotFound)
+    assert vault.blob_files()  # kept under the hold
+    assert legal.release_hold(hold["hold_id"])[1] == 1
+    deadline = time.monotonic() + 5
+    while vault.blob_files() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not vault.blob_files()

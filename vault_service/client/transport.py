@@ -51,6 +51,9 @@ _BY_CODE: dict[grpc.StatusCode, type[VaultError]] = {
 }
 
 
+_BY_NUMBER = {c.value[0]: c for c in grpc.StatusCode}
+
+
 def status_error(exc: grpc.RpcError) -> VaultError:
     """The project's error for a failed call: the class its status code maps to (``Internal``
     for any other), the status details as message, the ``x-correlation-id`` trailer as
@@ -68,8 +71,7 @@ def status_error(exc: grpc.RpcError) -> VaultError:
 
 def error_of_code(code: int, message: str) -> VaultError:
     """The project's error for a status code number and message (a batch item's status)."""
-    by_number = {c.value[0]: c for c in grpc.StatusCode}
-    status = by_number.get(code, grpc.StatusCode.UNKNOWN)
+    status = _BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)
     return _BY_CODE.get(status, Internal)(message or None)
 
 

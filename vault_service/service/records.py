@@ -216,7 +216,9 @@ class Records:
                 outcomes[n] = result
             else:
                 outcomes[n] = self._stored(new, result)
-        return [o for o in outcomes if o is not None]
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(items)  # every item answered, in its place
+        return done
 
     def _prepare(self, call: CallContext, item: PutItem) -> NewRecord:
         """Everything a put does before its one write transaction: validation, authorization,
