@@ -1,7 +1,10 @@
 """Put and Get of a 1 KiB record over gRPC with 64 calls in flight from a separate client process
 (benchmarks/load_client.py), against a plain gRPC echo server carrying the same messages
 (benchmarks/echo_server.py), measured in the same run; then the same load on PostgreSQL against
-SQLite, and with 2 worker processes against 1.
+SQLite, PostgreSQL with 2 worker processes against 1, and SQLite with the processes ``serve``
+starts by default (one per usable CPU) against 1. Every vault runs the threads per process that
+the server chooses by default (vault_service/rpc/sizing.py). h2load runs also give the server's
+CPU per call (every process of it, from /proc), the measure of issue #19's "CPU per Get".
 
 The Python client shares the server's cores, so the echo and the SQLite vault in one process are
 also loaded by h2load (benchmarks/h2load.py: C, raw gRPC frames, every call checked), closed-loop
@@ -30,17 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import echo_server, h2load
-from benchmarks.harness import REPEATS, Result
+from benchmarks.harness import REPEATS, Result, tree_cpu_seconds
 from benchmarks.load_client import TEXT
 from tests.conftest import TOKENS, write_config
 from tests.support.postgres import PostgresCluster
 from vault_service.api.v1 import vault_pb2 as pb
 from vault_service.client import VaultClient
+from vault_service.rpc.sizing import MAX_PROCESSES, usable_cpus
 
 SECONDS = 4.0
 GET_RECORDS = 256
 ROOT = Path(__file__).resolve().parent.parent
-H2LOAD_TARGETS = ("echo", "sqlite-1")
+H2LOAD_TARGETS = ("echo", "sqlite-1", "sqlite-auto")
 WARMUP_CALLS = 500  # h2load's warm-up run; the measured run then lasts about SECONDS
 PACE = 1500.0  # calls/s offered in the paced runs (issue #19) ...
 PACED_SECONDS = 4.0
@@ -70,21 +74,29 @@ def _start_echo() -> _Target:
 
 
 def start_vault(
-    name: str, home: Path, workers: int, dsn: str = "", config: dict[str, str] | None = None
+    name: str,
+    home: Path,
+    workers: int,
+    dsn: str = "",
+    config: dict[str, str] | None = None,
+    server: tuple[str, ...] = (),
 ) -> _Target:
-    """A ``vaultctl serve`` on a new home with GET_RECORDS records; ``config``: more settings
-    (write_config's ``section__key`` form)."""
+    """A ``vaultctl serve --workers {workers}`` (0: the server's own choice of processes) on a
+    new home with GET_RECORDS records, with the server's own choice of threads per process;
+    ``config``: more settings (write_config's ``section__key`` form); ``server``: another
+    server's module, run as ``python -m MODULE CONFIG`` (it prints the same listening line)."""
     home.mkdir(parents=True)
-    extra = {"logging__level": '"WARNING"', **(config or {})}
+    extra = {"logging__level": '"WARNING"', "server__workers": "0", **(config or {})}
     if dsn:
         extra |= {"storage__backend": '"postgres"', "storage__postgres_dsn": f'"{dsn}"'}
         extra |= {"storage__postgres_pool_max": "16"}
     config = write_config(home, **extra)
+    argv = [
+        *(sys.executable, "-m", "vault_service.cli.main", "--config", str(config)),
+        *("serve", "--workers", str(workers)),
+    ]
     proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "vault_service.cli.main", "--config", str(config)),
-            *("serve", "--workers", str(workers)),
-        ],
+        [sys.executable, "-m", *server, str(config)] if server else argv,
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -153,7 +165,7 @@ def h2load_load(target: _Target, op: str, paced: bool = False) -> dict[str, floa
         message = pb.GetRecordRequest(record_id=record_id, purpose="matching")
     token = TOKENS["app"]
     call = h2load.grpc_call(target.addr, path, message, token)
-    sent = 1
+    sent, cpu = 1, 0.0
     if paced:
         n = round(PACE * PACED_SECONDS)
         rps = PACE / PACED_CLIENTS
@@ -163,7 +175,10 @@ def h2load_load(target: _Target, op: str, paced: bool = False) -> dict[str, floa
     else:
         warm = h2load.load(target.addr, call, WARMUP_CALLS, token=token)
         n = max(WARMUP_CALLS, round(warm.summary.rate * SECONDS))
+        # the server's CPU (every process of it) per call: h2load takes little of the cores
+        cpu = tree_cpu_seconds(target.proc.pid)
         result = h2load.load(target.addr, call, n, token=token)
+        cpu = tree_cpu_seconds(target.proc.pid) - cpu
         sent += WARMUP_CALLS
     sent += n
     if op == "put" and not echo and (written := _record_count(target.addr, subject)) != sent:
@@ -172,6 +187,7 @@ def h2load_load(target: _Target, op: str, paced: bool = False) -> dict[str, floa
         "ops_per_s": result.summary.rate,
         "p50_ms": result.p50_ms,
         "p99_ms": result.p99_ms,
+        "cpu_ms": 1000 * cpu / n,
     }
     if paced:  # when the pace was not held, h2load's latencies leave out its queue
         held = result.summary.rate >= HELD * PACE
@@ -196,7 +212,7 @@ def run() -> list[Result]:
                 start_vault("sqlite-1", home / "s1", 1),
                 start_vault("postgres-1", home / "p1", 1, cluster.new_database()),
                 start_vault("postgres-2", home / "p2", 2, cluster.new_database()),
-                start_vault("sqlite-2", home / "s2", 2),
+                start_vault("sqlite-auto", home / "sa", 0),
             ]
             for _ in range(REPEATS):  # interleaved, so that drift hits every target alike
                 for t in targets:
@@ -224,7 +240,10 @@ def _pace_reached(name: str, target: _Target, mode: str) -> str:
 
 
 def _results(by: dict[str, _Target]) -> list[Result]:
-    echo, s1, p1, p2, s2 = (by[n] for n in ("echo", "sqlite-1", "postgres-1", "postgres-2", "sqlite-2"))
+    echo, s1, p1, p2, sa = (
+        by[n] for n in ("echo", "sqlite-1", "postgres-1", "postgres-2", "sqlite-auto")
+    )
+    auto = f"SQLite, default processes ({min(usable_cpus(), MAX_PROCESSES)})"
     goals = {"put": "goal >= 0.45", "get": "goal >= 0.55"}  # issue #19, both clients
     paced_goals = {"put": 15.0, "get": 10.0}  # p99 at PACE calls/s, ms
     results: list[Result] = []
@@ -252,18 +271,38 @@ def _results(by: dict[str, _Target]) -> list[Result]:
                 )
                 for pct in ("p50", "p99")
             ]
-        paced = f"paced-{op}"
-        results.append(
+        h2 = f"h2load-{op}"
+        results += [
             Result(
-                f"{title} p99 at {PACE:,.0f} calls/s offered, h2load paced (SQLite, 1 process)",
-                s1.median(paced, "p99_ms"),
+                f"{title} 1 KiB, 64 in flight, h2load ({auto})",
+                sa.median(h2, "ops_per_s"),
+                "ops/s",
+                f"echo {op}, h2load (one process)",
+                echo.median(h2, "ops_per_s"),
+                goals[op] + "; the echo is one process",
+            ),
+            Result(
+                f"{title}: server CPU per call, h2load (SQLite, 1 process)",
+                s1.median(h2, "cpu_ms"),
+                "ms",
+                f"echo {op}",
+                echo.median(h2, "cpu_ms"),
+                "goal <= 0.5 ms (Get)" if op == "get" else "ratio > 1 = costlier",
+            ),
+        ]
+        paced = f"paced-{op}"
+        results += [
+            Result(
+                f"{title} p99 at {PACE:,.0f} calls/s offered, h2load paced ({where})",
+                target.median(paced, "p99_ms"),
                 "ms",
                 f"echo {op} p99 at the same pace",
                 echo.median(paced, "p99_ms"),
                 f"goal <= {paced_goals[op]:.0f} ms; "
-                f"{_pace_reached('vault', s1, paced)}, {_pace_reached('echo', echo, paced)}",
+                f"{_pace_reached('vault', target, paced)}, {_pace_reached('echo', echo, paced)}",
             )
-        )
+            for where, target in (("SQLite, 1 process", s1), (auto, sa))
+        ]
         results += [
             Result(
                 f"{title} on {target_name}",
@@ -276,7 +315,7 @@ def _results(by: dict[str, _Target]) -> list[Result]:
             for target_name, target, base_name, base in (
                 ("PostgreSQL (1 process)", p1, "SQLite, 1 process", s1),
                 ("PostgreSQL, 2 worker processes", p2, "PostgreSQL, 1 process", p1),
-                ("SQLite, 2 worker processes", s2, "SQLite, 1 process", s1),
+                (auto, sa, "SQLite, 1 process", s1),
             )
         ]
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -32,9 +33,16 @@ class Result:
 
     def line(self) -> str:
         return (
-            f"{self.name}: {self.value:,.1f} {self.unit} vs {self.baseline_name} "
-            f"{self.baseline:,.1f} -> ratio {self.ratio:.3f}" + (f"  ({self.note})" if self.note else "")
+            f"{self.name}: {figure(self.value)} {self.unit} vs {self.baseline_name} "
+            f"{figure(self.baseline)} -> ratio {self.ratio:.3f}"
+            + (f"  ({self.note})" if self.note else "")
         )
+
+
+def figure(value: float) -> str:
+    """A value as the results print it: one decimal, or three significant digits below 10 (a
+    CPU time per call in ms)."""
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
 def median_of(fn: Callable[[], float], repeats: int = REPEATS) -> float:
@@ -52,3 +60,25 @@ def rate(n: int, fn: Callable[[], object]) -> float:
 def scratch_policy() -> str:
     """The shipped clinic-matching policy (benchmarks call the service as an application)."""
     return (Path(__file__).resolve().parent.parent / "policies" / "clinic-matching.toml").read_text()
+
+
+def _cpu_of(pid: int) -> tuple[int, float]:
+    """(parent pid, user + system CPU seconds) of a live process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by process ``pid`` and its live children (a ``serve`` supervisor
+    and its worker processes): the difference across a run is the server's CPU for it."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent, used = _cpu_of(int(entry.name))
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+        if int(entry.name) == pid or parent == pid:
+            total += used
+    return total

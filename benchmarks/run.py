@@ -14,10 +14,11 @@ import platform
 import sys
 from pathlib import Path
 
-from benchmarks.harness import Result
+from benchmarks.harness import Result, figure
 
 MODULES = [
     "benchmarks.bench_rpc",
+    "benchmarks.bench_server_modes",
     "benchmarks.bench_batches",
     "benchmarks.bench_envelope",
     "benchmarks.bench_keys",
@@ -66,7 +67,7 @@ def main(argv: list[str]) -> int:
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r.name} | {r.value:,.1f} {r.unit} | {r.baseline_name}: {r.baseline:,.1f} | "
+        f"| {r.name} | {figure(r.value)} {r.unit} | {r.baseline_name}: {figure(r.baseline)} | "
         f"{r.ratio:.3f} | {r.note} |"
         for r in results
     ]

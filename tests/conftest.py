@@ -112,6 +112,11 @@ def write_config(home: Path, **overrides: str) -> Path:
             "listen": '"127.0.0.1:0"',
             "purge_interval_seconds": "3600.0",
             "drain_seconds": "0.0",
+            # the suite's servers are one process with the threads they always had (tests
+            # count on one process: signals, logs, a crash); the defaults (0: chosen by the
+            # server) have their own tests (tests/unit/test_sizing.py, tests/e2e/test_cli.py)
+            "workers": "4",
+            "processes": "1",
         },
         "storage": {"sqlite_path": '"data/vault.db"', "blob_dir": '"data/blobs"'},
         "keys": {"keyring_path": '"keys/keyring.json"'},

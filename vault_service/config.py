@@ -23,12 +23,14 @@ class ServerConfig:
 
     listen: str = "127.0.0.1:50051"
     """host:port to bind. Anything other than loopback requires TLS (see the access-control docs)."""
-    workers: int = 4
-    """Threads serving RPCs in each process. About 4 beat 16 on 2 cores (see PERF notes)."""
-    processes: int = 1
-    """Server processes sharing the listening port (SO_REUSEPORT); ``vaultctl serve --workers N``
-    overrides it. Python runs one thread at a time per process, so this is how one machine's
-    cores are used (docs/deployment.md)."""
+    workers: int = 0
+    """Threads serving RPCs in each process; 0: 2 on SQLite, 8 on PostgreSQL (see rpc/sizing.py)."""
+    record_threads: int = -1
+    """Threads of the record calls' own pool (rpc/sizing.py); 0: none, they share ``workers``';
+    -1: chosen by the server (1 on SQLite with the local keyring, else 0)."""
+    processes: int = 0
+    """Server processes sharing the listening port (SO_REUSEPORT); 0: one per usable CPU, at
+    most 8; ``vaultctl serve --workers N`` overrides it (docs/deployment.md)."""
     max_concurrent_rpcs: int = 256
     """Calls beyond this are refused with RESOURCE_EXHAUSTED."""
     max_message_bytes: int = 8 * 1024 * 1024
@@ -427,9 +429,12 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
 def _check_sections(source: str, built: Mapping[str, Any]) -> None:
     """Checks that span several keys."""
     server: ServerConfig = built["server"]
-    if server.workers < 1 or server.max_concurrent_rpcs < 1 or server.processes < 1:
+    if min(server.workers, server.record_threads + 1, server.processes) < 0 or (
+        server.max_concurrent_rpcs < 1
+    ):
         raise ConfigError(
-            f"{source}: server.workers, server.processes and server.max_concurrent_rpcs must be >= 1"
+            f"{source}: server.workers and processes must be >= 0 (0: chosen by the server),"
+            " server.record_threads >= -1 (-1: chosen by it), max_concurrent_rpcs >= 1"
         )
     storage: StorageConfig = built["storage"]
     if storage.backend == "postgres" and not storage.postgres_dsn:

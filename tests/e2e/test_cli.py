@@ -111,9 +111,7 @@ def test_serve_put_get_and_sigterm(tmp_path: Path) -> None:
 
 
 def test_bad_config_is_reported_with_file_and_key(tmp_path: Path) -> None:
-    write_config(tmp_path)
-    cfg = tmp_path / "vault.toml"
-    cfg.write_text(cfg.read_text().replace("[server]\n", '[server]\nworkers = "four"\n'))
+    write_config(tmp_path, server__workers='"four"')
     r = run(tmp_path, "serve")
     assert r.returncode == 2
     assert "vault.toml: server.workers: expected a int" in r.stderr

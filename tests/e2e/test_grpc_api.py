@@ -383,3 +383,31 @@ def test_correlation_id_in_trailing_metadata(running: Any) -> None:
         )
         trailing = dict(call.trailing_metadata())
         assert len(trailing["x-correlation-id"]) == 16
+
+
+def test_record_calls_run_on_their_own_thread_and_the_rest_on_the_pool(
+    app: Any, vault_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On SQLite with the local keyring the record calls are served by their own one-thread pool,
+    elsewhere by the server's pool with every other call (vault_service/rpc/sizing.py): each
+    failed call's log line is written by the thread that served it."""
+    import logging
+
+    from vault_service.config import load_config
+    from vault_service.ids import new_record_id
+    from vault_service.rpc.sizing import record_threads
+
+    lane = record_threads(load_config(vault_home / "vault.toml", {}))
+    caplog.set_level(logging.INFO, logger="vault_service.rpc")
+    for _ in range(3):
+        with pytest.raises(NotFound):
+            app.get_record(new_record_id(), "matching")
+    with pytest.raises(InvalidArgument):
+        app.put_record("", "concern_text", {"text": "x"})
+    with pytest.raises((InvalidArgument, NotFound)):
+        app.revoke_share("not-a-share")
+    served = [r.threadName for r in caplog.records if r.getMessage() == "rpc failed"]
+    assert len(served) == 5
+    record = "rpc-record_0" if lane else "rpc_"
+    assert all(t.startswith(record) for t in served[:4]), served
+    assert served[4].startswith("rpc_"), served

@@ -19,7 +19,8 @@ def _write(tmp_path: Path, body: str) -> Path:
 
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     cfg = load_config(_write(tmp_path, ""), {})
-    assert cfg.server.listen == "127.0.0.1:50051" and cfg.server.workers == 4
+    assert cfg.server.listen == "127.0.0.1:50051"
+    assert cfg.server.workers == 0 and cfg.server.processes == 0  # chosen by the server
     assert cfg.policy_path == (tmp_path / "p.toml").resolve()
     assert cfg.path(cfg.storage.sqlite_path) == (tmp_path / "var" / "vault.db").resolve()
     assert cfg.path("/abs/x") == Path("/abs/x")
@@ -52,8 +53,10 @@ def test_environment_overrides(tmp_path: Path) -> None:
             "storage.backend: 'mysql' is not one of postgres, sqlite",
         ),
         ("", {"VAULT_SERVER_WORKERS": "many"}, "VAULT_SERVER_WORKERS: expected a int"),
-        ("[server]\nworkers = 0\n", {}, "must be >= 1"),
-        ("[server]\nprocesses = 0\n", {}, "server.processes"),
+        ("[server]\nworkers = -1\n", {}, "must be >= 0"),
+        ("[server]\nprocesses = -2\n", {}, "server.workers and processes"),
+        ("[server]\nrecord_threads = -2\n", {}, "record_threads >= -1"),
+        ("[server]\nmax_concurrent_rpcs = 0\n", {}, "max_concurrent_rpcs >= 1"),
         ("[storage]\nbackend = 'postgres'\n", {}, "storage.postgres_dsn is required"),
         (
             "[storage]\npostgres_pool_min = 5\npostgres_pool_max = 2\n",

@@ -19,13 +19,14 @@ from vault_service.errors import ConfigError
 
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str], out: Output) -> int:
     from vault_service.rpc.server import serve
+    from vault_service.rpc.sizing import process_count
 
     config = config_of(args, env)
     os.umask(0o077)  # every file the server writes (logs, database, blobs) is private
     configure_logging(config)
-    processes = args.workers or config.server.processes
-    if processes < 1:
+    if args.workers < 0:
         raise ConfigError("--workers must be >= 1")
+    processes = process_count(config, args.workers)
     if processes > 1 and not args.worker:
         from vault_service.rpc.workers import serve_workers
 
@@ -41,7 +42,8 @@ def add_parser(sub: Any) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="server processes sharing the port (SO_REUSEPORT); default: server.processes",
+        help="server processes sharing the port (SO_REUSEPORT); default: server.processes, "
+        "or one per usable CPU (at most 8) when that is 0",
     )
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(fn=cmd_serve)

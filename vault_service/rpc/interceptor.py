@@ -26,7 +26,8 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent import futures
 from typing import Any
 
 import grpc
@@ -133,10 +134,16 @@ def _decoded(request: Any, streaming: bool) -> Any:
 
 
 class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """See the module docstring."""
+    """See the module docstring. ``pools``: the thread pool a method's calls run in, by method
+    name (vault_service/rpc/sizing.py); the others run in the server's."""
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        pools: Mapping[str, futures.ThreadPoolExecutor] | None = None,
+    ) -> None:
         self._auth = authenticator
+        self._pools = dict(pools or {})
 
     def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
@@ -216,6 +223,10 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                     _leave(span, method, status, started, token)
             return None
 
+        pool = self._pools.get(method.rsplit("/", 1)[-1])
+        if pool is not None and not streaming:
+            # grpcio runs a behavior carrying this attribute in that pool
+            call.experimental_thread_pool = pool  # type: ignore[attr-defined]
         return call
 
     def _wrap_stream(

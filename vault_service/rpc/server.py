@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent import futures
 from types import FrameType
 from typing import TextIO
@@ -33,6 +33,7 @@ from vault_service.metrics import MetricsEndpoint
 from vault_service.rpc.auth import Authenticator
 from vault_service.rpc.interceptor import VaultInterceptor
 from vault_service.rpc.servicer import VaultServicer
+from vault_service.rpc.sizing import RECORD_CALLS, record_threads, threads_per_process
 from vault_service.service import VaultService
 
 log = logging.getLogger("vault_service.server")
@@ -74,14 +75,14 @@ class RunningServer:
         health_servicer: health.HealthServicer,
         assembly: Assembly,
         config: Config,
-        executor: futures.ThreadPoolExecutor | None = None,
+        executors: Sequence[futures.ThreadPoolExecutor] = (),
         servicer: VaultServicer | None = None,
     ) -> None:
         self.server = server
         #: the servicer, told when the server stops (its followed audit tails end at their next poll)
         self._servicer = servicer
         #: the threads that run the handlers (stop waits for them before closing the store)
-        self._executor = executor
+        self._executors = tuple(executors)
         self.port = port
         self.health = health_servicer
         self.assembly = assembly
@@ -189,10 +190,10 @@ class RunningServer:
         if self._servicer is not None:
             self._servicer.tails.stopping.set()  # a followed tail would hold the grace period
         self.server.stop(grace).wait()
-        if self._executor is not None:
+        for executor in self._executors:
             # a handler aborted by the stop may still be running: nothing may use the store
             # once it is closed (a restore may be about to replace its files)
-            self._executor.shutdown(wait=True)
+            executor.shutdown(wait=True)
         self.jobs.stop()
         self._monitor.join(timeout=5)
         final_checkpoint(self.assembly)
@@ -226,15 +227,20 @@ def start_server(
         ("grpc.max_send_message_length", config.server.max_message_bytes),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
-    executor = futures.ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="rpc")
+    threads = threads_per_process(config)
+    executors = [futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc")]
+    pools: dict[str, futures.ThreadPoolExecutor] = {}
+    if lane := record_threads(config):
+        executors.append(futures.ThreadPoolExecutor(max_workers=lane, thread_name_prefix="rpc-record"))
+        pools = dict.fromkeys(RECORD_CALLS, executors[-1])
     server = grpc.server(
-        executor,
-        interceptors=[VaultInterceptor(Authenticator(assembly.service.policy))],
+        executors[0],
+        interceptors=[VaultInterceptor(Authenticator(assembly.service.policy), pools)],
         options=options,
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
     )
     # a followed audit tail holds a worker thread: one is always left for the other calls
-    follows = min(config.audit.tail_max_follows, config.server.workers - 1)
+    follows = min(config.audit.tail_max_follows, threads - 1)
     servicer = VaultServicer(assembly.service, config.audit.tail_poll_seconds, follows)
     vault_pb2_grpc.add_VaultServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
@@ -251,7 +257,7 @@ def start_server(
     if config.tracing.exporter != "off":
         tracing.configure(config.tracing)
     server.start()
-    running = RunningServer(server, port, health_servicer, assembly, config, executor, servicer)
+    running = RunningServer(server, port, health_servicer, assembly, config, executors, servicer)
     if config.metrics.listen:
         try:
             running.start_metrics(config.metrics.listen)

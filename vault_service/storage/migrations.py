@@ -309,6 +309,18 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE TABLE audit_integrated (writer TEXT PRIMARY KEY, wseq INTEGER NOT NULL)",
         ],
     ),
+    (
+        22,
+        [
+            # Only witness entries are ever looked up by record (a read's rollback witness, the
+            # witness backfill). Indexing every pending entry by record made each read of a hot
+            # record scan that record's un-sequenced reads (issue 19), and every insert update
+            # the index; the partial index holds the witnesses alone.
+            "DROP INDEX audit_pending_by_record",
+            "CREATE INDEX audit_pending_witness ON audit_pending(record_id, id)"
+            " WHERE witnessed_version IS NOT NULL",
+        ],
+    ),
 ]
 
 

@@ -218,9 +218,16 @@ class SqlRecords(SqlStoreBase):
 
     def _stored(self, conn: Connection, record_id: str, grants_for: str | None) -> StoredRecord | None:
         """One record as :meth:`get_record` reads it, in the caller's read transaction."""
+        # the newest witness rides along (one round trip fewer): a pending entry (not yet
+        # sequenced) is newer than any of the chain's
         row = conn.execute(
             f"SELECT {META_COLUMNS}, COALESCE(sk.root_version, lk.root_version),"
-            " COALESCE(sk.wrapped, lk.wrapped), rk.wrapped, r.blob_ref, s.state, r.key_kind"
+            " COALESCE(sk.wrapped, lk.wrapped), rk.wrapped, r.blob_ref, s.state, r.key_kind,"
+            " COALESCE((SELECT p.witnessed_version FROM audit_pending p"
+            " WHERE p.record_id = r.record_id AND p.witnessed_version IS NOT NULL"
+            " ORDER BY p.id DESC LIMIT 1), (SELECT a.witnessed_version FROM audit_log a"
+            " WHERE a.record_id = r.record_id AND a.witnessed_version IS NOT NULL"
+            " ORDER BY a.seq DESC LIMIT 1))"
             f" FROM records r {self._live} WHERE {LIVE_WHERE} AND r.record_id = ?",
             (record_id,),
         ).fetchone()
@@ -231,15 +238,6 @@ class SqlRecords(SqlStoreBase):
             (record_id, row[3]),
         ).fetchall()
         grants = self._grants(conn, as_bytes(row[1]), grants_for) if grants_for is not None else []
-        # the newest witness, in one round trip: a pending entry (not yet sequenced) is
-        # newer than any of the chain's
-        witness = conn.execute(
-            "SELECT COALESCE((SELECT witnessed_version FROM audit_pending WHERE record_id = ?"
-            " AND witnessed_version IS NOT NULL ORDER BY id DESC LIMIT 1),"
-            " (SELECT witnessed_version FROM audit_log WHERE record_id = ?"
-            " AND witnessed_version IS NOT NULL ORDER BY seq DESC LIMIT 1))",
-            (record_id, record_id),
-        ).fetchone()
         return StoredRecord(
             meta=meta_of(row),
             subject_key=WrappedKey(row[10], as_bytes(row[11])),
@@ -249,7 +247,7 @@ class SqlRecords(SqlStoreBase):
             subject_state=SubjectState(row[14]),
             grants=tuple(grants),
             key_kind=KeyKind(row[15]),
-            witnessed_version=int(witness[0]) if witness and witness[0] is not None else None,
+            witnessed_version=int(row[16]) if row[16] is not None else None,
         )
 
     def get_meta(self, record_id: str) -> RecordMeta | None:
