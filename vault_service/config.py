@@ -29,8 +29,8 @@ class ServerConfig:
     """Threads of the record calls' own pool (rpc/sizing.py); 0: none, they share ``workers``';
     -1: chosen by the server (1 on SQLite with the local keyring, else 0)."""
     processes: int = 0
-    """Server processes sharing the listening port (SO_REUSEPORT); 0: one per usable CPU, at
-    most 8; ``vaultctl serve --workers N`` overrides it (docs/deployment.md)."""
+    """Server processes sharing the listening port (SO_REUSEPORT); 0: 1 on SQLite, one per usable
+    CPU (at most 8) on PostgreSQL; ``vaultctl serve --workers N`` overrides it (rpc/sizing.py)."""
     max_concurrent_rpcs: int = 256
     """Calls beyond this are refused with RESOURCE_EXHAUSTED."""
     max_message_bytes: int = 8 * 1024 * 1024

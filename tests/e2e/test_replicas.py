@@ -189,14 +189,20 @@ def test_database_outage_fails_closed_and_recovers(tmp_path: Path) -> None:
         cluster.stop()
 
 
-def test_serve_by_default_runs_one_process_per_usable_cpu(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_serve_by_default_picks_its_processes(tmp_path: Path, backend: str, request: Any) -> None:
     """With ``server.processes`` and ``server.workers`` left to the server (0, the defaults), a
-    plain ``vaultctl serve`` on SQLite starts one worker per usable CPU (vault_service/rpc/sizing.py)
-    and every one of them serves."""
+    plain ``vaultctl serve`` runs one process on SQLite and one per usable CPU on PostgreSQL
+    (vault_service/rpc/sizing.py), and every process serves."""
     from vault_service.rpc.sizing import MAX_PROCESSES
 
-    expected = min(len(os.sched_getaffinity(0)), MAX_PROCESSES)
-    config = write_config(tmp_path, server__processes="0", server__workers="0")
+    auto = {"server__processes": "0", "server__workers": "0"}
+    if backend == "sqlite":
+        expected, config = 1, write_config(tmp_path, **auto)
+    else:
+        dsn = request.getfixturevalue("pg_dsn")
+        expected = min(len(os.sched_getaffinity(0)), MAX_PROCESSES)
+        config = _pg_config(tmp_path, dsn, **auto)
     proc = subprocess.Popen([*CLI, str(config), "serve"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert proc.stdout is not None
@@ -204,11 +210,11 @@ def test_serve_by_default_runs_one_process_per_usable_cpu(tmp_path: Path) -> Non
         suffix = f" \\({expected} worker processes\\)" if expected > 1 else ""
         m = re.search(rf"listening on (127\.0\.0\.1:\d+){suffix}$", line.strip())
         assert m, line
-        if expected > 1:
-            assert len(_children(proc.pid)) == expected
-        with VaultClient(m.group(1), TOKENS["app"]) as c:
-            rid = c.put_record("m-1", "concern_text", {"text": "kept"}).record_id
-            assert c.get_record(rid, "matching").fields["text"] == "kept"
+        assert len(_children(proc.pid)) == (expected if expected > 1 else 0)
+        for i in range(2 * expected):  # a fresh connection each time: the kernel spreads them
+            with VaultClient(m.group(1), TOKENS["app"]) as c:
+                rid = c.put_record(f"m-{i}", "concern_text", {"text": "kept"}).record_id
+                assert c.get_record(rid, "matching").fields["text"] == "kept"
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)

@@ -11,6 +11,8 @@ import pytest
 from vault_service.config import Config, load_config
 from vault_service.rpc import sizing
 
+PG = "[storage]\nbackend = 'postgres'\npostgres_dsn = 'dbname=x'\n"
+
 
 def _config(tmp_path: Path, body: str = "", env: dict[str, str] | None = None) -> Config:
     p = tmp_path / "c.toml"
@@ -20,24 +22,25 @@ def _config(tmp_path: Path, body: str = "", env: dict[str, str] | None = None) -
 
 def test_threads_follow_the_backend_unless_set(tmp_path: Path) -> None:
     assert sizing.threads_per_process(_config(tmp_path)) == 2  # SQLite: no network waits
-    pg = _config(tmp_path, "[storage]\nbackend = 'postgres'\npostgres_dsn = 'dbname=x'\n")
-    assert sizing.threads_per_process(pg) == 8  # round trips overlap on threads
+    assert sizing.threads_per_process(_config(tmp_path, PG)) == 8  # round trips overlap on threads
     assert sizing.threads_per_process(_config(tmp_path, "[server]\nworkers = 5\n")) == 5
 
 
-def test_processes_are_the_usable_cpus_unless_set(tmp_path: Path) -> None:
+def test_processes_are_one_on_sqlite_and_the_usable_cpus_on_postgres(tmp_path: Path) -> None:
     expected = min(len(os.sched_getaffinity(0)), sizing.MAX_PROCESSES)
     assert sizing.usable_cpus() == len(os.sched_getaffinity(0))
-    assert sizing.process_count(_config(tmp_path)) == expected
+    assert sizing.process_count(_config(tmp_path)) == 1  # one writer at a time anyway
+    assert sizing.process_count(_config(tmp_path, PG)) == expected
     assert sizing.process_count(_config(tmp_path, "[server]\nprocesses = 3\n")) == 3
     # serve --workers N wins over the config
     assert sizing.process_count(_config(tmp_path, "[server]\nprocesses = 3\n"), 1) == 1
+    assert sizing.process_count(_config(tmp_path), 2) == 2
 
 
 def test_processes_honour_the_cpu_set_and_the_cap(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    cfg = _config(tmp_path)
+    cfg = _config(tmp_path, PG)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # a container pinned to one CPU
     assert sizing.process_count(cfg) == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
@@ -50,8 +53,7 @@ def test_record_calls_get_their_own_thread_only_where_no_call_waits_on_the_netwo
     assert sizing.record_threads(_config(tmp_path)) == 1  # SQLite + the local keyring
     kms = _config(tmp_path, "[keys]\nprovider = 'aws-kms'\nkms_key_id = 'alias/x'\n")
     assert sizing.record_threads(kms) == 0  # a data key unwrap may wait on KMS
-    pg = _config(tmp_path, "[storage]\nbackend = 'postgres'\npostgres_dsn = 'dbname=x'\n")
-    assert sizing.record_threads(pg) == 0
+    assert sizing.record_threads(_config(tmp_path, PG)) == 0
     assert sizing.record_threads(_config(tmp_path, "[server]\nrecord_threads = 3\n")) == 3
     assert sizing.record_threads(_config(tmp_path, "[server]\nrecord_threads = 0\n")) == 0
 

@@ -18,9 +18,12 @@ Measured on 2 cores (docs/profile.md, ``make bench BENCH=benchmarks.bench_server
   a network key provider or PostgreSQL the record calls wait on round trips, and share the
   ``workers`` pool instead (``server.record_threads`` sets a pool of that size anywhere, or
   none with 0).
-- **Processes.** One Python process runs about one core's worth of calls; the default is one
-  process per CPU this process may run on (its affinity, not the machine's count: a container's
-  CPU set is honoured), at most :data:`MAX_PROCESSES`.
+- **Processes.** One Python process runs about one core's worth of calls. On PostgreSQL the
+  default is one process per CPU this process may run on (its affinity, not the machine's
+  count: a container's CPU set is honoured), at most :data:`MAX_PROCESSES`. On SQLite it is one:
+  every call writes (reads write their audit entry), SQLite has one writer at a time, and a
+  writer of another process waits in SQLite's busy handler, which sleeps (1 to 100 ms) rather
+  than queues; 2 processes measured 0.96-1.01x one (README, Benchmarks).
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ def record_threads(config: Config) -> int:
 
 
 def process_count(config: Config, requested: int = 0) -> int:
-    """``requested`` (``serve --workers N``), else ``server.processes``, else when both are 0 one
-    per usable CPU, at most :data:`MAX_PROCESSES`."""
-    return requested or config.server.processes or min(usable_cpus(), MAX_PROCESSES)
+    """``requested`` (``serve --workers N``), else ``server.processes``, else when both are 0:
+    on SQLite 1, on PostgreSQL one per usable CPU, at most :data:`MAX_PROCESSES`."""
+    if requested or config.server.processes:
+        return requested or config.server.processes
+    return 1 if config.storage.backend == "sqlite" else min(usable_cpus(), MAX_PROCESSES)

@@ -139,19 +139,35 @@ class SqlStoreBase(RecordStore):
         self._live = live_joins(self._HEX_REF)
 
     @staticmethod
-    def _active(conn: Connection, subject_ref: bytes, now: float) -> None:
+    def _active(
+        conn: Connection,
+        subject_ref: bytes,
+        now: float,
+        *,
+        separated: bool | None = None,
+        sealed_id: bytes | None = None,
+    ) -> None:
         """Inside a write transaction: a write is activity (dormancy): a dormant subject is
         active again. SubjectSeparated if it was made dormant with its key separated since the
-        writer got its key (the writer reactivates it and retries)."""
-        if conn.execute(
-            "SELECT 1 FROM subject_keys WHERE subject_ref = ? AND separated_at IS NOT NULL",
-            (subject_ref,),
-        ).fetchone():
+        writer got its key (the writer reactivates it and retries). ``separated``: what the
+        caller already read of the key in this transaction (None: read it here); ``sealed_id``:
+        the subject's sealed id, kept if it has none yet (in the same statement: one round trip
+        fewer per write on PostgreSQL)."""
+        if separated is None:
+            separated = (
+                conn.execute(
+                    "SELECT 1 FROM subject_keys WHERE subject_ref = ? AND separated_at IS NOT NULL",
+                    (subject_ref,),
+                ).fetchone()
+                is not None
+            )
+        if separated:
             raise SubjectSeparated()
         conn.execute(
             "UPDATE subjects SET last_activity = ?, state = CASE WHEN state = 'dormant'"
-            " THEN 'active' ELSE state END WHERE subject_ref = ?",
-            (now, subject_ref),
+            " THEN 'active' ELSE state END, sealed_id = COALESCE(sealed_id, ?)"
+            " WHERE subject_ref = ?",
+            (now, sealed_id, subject_ref),
         )
         # a notice given before this activity is void: the next inactivity gets its own
         conn.execute(

@@ -160,8 +160,10 @@ class SqlRecords(SqlStoreBase):
                 if as_bytes(row[0]) != idempotency.request_digest:
                     raise AlreadyExists("idempotency key already used for another request")
                 return str(row[1])
+        # the key's separation is read here, under the same row lock, for the activity below
         live = conn.execute(
-            "SELECT 1 FROM subjects s JOIN subject_keys sk ON sk.subject_ref = s.subject_ref"
+            "SELECT sk.separated_at FROM subjects s JOIN subject_keys sk"
+            " ON sk.subject_ref = s.subject_ref"
             f" WHERE s.subject_ref = ? AND s.state != 'erased'{self._FOR_NO_KEY_UPDATE}",
             (new.subject_ref,),
         ).fetchone()
@@ -187,12 +189,13 @@ class SqlRecords(SqlStoreBase):
             ),
         )
         self._write_version(conn, new)
-        self._active(conn, new.subject_ref, now)
-        if new.sealed_subject_id is not None:
-            conn.execute(
-                "UPDATE subjects SET sealed_id = ? WHERE subject_ref = ? AND sealed_id IS NULL",
-                (new.sealed_subject_id, new.subject_ref),
-            )
+        self._active(
+            conn,
+            new.subject_ref,
+            now,
+            separated=live[0] is not None,
+            sealed_id=new.sealed_subject_id,
+        )
         if idempotency is not None:
             conn.execute(
                 "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
