@@ -42,8 +42,8 @@ def add_parser(sub: Any) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="server processes sharing the port (SO_REUSEPORT); default: server.processes, "
-        "or one per usable CPU (at most 8) when that is 0",
+        help="server processes sharing the port (SO_REUSEPORT); default: server.processes, or "
+        "when that is 0, 1 on SQLite and one per usable CPU (at most 8) on PostgreSQL",
     )
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(fn=cmd_serve)
