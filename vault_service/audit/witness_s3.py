@@ -1,4 +1,4 @@
-"""A witness in an S3-compatible bucket (``[witness] s3_bucket``): the storage of
+"""A witness in an S3-compatible bucket (``[witness] directory = "s3://bucket/prefix/"``): the storage of
 :class:`~.witness.KeepingWitness` (whose checks it shares with the directory witness) as objects,
 for a witness on other storage than the vault's database, blobs, ledger and their backups.
 

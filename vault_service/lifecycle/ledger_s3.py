@@ -1,12 +1,13 @@
 """The destruction ledger's lines in an S3-compatible bucket, ordered by conditional writes
-(``[lifecycle] ledger_s3_bucket``): the scale option of :mod:`.ledger_store`, for vaults whose
-processes or replicas share no file system, and to keep the ledger on other storage than the
-database and its backups.
+(``[lifecycle] ledger_path = "s3://bucket/prefix/"``): the scale option of :mod:`.ledger_store`,
+for vaults whose processes or replicas share no file system, and to keep the ledger on other
+storage than the database and its backups.
 
 Layout under the prefix::
 
-    heads/<seq:08d>      the generation of the lines (JSON: name, lines in its base); the
-                         highest seq is current, none at all means generation g00000000
+    heads/<seq:08d>      a generation of the lines (JSON: gen, its name; base, the number of
+                         lines in its base); the highest seq is current, none at all means
+                         generation g00000000
     <gen>/base           the lines a repair wrote (newline-terminated), absent in g00000000
     <gen>/L<index:012d>  one appended line (its index counts the base's lines), or, empty,
                          the seal that ends the generation
