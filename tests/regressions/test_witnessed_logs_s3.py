@@ -19,7 +19,13 @@ import pytest
 
 from tests.conftest import write_config
 from tests.regressions.conftest import Vault
-from tests.regressions.test_witnessed_logs import TEXT, _health, _withheld, _witness_state
+from tests.regressions.test_witnessed_logs import (
+    TEXT,
+    _health,
+    _withheld,
+    _witness_state,
+    data_and_ledger_restored_together_stay_erased,
+)
 from tests.support.moto_server import CREDENTIALS, free_port
 from vault_service.clock import FixedClock
 from vault_service.errors import NotFound
@@ -62,20 +68,7 @@ def s3_vault(
 def test_data_directory_and_ledger_restored_together_are_repaired_from_the_s3_witness(
     s3_vault: Vault, s3_bucket: Any
 ) -> None:
-    vault = s3_vault
-    ledger = vault.home / "var" / "ledger" / "erasures.jsonl"
-    erased = vault.client("app").put_record("member-2", "concern_text", TEXT).record_id
-    backup = vault.backup()
-    old_ledger = ledger.read_bytes() if ledger.exists() else b""
-    vault.client("app").erase_subject("member-2")
-    assert ledger.read_bytes() != old_ledger
-    vault.stop()
-    ledger.write_bytes(old_ledger)  # the ledger restored with the data directory
-    vault.restore(backup)
-    with pytest.raises(NotFound):  # repaired from the witness, then replayed: still erased
-        vault.client("app").get_record(erased, "matching")
-    assert _witness_state(vault)["ledger"] == "consistent"
-    assert ledger.read_bytes().startswith(old_ledger) and len(ledger.read_bytes()) > len(old_ledger)
+    data_and_ledger_restored_together_stay_erased(s3_vault)
     assert any(item.key.endswith("/held") for item in s3_bucket.listing("witness/logs/"))
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import TOKENS, write_config
@@ -87,6 +88,57 @@ def test_excess_concurrency_gets_resource_exhausted_quickly(tmp_path: Path) -> N
                 assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
                 time.sleep(0.05)
     finally:
+        server.stop(0)
+
+
+def test_record_calls_are_served_while_streams_hold_every_thread_of_the_pool(
+    tmp_path: Path,
+) -> None:
+    """The default thread layout on SQLite (vault_service/rpc/sizing.py): two downloads that the
+    client does not read hold both threads of the server's pool, and the record calls, on their
+    own thread, are still served, while another unary call waits for the pool."""
+    write_config(tmp_path, server__workers="0", logging__level='"WARNING"')  # the default: 2
+    server = start_server(load_config(tmp_path / "vault.toml", {}), {})
+    addr = f"127.0.0.1:{server.port}"
+    channels = [grpc.insecure_channel(addr) for _ in range(3)]
+    try:
+        rid = _big_record(addr, os.urandom(48 << 20))
+        streams = [
+            vault_pb2_grpc.VaultStub(ch).DownloadContent(
+                pb.DownloadContentRequest(record_id=rid, purpose="matching"), metadata=AUTH, timeout=60
+            )
+            for ch in channels[:2]
+        ]
+        for s in streams:
+            next(s)  # started: its handler holds a pool thread (flow control)
+        stub = vault_pb2_grpc.VaultStub(channels[2])
+        put = stub.PutRecord(
+            pb.PutRecordRequest(subject_id="m-2", category="concern_text", fields={"text": "t"}),
+            metadata=AUTH,
+            timeout=5,
+        )
+        got = stub.GetRecord(
+            pb.GetRecordRequest(record_id=put.record_id, purpose="matching"), metadata=AUTH, timeout=5
+        )
+        assert got.fields["text"] == "t"
+        batch = stub.BatchGetRecords(
+            pb.BatchGetRecordsRequest(
+                items=[pb.GetRecordRequest(record_id=put.record_id, purpose="matching")]
+            ),
+            metadata=AUTH,
+            timeout=5,
+        )
+        assert batch.results[0].status.code == 0
+        with pytest.raises(grpc.RpcError) as waited:  # not a record call: queued for the pool
+            stub.ListShares(pb.ListSharesRequest(subject_id="m-2"), metadata=AUTH, timeout=1)
+        assert waited.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        for s in streams:
+            s.cancel()
+        listed = stub.ListShares(pb.ListSharesRequest(subject_id="m-2"), metadata=AUTH, timeout=10)
+        assert list(listed.shares) == []
+    finally:
+        for ch in channels:
+            ch.close()
         server.stop(0)
 
 

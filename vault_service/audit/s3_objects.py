@@ -21,7 +21,7 @@ map it to their own Unavailable, as they do for the file system's.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +81,17 @@ def mapped_errors() -> Iterator[None]:
         raise OSError(f"S3 error {code}") from None
     except BotoCoreError as exc:
         raise OSError(f"S3 unreachable ({type(exc).__name__})") from None
+
+
+@contextlib.contextmanager
+def failing_as(error: Callable[[], Exception]) -> Iterator[None]:
+    """The endpoint down (the OSError of :func:`mapped_errors`) or a stored object that does not
+    parse (ValueError, KeyError, TypeError) raised as the caller's own ``error()``, for the logs
+    kept in a bucket (the ledger, the witness); never the cause's text."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError, TypeError):
+        raise error() from None
 
 
 @dataclass(frozen=True)

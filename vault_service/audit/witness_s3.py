@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vault_service.audit.s3_objects import Bucket
+from vault_service.audit.s3_objects import Bucket, failing_as
 from vault_service.audit.witness import (
     KeepingWitness,
     LogKey,
@@ -117,7 +117,7 @@ class S3Witness(KeepingWitness):
         return f"logs/{slot(log.origin)}/"
 
     def _load(self, log: LogKey) -> tuple[str | None, Any]:
-        with _unavailable():
+        with failing_as(WitnessUnavailable):
             got = self.bucket.get(self._folder(log) + "held")
         if got is None:
             return None, None
@@ -161,7 +161,7 @@ class S3Witness(KeepingWitness):
             return []
         folder = self._folder(log) + "steps/"
         after = f"{folder}{first - 1:012d}" if first else ""
-        with _unavailable():
+        with failing_as(WitnessUnavailable):
             keys = [
                 item.key
                 for item in self.bucket.listing(folder, after)
@@ -185,7 +185,7 @@ class S3Witness(KeepingWitness):
     def _replace(self, log: LogKey, state: _State | None, doc: dict[str, Any]) -> bool:
         folder = self._folder(log)
         data = json.dumps(doc, sort_keys=True).encode()
-        with _unavailable():
+        with failing_as(WitnessUnavailable):
             if state is None:
                 return self.bucket.put_new(folder + "held", data)
             archived = json.dumps(state.doc, sort_keys=True).encode()
@@ -226,11 +226,3 @@ class S3Witness(KeepingWitness):
         }
         self._kept.pop(slot(log.origin), None)
         return self._replace(log, state, doc)
-
-
-@contextlib.contextmanager
-def _unavailable() -> Iterator[None]:
-    try:
-        yield
-    except (OSError, ValueError, KeyError, TypeError):
-        raise WitnessUnavailable() from None

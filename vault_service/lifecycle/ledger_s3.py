@@ -51,13 +51,13 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from vault_service.audit.appended import ReadCounters
-from vault_service.audit.s3_objects import Bucket, Listed
+from vault_service.audit.s3_objects import Bucket, Listed, failing_as
 from vault_service.lifecycle.ledger_store import (
     LedgerCursor,
     LedgerRead,
@@ -86,14 +86,6 @@ def _index_of(key: str) -> int:
     return int(key.rsplit("/L", 1)[1])
 
 
-@contextlib.contextmanager
-def _mapped() -> Iterator[None]:
-    try:
-        yield
-    except (OSError, ValueError, KeyError, TypeError):
-        raise unavailable() from None
-
-
 class S3LedgerStore(LedgerStore):
     """The ledger's lines in ``bucket`` (see the module docstring). Thread-safe."""
 
@@ -117,7 +109,7 @@ class S3LedgerStore(LedgerStore):
 
     def head(self) -> Head:
         """The current generation (one LIST of ``heads/``)."""
-        with _mapped():
+        with failing_as(unavailable):
             last: Listed | None = None
             for last in self.bucket.listing("heads/"):  # noqa: B007 - the last one is current
                 pass
@@ -136,14 +128,14 @@ class S3LedgerStore(LedgerStore):
 
     def listing(self, head: Head, start_after: str = "") -> list[Listed]:
         """The generation's appended lines (and its seal), in order, after ``start_after``."""
-        with _mapped():
+        with failing_as(unavailable):
             return list(self.bucket.listing(f"{head.gen}/L", start_after))
 
     def base_etag(self, head: Head) -> str:
         """The ETag of the generation's base as listed ("" if it has none)."""
         if head.base == 0:
             return ""
-        with _mapped():
+        with failing_as(unavailable):
             for item in self.bucket.listing(f"{head.gen}/base"):
                 return item.etag
         return ""
@@ -170,7 +162,7 @@ class S3LedgerStore(LedgerStore):
                 head = self.head()
                 at = self._position(head, head.base)
             head, index = at
-            with _mapped():
+            with failing_as(unavailable):
                 taken = not self.bucket.put_new(head.key(index), line)
             if not taken:
                 with self._lock:
@@ -218,7 +210,7 @@ class S3LedgerStore(LedgerStore):
         repairs it."""
         if head.base == 0:
             return [], ""
-        with _mapped():
+        with failing_as(unavailable):
             got = self.bucket.get(f"{head.gen}/base")
         if got is None:
             return [], ""
@@ -226,7 +218,7 @@ class S3LedgerStore(LedgerStore):
 
     def get_all(self, keys: Sequence[str]) -> list[tuple[bytes, str] | None]:
         """The objects at ``keys`` (bytes, ETag; None if gone), a few at a time."""
-        with _mapped():
+        with failing_as(unavailable):
             if len(keys) < 2:
                 return [self.bucket.get(key) for key in keys]
             with ThreadPoolExecutor(_PARALLEL_GETS) as pool:
@@ -247,7 +239,7 @@ class S3LedgerStore(LedgerStore):
         already there if another repair sealed it first)."""
         end, sealed = self._end(head, head.base)
         while not sealed:
-            with _mapped():
+            with failing_as(unavailable):
                 if self.bucket.put_new(head.key(end), b""):
                     return end
             end, sealed = self._end(head, end)
@@ -266,7 +258,7 @@ class S3LedgerStore(LedgerStore):
             lines.append(got[0])
         new = list(build(lines))
         nxt = Head(sealed.seq + 1, f"g{sealed.seq + 1:08d}-{secrets.token_hex(4)}", len(new))
-        with _mapped():
+        with failing_as(unavailable):
             if not self.bucket.put_new(f"{nxt.gen}/base", b"".join(line + b"\n" for line in new)):
                 raise unavailable()
             head_doc = json.dumps({"gen": nxt.gen, "base": nxt.base}).encode()
