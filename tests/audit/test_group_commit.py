@@ -78,7 +78,7 @@ def test_a_rolled_back_call_leaves_no_gap(database: Any) -> None:
         store._insert_audit(conn, _row(2))
         raise RuntimeError("the operation failed after its entry")
     store.append_audit(_row(3))
-    assert store.sequence_pending() == 2
+    assert len(store.sequence_pending()) == 2
     assert _chain_is_whole(store) == ["e1", "e3"]
 
 
@@ -163,4 +163,4 @@ def test_several_entries_in_one_transaction_are_not_a_rewound_counter(database: 
     store.append_audits([_row(i) for i in range(5)])  # one transaction, five numbers
     store.append_audit(_row(5))
     assert events() == before
-    assert store.sequence_pending() == 6
+    assert len(store.sequence_pending()) == 6

@@ -31,6 +31,7 @@ from vault_service.audit.model import AuditRow
 GENESIS = bytes(32)
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+_DOMAIN = b"vault-audit/v1"
 
 
 def _lp(value: str) -> bytes:
@@ -38,37 +39,44 @@ def _lp(value: str) -> bytes:
     return _U32.pack(len(data)) + data
 
 
-def entry_hash(prev_hash: bytes, seq: int, row: AuditRow) -> bytes:
-    """The hash of entry ``seq`` holding ``row`` after an entry hashed ``prev_hash``."""
-    h = hashlib.sha256(b"vault-audit/v1")
-    h.update(prev_hash)
-    h.update(_U64.pack(seq))
-    for value in (
-        repr(row.at),
-        row.principal,
-        row.action,
-        row.decision,
-        row.reason,
-        row.purpose,
-        row.subject_pseudonym,
-        row.record_id,
-        row.correlation_id,
-    ):
-        h.update(_lp(value))
+def entry_body(row: AuditRow) -> bytes:
+    """The encoding of ``row``'s fields that :func:`entry_hash` hashes after (prev_hash, seq):
+    computed once per entry where it is hashed at two positions (the pending entry's MAC at its
+    writer's number, then its place in the chain)."""
+    parts = [
+        _lp(repr(row.at)),
+        _lp(row.principal),
+        _lp(row.action),
+        _lp(row.decision),
+        _lp(row.reason),
+        _lp(row.purpose),
+        _lp(row.subject_pseudonym),
+        _lp(row.record_id),
+        _lp(row.correlation_id),
+    ]
     if row.witnessed_version is not None:
         # entries written before the field existed hash as they always did
-        h.update(b"\x01" + _U64.pack(row.witnessed_version))
+        parts.append(b"\x01" + _U64.pack(row.witnessed_version))
     if row.category is not None or row.released_fields is not None or row.role is not None:
         # likewise for the release fields (schema 18)
-        h.update(b"\x02" + _opt(row.category))
+        parts.append(b"\x02" + _opt(row.category))
         if row.released_fields is None:
-            h.update(b"\x00")
+            parts.append(b"\x00")
         else:
-            h.update(b"\x01" + _U32.pack(len(row.released_fields)))
-            for name in row.released_fields:
-                h.update(_lp(name))
-        h.update(_opt(row.role))
-    return h.digest()
+            parts.append(b"\x01" + _U32.pack(len(row.released_fields)))
+            parts.extend(_lp(name) for name in row.released_fields)
+        parts.append(_opt(row.role))
+    return b"".join(parts)
+
+
+def chained_hash(prev_hash: bytes, seq: int, body: bytes) -> bytes:
+    """:func:`entry_hash` of an entry whose :func:`entry_body` is ``body``."""
+    return hashlib.sha256(_DOMAIN + prev_hash + _U64.pack(seq) + body).digest()
+
+
+def entry_hash(prev_hash: bytes, seq: int, row: AuditRow) -> bytes:
+    """The hash of entry ``seq`` holding ``row`` after an entry hashed ``prev_hash``."""
+    return chained_hash(prev_hash, seq, entry_body(row))
 
 
 def _opt(value: str | None) -> bytes:

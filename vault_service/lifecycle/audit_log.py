@@ -2,10 +2,13 @@
 retention period, verify.
 
 They run in the server (background loops; the sequencer under the maintenance lease) and from
-``vaultctl audit``. The sequencer (:func:`integrate`) reads the entries written since the tree's
-last leaf, checks that they chain (each links to its predecessor and hashes to what it says: a
-broken chain is never signed, :class:`ChainBroken`), and appends their leaves (RFC 6962
-``SHA-256(0x00 || entry_hash)``, leaf index ``seq - 1``) to the tree in ``tlog_nodes``.
+``vaultctl audit``. The sequencer (:func:`integrate`) moves the calls' pending entries into the
+chain, then appends the leaves of every entry written since the tree's last leaf (RFC 6962
+``SHA-256(0x00 || entry_hash)``, leaf index ``seq - 1``) to the tree in ``tlog_nodes``, once it
+has checked that they chain (each links to its predecessor and hashes to what it says: a broken
+chain is never signed, :class:`ChainBroken`). The entries it has just moved are not read back:
+their hashes are the ones it computed from the MAC-checked pending entries; entries moved
+earlier (before a crash, by another run) are read and rehashed.
 :func:`write_checkpoint` then signs the tree's checkpoint (a C2SP signed note under the audit
 log's origin), gives it to the witness (:class:`~vault_service.audit.publish.Publisher`) and
 appends the cosigned note to a :class:`~vault_service.audit.checkpoints.CheckpointStore` outside
@@ -32,7 +35,7 @@ from vault_service.crypto.signing import SigningKey
 from vault_service.errors import Unavailable
 from vault_service.faults import fault_point
 from vault_service.storage import RecordStore
-from vault_service.storage.tree_nodes import PendingTampered
+from vault_service.storage.tree_nodes import Link, PendingTampered
 from vault_service.tlog import merkle
 
 #: entries per sequencer transaction (VAULT_SEQUENCER_PAGE: crash tests make it small)
@@ -76,15 +79,41 @@ class ChainBroken(Exception):
     entry)."""
 
 
+def _sequence(store: RecordStore) -> list[Link]:
+    """The calls' pending entries moved into the chain: the links the sequencer wrote."""
+    links: list[Link] = []
+    try:
+        while moved := store.sequence_pending():
+            links.extend(moved)
+    except PendingTampered:
+        raise ChainBroken() from None
+    return links
+
+
+def _page(store: RecordStore, size: int, fresh: list[Link]) -> list[Link]:
+    """The links of the entries after seq ``size``, a page of them. Those this run's sequencer
+    has just written (``fresh``, consumed from the front) are taken as it computed them from
+    the MAC-checked pending entries: the leaves then bind what it verified, and a later edit of
+    the stored entry no longer matches its leaf. Any others (written before a crash, or by
+    another run) are read back and their hashes recomputed: ChainBroken on a mismatch."""
+    del fresh[: next((i for i, link in enumerate(fresh) if link[0] > size), len(fresh))]
+    if fresh and fresh[0][0] == size + 1:  # (those at or below size: integrated by another run)
+        page = fresh[:PAGE]
+        del fresh[:PAGE]
+        return page
+    links: list[Link] = []
+    for entry in store.audit_entries(size, PAGE):
+        if entry.entry_hash != entry_hash(entry.prev_hash, entry.seq, entry.row):
+            raise ChainBroken()
+        links.append((entry.seq, entry.prev_hash, entry.entry_hash))
+    return links
+
+
 def integrate(store: RecordStore) -> int:
     """Append the leaves of every entry written since the tree's last leaf (see the module
     docstring), a page of entries per transaction; returns the tree's size. ChainBroken if the
     new entries do not chain onto the tree, or if the trail ends before the tree does."""
-    try:
-        while store.sequence_pending():  # calls' pending entries into the chain first
-            pass
-    except PendingTampered:
-        raise ChainBroken() from None
+    fresh = _sequence(store)  # calls' pending entries into the chain first
     tree = audit_tree(store)
     size = tree.size
     head = store.audit_head()
@@ -99,28 +128,25 @@ def integrate(store: RecordStore) -> int:
     prev_leaf = read([(0, size - 1)]).get((0, size - 1)) if size else None
     prev: bytes | None = None
     while size < head.seq:
-        page = store.audit_entries(size, PAGE)
+        page = _page(store, size, fresh)
         if not page:
             raise ChainBroken()
         leaves: list[bytes] = []
-        if size == 0 and page[0].seq > 1:
+        if size == 0 and page[0][0] > 1:
             # a trail pruned before the tree existed: a placeholder leaf for each pruned entry
             # (the legacy anchor checkpoint still fixes the first kept entry's prev_hash)
-            leaves = [PRUNED_LEAF] * (page[0].seq - 1)
+            leaves = [PRUNED_LEAF] * (page[0][0] - 1)
             prev_leaf = PRUNED_LEAF
-        for entry in page[: head.seq - size]:
-            expected = size + len(leaves) + 1
-            if entry.seq != expected:
+        for seq, prev_hash, digest in page[: head.seq - size]:
+            if seq != size + len(leaves) + 1:
                 raise ChainBroken()  # a gap: an entry was deleted
-            if prev is not None and entry.prev_hash != prev:
+            if prev is not None and prev_hash != prev:
                 raise ChainBroken()
             linked = prev is not None or prev_leaf in (None, PRUNED_LEAF)
-            if not linked and merkle.leaf_hash(entry.prev_hash) != prev_leaf:
+            if not linked and merkle.leaf_hash(prev_hash) != prev_leaf:
                 raise ChainBroken()  # the first new entry does not follow the tree's last leaf
-            if entry.entry_hash != entry_hash(entry.prev_hash, entry.seq, entry.row):
-                raise ChainBroken()
-            leaves.append(merkle.leaf_hash(entry.entry_hash))
-            prev = entry.entry_hash
+            leaves.append(merkle.leaf_hash(digest))
+            prev = digest
         store.add_tree_nodes(AUDIT_TREE, size, merkle.new_nodes(size, leaves, read))
         metrics.SEQUENCED.inc(len(leaves))
         size += len(leaves)

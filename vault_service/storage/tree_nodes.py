@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterable, Mapping
 from vault_service.audit.model import AuditRow
 from vault_service.tlog.merkle import Node
 
+#: one entry's place in the audit chain, as the sequencer wrote it: (seq, prev_hash, entry_hash)
+Link = tuple[int, bytes, bytes]
+
 
 class TreeNodes(abc.ABC):
     """Reads and appends of a log's subtree hashes (see the module docstring)."""
@@ -25,10 +28,11 @@ class TreeNodes(abc.ABC):
     audit_mac: Callable[[str, bytes], bytes] | None = None
 
     @abc.abstractmethod
-    def sequence_pending(self, limit: int = 50_000) -> int:
+    def sequence_pending(self, limit: int = 50_000) -> list[Link]:
         """Move up to ``limit`` committed pending audit entries into the chain, in one
-        transaction, under the lock only sequencers take; returns how many. PendingTampered if
-        a writer's numbers have a gap or a MAC does not verify."""
+        transaction, under the lock only sequencers take; returns the links it wrote, in
+        sequence order (empty: nothing was pending). PendingTampered if a writer's numbers have
+        a gap or a MAC does not verify."""
 
     @abc.abstractmethod
     def pending_rows(self, limit: int) -> list[AuditRow]:

@@ -27,11 +27,11 @@ import threading
 from typing import Any
 
 from vault_service import security_events
-from vault_service.audit.chain import GENESIS, entry_hash
+from vault_service.audit.chain import GENESIS, chained_hash, entry_body
 from vault_service.audit.model import AuditRow
 from vault_service.faults import fault_point
 from vault_service.storage.sql.base import Connection, SqlStoreBase, as_bytes
-from vault_service.storage.tree_nodes import PendingTampered
+from vault_service.storage.tree_nodes import Link, PendingTampered
 
 #: the columns of an entry's fields, in the order both tables are written
 FIELDS = (
@@ -132,10 +132,11 @@ class SqlAuditPending(SqlStoreBase):
     def _rewound() -> None:
         security_events.emit("audit_verification_failed", stage="writer counter rewound")
 
-    def _mac_of(self, writer: str, wseq: int, row: AuditRow) -> bytes:
+    def _mac_of(self, writer: str, wseq: int, body: bytes) -> bytes:
+        """The MAC of a pending entry whose chain.entry_body is ``body``."""
         if self.audit_mac is None:
             return b""
-        return self.audit_mac(writer, entry_hash(GENESIS, wseq, row))
+        return self.audit_mac(writer, chained_hash(GENESIS, wseq, body))
 
     def _insert_pending_audit(self, conn: Connection, row: AuditRow) -> None:
         """Write ``row`` as a pending entry inside the caller's transaction (no shared lock)."""
@@ -143,13 +144,13 @@ class SqlAuditPending(SqlStoreBase):
         conn.execute(
             f"INSERT INTO audit_pending (writer, wseq, mac, {FIELDS})"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (writer, wseq, self._mac_of(writer, wseq, row), *row_values(row)),
+            (writer, wseq, self._mac_of(writer, wseq, entry_body(row)), *row_values(row)),
         )
 
-    def sequence_pending(self, limit: int = 50_000) -> int:
+    def sequence_pending(self, limit: int = 50_000) -> list[Link]:
         """Move up to ``limit`` committed pending entries into ``audit_log`` (see the module
-        docstring); returns how many moved. PendingTampered if a writer's numbers have a gap or
-        a MAC does not verify (nothing moves)."""
+        docstring); returns the links written, in order. PendingTampered if a writer's numbers
+        have a gap or a MAC does not verify (nothing moves)."""
         with self._write() as conn:
             self._serialize(conn, SEQUENCER_LOCK)
             rows = conn.execute(
@@ -157,7 +158,7 @@ class SqlAuditPending(SqlStoreBase):
                 (limit,),
             ).fetchall()
             if not rows:
-                return 0
+                return []
             last = {
                 str(w): int(n)
                 for w, n in conn.execute("SELECT writer, wseq FROM audit_integrated").fetchall()
@@ -167,14 +168,17 @@ class SqlAuditPending(SqlStoreBase):
             ).fetchone()
             seq, prev = (int(head[0]), as_bytes(head[1])) if head else (0, GENESIS)
             moved: list[tuple[Any, ...]] = []
+            links: list[Link] = []
             for r in rows:
                 writer, wseq, mac, row = str(r[1]), int(r[2]), as_bytes(r[3]), row_of(r[4:])
-                if wseq != last.get(writer, 0) + 1 or mac != self._mac_of(writer, wseq, row):
+                body = entry_body(row)  # hashed twice: at the writer's number, at its seq
+                if wseq != last.get(writer, 0) + 1 or mac != self._mac_of(writer, wseq, body):
                     raise PendingTampered()
                 last[writer] = wseq
                 seq += 1
-                digest = entry_hash(prev, seq, row)
+                digest = chained_hash(prev, seq, body)
                 moved.append((seq, *row_values(row), prev, digest))
+                links.append((seq, prev, digest))
                 prev = digest
             conn.executemany(
                 f"INSERT INTO audit_log (seq, {FIELDS}, prev_hash, entry_hash)"
@@ -197,7 +201,7 @@ class SqlAuditPending(SqlStoreBase):
                 "INSERT INTO audit_integrated (writer, wseq) VALUES (?, ?)",
                 [(w, last[w]) for w in sorted(touched)],
             )
-        return len(moved)
+        return links
 
     def pending_rows(self, limit: int) -> list[AuditRow]:
         """The pending entries, oldest first (not yet in ``audit_log``)."""
