@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,10 @@ class DiskFullAudit(SqliteRecordStore):
 
     failing = False
 
-    def _insert_audit(self, conn: sqlite3.Connection, row: AuditRow | None) -> None:
-        if self.failing and row is not None:
+    def _insert_pending_audits(self, conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> None:
+        if self.failing and rows:
             raise sqlite3.OperationalError("database or disk is full")
-        super()._insert_audit(conn, row)
+        super()._insert_pending_audits(conn, rows)
 
 
 class BlockingAudit(SqliteRecordStore):
@@ -41,10 +41,10 @@ class BlockingAudit(SqliteRecordStore):
     blocking = False
     release = threading.Event()
 
-    def _insert_audit(self, conn: sqlite3.Connection, row: AuditRow | None) -> None:
-        if self.blocking and row is not None and not self.release.wait(3.0):
+    def _insert_pending_audits(self, conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> None:
+        if self.blocking and rows and not self.release.wait(3.0):
             raise sqlite3.OperationalError("audit sink timed out")
-        super()._insert_audit(conn, row)
+        super()._insert_pending_audits(conn, rows)
 
 
 def _server(home: Path, store_cls: type[SqliteRecordStore]) -> RunningServer:

@@ -75,7 +75,7 @@ def test_a_rolled_back_call_leaves_no_gap(database: Any) -> None:
     store = _macs(database.store())
     store.append_audit(_row(1))
     with pytest.raises(RuntimeError), store._write() as conn:
-        store._insert_audit(conn, _row(2))
+        store._audited(conn, _row(2))
         raise RuntimeError("the operation failed after its entry")
     store.append_audit(_row(3))
     assert len(store.sequence_pending()) == 2
@@ -164,3 +164,26 @@ def test_several_entries_in_one_transaction_are_not_a_rewound_counter(database: 
     store.append_audit(_row(5))
     assert events() == before
     assert len(store.sequence_pending()) == 6
+
+
+def test_batches_and_single_entries_share_one_numbering_without_gaps(database: Any) -> None:
+    """A batch takes its numbers in one statement: mixed with single entries in one
+    transaction, after a rolled-back batch, and followed by a rewound counter, the numbering
+    stays whole and a rewind is still caught."""
+    store = _macs(database.store())
+    store.append_audits([_row(i) for i in range(3)])
+    with store._write() as conn:
+        store._audited(conn, _row(3))
+        store._insert_audits(conn, [_row(4), _row(5)])
+        store._audited(conn, _row(6))
+    with pytest.raises(RuntimeError), store._write() as conn:
+        store._insert_audits(conn, [_row(90), _row(91), _row(92)])
+        raise RuntimeError("the call fails after its entries")
+    store.append_audits([_row(7), _row(8)])
+    with database.raw() as db:
+        numbers = [int(n) for (n,) in db.execute("SELECT wseq FROM audit_pending ORDER BY id")]
+    assert numbers == list(range(1, 10))
+    links = store.sequence_pending()
+    assert [seq for seq, _, _ in links] == list(range(1, 10))
+    assert _chain_is_whole(store) == [f"e{i}" for i in range(9)]
+    assert [digest for _, _, digest in links] == [e.entry_hash for e in store.audit_entries(0, 100)]

@@ -138,19 +138,19 @@ def test_audit_write_failures_are_counted(metered: RunningServer) -> None:
 
     assert metered.metrics is not None
     store: Any = metered.service.store
-    original = store._insert_audit
+    original = store._insert_pending_audits
 
-    def disk_full(conn: Any, row: Any) -> None:
+    def disk_full(conn: Any, rows: Any) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
     before = scrape(metered.metrics.port)
-    store._insert_audit = disk_full
+    store._insert_pending_audits = disk_full
     try:
         with _client(metered, "app") as app, pytest.raises(Exception) as err:
             app.put_record("member-1", "concern_text", {"text": "t"})
         assert err.value.status.value == "UNAVAILABLE"  # type: ignore[attr-defined]
     finally:
-        store._insert_audit = original
+        store._insert_pending_audits = original
     after = scrape(metered.metrics.port)
     assert (
         value(after, "vault_audit_write_failures_total")

@@ -129,16 +129,16 @@ def test_audit_sink_failing_twice(tmp_path: Path) -> None:
     write_config(tmp_path, logging__level='"WARNING"')
     server = start_server(load_config(tmp_path / "vault.toml", {}), {})
     store: Any = server.service.store
-    original = store._insert_audit
+    original = store._insert_pending_audits
 
-    def disk_full(conn: Any, row: Any) -> None:
+    def disk_full(conn: Any, rows: Any) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
     def fail() -> None:
-        store._insert_audit = disk_full
+        store._insert_pending_audits = disk_full
 
     def heal() -> None:
-        store._insert_audit = original
+        store._insert_pending_audits = original
 
     try:
         _run(server, fail, heal)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 
 _MAGIC = b"vsctx1"
@@ -25,27 +24,43 @@ _U32 = struct.Struct(">I")
 _MAX_ITEM = 1 << 16
 
 
-@dataclass(frozen=True)
 class Context:
-    """A domain (what kind of object: "subject-key", "data-key", "payload") and named values."""
+    """A domain (what kind of object: "subject-key", "data-key", "payload") and named values.
+
+    Immutable; equal (and hashed) by its canonical bytes, which are computed once at
+    construction: a record's contexts are built and encoded several times per call (wrap, seal,
+    unwrap, open). A plain slotted class rather than a frozen dataclass because a frozen
+    dataclass's ``__init__`` cost as much as the encoding itself on the request path."""
+
+    __slots__ = ("_encoded", "domain", "items")
 
     domain: str
-    items: Mapping[str, str] = field(default_factory=dict)
+    items: Mapping[str, str]
+    _encoded: bytes
 
-    #: the canonical bytes, computed once: a record's contexts are encoded several times per
-    #: call (wrap, seal, unwrap, open), and encoding was a third of the envelope's cost
-    _encoded: bytes = field(init=False, repr=False, compare=False)
+    def __init__(self, domain: str, items: Mapping[str, str] | None = None) -> None:
+        values = dict(items) if items else {}
+        _init = object.__setattr__
+        _init(self, "domain", domain)
+        _init(self, "items", MappingProxyType(values))
+        _init(self, "_encoded", _encode(domain, values))
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "items", MappingProxyType(dict(self.items)))
-        for name, value in (("domain", self.domain), *self.items.items()):
-            if not isinstance(name, str) or not isinstance(value, str):
-                raise TypeError("context names and values must be str")
-        parts = [_MAGIC, _lp(self.domain.encode()), _U32.pack(len(self.items))]
-        for name in sorted(self.items):
-            parts.append(_lp(name.encode()))
-            parts.append(_lp(self.items[name].encode()))
-        object.__setattr__(self, "_encoded", b"".join(parts))
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Context is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Context is immutable: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Context):
+            return NotImplemented
+        return self._encoded == other._encoded  # the encoding is injective
+
+    def __hash__(self) -> int:
+        return hash(self._encoded)
+
+    def __repr__(self) -> str:
+        return f"Context({self.domain!r}, {dict(self.items)!r})"
 
     def with_items(self, **extra: str) -> Context:
         """A copy with more (or replaced) items."""
@@ -55,14 +70,22 @@ class Context:
         """The canonical bytes (see the module docstring)."""
         return self._encoded
 
-    def __hash__(self) -> int:
-        return hash(self.encode())
 
-
-def _lp(b: bytes) -> bytes:
-    if len(b) > _MAX_ITEM:
+def _encode(domain: str, items: Mapping[str, str]) -> bytes:
+    try:
+        strings = [domain.encode()]
+        for name in sorted(items):
+            strings.append(name.encode())
+            strings.append(items[name].encode())
+    except (AttributeError, TypeError):  # not a str: no .encode, or names that do not sort
+        raise TypeError("context names and values must be str") from None
+    if max(map(len, strings)) > _MAX_ITEM:
         raise ValueError("context item too long")
-    return _U32.pack(len(b)) + b
+    pack = _U32.pack
+    head = strings[0]
+    return b"".join(
+        [_MAGIC, pack(len(head)), head, pack(len(items)), *[pack(len(s)) + s for s in strings[1:]]]
+    )
 
 
 def decode_context(data: bytes) -> Context:

@@ -60,22 +60,20 @@ class SqlAudit(SqlAuditPending):
     """Appends to the audit chain and its reads."""
 
     def _audited(self, conn: Connection, row: AuditRow | None) -> None:
-        """:meth:`_insert_audit`, counting and reporting a failure (the caller's transaction,
-        and so the operation being audited, fails with it)."""
+        """:meth:`_insert_audits` of one entry (or none)."""
+        self._insert_audits(conn, () if row is None else (row,))
+
+    def _insert_audits(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
+        """Write ``rows`` inside the caller's write transaction as pending entries: durable
+        when the caller commits, with no lock another writer waits on; the sequencer gives them
+        their places in the chain (storage/sql/audit_pending.py). A failure is counted and
+        reported (the caller's transaction, and so the operation being audited, fails with it)."""
         try:
-            self._insert_audit(conn, row)
+            self._insert_pending_audits(conn, rows)
         except Exception:
             metrics.AUDIT_WRITE_FAILURES.inc()
             security_events.emit("audit_write_failed")
             raise
-
-    def _insert_audit(self, conn: Connection, row: AuditRow | None) -> None:
-        """Write ``row`` inside the caller's write transaction as a pending entry: durable when
-        the caller commits, with no lock another writer waits on; the sequencer gives it its
-        place in the chain (storage/sql/audit_pending.py)."""
-        if row is None:
-            return
-        self._insert_pending_audit(conn, row)
 
     def append_audit(self, audit: AuditRow) -> None:
         with self._write() as conn:
@@ -83,8 +81,7 @@ class SqlAudit(SqlAuditPending):
 
     def append_audits(self, audits: Sequence[AuditRow]) -> None:
         with self._write() as conn:
-            for audit in audits:
-                self._audited(conn, audit)
+            self._insert_audits(conn, audits)
 
     _ENTRY = (
         "SELECT seq, at, principal, action, decision, reason, purpose, subject_pseudonym,"

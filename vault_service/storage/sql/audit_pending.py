@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from vault_service import security_events
@@ -91,15 +92,16 @@ def row_of(r: Any) -> AuditRow:
 class SqlAuditPending(SqlStoreBase):
     """The pending half of the audit trail (see the module docstring)."""
 
-    def _writer(self, conn: Connection) -> tuple[str, int]:
-        """This thread's writer id and its next number (in the caller's transaction)."""
+    def _writer(self, conn: Connection, count: int = 1) -> tuple[str, int]:
+        """This thread's writer id and the first of the ``count`` numbers its next entries take
+        (in the caller's transaction)."""
         local = self.__dict__.setdefault("_writers", threading.local())
         writer = getattr(local, "id", None)
         if writer is None:
             writer = local.id = secrets.token_hex(12)
         row = conn.execute(
-            "UPDATE audit_writers SET next_wseq = next_wseq + 1 WHERE writer = ? RETURNING next_wseq",
-            (writer,),
+            "UPDATE audit_writers SET next_wseq = next_wseq + ? WHERE writer = ? RETURNING next_wseq",
+            (count, writer),
         ).fetchone()
         # the number of this writer's last committed entry: the counter must give the next one;
         # anything else means someone rewound it, as one would to hide the newest entries
@@ -109,14 +111,14 @@ class SqlAuditPending(SqlStoreBase):
         if row is None:  # this writer's first entry (or its first one rolled back)
             if seen:
                 self._rewound()
-            conn.execute("INSERT INTO audit_writers (writer, next_wseq) VALUES (?, 1)", (writer,))
-            wseq = 1
+            conn.execute("INSERT INTO audit_writers (writer, next_wseq) VALUES (?, ?)", (writer, count))
+            first = 1
         else:
-            wseq = int(row[0])
-            if seen and wseq != seen + 1:
+            first = int(row[0]) - count + 1
+            if seen and first != seen + 1:
                 self._rewound()
-        local.pending = wseq
-        return writer, wseq
+        local.pending = first + count - 1
+        return writer, first
 
     def _audit_committed(self) -> None:
         local = self.__dict__.get("_writers")
@@ -138,13 +140,19 @@ class SqlAuditPending(SqlStoreBase):
             return b""
         return self.audit_mac(writer, chained_hash(GENESIS, wseq, body))
 
-    def _insert_pending_audit(self, conn: Connection, row: AuditRow) -> None:
-        """Write ``row`` as a pending entry inside the caller's transaction (no shared lock)."""
-        writer, wseq = self._writer(conn)
-        conn.execute(
+    def _insert_pending_audits(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
+        """Write ``rows`` as pending entries inside the caller's transaction (no shared lock):
+        one statement numbers them all, one inserts them."""
+        if not rows:
+            return
+        writer, first = self._writer(conn, len(rows))
+        conn.executemany(
             f"INSERT INTO audit_pending (writer, wseq, mac, {FIELDS})"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (writer, wseq, self._mac_of(writer, wseq, entry_body(row)), *row_values(row)),
+            [
+                (writer, wseq, self._mac_of(writer, wseq, entry_body(row)), *row_values(row))
+                for wseq, row in enumerate(rows, first)
+            ],
         )
 
     def sequence_pending(self, limit: int = 50_000) -> list[Link]:

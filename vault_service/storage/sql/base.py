@@ -24,7 +24,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import inspect
-from typing import Any, ClassVar, Protocol
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from vault_service import metrics, tracing
 from vault_service.audit.model import AuditRow
@@ -37,6 +38,8 @@ from vault_service.storage.rows import (
     PendingDeletion,
     RecordMeta,
 )
+
+T = TypeVar("T")
 
 
 class Connection(Protocol):
@@ -56,6 +59,18 @@ def as_bytes(value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8", "surrogateescape")
     return bytes(value)
+
+
+def chunks(items: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
+    """``items`` in slices of at most ``size``: the values of one ``IN (...)`` list (SQLite
+    allows 32,766 parameters per statement, but long lists stop using indexes well)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def marks(count: int) -> str:
+    """``?, ?, ...``: the placeholders of an ``IN (...)`` list of ``count`` values."""
+    return ", ".join("?" * count)
 
 
 def count_shred(kind: str, audit: AuditRow | None) -> None:
@@ -229,8 +244,11 @@ class SqlStoreBase(RecordStore):
         this write transaction ends (:mod:`.subjects`)."""
 
     @abc.abstractmethod
-    def _grants(self, conn: Connection, ref: bytes, purpose: str | None) -> list[Grant]:
-        """A subject's grants (all, or for one purpose), revoked ones included (:mod:`.subjects`)."""
+    def _grants_of(
+        self, conn: Connection, refs: Sequence[bytes], purpose: str | None
+    ) -> dict[bytes, list[Grant]]:
+        """Each subject's grants (all, or for one purpose), revoked ones included, oldest first;
+        a subject without any is absent (:mod:`.subjects`)."""
 
     @abc.abstractmethod
     def _defer_if_held(

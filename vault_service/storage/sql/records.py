@@ -39,7 +39,9 @@ from vault_service.storage.sql.base import (
     Connection,
     SqlStoreBase,
     as_bytes,
+    chunks,
     count_shred,
+    marks,
     meta_of,
 )
 
@@ -212,46 +214,62 @@ class SqlRecords(SqlStoreBase):
 
     def get_record(self, record_id: str, grants_for: str | None = None) -> StoredRecord | None:
         with self._read() as conn:
-            return self._stored(conn, record_id, grants_for)
+            return self._stored(conn, [record_id], grants_for).get(record_id)
 
     def get_records(self, ids: Sequence[str], grants_for: str | None = None) -> dict[str, StoredRecord]:
         with self._read() as conn:
-            found = {r: self._stored(conn, r, grants_for) for r in dict.fromkeys(ids)}
-        return {r: stored for r, stored in found.items() if stored is not None}
+            return self._stored(conn, list(dict.fromkeys(ids)), grants_for)
 
-    def _stored(self, conn: Connection, record_id: str, grants_for: str | None) -> StoredRecord | None:
-        """One record as :meth:`get_record` reads it, in the caller's read transaction."""
+    def _stored(
+        self, conn: Connection, ids: Sequence[str], grants_for: str | None
+    ) -> dict[str, StoredRecord]:
+        """The live records of ``ids`` as :meth:`get_record` reads them, in the caller's read
+        transaction: three statements for any number of records (rows, payloads, grants)."""
         # the newest witness rides along (one round trip fewer): a pending entry (not yet
         # sequenced) is newer than any of the chain's
-        row = conn.execute(
-            f"SELECT {META_COLUMNS}, COALESCE(sk.root_version, lk.root_version),"
-            " COALESCE(sk.wrapped, lk.wrapped), rk.wrapped, r.blob_ref, s.state, r.key_kind,"
-            " COALESCE((SELECT p.witnessed_version FROM audit_pending p"
-            " WHERE p.record_id = r.record_id AND p.witnessed_version IS NOT NULL"
-            " ORDER BY p.id DESC LIMIT 1), (SELECT a.witnessed_version FROM audit_log a"
-            " WHERE a.record_id = r.record_id AND a.witnessed_version IS NOT NULL"
-            " ORDER BY a.seq DESC LIMIT 1))"
-            f" FROM records r {self._live} WHERE {LIVE_WHERE} AND r.record_id = ?",
-            (record_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        payloads = conn.execute(
-            "SELECT field, ciphertext FROM record_payloads WHERE record_id = ? AND version = ?",
-            (record_id, row[3]),
-        ).fetchall()
-        grants = self._grants(conn, as_bytes(row[1]), grants_for) if grants_for is not None else []
-        return StoredRecord(
-            meta=meta_of(row),
-            subject_key=WrappedKey(row[10], as_bytes(row[11])),
-            data_key=as_bytes(row[12]) if row[12] is not None else b"",
-            payloads={p[0]: as_bytes(p[1]) for p in payloads},
-            blob_ref=row[13],
-            subject_state=SubjectState(row[14]),
-            grants=tuple(grants),
-            key_kind=KeyKind(row[15]),
-            witnessed_version=int(row[16]) if row[16] is not None else None,
+        rows = [
+            row
+            for chunk in chunks(ids)
+            for row in conn.execute(
+                f"SELECT {META_COLUMNS}, COALESCE(sk.root_version, lk.root_version),"
+                " COALESCE(sk.wrapped, lk.wrapped), rk.wrapped, r.blob_ref, s.state, r.key_kind,"
+                " COALESCE((SELECT p.witnessed_version FROM audit_pending p"
+                " WHERE p.record_id = r.record_id AND p.witnessed_version IS NOT NULL"
+                " ORDER BY p.id DESC LIMIT 1), (SELECT a.witnessed_version FROM audit_log a"
+                " WHERE a.record_id = r.record_id AND a.witnessed_version IS NOT NULL"
+                " ORDER BY a.seq DESC LIMIT 1))"
+                f" FROM records r {self._live} WHERE {LIVE_WHERE}"
+                f" AND r.record_id IN ({marks(len(chunk))})",
+                chunk,
+            ).fetchall()
+        ]
+        payloads: dict[str, dict[str, bytes]] = {row[0]: {} for row in rows}
+        for pairs in chunks([(row[0], row[3]) for row in rows], 250):
+            for record_id, name, ciphertext in conn.execute(
+                "SELECT record_id, field, ciphertext FROM record_payloads WHERE "
+                + " OR ".join(["(record_id = ? AND version = ?)"] * len(pairs)),
+                [value for pair in pairs for value in pair],
+            ).fetchall():
+                payloads[record_id][name] = as_bytes(ciphertext)
+        grants = (
+            self._grants_of(conn, [as_bytes(row[1]) for row in rows], grants_for)
+            if grants_for is not None and rows
+            else {}
         )
+        return {
+            row[0]: StoredRecord(
+                meta=meta_of(row),
+                subject_key=WrappedKey(row[10], as_bytes(row[11])),
+                data_key=as_bytes(row[12]) if row[12] is not None else b"",
+                payloads=payloads[row[0]],
+                blob_ref=row[13],
+                subject_state=SubjectState(row[14]),
+                grants=tuple(grants.get(as_bytes(row[1]), ())),
+                key_kind=KeyKind(row[15]),
+                witnessed_version=int(row[16]) if row[16] is not None else None,
+            )
+            for row in rows
+        }
 
     def get_meta(self, record_id: str) -> RecordMeta | None:
         with self._read() as conn:

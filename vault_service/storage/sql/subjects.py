@@ -10,6 +10,7 @@ grants are written only for a live subject, and revoking one is idempotent.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -24,7 +25,14 @@ from vault_service.storage.rows import (
     ShreddedRecord,
     SubjectState,
 )
-from vault_service.storage.sql.base import Connection, SqlStoreBase, as_bytes, count_shred
+from vault_service.storage.sql.base import (
+    Connection,
+    SqlStoreBase,
+    as_bytes,
+    chunks,
+    count_shred,
+    marks,
+)
 
 
 class _Unchanged(Exception):
@@ -328,26 +336,35 @@ class SqlSubjects(SqlStoreBase):
             party=str(scope.get("party", "")),
         )
 
+    #: a grant's columns and table, after ``SELECT subject_ref,``
     _GRANT = (
-        "SELECT grant_id, purpose, grantee_principal, grantee_role, scope, valid_from,"
+        "grant_id, purpose, grantee_principal, grantee_role, scope, valid_from,"
         " valid_until, evidence_reference, revoked_at, evidence_sealed FROM consent_grants"
     )
 
-    def _grants(self, conn: Connection, ref: bytes, purpose: str | None) -> list[Grant]:
-        if purpose is None:
+    def _grants_of(
+        self, conn: Connection, refs: Sequence[bytes], purpose: str | None
+    ) -> dict[bytes, list[Grant]]:
+        """The grants of each subject of ``refs`` (for ``purpose``, or all of them), oldest
+        first; a subject without any is absent. One query per 500 subjects."""
+        found: dict[bytes, list[Grant]] = {}
+        for chunk in chunks(list(dict.fromkeys(refs))):
+            where = f"subject_ref IN ({marks(len(chunk))})"
+            args: list[object] = [*chunk]
+            if purpose is not None:
+                where += " AND purpose = ?"
+                args.append(purpose)
             rows = conn.execute(
-                f"{self._GRANT} WHERE subject_ref = ? ORDER BY created_at, grant_id", (ref,)
+                f"SELECT subject_ref, {self._GRANT} WHERE {where} ORDER BY created_at, grant_id",
+                args,
             ).fetchall()
-        else:
-            rows = conn.execute(
-                f"{self._GRANT} WHERE subject_ref = ? AND purpose = ? ORDER BY created_at, grant_id",
-                (ref, purpose),
-            ).fetchall()
-        return [self._grant(r) for r in rows]
+            for r in rows:
+                found.setdefault(as_bytes(r[0]), []).append(self._grant(r[1:]))
+        return found
 
     def subject_grants(self, subject_ref: bytes, purpose: str | None = None) -> list[Grant]:
         with self._read() as conn:
-            return self._grants(conn, subject_ref, purpose)
+            return self._grants_of(conn, [subject_ref], purpose).get(subject_ref, [])
 
     def insert_grant(
         self, subject_ref: bytes, grant: Grant, granted_by: str, now: float, audit: AuditRow | None
@@ -417,7 +434,7 @@ class SqlSubjects(SqlStoreBase):
                 (now, grant_id),
             )
             row = conn.execute(
-                f"SELECT subject_ref, {self._GRANT[7:]} WHERE grant_id = ?", (grant_id,)
+                f"SELECT subject_ref, {self._GRANT} WHERE grant_id = ?", (grant_id,)
             ).fetchone()
             if row is None:
                 return None
