@@ -178,12 +178,14 @@ class KeyHierarchy:
             kind=KeyKind.LEGAL,
         )
 
-    def subject_key_for_write(self, ref: bytes) -> SubjectKey:
+    def subject_key_for_write(self, ref: bytes, known: WrappedKey | None = None) -> SubjectKey:
         """The subject key, creating the subject and its key on first use; a separated
         (dormant) subject is reactivated first: a write is activity. FailedPrecondition if the
-        subject was erased."""
+        subject was erased. ``known``: the live wrapped key as a batch read it for all its
+        items (store.get_subject_keys), used instead of reading it again; the write's own
+        transaction still checks that the subject is live."""
         for _ in range(_WRAP_ATTEMPTS):
-            wrapped = self.store.get_subject_key(ref)
+            wrapped, known = known or self.store.get_subject_key(ref), None
             if wrapped is None and self.store.get_separated_key(ref) is not None:
                 self.reactivate(ref)
                 continue
@@ -253,11 +255,13 @@ class KeyHierarchy:
             return None
         return unwrapped(lambda: open_value(key, context, sealed))
 
-    def key_for_write(self, ref: bytes, survives_erasure: bool) -> tuple[SubjectKey, KeyKind]:
+    def key_for_write(
+        self, ref: bytes, survives_erasure: bool, known: WrappedKey | None = None
+    ) -> tuple[SubjectKey, KeyKind]:
         """The key a new record version's data key is wrapped under: the subject key, or for
         records kept by law after an erasure, the subject's legal key (created on first use; the
-        subject must exist and be live)."""
-        subject_key = self.subject_key_for_write(ref)
+        subject must exist and be live). ``known``: as :meth:`subject_key_for_write`."""
+        subject_key = self.subject_key_for_write(ref, known)
         if not survives_erasure:
             return subject_key, KeyKind.SUBJECT
         wrapped = self.wrapped_service_key(legal_key_name(ref), SubjectKey)

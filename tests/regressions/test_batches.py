@@ -328,3 +328,41 @@ def test_a_held_read_once_record_in_a_batch_is_consumed_once_and_destroyed_at_re
     while vault.blob_files() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not vault.blob_files()
+
+
+@pytest.mark.parametrize("policy_text", [read_once_policy_text() + DORMANCY], indirect=False)
+def test_a_batch_put_reads_every_subject_key_at_once_and_still_follows_each_subject(
+    vault: Vault,
+) -> None:
+    """A batch put reads its items' subject keys in one read; a key it did not find there
+    (a subject new in this batch, one whose key is separated while it is dormant) is the single
+    call's: created once, or brought back (a write is activity). An erased subject's item is
+    refused. Every stored record reads back."""
+    from vault_service.crypto.derive import subject_ref
+
+    app = vault.client("app")
+    app.put_record("awake", "concern_text", {"text": "before"})
+    app.put_record("sleeper", "concern_text", {"text": "before"})
+    app.put_record("gone", "concern_text", {"text": "before"})
+    app.erase_subject("gone")
+    vault.clock.advance(400 * 86400)
+    app.put_record("awake", "concern_text", {"text": "still here"})  # activity: not dormant
+    assert vault.service.sweep_dormancy()["dormant"] == 1
+    store = vault.service.store
+    sleeper = subject_ref(vault.service.keys.index_key, "sleeper")
+    assert store.get_subject_key(sleeper) is None and store.get_separated_key(sleeper) is not None
+    items = [
+        RecordToPut("awake", "concern_text", {"text": "a"}),
+        RecordToPut("new", "concern_text", {"text": "n1"}),
+        RecordToPut("sleeper", "concern_text", {"text": "s"}),
+        RecordToPut("new", "concern_text", {"text": "n2"}),
+        RecordToPut("gone", "concern_text", {"text": "g"}),
+    ]
+    out = app.put_records(items)
+    assert [type(o).__name__ for o in out] == ["PutResult"] * 4 + ["FailedPrecondition"]
+    assert store.get_subject_key(sleeper) is not None  # woken by the write
+    assert store.subject_state(sleeper).value == "active"  # type: ignore[union-attr]
+    for item, result in zip(items[:4], out[:4], strict=True):
+        assert not isinstance(result, VaultError)
+        assert app.get_record(result.record_id, "matching").fields == item.fields
+    assert len(app.list_records("new").records) == 2

@@ -30,6 +30,7 @@ from vault_service.errors import FailedPrecondition, InvalidArgument, NotFound, 
 from vault_service.faults import fault_point
 from vault_service.ids import new_record_id
 from vault_service.key_hierarchy import KeyHierarchy
+from vault_service.key_providers.base import WrappedKey
 from vault_service.lifecycle.shredding import Requester, Shredder
 from vault_service.policy import Action, Policy
 from vault_service.policy.decide import consented
@@ -199,10 +200,14 @@ class Records:
         batch_size(len(items))
         outcomes: list[tuple[str, int] | VaultError | None] = [None] * len(items)
         prepared: list[tuple[int, NewRecord]] = []
+        # every item's subject key in one read (the single call reads its own)
+        known = self.store.get_subject_keys(
+            [subject_ref(self.keys.index_key, item.subject_id) for item in items]
+        )
         try:
             for n, item in enumerate(items):
                 try:
-                    prepared.append((n, self._prepare(call, item)))
+                    prepared.append((n, self._prepare(call, item, known)))
                 except VaultError as exc:
                     outcomes[n] = batch_item_error(exc)
             stored = self.store.insert_records([p for _, p in prepared], self.clock.now())
@@ -220,9 +225,12 @@ class Records:
         assert len(done) == len(items)  # every item answered, in its place
         return done
 
-    def _prepare(self, call: CallContext, item: PutItem) -> NewRecord:
+    def _prepare(
+        self, call: CallContext, item: PutItem, known: Mapping[bytes, WrappedKey] | None = None
+    ) -> NewRecord:
         """Everything a put does before its one write transaction: validation, authorization,
-        consent, the sealed version (its content already in the blob store) and its audit entry."""
+        consent, the sealed version (its content already in the blob store) and its audit entry.
+        ``known``: the live wrapped subject keys a batch has read for its items."""
         validate.subject_id(item.subject_id)
         cat = validate.category(self.policy, item.category)
         validate.payload(self.limits, cat, item.fields, item.content)
@@ -232,14 +240,15 @@ class Records:
         request = self.access.request(call, Action.RECORD_PUT, category=item.category)
         self.access.check(call, request, ref=ref)
         self._require_store_consent(call, Action.RECORD_PUT, ref, cat)
-        key, kind = self.keys.key_for_write(ref, cat.retention.survives_erasure)
+        wrapped = (known or {}).get(ref)
+        key, kind = self.keys.key_for_write(ref, cat.retention.survives_erasure, wrapped)
         record_id = new_record_id(self.clock.now())
         new = self._seal(
             ref, key, kind, record_id, 1, item.category, item.fields, item.content_type, item.content
         )
         # the id, sealed under the subject key, so that notices can name the person (it dies
         # with the subject key); the first one written stands
-        subject_key = key if kind is KeyKind.SUBJECT else self.keys.subject_key_for_write(ref)
+        subject_key = key if kind is KeyKind.SUBJECT else self.keys.subject_key_for_write(ref, wrapped)
         sealed_id = seal_value(subject_key, subject_id_context(ref), item.subject_id.encode())
         new = replace(new, sealed_subject_id=sealed_id)
         fault_point("put.after_wrap")  # keys wrapped, payloads sealed, blob written; no commit

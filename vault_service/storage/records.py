@@ -107,9 +107,13 @@ class RecordStore(KeyInventory, SearchIndex, TreeNodes):
     def subject_state(self, subject_ref: bytes) -> SubjectState | None:
         """The subject's state, or None if the vault has never seen it."""
 
-    @abc.abstractmethod
     def get_subject_key(self, subject_ref: bytes) -> WrappedKey | None:
         """The wrapped subject key, or None if absent, erased or separated (dormant)."""
+        return self.get_subject_keys([subject_ref]).get(subject_ref)
+
+    @abc.abstractmethod
+    def get_subject_keys(self, subject_refs: Sequence[bytes]) -> dict[bytes, WrappedKey]:
+        """:meth:`get_subject_key` of many subjects in one read (those with none are absent)."""
 
     @abc.abstractmethod
     def get_separated_key(self, subject_ref: bytes) -> WrappedKey | None:
@@ -191,8 +195,7 @@ class RecordStore(KeyInventory, SearchIndex, TreeNodes):
     @abc.abstractmethod
     def get_record(self, record_id: str, grants_for: str | None = None) -> StoredRecord | None:
         """The current version, or None if absent, shredded, or its subject erased. With
-        ``grants_for`` (a purpose), the subject's grants for it are read in the same
-        transaction."""
+        ``grants_for`` (a purpose), the subject's grants for it, read in the same transaction."""
 
     @abc.abstractmethod
     def get_records(self, ids: Sequence[str], grants_for: str | None = None) -> dict[str, StoredRecord]:

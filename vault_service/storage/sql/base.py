@@ -239,6 +239,10 @@ class SqlStoreBase(RecordStore):
         counted and fails the transaction, and so the audited operation (:mod:`.audit`)."""
 
     @abc.abstractmethod
+    def _insert_audits(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
+        """:meth:`_audited` of many entries, numbered and inserted in one statement each."""
+
+    @abc.abstractmethod
     def _require_live_subject(self, conn: Connection, subject_ref: bytes) -> None:
         """FailedPrecondition unless the subject is known and not erased, keeping it so until
         this write transaction ends (:mod:`.subjects`)."""

@@ -121,7 +121,10 @@ class SqlRecords(SqlStoreBase):
         audit: AuditRow | None,
     ) -> str:
         with self._write() as conn:
-            return self._insert_new(conn, new, now, idempotency, audit)
+            stored = self._insert_new(conn, new, now, idempotency)
+            if stored == new.record_id:  # (an idempotent retry stores nothing, audits nothing)
+                self._audited(conn, audit)
+            return stored
 
     def insert_records(self, items: Sequence[NewRecord], now: float) -> list[str | VaultError]:
         with self._write() as conn:
@@ -132,15 +135,24 @@ class SqlRecords(SqlStoreBase):
             outcomes: list[str | VaultError] = [""] * len(items)
             for n in sorted(range(len(items)), key=lambda k: items[k].version.subject_ref):
                 item = items[n]
-                # an item's refusal undoes its own writes only; its audit entry is its last
-                # write, so a rollback to the savepoint never takes an audit entry with it
+                # an item's refusal undoes its own writes only
                 conn.execute("SAVEPOINT batch_item")
                 try:
-                    outcomes[n] = self._insert_new(conn, item.version, now, item.idempotency, item.audit)
+                    outcomes[n] = self._insert_new(conn, item.version, now, item.idempotency)
                 except VaultError as exc:
                     conn.execute("ROLLBACK TO SAVEPOINT batch_item")
                     outcomes[n] = exc
                 conn.execute("RELEASE SAVEPOINT batch_item")
+            # the stored items' audit entries, in item order, in one statement and in the same
+            # transaction: if they cannot be written, nothing of the batch is stored
+            self._insert_audits(
+                conn,
+                [
+                    item.audit
+                    for item, outcome in zip(items, outcomes, strict=True)
+                    if item.audit is not None and outcome == item.version.record_id
+                ],
+            )
         return outcomes
 
     def _insert_new(
@@ -149,9 +161,10 @@ class SqlRecords(SqlStoreBase):
         new: RecordVersion,
         now: float,
         idempotency: Idempotency | None,
-        audit: AuditRow | None,
     ) -> str:
-        """One new record in the caller's transaction (see :meth:`insert_record`)."""
+        """One new record in the caller's transaction (see :meth:`insert_record`), without its
+        audit entry (the caller writes it, in the same transaction): its id, or for an
+        idempotent retry of an earlier request the id that request stored (nothing is written)."""
         if idempotency is not None:
             self._serialize(conn, _idempotency_lock(idempotency))
             row = conn.execute(
@@ -209,7 +222,6 @@ class SqlRecords(SqlStoreBase):
                     now,
                 ),
             )
-        self._audited(conn, audit)
         return new.record_id
 
     def get_record(self, record_id: str, grants_for: str | None = None) -> StoredRecord | None:

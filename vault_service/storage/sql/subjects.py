@@ -49,15 +49,18 @@ class SqlSubjects(SqlStoreBase):
             ).fetchone()
         return SubjectState(row[0]) if row else None
 
-    def get_subject_key(self, subject_ref: bytes) -> WrappedKey | None:
+    def get_subject_keys(self, subject_refs: Sequence[bytes]) -> dict[bytes, WrappedKey]:
+        found: dict[bytes, WrappedKey] = {}
         with self._read() as conn:
-            row = conn.execute(
-                "SELECT sk.root_version, sk.wrapped FROM subject_keys sk JOIN subjects s"
-                " ON s.subject_ref = sk.subject_ref AND s.state != 'erased'"
-                " WHERE sk.subject_ref = ? AND sk.separated_at IS NULL",
-                (subject_ref,),
-            ).fetchone()
-        return WrappedKey(row[0], as_bytes(row[1])) if row else None
+            for chunk in chunks(list(dict.fromkeys(subject_refs))):
+                rows = conn.execute(
+                    "SELECT sk.subject_ref, sk.root_version, sk.wrapped FROM subject_keys sk"
+                    " JOIN subjects s ON s.subject_ref = sk.subject_ref AND s.state != 'erased'"
+                    f" WHERE sk.subject_ref IN ({marks(len(chunk))}) AND sk.separated_at IS NULL",
+                    chunk,
+                ).fetchall()
+                found.update((as_bytes(r[0]), WrappedKey(r[1], as_bytes(r[2]))) for r in rows)
+        return found
 
     def get_separated_key(self, subject_ref: bytes) -> WrappedKey | None:
         with self._read() as conn:
