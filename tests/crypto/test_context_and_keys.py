@@ -71,3 +71,26 @@ def test_key_size_and_destroy() -> None:
     key.destroy()
     with pytest.raises(ValueError, match="destroyed"):
         key.unsafe_bytes()
+
+
+@pytest.mark.parametrize(
+    "domain,items",
+    [
+        ("x" * 65537, {}),
+        ("d", {"x" * 65537: "v"}),
+        ("d", {"a": "v", "b": "x" * 65537}),
+        ("d", {"a": "é" * 32769}),  # 65,538 bytes in UTF-8: bytes count, not characters
+    ],
+)
+def test_an_item_longer_than_64_kib_is_refused(domain: str, items: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="too long"):
+        Context(domain, items)
+
+
+def test_items_of_64_kib_each_are_accepted_and_non_strings_refused() -> None:
+    ctx = Context("d", {"a": "x" * 65536, "b": "y" * 65536})
+    assert decode_context(ctx.encode()) == ctx
+    with pytest.raises(TypeError):
+        Context("d", {"a": 1})  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        Context("d", {1: "a", "b": "c"})  # type: ignore[dict-item]

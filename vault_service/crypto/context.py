@@ -72,20 +72,20 @@ class Context:
 
 
 def _encode(domain: str, items: Mapping[str, str]) -> bytes:
+    pack = _U32.pack
     try:
-        strings = [domain.encode()]
+        head = domain.encode()
+        parts = [_MAGIC, pack(len(head)), head, pack(len(items))]
         for name in sorted(items):
-            strings.append(name.encode())
-            strings.append(items[name].encode())
+            key, value = name.encode(), items[name].encode()
+            parts += (pack(len(key)), key, pack(len(value)), value)
     except (AttributeError, TypeError):  # not a str: no .encode, or names that do not sort
         raise TypeError("context names and values must be str") from None
-    if max(map(len, strings)) > _MAX_ITEM:
+    encoded = b"".join(parts)
+    # no item is longer than the whole; only a long encoding needs each one looked at
+    if len(encoded) > _MAX_ITEM and max([len(parts[2]), *map(len, parts[5::2])]) > _MAX_ITEM:
         raise ValueError("context item too long")
-    pack = _U32.pack
-    head = strings[0]
-    return b"".join(
-        [_MAGIC, pack(len(head)), head, pack(len(items)), *[pack(len(s)) + s for s in strings[1:]]]
-    )
+    return encoded
 
 
 def decode_context(data: bytes) -> Context:
@@ -142,18 +142,24 @@ def service_key_context(name: str) -> Context:
 
 
 def record_context(
-    domain: str, subject_ref: bytes, record_id: str, version: int, category: str
+    domain: str,
+    subject_ref: bytes,
+    record_id: str,
+    version: int,
+    category: str,
+    field: str | None = None,
 ) -> Context:
-    """A record version's data key ("data-key") or payload ("payload", plus a field) context."""
-    return Context(
-        domain,
-        {
-            "subject": subject_ref.hex(),
-            "record": record_id,
-            "version": str(version),
-            "category": category,
-        },
-    )
+    """A record version's data key ("data-key") or payload ("payload", plus the ``field``)
+    context."""
+    items = {
+        "subject": subject_ref.hex(),
+        "record": record_id,
+        "version": str(version),
+        "category": category,
+    }
+    if field is not None:
+        items["field"] = field
+    return Context(domain, items)
 
 
 def share_key_context(subject_ref: bytes, share_id: str) -> Context:

@@ -27,7 +27,7 @@ from vault_service import security_events
 from vault_service.audit.model import AuditRow
 from vault_service.clock import Clock
 from vault_service.crypto import DataKey, PayloadReader, open_payload
-from vault_service.crypto.context import record_context
+from vault_service.crypto.context import Context, record_context
 from vault_service.crypto.derive import purpose_pseudonym
 from vault_service.errors import (
     DataLoss,
@@ -51,7 +51,7 @@ from vault_service.service.access import Access
 from vault_service.service.batches import GetItem, ReleaseBatch, batch_item_error, batch_size
 from vault_service.service.types import CallContext, RecordView
 from vault_service.storage import BlobStore, RecordStore, StoredRecord, SubjectState
-from vault_service.storage.rows import KeyKind, ReadOnceClaim
+from vault_service.storage.rows import KeyKind, ReadOnceClaim, RecordMeta
 
 #: decrypted pieces of streamed content
 STREAM_PIECE = 1024 * 1024
@@ -86,6 +86,11 @@ class Ask:
     @property
     def ranged(self) -> bool:
         return self.stream and (self.offset > 0 or self.length is not None)
+
+
+def _payload_context(meta: RecordMeta, field: str) -> Context:
+    m = meta
+    return record_context("payload", m.subject_ref, m.record_id, m.version, m.category, field)
 
 
 @dataclass
@@ -358,10 +363,9 @@ class Reads:
     ) -> tuple[dict[str, str], bytes | None]:
         """The visible fields (and the inline content, if asked for), decrypted."""
         meta = stored.meta
-        base = record_context("payload", meta.subject_ref, meta.record_id, meta.version, meta.category)
         try:
             fields = {
-                name: open_payload(data_key, base.with_items(field=name), ct).decode()
+                name: open_payload(data_key, _payload_context(meta, name), ct).decode()
                 for name, ct in stored.payloads.items()
                 if name in visible
             }
@@ -371,7 +375,7 @@ class Reads:
                     sealed = self.blobs.get(stored.blob_ref)
                 except FileNotFoundError:
                     raise IntegrityError() from None
-                content = open_payload(data_key, base.with_items(field=CONTENT_FIELD), sealed)
+                content = open_payload(data_key, _payload_context(meta, CONTENT_FIELD), sealed)
         except IntegrityError:
             security_events.emit("integrity_failure", what="payload")
             raise DataLoss() from None
@@ -384,7 +388,6 @@ class Reads:
         destroyed, and a read-once record's blob removed, when the stream ends however it ends."""
         meta = stored.meta
         assert stored.blob_ref is not None
-        base = record_context("payload", meta.subject_ref, meta.record_id, meta.version, meta.category)
         try:
             try:
                 blob = self.blobs.open(stored.blob_ref)
@@ -392,7 +395,9 @@ class Reads:
                 security_events.emit("integrity_failure", what="payload")
                 raise DataLoss() from None
             try:
-                reader = PayloadReader(data_key, base.with_items(field=CONTENT_FIELD), blob, blob.length)
+                reader = PayloadReader(
+                    data_key, _payload_context(meta, CONTENT_FIELD), blob, blob.length
+                )
                 end = (
                     reader.length if ask.length is None else min(reader.length, ask.offset + ask.length)
                 )

@@ -92,16 +92,19 @@ class Records:
         """Encrypt a complete version; its content (if any) is written to the blob store now."""
         data_key = DataKey.generate()
         wrapped = wrap_key(key, data_key, record_context("data-key", ref, record_id, version, category))
-        base = record_context("payload", ref, record_id, version, category)
         payloads = {
-            name: seal_payload(data_key, base.with_items(field=name), value.encode())
+            name: seal_payload(
+                data_key,
+                record_context("payload", ref, record_id, version, category, name),
+                value.encode(),
+            )
             for name, value in fields.items()
         }
         blob_ref = None
         length = None
         if content is not None:
             blob_ref = version_blob_ref(record_id, version)
-            context = base.with_items(field=CONTENT_FIELD)
+            context = record_context("payload", ref, record_id, version, category, CONTENT_FIELD)
             if isinstance(content, ContentStream):
                 # encrypted chunk by chunk as the blob store consumes it: constant memory
                 limited = content.limited(self.limits.max_object_bytes)
