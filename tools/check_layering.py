@@ -6,7 +6,8 @@
     tlog                ->  crypto   (audit and storage may import tlog too)
     client              ->  (the generated api only)
     crypto, policy, tlog:   pure (no I/O modules, no vendor SDKs)
-    errors, clock, ids, config, faults, logs, metrics, tracing, security_events, durable, api: leaves
+    errors, clock, ids, config, faults, logs, metrics, tracing, security_events, durable, values,
+    api: leaves
 
 Also checked: no import cycle between modules (imports under ``if TYPE_CHECKING:`` excepted), no
 use of another module's private names (``other._name``, ``from x import _name``), only
@@ -39,6 +40,7 @@ LEAVES = {
     "tracing",
     "security_events",
     "durable",
+    "values",
 }
 _CORE = {"crypto", "policy", "key_providers", "storage", "audit", "tlog"}
 # what each layer may import from the project (besides the leaves and itself)

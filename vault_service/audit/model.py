@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vault_service.values import fast_init
+
 #: the principal of every background job's audit entries (retention, purge, dormancy, replay ...)
 JOB_PRINCIPAL = "vault-service"
 #: the principal of operator commands run outside the server (vaultctl keys, audit, sweeps)
@@ -16,6 +18,7 @@ ALREADY_ERASED = "already erased: nothing destroyed"
 NOTHING_TO_ERASE = "unknown subject: nothing to erase"
 
 
+@fast_init
 @dataclass(frozen=True)
 class AuditRow:
     """One audit event, as the service records it."""
@@ -64,6 +67,7 @@ def job_row(
     )
 
 
+@fast_init
 @dataclass(frozen=True)
 class AuditEntry:
     """An event as stored in the chain: its sequence number and hashes."""

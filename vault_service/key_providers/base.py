@@ -28,6 +28,7 @@ from typing import TypeVar
 from vault_service import tracing
 from vault_service.crypto import Context, SecretKey
 from vault_service.errors import FailedPrecondition, IntegrityError, Unavailable
+from vault_service.values import fast_init
 
 K = TypeVar("K", bound=SecretKey)
 
@@ -38,6 +39,7 @@ class ProviderAccessDenied(FailedPrecondition):
     default_message = "the key provider denied access: check the service's credentials and key policy"
 
 
+@fast_init
 @dataclass(frozen=True)
 class WrappedKey:
     """A key wrapped by a provider: the root-key version that wrapped it, and the opaque ciphertext."""

@@ -19,8 +19,10 @@ from vault_service.policy.model import (
     Principal,
     Purpose,
 )
+from vault_service.values import fast_init
 
 
+@fast_init
 @dataclass(frozen=True)
 class AccessRequest:
     """Who wants to do what, why, to which kind of data, and when (server time)."""
@@ -44,6 +46,7 @@ class AccessRequest:
     grants: Sequence[Grant] = ()
 
 
+@fast_init
 @dataclass(frozen=True)
 class Decision:
     """Allow or deny, a reason safe to audit (no PHI), and the fields that may be released."""

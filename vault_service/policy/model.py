@@ -11,6 +11,8 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from vault_service.values import fast_init
+
 
 class Action(enum.Enum):
     """Every operation an RPC can perform. Roles list the actions they may take (deny by default)."""
@@ -229,6 +231,7 @@ class Policy:
         )
 
 
+@fast_init
 @dataclass(frozen=True)
 class Grant:
     """A subject's consent: this purpose, for this grantee (a principal or every principal of a

@@ -31,6 +31,7 @@ from vault_service.ids import is_record_id
 from vault_service.policy import Policy
 from vault_service.service.types import ContentStream
 from vault_service.storage import RecordStore, StoredRecord
+from vault_service.values import fast_init
 
 #: the most items in one batch (and the message size limit: grpc's max receive size)
 MAX_BATCH_ITEMS = 500
@@ -39,6 +40,7 @@ MAX_BATCH_ITEMS = 500
 BATCH_WIDE = frozenset({Status.UNAVAILABLE, Status.INTERNAL, Status.DEADLINE_EXCEEDED})
 
 
+@fast_init
 @dataclass(frozen=True)
 class PutItem:
     """One PutRecord of a batch."""
@@ -51,6 +53,7 @@ class PutItem:
     idempotency_key: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class GetItem:
     """One GetRecord of a batch."""

@@ -49,43 +49,12 @@ from vault_service.policy.model import CONTENT_FIELD
 from vault_service.service import validate
 from vault_service.service.access import Access
 from vault_service.service.batches import GetItem, ReleaseBatch, batch_item_error, batch_size
-from vault_service.service.types import CallContext, RecordView
+from vault_service.service.types import STREAM_PIECE, Ask, CallContext, RecordView
 from vault_service.storage import BlobStore, RecordStore, StoredRecord, SubjectState
 from vault_service.storage.rows import KeyKind, ReadOnceClaim, RecordMeta
 
-#: decrypted pieces of streamed content
-STREAM_PIECE = 1024 * 1024
 #: the audited reason of a read-once record's destruction by the read that released it
 READ_ONCE = "read-once: destroyed"
-
-
-@dataclass(frozen=True)
-class Ask:
-    """What a read asks of one record."""
-
-    #: the fields asked for; None: every field the purpose allows
-    fields: frozenset[str] | None = None
-    #: the content, inline in the view
-    content: bool = False
-    #: the content, as a stream of pieces (of [offset, offset + length); length None: to the
-    #: end), after the view with the fields asked for
-    stream: bool = False
-    offset: int = 0
-    length: int | None = None
-    piece: int = STREAM_PIECE
-    #: whether the caller chose the narrowing (GetRecord, DownloadContent), rather than the
-    #: policy or a share's terms: only a caller's narrowing of a read-once record is refused
-    narrowable: bool = False
-
-    def wanted(self) -> frozenset[str] | None:
-        """The fields to decide for (the content counts as the field "content")."""
-        if (self.content or self.stream) and self.fields is not None:
-            return self.fields | {CONTENT_FIELD}
-        return self.fields
-
-    @property
-    def ranged(self) -> bool:
-        return self.stream and (self.offset > 0 or self.length is not None)
 
 
 def _payload_context(meta: RecordMeta, field: str) -> Context:

@@ -42,8 +42,8 @@ from vault_service.policy.decide import consented, state_denial
 from vault_service.policy.model import CONTENT_FIELD, PrincipalEntry, Purpose
 from vault_service.service import validate
 from vault_service.service.access import Access
-from vault_service.service.reads import Ask, Reads
-from vault_service.service.types import CallContext, RecordView
+from vault_service.service.reads import Reads
+from vault_service.service.types import Ask, CallContext, RecordView
 from vault_service.storage import RecordStore, SubjectState
 from vault_service.storage.rows import ShareRow
 

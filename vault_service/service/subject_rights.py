@@ -24,8 +24,8 @@ from vault_service.lifecycle.shredding import Requester
 from vault_service.policy import Action, Policy
 from vault_service.service import validate
 from vault_service.service.access import Access
-from vault_service.service.reads import Ask, Reads
-from vault_service.service.types import CallContext, RecordView
+from vault_service.service.reads import Reads
+from vault_service.service.types import Ask, CallContext, RecordView
 from vault_service.storage import RecordStore, SubjectState
 
 _EXPORT_PAGE = 100

@@ -1,4 +1,5 @@
-"""The values that cross the service boundary: who calls, size limits, content streams, releases."""
+"""The values that cross the service boundary: who calls, size limits, content streams, what a
+read asks for, releases."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from dataclasses import dataclass
 
 from vault_service.errors import ResourceExhausted
 from vault_service.policy import Principal
+from vault_service.policy.model import CONTENT_FIELD
 from vault_service.storage import RecordMeta
+from vault_service.values import fast_init
 
 
+@fast_init
 @dataclass(frozen=True)
 class CallContext:
     """Who is calling, and the correlation id of this request."""
@@ -50,6 +54,7 @@ class ContentStream:
             yield piece
 
 
+@fast_init
 @dataclass(frozen=True)
 class RecordView:
     """A decrypted record as released to a caller: only the fields its purpose allows."""
@@ -59,3 +64,37 @@ class RecordView:
     content: bytes | None
     #: set for de-identified views: the subject's pseudonym for this purpose
     subject_pseudonym: str = ""
+
+
+#: decrypted pieces of streamed content
+STREAM_PIECE = 1024 * 1024
+
+
+@fast_init
+@dataclass(frozen=True)
+class Ask:
+    """What a read asks of one record."""
+
+    #: the fields asked for; None: every field the purpose allows
+    fields: frozenset[str] | None = None
+    #: the content, inline in the view
+    content: bool = False
+    #: the content, as a stream of pieces (of [offset, offset + length); length None: to the
+    #: end), after the view with the fields asked for
+    stream: bool = False
+    offset: int = 0
+    length: int | None = None
+    piece: int = STREAM_PIECE
+    #: whether the caller chose the narrowing (GetRecord, DownloadContent), rather than the
+    #: policy or a share's terms: only a caller's narrowing of a read-once record is refused
+    narrowable: bool = False
+
+    def wanted(self) -> frozenset[str] | None:
+        """The fields to decide for (the content counts as the field "content")."""
+        if (self.content or self.stream) and self.fields is not None:
+            return self.fields | {CONTENT_FIELD}
+        return self.fields
+
+    @property
+    def ranged(self) -> bool:
+        return self.stream and (self.offset > 0 or self.length is not None)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from vault_service.audit.model import AuditRow
 from vault_service.key_providers.base import WrappedKey
 from vault_service.policy.model import Grant
+from vault_service.values import fast_init
 
 # subjects, records and the store's own bookkeeping ---------------------------------------------
 
@@ -55,6 +56,7 @@ class SubjectKeyRow:
     wrapped: WrappedKey
 
 
+@fast_init
 @dataclass(frozen=True)
 class RecordMeta:
     """What may be listed about a record: no field values, no keys."""
@@ -73,6 +75,7 @@ class RecordMeta:
     restricted: bool = False
 
 
+@fast_init
 @dataclass(frozen=True)
 class StoredRecord:
     """A record's current version as stored: metadata, wrapped keys and ciphertexts, and (read in
