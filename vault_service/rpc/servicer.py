@@ -52,10 +52,15 @@ def _tally(t: Tally) -> pb.BreachTally:
     )
 
 
-def _view(view: RecordView) -> pb.GetRecordResponse:
-    meta = _meta(view.meta)
-    meta.subject_pseudonym = view.subject_pseudonym
-    return pb.GetRecordResponse(metadata=meta, fields=dict(view.fields), content=view.content or b"")
+def _view(view: RecordView, into: pb.GetRecordResponse | None = None) -> pb.GetRecordResponse:
+    """``view`` as a GetRecordResponse: ``into`` (a batch's result, filled in place rather than
+    built and copied: half the cost per item), or a new one."""
+    out = pb.GetRecordResponse() if into is None else into
+    _meta(view.meta, out.metadata).subject_pseudonym = view.subject_pseudonym
+    out.fields.update(view.fields)
+    if view.content:
+        out.content = view.content
+    return out
 
 
 def _share(row: ShareRow) -> pb.Share:
@@ -84,18 +89,18 @@ def _hold(h: HoldRow) -> pb.Hold:
     )
 
 
-def _meta(m: RecordMeta) -> pb.RecordMetadata:
-    return pb.RecordMetadata(
-        record_id=m.record_id,
-        category=m.category,
-        version=m.version,
-        content_type=m.content_type,
-        content_length=m.content_length or 0,
-        field_names=list(m.field_names),
-        created_at=m.created_at,
-        updated_at=m.updated_at,
-        restricted=m.restricted,
-    )
+def _meta(m: RecordMeta, into: pb.RecordMetadata | None = None) -> pb.RecordMetadata:
+    out = pb.RecordMetadata() if into is None else into
+    out.record_id = m.record_id
+    out.category = m.category
+    out.version = m.version
+    out.content_type = m.content_type
+    out.content_length = m.content_length or 0
+    out.field_names.extend(m.field_names)
+    out.created_at = m.created_at
+    out.updated_at = m.updated_at
+    out.restricted = m.restricted
+    return out
 
 
 _OK = pb.ItemStatus(code=0)
@@ -173,13 +178,15 @@ class VaultServicer(pb_grpc.VaultServicer):
             GetItem(r.record_id, r.purpose, frozenset(r.fields) if r.fields else None, r.include_content)
             for r in request.items
         ]
-        results = [
-            pb.BatchGetResult(status=_item_status(o))
-            if isinstance(o, VaultError)
-            else pb.BatchGetResult(status=_OK, record=_view(o))
-            for o in self._svc.get_records(current_call.get(), items)
-        ]
-        return pb.BatchGetRecordsResponse(results=results)
+        response = pb.BatchGetRecordsResponse()
+        for outcome in self._svc.get_records(current_call.get(), items):
+            result = response.results.add()
+            if isinstance(outcome, VaultError):
+                result.status.CopyFrom(_item_status(outcome))
+            else:
+                result.status.code = 0
+                _view(outcome, result.record)
+        return response
 
     def ListRecords(self, request: pb.ListRecordsRequest, context: Any) -> pb.ListRecordsResponse:
         rows, token = self._svc.list_records(

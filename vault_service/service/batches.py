@@ -89,6 +89,8 @@ class ReleaseBatch:
     fetched: dict[tuple[str, str], StoredRecord] = field(default_factory=dict)
     #: the read-once records released so far (a later item finds them gone)
     claimed: set[str] = field(default_factory=set)
+    #: the purposes the caller may read for at all (checked once: the same answer per item)
+    allowed: set[str] = field(default_factory=set)
     #: the index of the item being read
     item: int = 0
 

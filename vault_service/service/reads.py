@@ -119,7 +119,12 @@ class Reads:
         read for ``purpose`` at all. (A record kept by law after its subject's erasure is still
         found; :meth:`decide` lets only purposes with retained access read it.) In a ``batch``,
         a read-once record an earlier item released is gone, as after that item's single call."""
-        self.access.check(call, self.access.request(call, action, purpose=purpose), record_id=record_id)
+        if batch is None or purpose not in batch.allowed:
+            self.access.check(
+                call, self.access.request(call, action, purpose=purpose), record_id=record_id
+            )
+        if batch is not None:
+            batch.allowed.add(purpose)  # the caller may read for it: the same for every item
         if batch is None:
             stored = self.store.get_record(record_id, grants_for=purpose)
         elif record_id in batch.claimed:
