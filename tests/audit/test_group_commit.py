@@ -187,3 +187,45 @@ def test_batches_and_single_entries_share_one_numbering_without_gaps(database: A
     assert [seq for seq, _, _ in links] == list(range(1, 10))
     assert _chain_is_whole(store) == [f"e{i}" for i in range(9)]
     assert [digest for _, _, digest in links] == [e.entry_hash for e in store.audit_entries(0, 100)]
+
+
+def test_an_entry_edited_after_its_move_is_caught_whichever_way_it_is_integrated(
+    database: Any, tmp_path: Any
+) -> None:
+    """The sequencer integrates the entries it has just moved from the links it computed, not
+    from a read-back (docs/audit.md): an entry edited between the move and the integration of
+    the same run still gets the leaf of what was verified, so `audit verify` catches the edit.
+    Entries moved by an earlier run (a sequencer killed between the two steps) are read back,
+    and an edit among them stops the integration."""
+    from vault_service.audit.checkpoints import FilesystemCheckpointStore
+    from vault_service.crypto.signing import SigningKey
+
+    edit = "UPDATE audit_log SET reason = 'edited' WHERE seq = 2"
+    store = _macs(database.store())
+    for i in range(3):
+        store.append_audit(_row(i))
+    move = store.sequence_pending
+
+    def move_then_edit(limit: int = 50_000) -> Any:
+        links = move(limit)
+        if links:
+            with database.raw() as db:
+                db.execute(edit)
+        return links
+
+    store.sequence_pending = move_then_edit  # type: ignore[method-assign]
+    signer = SigningKey.generate()
+    checkpoints = FilesystemCheckpointStore(tmp_path / "checkpoints.jsonl")
+    cp = audit_log.write_checkpoint(store, checkpoints, signer, 2000.0)
+    assert cp is not None and cp.seq == 3  # integrated and signed: nothing re-read
+    assert not audit_log.verify(store, checkpoints, signer.public_key()).ok
+    store.sequence_pending = move  # type: ignore[method-assign]
+
+    later = _macs(database.store())  # the next entries: moved, then the run is killed
+    for i in range(3, 6):
+        later.append_audit(_row(i))
+    assert len(later.sequence_pending()) == 3
+    with database.raw() as db:
+        db.execute("UPDATE audit_log SET reason = 'edited' WHERE seq = 5")
+    with pytest.raises(audit_log.ChainBroken):
+        audit_log.integrate(later)
