@@ -96,6 +96,7 @@ class StoredRecord:
     witnessed_version: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class RecordVersion:
     """A new version to write: everything already encrypted and wrapped by the service."""
@@ -118,6 +119,7 @@ class RecordVersion:
     index_spec: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class Idempotency:
     """An idempotency key scoped to a principal (``key`` is already a keyed hash of the caller's
@@ -128,6 +130,7 @@ class Idempotency:
     request_digest: bytes
 
 
+@fast_init
 @dataclass(frozen=True)
 class NewRecord:
     """One record of a batch insert: its first version, idempotency key and audit entry."""
