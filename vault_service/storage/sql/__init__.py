@@ -11,6 +11,7 @@ in the transaction that deletes the key):
 - :mod:`.base`: the connection protocol, the dialect hooks and fragments, what a live record is,
   and the helpers the groups provide to each other (declared there once);
 - :mod:`.records`: records, versions, payloads, data keys, idempotency keys;
+- :mod:`.record_reads`: the reads of live records (any number in three statements);
 - :mod:`.subjects`: subjects, subject keys, state and dormancy, consent grants, erasure;
 - :mod:`.holds`: legal holds, pending deletions, the records retention makes due;
 - :mod:`.shares`: shares, share keys, business events;
@@ -29,6 +30,7 @@ from vault_service.storage.sql.base import Connection
 from vault_service.storage.sql.holds import SqlHolds
 from vault_service.storage.sql.keys import SqlKeys
 from vault_service.storage.sql.leases import SqlLeases
+from vault_service.storage.sql.record_reads import SqlRecordReads
 from vault_service.storage.sql.records import SqlRecords
 from vault_service.storage.sql.search import SqlSearch
 from vault_service.storage.sql.shares import SqlShares
@@ -40,6 +42,7 @@ __all__ = ["Connection", "SqlRecordStore"]
 
 class SqlRecordStore(
     SqlRecords,
+    SqlRecordReads,
     SqlSearch,
     SqlSubjects,
     SqlHolds,

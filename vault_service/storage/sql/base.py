@@ -153,8 +153,8 @@ class SqlStoreBase(RecordStore):
     def __init__(self) -> None:
         self._live = live_joins(self._HEX_REF)
 
-    @staticmethod
     def _active(
+        self,
         conn: Connection,
         subject_ref: bytes,
         now: float,
@@ -178,16 +178,25 @@ class SqlStoreBase(RecordStore):
             )
         if separated:
             raise SubjectSeparated()
-        conn.execute(
+        self._touch(conn, [(subject_ref, sealed_id)], now)
+
+    @staticmethod
+    def _touch(conn: Connection, subjects: Sequence[tuple[bytes, bytes | None]], now: float) -> None:
+        """The activity of writes to ``subjects`` (live, their keys not separated: the caller
+        checked), each with the sealed id to keep if it has none yet; in one statement each
+        for any number (a batch)."""
+        if not subjects:
+            return
+        conn.executemany(
             "UPDATE subjects SET last_activity = ?, state = CASE WHEN state = 'dormant'"
             " THEN 'active' ELSE state END, sealed_id = COALESCE(sealed_id, ?)"
             " WHERE subject_ref = ?",
-            (now, sealed_id, subject_ref),
+            [(now, sealed_id, ref) for ref, sealed_id in subjects],
         )
         # a notice given before this activity is void: the next inactivity gets its own
-        conn.execute(
+        conn.executemany(
             "DELETE FROM subject_events WHERE subject_ref = ? AND name = 'dormancy_notice'",
-            (subject_ref,),
+            [(ref,) for ref in dict.fromkeys(ref for ref, _ in subjects)],
         )
 
     def _span(self, mode: str) -> contextlib.AbstractContextManager[tracing.Span]:

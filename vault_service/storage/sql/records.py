@@ -4,45 +4,45 @@
 Contract: a record is written with its first version, its data key and payloads and (if given) its
 idempotency key in one transaction, only while its subject is live; a new version replaces the
 old one and destroys the old data key in the same transaction (compare-and-set on the version);
-reads return only live records (:func:`~.base._live_joins`), with the subject's key, state and
-grants and the audit chain's witness of the version read in the same snapshot; a delete
+a batch of inserts takes every lock and reads its subjects' state up front, and writes its
+activity and audit entries in one statement each (the reads: :mod:`.record_reads`); a delete
 crypto-shreds, unless a legal hold defers it. Under a hold an update keeps the replaced version
 (its data key row remembers its blob) and a read-once claim only marks the record consumed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from vault_service.audit.model import DEFERRED_REASON, AuditRow
-from vault_service.errors import AlreadyExists, FailedPrecondition, LegalHoldActive, VaultError
-from vault_service.key_providers.base import WrappedKey
+from vault_service.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    LegalHoldActive,
+    SubjectSeparated,
+    VaultError,
+)
 from vault_service.storage.rows import (
     Idempotency,
     KeyKind,
     NewRecord,
     PendingDeletion,
     ReadOnceClaim,
-    RecordMeta,
     RecordOwner,
     RecordVersion,
     ShreddedRecord,
-    StoredRecord,
-    SubjectState,
     VersionChange,
     legal_key_name,
 )
 from vault_service.storage.sql.base import (
     LIVE_WHERE,
-    META_COLUMNS,
     Connection,
     SqlStoreBase,
     as_bytes,
     chunks,
     count_shred,
     marks,
-    meta_of,
 )
 
 
@@ -121,39 +121,58 @@ class SqlRecords(SqlStoreBase):
         audit: AuditRow | None,
     ) -> str:
         with self._write() as conn:
-            stored = self._insert_new(conn, new, now, idempotency)
+            live = self._locked_live(conn, [(new, idempotency)])
+            stored = self._insert_new(conn, new, now, idempotency, live)
             if stored == new.record_id:  # (an idempotent retry stores nothing, audits nothing)
+                self._touch(conn, [(new.subject_ref, new.sealed_subject_id)], now)
                 self._audited(conn, audit)
             return stored
 
     def insert_records(self, items: Sequence[NewRecord], now: float) -> list[str | VaultError]:
         with self._write() as conn:
-            # every lock of the batch up front, in one order (idempotency keys, then subjects),
-            # so that two batches never wait on each other in a cycle (PostgreSQL)
-            for lock in sorted({_idempotency_lock(i.idempotency) for i in items if i.idempotency}):
-                self._serialize(conn, lock)
+            live = self._locked_live(conn, [(i.version, i.idempotency) for i in items])
             outcomes: list[str | VaultError] = [""] * len(items)
-            for n in sorted(range(len(items)), key=lambda k: items[k].version.subject_ref):
-                item = items[n]
+            for n, item in enumerate(items):
                 # an item's refusal undoes its own writes only
                 conn.execute("SAVEPOINT batch_item")
                 try:
-                    outcomes[n] = self._insert_new(conn, item.version, now, item.idempotency)
+                    outcomes[n] = self._insert_new(conn, item.version, now, item.idempotency, live)
                 except VaultError as exc:
                     conn.execute("ROLLBACK TO SAVEPOINT batch_item")
                     outcomes[n] = exc
                 conn.execute("RELEASE SAVEPOINT batch_item")
-            # the stored items' audit entries, in item order, in one statement and in the same
-            # transaction: if they cannot be written, nothing of the batch is stored
-            self._insert_audits(
-                conn,
-                [
-                    item.audit
-                    for item, outcome in zip(items, outcomes, strict=True)
-                    if item.audit is not None and outcome == item.version.record_id
-                ],
+            # the stored items' activity and audit entries, in one statement each and in the
+            # same transaction: if they cannot be written, nothing of the batch is stored
+            stored = [
+                item
+                for item, outcome in zip(items, outcomes, strict=True)
+                if outcome == item.version.record_id
+            ]
+            self._touch(
+                conn, [(i.version.subject_ref, i.version.sealed_subject_id) for i in stored], now
             )
+            self._insert_audits(conn, [i.audit for i in stored if i.audit is not None])
         return outcomes
+
+    def _locked_live(
+        self, conn: Connection, writes: Sequence[tuple[RecordVersion, Idempotency | None]]
+    ) -> dict[bytes, bool]:
+        """Every lock these inserts take, in one order (their idempotency keys, then their
+        subjects' rows, sorted), so that two writers never wait on each other in a cycle
+        (PostgreSQL); and which of their subjects are live (not erased), each with whether its
+        key is separated (dormant). One statement per 500 subjects."""
+        for lock in sorted({_idempotency_lock(i) for _, i in writes if i is not None}):
+            self._serialize(conn, lock)
+        live: dict[bytes, bool] = {}
+        for chunk in chunks(sorted({version.subject_ref for version, _ in writes})):
+            rows = conn.execute(
+                "SELECT s.subject_ref, sk.separated_at FROM subjects s JOIN subject_keys sk"
+                f" ON sk.subject_ref = s.subject_ref WHERE s.subject_ref IN ({marks(len(chunk))})"
+                f" AND s.state != 'erased' ORDER BY s.subject_ref{self._FOR_NO_KEY_UPDATE}",
+                chunk,
+            ).fetchall()
+            live.update((as_bytes(r[0]), r[1] is not None) for r in rows)
+        return live
 
     def _insert_new(
         self,
@@ -161,12 +180,14 @@ class SqlRecords(SqlStoreBase):
         new: RecordVersion,
         now: float,
         idempotency: Idempotency | None,
+        live: Mapping[bytes, bool],
     ) -> str:
-        """One new record in the caller's transaction (see :meth:`insert_record`), without its
-        audit entry (the caller writes it, in the same transaction): its id, or for an
-        idempotent retry of an earlier request the id that request stored (nothing is written)."""
+        """One new record in the caller's transaction, its locks taken and its subject's state
+        read (``live``: :meth:`_locked_live`), without its activity and audit entry (the caller
+        writes them, in the same transaction): its id, or for an idempotent retry of an earlier
+        request the id that request stored (nothing is written). Every refusal comes before the
+        record's first write."""
         if idempotency is not None:
-            self._serialize(conn, _idempotency_lock(idempotency))
             row = conn.execute(
                 "SELECT request_digest, record_id FROM idempotency WHERE principal = ? AND idem_key = ?",
                 (idempotency.principal, idempotency.key),
@@ -175,15 +196,11 @@ class SqlRecords(SqlStoreBase):
                 if as_bytes(row[0]) != idempotency.request_digest:
                     raise AlreadyExists("idempotency key already used for another request")
                 return str(row[1])
-        # the key's separation is read here, under the same row lock, for the activity below
-        live = conn.execute(
-            "SELECT sk.separated_at FROM subjects s JOIN subject_keys sk"
-            " ON sk.subject_ref = s.subject_ref"
-            f" WHERE s.subject_ref = ? AND s.state != 'erased'{self._FOR_NO_KEY_UPDATE}",
-            (new.subject_ref,),
-        ).fetchone()
-        if live is None:
+        separated = live.get(new.subject_ref)
+        if separated is None:
             raise FailedPrecondition("subject was erased; use a new subject id")
+        if separated:  # made dormant since the writer got its key: it reactivates and retries
+            raise SubjectSeparated()
         conn.execute(
             "INSERT INTO records (record_id, subject_ref, category, version, content_type,"
             " blob_ref, content_length, field_names, created_at, updated_at, key_kind,"
@@ -204,13 +221,6 @@ class SqlRecords(SqlStoreBase):
             ),
         )
         self._write_version(conn, new)
-        self._active(
-            conn,
-            new.subject_ref,
-            now,
-            separated=live[0] is not None,
-            sealed_id=new.sealed_subject_id,
-        )
         if idempotency is not None:
             conn.execute(
                 "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
@@ -223,74 +233,6 @@ class SqlRecords(SqlStoreBase):
                 ),
             )
         return new.record_id
-
-    def get_record(self, record_id: str, grants_for: str | None = None) -> StoredRecord | None:
-        with self._read() as conn:
-            return self._stored(conn, [record_id], grants_for).get(record_id)
-
-    def get_records(self, ids: Sequence[str], grants_for: str | None = None) -> dict[str, StoredRecord]:
-        with self._read() as conn:
-            return self._stored(conn, list(dict.fromkeys(ids)), grants_for)
-
-    def _stored(
-        self, conn: Connection, ids: Sequence[str], grants_for: str | None
-    ) -> dict[str, StoredRecord]:
-        """The live records of ``ids`` as :meth:`get_record` reads them, in the caller's read
-        transaction: three statements for any number of records (rows, payloads, grants)."""
-        # the newest witness rides along (one round trip fewer): a pending entry (not yet
-        # sequenced) is newer than any of the chain's
-        rows = [
-            row
-            for chunk in chunks(ids)
-            for row in conn.execute(
-                f"SELECT {META_COLUMNS}, COALESCE(sk.root_version, lk.root_version),"
-                " COALESCE(sk.wrapped, lk.wrapped), rk.wrapped, r.blob_ref, s.state, r.key_kind,"
-                " COALESCE((SELECT p.witnessed_version FROM audit_pending p"
-                " WHERE p.record_id = r.record_id AND p.witnessed_version IS NOT NULL"
-                " ORDER BY p.id DESC LIMIT 1), (SELECT a.witnessed_version FROM audit_log a"
-                " WHERE a.record_id = r.record_id AND a.witnessed_version IS NOT NULL"
-                " ORDER BY a.seq DESC LIMIT 1))"
-                f" FROM records r {self._live} WHERE {LIVE_WHERE}"
-                f" AND r.record_id IN ({marks(len(chunk))})",
-                chunk,
-            ).fetchall()
-        ]
-        payloads: dict[str, dict[str, bytes]] = {row[0]: {} for row in rows}
-        for pairs in chunks([(row[0], row[3]) for row in rows], 250):
-            for record_id, name, ciphertext in conn.execute(
-                "SELECT record_id, field, ciphertext FROM record_payloads WHERE "
-                + " OR ".join(["(record_id = ? AND version = ?)"] * len(pairs)),
-                [value for pair in pairs for value in pair],
-            ).fetchall():
-                payloads[record_id][name] = as_bytes(ciphertext)
-        grants = (
-            self._grants_of(conn, [as_bytes(row[1]) for row in rows], grants_for)
-            if grants_for is not None and rows
-            else {}
-        )
-        return {
-            row[0]: StoredRecord(
-                meta=meta_of(row),
-                subject_key=WrappedKey(row[10], as_bytes(row[11])),
-                data_key=as_bytes(row[12]) if row[12] is not None else b"",
-                payloads=payloads[row[0]],
-                blob_ref=row[13],
-                subject_state=SubjectState(row[14]),
-                grants=tuple(grants.get(as_bytes(row[1]), ())),
-                key_kind=KeyKind(row[15]),
-                witnessed_version=int(row[16]) if row[16] is not None else None,
-            )
-            for row in rows
-        }
-
-    def get_meta(self, record_id: str) -> RecordMeta | None:
-        with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {META_COLUMNS} FROM records r {self._live}"
-                f" WHERE {LIVE_WHERE} AND r.record_id = ?",
-                (record_id,),
-            ).fetchone()
-        return meta_of(row) if row else None
 
     def set_record_restriction(
         self, record_id: str, restricted: bool, now: float, audit: AuditRow | None
@@ -309,15 +251,6 @@ class SqlRecords(SqlStoreBase):
             )
             self._audited(conn, audit)
         return True
-
-    def list_records(self, subject_ref: bytes, limit: int, after: str | None) -> list[RecordMeta]:
-        with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {META_COLUMNS} FROM records r {self._live} WHERE {LIVE_WHERE}"
-                " AND r.subject_ref = ? AND r.record_id > ? ORDER BY r.record_id LIMIT ?",
-                (subject_ref, after or "", limit),
-            ).fetchall()
-        return [meta_of(r) for r in rows]
 
     def replace_version(
         self,
