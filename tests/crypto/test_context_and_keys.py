@@ -94,3 +94,13 @@ def test_items_of_64_kib_each_are_accepted_and_non_strings_refused() -> None:
         Context("d", {"a": 1})  # type: ignore[dict-item]
     with pytest.raises(TypeError):
         Context("d", {1: "a", "b": "c"})  # type: ignore[dict-item]
+
+
+def test_a_context_copies_and_pickles_as_an_equal_immutable_value() -> None:
+    ctx = Context("payload", {"record": "r1", "field": "text"})
+    for again in (copy.copy(ctx), copy.deepcopy(ctx), pickle.loads(pickle.dumps(ctx))):
+        assert again == ctx and again.encode() == ctx.encode() and hash(again) == hash(ctx)
+    with pytest.raises(AttributeError):
+        ctx.domain = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ctx.items["record"] = "r2"  # type: ignore[index]

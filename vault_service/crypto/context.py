@@ -62,6 +62,10 @@ class Context:
     def __repr__(self) -> str:
         return f"Context({self.domain!r}, {dict(self.items)!r})"
 
+    def __reduce__(self) -> tuple[type[Context], tuple[str, dict[str, str]]]:
+        # copies and pickles are rebuilt through __init__ (assignment is refused)
+        return Context, (self.domain, dict(self.items))
+
     def with_items(self, **extra: str) -> Context:
         """A copy with more (or replaced) items."""
         return Context(self.domain, {**self.items, **extra})
