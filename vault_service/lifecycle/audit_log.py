@@ -96,8 +96,9 @@ def _page(store: RecordStore, size: int, fresh: list[Link]) -> list[Link]:
     the MAC-checked pending entries: the leaves then bind what it verified, and a later edit of
     the stored entry no longer matches its leaf. Any others (written before a crash, or by
     another run) are read back and their hashes recomputed: ChainBroken on a mismatch."""
+    # those at or below size were integrated meanwhile by another run
     del fresh[: next((i for i, link in enumerate(fresh) if link[0] > size), len(fresh))]
-    if fresh and fresh[0][0] == size + 1:  # (those at or below size: integrated by another run)
+    if fresh and fresh[0][0] == size + 1:
         page = fresh[:PAGE]
         del fresh[:PAGE]
         return page

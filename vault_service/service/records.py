@@ -203,10 +203,11 @@ class Records:
         batch_size(len(items))
         outcomes: list[tuple[str, int] | VaultError | None] = [None] * len(items)
         prepared: list[tuple[int, NewRecord]] = []
-        # every item's subject key in one read (the single call reads its own)
-        known = self.store.get_subject_keys(
-            [subject_ref(self.keys.index_key, item.subject_id) for item in items]
-        )
+        # every item's subject reference once, and their keys in one read (the single call
+        # derives and reads its own)
+        refs = {i.subject_id: subject_ref(self.keys.index_key, i.subject_id) for i in items}
+        keys = self.store.get_subject_keys(list(refs.values()))
+        known = {subject_id: (ref, keys.get(ref)) for subject_id, ref in refs.items()}
         try:
             for n, item in enumerate(items):
                 try:
@@ -229,21 +230,27 @@ class Records:
         return done
 
     def _prepare(
-        self, call: CallContext, item: PutItem, known: Mapping[bytes, WrappedKey] | None = None
+        self,
+        call: CallContext,
+        item: PutItem,
+        known: Mapping[str, tuple[bytes, WrappedKey | None]] | None = None,
     ) -> NewRecord:
         """Everything a put does before its one write transaction: validation, authorization,
         consent, the sealed version (its content already in the blob store) and its audit entry.
-        ``known``: the live wrapped subject keys a batch has read for its items."""
+        ``known``: by subject id, the reference and live wrapped key (if any) a batch has
+        derived and read for its items."""
         validate.subject_id(item.subject_id)
         cat = validate.category(self.policy, item.category)
         validate.payload(self.limits, cat, item.fields, item.content)
         validate.content_type(item.content_type)
         validate.idempotency_key(item.idempotency_key)
-        ref = subject_ref(self.keys.index_key, item.subject_id)
+        ref, wrapped = (known or {}).get(item.subject_id) or (
+            subject_ref(self.keys.index_key, item.subject_id),
+            None,
+        )
         request = self.access.request(call, Action.RECORD_PUT, category=item.category)
         self.access.check(call, request, ref=ref)
         self._require_store_consent(call, Action.RECORD_PUT, ref, cat)
-        wrapped = (known or {}).get(ref)
         key, kind = self.keys.key_for_write(ref, cat.retention.survives_erasure, wrapped)
         record_id = new_record_id(self.clock.now())
         new = self._seal(

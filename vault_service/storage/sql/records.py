@@ -133,7 +133,8 @@ class SqlRecords(SqlStoreBase):
             live = self._locked_live(conn, [(i.version, i.idempotency) for i in items])
             outcomes: list[str | VaultError] = [""] * len(items)
             for n, item in enumerate(items):
-                # an item's refusal undoes its own writes only
+                # an item's refusal comes before its first write (_insert_new); the savepoint
+                # keeps a refusal to its own item should that ever change
                 conn.execute("SAVEPOINT batch_item")
                 try:
                     outcomes[n] = self._insert_new(conn, item.version, now, item.idempotency, live)
