@@ -192,13 +192,14 @@ def test_database_outage_fails_closed_and_recovers(tmp_path: Path) -> None:
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_serve_by_default_picks_its_processes(tmp_path: Path, backend: str, request: Any) -> None:
     """With ``server.processes`` and ``server.workers`` left to the server (0, the defaults), a
-    plain ``vaultctl serve`` runs one process on SQLite and one per usable CPU on PostgreSQL
+    plain ``vaultctl serve`` runs one process per usable CPU, under a lower cap on SQLite
     (vault_service/rpc/sizing.py), and every process serves."""
-    from vault_service.rpc.sizing import MAX_PROCESSES
+    from vault_service.rpc.sizing import MAX_PROCESSES, MAX_SQLITE_PROCESSES
 
     auto = {"server__processes": "0", "server__workers": "0"}
     if backend == "sqlite":
-        expected, config = 1, write_config(tmp_path, **auto)
+        expected = min(len(os.sched_getaffinity(0)), MAX_SQLITE_PROCESSES)
+        config = write_config(tmp_path, **auto)
     else:
         dsn = request.getfixturevalue("pg_dsn")
         expected = min(len(os.sched_getaffinity(0)), MAX_PROCESSES)

@@ -26,11 +26,11 @@ def test_threads_follow_the_backend_unless_set(tmp_path: Path) -> None:
     assert sizing.threads_per_process(_config(tmp_path, "[server]\nworkers = 5\n")) == 5
 
 
-def test_processes_are_one_on_sqlite_and_the_usable_cpus_on_postgres(tmp_path: Path) -> None:
-    expected = min(len(os.sched_getaffinity(0)), sizing.MAX_PROCESSES)
-    assert sizing.usable_cpus() == len(os.sched_getaffinity(0))
-    assert sizing.process_count(_config(tmp_path)) == 1  # one writer at a time anyway
-    assert sizing.process_count(_config(tmp_path, PG)) == expected
+def test_processes_are_the_usable_cpus_under_each_backends_cap(tmp_path: Path) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert sizing.usable_cpus() == cpus
+    assert sizing.process_count(_config(tmp_path)) == min(cpus, sizing.MAX_SQLITE_PROCESSES)
+    assert sizing.process_count(_config(tmp_path, PG)) == min(cpus, sizing.MAX_PROCESSES)
     assert sizing.process_count(_config(tmp_path, "[server]\nprocesses = 3\n")) == 3
     # serve --workers N wins over the config
     assert sizing.process_count(_config(tmp_path, "[server]\nprocesses = 3\n"), 1) == 1
@@ -40,11 +40,12 @@ def test_processes_are_one_on_sqlite_and_the_usable_cpus_on_postgres(tmp_path: P
 def test_processes_honour_the_cpu_set_and_the_cap(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    cfg = _config(tmp_path, PG)
+    cfg, sqlite = _config(tmp_path, PG), _config(tmp_path)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # a container pinned to one CPU
-    assert sizing.process_count(cfg) == 1
+    assert sizing.process_count(cfg) == sizing.process_count(sqlite) == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
     assert sizing.process_count(cfg) == sizing.MAX_PROCESSES
+    assert sizing.process_count(sqlite) == sizing.MAX_SQLITE_PROCESSES < sizing.MAX_PROCESSES
 
 
 def test_record_calls_get_their_own_thread_only_where_no_call_waits_on_the_network(

@@ -18,12 +18,14 @@ Measured on 2 cores (docs/profile.md, ``make bench BENCH=benchmarks.bench_server
   a network key provider or PostgreSQL the record calls wait on round trips, and share the
   ``workers`` pool instead (``server.record_threads`` sets a pool of that size anywhere, or
   none with 0).
-- **Processes.** One Python process runs about one core's worth of calls. On PostgreSQL the
-  default is one process per CPU this process may run on (its affinity, not the machine's
-  count: a container's CPU set is honoured), at most :data:`MAX_PROCESSES`. On SQLite it is one:
-  every call writes (reads write their audit entry), SQLite has one writer at a time, and a
-  writer of another process waits in SQLite's busy handler, which sleeps (1 to 100 ms) rather
-  than queues; 2 processes measured 0.96-1.01x one (README, Benchmarks).
+- **Processes.** One Python process runs about one core's worth of calls, so the default is
+  one process per CPU this process may run on (its affinity, not the machine's count: a
+  container's CPU set is honoured), at most :data:`MAX_PROCESSES`, or :data:`MAX_SQLITE_PROCESSES`
+  on SQLite. SQLite has one writer at a time and every call writes (reads write their audit
+  entry): its processes queue for it on a lock file (vault_service/storage/sqlite.py), which
+  made 2 processes 1.2-1.3x one on 2 cores, where they had been 0.96-1.05x while they waited in
+  SQLite's busy handler (docs/profile.md). A write transaction holds the lock for a small part
+  of a call, but more processes than a few only lengthen its queue: the SQLite cap is lower.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from vault_service.config import Config
 AUTO_THREADS = {"sqlite": 2, "postgres": 8}
 #: most processes ``server.processes = 0`` starts
 MAX_PROCESSES = 8
+#: ... on SQLite (one writer at a time: see the module docstring)
+MAX_SQLITE_PROCESSES = 4
 #: the Vault RPCs served by the record calls' pool (see the module docstring): short, unary, and
 #: most of an application's traffic
 RECORD_CALLS = frozenset(
@@ -75,7 +79,8 @@ def record_threads(config: Config) -> int:
 
 def process_count(config: Config, requested: int = 0) -> int:
     """``requested`` (``serve --workers N``), else ``server.processes``, else when both are 0:
-    on SQLite 1, on PostgreSQL one per usable CPU, at most :data:`MAX_PROCESSES`."""
+    one per usable CPU, at most :data:`MAX_PROCESSES` (:data:`MAX_SQLITE_PROCESSES` on SQLite)."""
     if requested or config.server.processes:
         return requested or config.server.processes
-    return 1 if config.storage.backend == "sqlite" else min(usable_cpus(), MAX_PROCESSES)
+    cap = MAX_SQLITE_PROCESSES if config.storage.backend == "sqlite" else MAX_PROCESSES
+    return min(usable_cpus(), cap)

@@ -6,6 +6,13 @@ IMMEDIATE`` write transactions (which serialize writers, so no row locks are nee
 errors are mapped once, here: busy/locked/unopenable -> Unavailable, anything else -> Internal,
 never with the vendor's text.
 
+Writers of several processes (``serve --workers N``, a ``vaultctl`` command beside a server)
+queue on a lock file beside the database (``<db>-writers``, an exclusive ``flock``) before
+``BEGIN IMMEDIATE``, polled at 50 µs to 1 ms; SQLite's own busy handler, which they would
+otherwise wait in, sleeps 1 to 100 ms between retries, far longer than a write transaction
+here (docs/profile.md). Waiting for either lock is bounded by the busy timeout: then
+Unavailable.
+
 SQLite's locks are POSIX locks, held per process: closing *any* descriptor of the database file
 in this process drops them all, and another process (a ``vaultctl`` command) writing then can
 corrupt the database. Nothing in the serving process may open the files by other means; copy
@@ -15,6 +22,7 @@ them from another process, or with SQLite's backup API.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
@@ -74,6 +82,7 @@ class SqliteRecordStore(SqlRecordStore):
         # steps of up to 100 ms between retries: with several RPC threads writing (every read
         # writes its audit entry) those sleeps dominated latency (docs/profile.md).
         self._write_lock = threading.Lock()
+        self._lock_file: tuple[int, int] | None = None  # (pid, descriptor) of the lock file
 
     def __repr__(self) -> str:
         return f"SqliteRecordStore({str(self._path)!r})"
@@ -105,6 +114,36 @@ class SqliteRecordStore(SqlRecordStore):
                 self._all.append(conn)
         return conn
 
+    def _writers_file(self) -> int:
+        """This process's descriptor of the writers' lock file (opened again in a forked child:
+        a ``flock`` belongs to the open file, which a fork shares)."""
+        pid = os.getpid()
+        if self._lock_file is None or self._lock_file[0] != pid:
+            with _mapped_errors():
+                fd = os.open(
+                    self._path.with_name(self._path.name + "-writers"),
+                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                    0o600,
+                )
+            self._lock_file = (pid, fd)
+        return self._lock_file[1]
+
+    def _lock_writers(self, fd: int) -> None:
+        """Take the writers' lock of every process, or Unavailable after the busy timeout.
+        Polled rather than blocking: a blocked ``flock`` has no timeout, and a stopped process
+        holding the lock must make this an outage, not a hang."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        pause = 50e-6
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Unavailable("database unavailable") from None
+            time.sleep(pause)
+            pause = min(2 * pause, 1e-3)
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
         with self._span("write"):
@@ -112,16 +151,21 @@ class SqliteRecordStore(SqlRecordStore):
             if not self._write_lock.acquire(timeout=self._busy_timeout_ms / 1000):
                 raise Unavailable("database unavailable")
             try:
-                with _mapped_errors():
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        yield conn
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        self._audit_rolled_back()
-                        raise
-                    conn.execute("COMMIT")
-                    self._audit_committed()
+                fd = self._writers_file()  # under the thread lock: one descriptor per process
+                self._lock_writers(fd)
+                try:
+                    with _mapped_errors():
+                        conn.execute("BEGIN IMMEDIATE")
+                        try:
+                            yield conn
+                        except BaseException:
+                            conn.execute("ROLLBACK")
+                            self._audit_rolled_back()
+                            raise
+                        conn.execute("COMMIT")
+                        self._audit_committed()
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 self._write_lock.release()
 
@@ -146,6 +190,10 @@ class SqliteRecordStore(SqlRecordStore):
                     conn.close()
             self._all.clear()
         self._local = threading.local()
+        if self._lock_file is not None and self._lock_file[0] == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._lock_file[1])
+        self._lock_file = None
 
     def ping(self) -> None:
         with _mapped_errors():
