@@ -31,13 +31,17 @@ class SqlTree(SqlStoreBase):
             for i in range(0, len(wanted), _CHUNK):
                 chunk = wanted[i : i + _CHUNK]
                 pairs = ", ".join("(?, ?)" for _ in chunk)
-                args: list[object] = [log]
+                args: list[object] = []
                 for level, idx in chunk:
                     args += [level, idx]
+                # a join on the wanted nodes, one primary-key lookup each: SQLite plans
+                # "(level, idx) IN (VALUES ...)" as a scan of every node of the log, which
+                # made each checkpoint slower the longer the log (docs/profile.md)
                 rows = conn.execute(
-                    "SELECT level, idx, hash FROM tlog_nodes WHERE log = ?"
-                    f" AND (level, idx) IN (VALUES {pairs})",
-                    args,
+                    f"WITH wanted (level, idx) AS (VALUES {pairs})"
+                    " SELECT n.level, n.idx, n.hash FROM wanted JOIN tlog_nodes n"
+                    " ON n.log = ? AND n.level = wanted.level AND n.idx = wanted.idx",
+                    [*args, log],
                 ).fetchall()
                 for level, idx, digest in rows:
                     out[(int(level), int(idx))] = as_bytes(digest)
