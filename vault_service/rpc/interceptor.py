@@ -87,10 +87,21 @@ def _abort(context: grpc.ServicerContext, exc: BaseException, correlation_id: st
     context.abort(grpc.StatusCode.INTERNAL, f"internal error (correlation id {correlation_id})")
 
 
+#: (method, status) -> its request counter and latency histogram (prometheus_client's
+#: ``labels`` takes a lock and validates the labels on every lookup)
+_series: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
 def _observe(method: str, status: str, started: float) -> None:
-    name = method.rsplit("/", 1)[-1]
-    metrics.RPC_REQUESTS.labels(name, status).inc()
-    metrics.RPC_LATENCY.labels(name, status).observe(time.perf_counter() - started)
+    series = _series.get((method, status))
+    if series is None:
+        name = method.rsplit("/", 1)[-1]
+        series = _series[(method, status)] = (
+            metrics.RPC_REQUESTS.labels(name, status),
+            metrics.RPC_LATENCY.labels(name, status),
+        )
+    series[0].inc()
+    series[1].observe(time.perf_counter() - started)
 
 
 class _Undecodable:
@@ -144,12 +155,23 @@ class VaultInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     ) -> None:
         self._auth = authenticator
         self._pools = dict(pools or {})
+        #: method -> (the service's handler, its wrapped handler): grpcio asks for the handler
+        #: of every call, and the wrapping is the same each time
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
         method: str = handler_call_details.method
         if handler is None or method.startswith(_PUBLIC_PREFIXES):
             return handler
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: Any, method: str) -> Any:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method),
